@@ -1,0 +1,22 @@
+"""Shared test configuration: deterministic hypothesis, shared fixtures."""
+import os
+import pathlib
+import sys
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+# Tests are deterministic everywhere: hypothesis derives its examples from the test itself.
+settings.register_profile("default", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", derandomize=False, deadline=None, max_examples=2000)
+settings.load_profile(os.environ.get("TINYLORA_HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(scope="session")
+def example_bytes():
+    import tinylora
+    return tinylora.example_model().read_bytes()
