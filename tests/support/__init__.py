@@ -1,0 +1,1 @@
+"""Test-support code: random .tflite models and reference interpreters (oracles)."""
