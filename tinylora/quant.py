@@ -118,10 +118,16 @@ def saturating_left_shift(x, exponent: int) -> np.ndarray:
 
 
 def requantize(acc, multiplier, shift, rounding: str = "double") -> np.ndarray:
-    """Scale int32 accumulators by q_fixed * 2^(shift-31).
+    """Scale int32 values by q_fixed * 2^(shift-31): the one rounding helper.
 
     ``multiplier``/``shift`` broadcast against ``acc`` (per-channel along the last
     axis). The result is int64 holding an int32 value.
+
+    * ``"double"``: TFLM's two roundings (srdhm, then a rounding right shift);
+      ``shift`` in [-31, 30]. Frozen base layers use this, bit-exact with TFLM.
+    * ``"single"``: one rounding of the exact 64-bit product, half toward +infinity,
+      saturated to int32, for any ``shift`` (a shift past the product's bits gives 0).
+      LiteRT's reference FULLY_CONNECTED and every training-time rescale use this.
     """
     acc = _i64(acc)
     multiplier = _i64(multiplier)
@@ -131,9 +137,21 @@ def requantize(acc, multiplier, shift, rounding: str = "double") -> np.ndarray:
         right = np.maximum(-shift, 0)
         return rounding_divide_by_pot(srdhm(wrap_int32(acc << left), multiplier), right)
     if rounding == "single":
-        total = 31 - shift
-        return (acc * multiplier + (np.int64(1) << (total - 1))) >> total
+        return _single_rounding(acc, multiplier, shift)
     raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+
+
+def _single_rounding(acc, multiplier, shift) -> np.ndarray:
+    prod = acc * multiplier  # |acc|, |multiplier| <= 2^31: exact in int64
+    total = 31 - shift       # the right shift; <= 0 means a left shift
+    right = np.clip(total, 1, 62)
+    down = (prod + (np.int64(1) << (right - 1))) >> right
+    down = np.where(total > 62, 0, down)
+    left = np.clip(-total, 0, 32)
+    limit = np.int64(INT32_MAX) >> left
+    up = np.where(prod > limit, INT32_MAX, np.where(prod < -limit - 1, INT32_MIN,
+                                                    np.clip(prod, -limit - 1, limit) << left))
+    return saturate(np.where(total >= 1, down, up), INT32_MIN, INT32_MAX)
 
 
 def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:

@@ -16,13 +16,21 @@ one by one on one interpreter and return the stacked int8 outputs ``(N, *output_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 
 import numpy as np
 
-__all__ = ["SOFTMAX_MAX_DEPTH", "tflm_run", "litert_ref_run", "tflm_arena_report", "tflm_interpreter", "litert_ref_interpreter"]
+__all__ = [
+    "SOFTMAX_MAX_DEPTH",
+    "tflm_run",
+    "litert_ref_run",
+    "tflm_arena_report",
+    "tflm_interpreter",
+    "litert_ref_interpreter",
+]
 
 
 def _model_shapes(model_bytes):
@@ -79,14 +87,41 @@ def _check_safe(model_bytes) -> None:
                 )
 
 
+@contextlib.contextmanager
+def _capture_fd2():
+    """Redirect the process-level stderr (fd 2, where TFLM's C++ prints) into a buffer.
+
+    Yields a list that receives the captured text when the block ends."""
+    out: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        try:
+            os.dup2(tmp.fileno(), 2)
+            yield out
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", errors="replace").replace("\r\n", "\n"))
+
+
 def tflm_interpreter(model_bytes, arena_size: int | None = None):
-    """A tflite-micro interpreter for ``model_bytes`` (raises RuntimeError if TFLM rejects it)."""
+    """A tflite-micro interpreter for ``model_bytes``.
+
+    Raises RuntimeError carrying TFLM's own error text (which it prints to stderr) when TFLM
+    rejects the model."""
     from tflite_micro.python.tflite_micro import runtime
 
     _check_safe(model_bytes)
     if arena_size is None:
         arena_size = _arena_size(model_bytes)
-    return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
+    try:
+        with _capture_fd2() as log:
+            return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}: {log[0].strip() if log else ''}") from None
 
 
 def tflm_run(model_bytes, x_int8_batch) -> np.ndarray:
@@ -135,18 +170,9 @@ def litert_ref_run(model_bytes, x_int8_batch) -> np.ndarray:
 def tflm_arena_report(model_bytes, arena_size: int | None = None) -> str:
     """Text that TFLM's ``print_allocations()`` writes (to the C stderr) after one invoke."""
     ins, _, _ = _model_shapes(model_bytes)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        try:
-            os.dup2(tmp.fileno(), 2)
-            interp = tflm_interpreter(model_bytes, arena_size)
-            interp.set_input(np.zeros(ins[0], np.int8), 0)
-            interp.invoke()
-            interp.print_allocations()
-            sys.stderr.flush()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        return tmp.read().decode("utf-8", errors="replace").replace("\r\n", "\n")
+    interp = tflm_interpreter(model_bytes, arena_size)
+    interp.set_input(np.zeros(ins[0], np.int8), 0)
+    interp.invoke()
+    with _capture_fd2() as log:
+        interp.print_allocations()
+    return log[0]

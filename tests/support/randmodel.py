@@ -32,6 +32,11 @@ Public API
 ``input_shape(model_bytes)`` / ``output_shape(model_bytes)``
     Shapes without the batch dimension 1.
 
+``multiplier_probe_model(rng, op) -> (model_bytes, x, expected)``
+    A one-value per-tensor FULLY_CONNECTED / CONV_2D model on which forming the real
+    multiplier from float32(s_in * s_w) or from double(s_in) * double(s_w) gives different
+    outputs (TFLM: the double product, for both ops).
+
 Conventions (as the TF 2.21 converter writes them): activation tensors [1, K] or
 [1, H, W, C] int8 asymmetric; FC weights [OUT, IN], conv weights [O, KH, KW, I], depthwise
 weights [1, KH, KW, C], all int8 symmetric in [-127, 127] with zero point 0, per-channel on
@@ -64,6 +69,7 @@ __all__ = [
     "describe",
     "input_shape",
     "output_shape",
+    "multiplier_probe_model",
 ]
 
 FAMILIES = ("mlp", "cnn", "wide")
@@ -335,7 +341,7 @@ class _Net:
         self.notes: list[str] = []
 
     # ---- quantisation choices ------------------------------------------------------------
-    def _quantize(self, name, acc, w, chan_axis, per_channel, act, edge, logits_beta):
+    def _quantize(self, name, acc, w, chan_axis, per_channel, act, edge, logits_beta, bias):
         """Choose weight scales, output scale and zero point for a layer whose int64
         accumulators (bias included) on the calibration batch are ``acc`` (..., channels).
 
@@ -398,6 +404,14 @@ class _Net:
             self.notes.append(f"{name}: {edge}")
 
         ws_b = w_scale if per_channel else np.full(n_out, w_scale[0])
+        # Multipliers >= 1 are applied as a left shift of the int32 accumulator *before* the
+        # doubling high multiply; TFLM does that shift in int32 (overflow is UB in C, wraps on
+        # the host). Keep every reachable accumulator times 2^shift inside int32.
+        bound = self._acc_bound(w, chan_axis, bias)
+        limit = float(np.max(in_s * ws_b * bound)) / 2.0**30
+        if limit > out_s:
+            out_s = _f32(limit * 1.01)
+            self.notes.append(f"{name}: output scale raised to avoid int32 overflow")
         mult = in_s * ws_b / out_s
         mean = float(np.mean(acc.reshape(-1, n_out) * mult))
         u = rng.random()
@@ -408,6 +422,14 @@ class _Net:
         else:
             zp = int(rng.integers(-128, 128))
         return w_scale, out_s, zp, mult
+
+    def _acc_bound(self, w, chan_axis, bias):
+        """Largest |accumulator| any int8 input can produce, per output channel."""
+        xmax = max(abs(-128 - self.zp), abs(127 - self.zp))
+        axes = tuple(a for a in range(w.ndim) if a != chan_axis)
+        wsum = np.abs(w.astype(np.int64)).sum(axis=axes)
+        b = np.zeros(len(wsum)) if bias is None else np.abs(np.asarray(bias, np.float64))
+        return wsum * float(xmax) + b
 
     def _edge_for_layer(self, edge, n_layers, li):
         """The edge case of the model applies to one layer, chosen here."""
@@ -452,7 +474,7 @@ class _Net:
         acc0 = x @ w.astype(np.int64).T
         bias = self._bias(acc0, out_n) if use_bias else None
         acc = acc0 + (bias if bias is not None else 0)
-        w_scale, out_scale, out_zp, mult = self._quantize(name, acc, w, 0, per_channel, act, edge, logits_beta)
+        w_scale, out_scale, out_zp, mult = self._quantize(name, acc, w, 0, per_channel, act, edge, logits_beta, bias)
         if edge == "zero_channel":
             acc = x @ w.astype(np.int64).T + (bias if bias is not None else 0)
         wi, bi = self._const_quant_tensors(name, w, w_scale, 0, bias)
@@ -482,7 +504,7 @@ class _Net:
         # one), so "no bias" for a conv is an all-zero bias.
         bias = self._bias(acc0, out_c) if use_bias else np.zeros(out_c, np.int32)
         acc = acc0 + bias
-        w_scale, out_scale, out_zp, mult = self._quantize(name, acc, w, qdim, per_channel, act, edge, None)
+        w_scale, out_scale, out_zp, mult = self._quantize(name, acc, w, qdim, per_channel, act, edge, None, bias)
         if edge == "zero_channel":
             acc = _conv_acc(self.x, self.zp, w, depthwise, stride, dilation, padding) + bias
         wi, bi = self._const_quant_tensors(name, w, w_scale, qdim, bias)
@@ -646,10 +668,11 @@ def _cnn(rng, ov):
 def _wide(rng, ov):
     in_scale, in_zp, edge = _common(rng, ov)
     op = ov.get("op") or ("CONV_2D" if rng.random() < 0.75 else "DEPTHWISE_CONV_2D")
-    if op == "DEPTHWISE_CONV_2D":
-        default_shape = lambda: (int(rng.integers(12, 21)), int(rng.integers(12, 21)), int(rng.integers(24, 49)))
-    else:
-        default_shape = lambda: (int(rng.integers(12, 21)), int(rng.integers(12, 21)), int(rng.integers(1, 9)))
+    c_lo, c_hi = (24, 48) if op == "DEPTHWISE_CONV_2D" else (1, 8)
+
+    def default_shape():
+        return (int(rng.integers(12, 21)), int(rng.integers(12, 21)), int(rng.integers(c_lo, c_hi + 1)))
+
     shape = tuple(_pick(ov, "input_shape", default_shape))
     out_c = int(_pick(ov, "out_channels", lambda: int(rng.integers(24, 41))))
     k = int(rng.integers(1, 6))
@@ -669,6 +692,15 @@ def _wide(rng, ov):
 
 
 _FAMILY_FUNCS = {"mlp": _mlp, "cnn": _cnn, "wide": _wide}
+_COMMON_KEYS = {
+    "input_scale", "input_zp", "edge", "softmax", "beta", "per_channel", "bias", "activation", "weight_spread",
+}
+_FAMILY_KEYS = {
+    "mlp": _COMMON_KEYS | {"input_size", "widths"},
+    "cnn": _COMMON_KEYS | {"input_shape", "convs", "n_convs", "fc_widths", "ops"},
+    "wide": (_COMMON_KEYS - {"softmax", "beta"})
+    | {"input_shape", "op", "out_channels", "kernel", "stride", "dilation", "padding"},
+}
 
 
 def random_model(rng: np.random.Generator, kind: str | None = None, **overrides: Any) -> bytes:
@@ -677,6 +709,9 @@ def random_model(rng: np.random.Generator, kind: str | None = None, **overrides:
         kind = FAMILIES[int(rng.integers(0, len(FAMILIES)))]
     if kind not in _FAMILY_FUNCS:
         raise ValueError(f"unknown model family {kind!r}; expected one of {FAMILIES}")
+    unknown = set(overrides) - _FAMILY_KEYS[kind]
+    if unknown:
+        raise TypeError(f"unknown overrides for {kind!r}: {sorted(unknown)}")
     net, edge = _FAMILY_FUNCS[kind](rng, dict(overrides))
     desc = f"tinylora randmodel kind={kind} edge={edge or 'none'}"
     if net.notes:
@@ -755,7 +790,9 @@ def describe(model_bytes) -> str:
     if m.description:
         desc = m.description.decode() if isinstance(m.description, bytes) else m.description
         lines.append(desc)
-    lines.append(f"{len(model_bytes)} bytes, {len(sg.operators)} ops, {len(sg.tensors)} tensors, {len(m.buffers)} buffers")
+    lines.append(
+        f"{len(model_bytes)} bytes, {len(sg.operators)} ops, {len(sg.tensors)} tensors, {len(m.buffers)} buffers"
+    )
 
     def tname(i):
         if i < 0:
@@ -793,7 +830,7 @@ def describe(model_bytes) -> str:
             if hasattr(o, "newShape") and o.newShape is not None:
                 extra.append(f"new_shape={[int(d) for d in o.newShape]}")
         lines.append(f"op{k} {name} {' '.join(extra)}")
-        for role, i in zip(("in", "w", "b"), op.inputs):
+        for role, i in zip(("in", "w", "b"), op.inputs, strict=False):
             if name in ("RESHAPE",) and role != "in":
                 role = "shape"
             lines.append(f"    {role}: {tdesc(i)}")
@@ -805,3 +842,84 @@ def describe(model_bytes) -> str:
             e = np.frexp(mult)[1]
             lines.append(f"    multiplier: min {mult.min():.4g} max {mult.max():.4g} (exponent {e.min()}..{e.max()})")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Multiplier-formation probes
+# --------------------------------------------------------------------------------------------
+
+
+def _qmult(m: float) -> tuple[int, int]:
+    """QuantizeMultiplier (frexp, round half away from zero, e < -31 -> 0)."""
+    if m == 0:
+        return 0, 0
+    q, e = math.frexp(m)
+    qf = int(math.floor(q * 2**31 + 0.5))
+    if qf == 2**31:
+        qf //= 2
+        e += 1
+    if e < -31:
+        return 0, 0
+    return qf, e
+
+
+def _double_round(acc: np.ndarray, qf: int, e: int) -> np.ndarray:
+    """Requantise int64 accumulators with gemmlowp double rounding (values < 2^31 only)."""
+    x = acc.astype(np.int64) * (1 << max(e, 0))
+    x = (x * qf + (1 << 30)) >> 31
+    n = max(-e, 0)
+    mask = (1 << n) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> n) + ((x & mask) > threshold)
+
+
+def multiplier_probe_model(rng: np.random.Generator, op: str = "FULLY_CONNECTED"):
+    """A one-value per-tensor model whose output tells how the real multiplier is formed.
+
+    Scales are drawn until ``float32(s_in * s_w) / s_out`` and
+    ``double(s_in) * double(s_w) / double(s_out)`` quantise to different fixed-point
+    multipliers, and the bias places the accumulator where the two give different outputs
+    under double rounding. Returns ``(model_bytes, x, expected)`` with ``x`` the int8 input
+    (shape (1, *input_shape)) and ``expected`` a dict {"float32_product": int,
+    "double_product": int} of the two candidate outputs. (TFLM was measured to follow
+    "double_product" for both FULLY_CONNECTED and CONV_2D.)
+    """
+    if op not in ("FULLY_CONNECTED", "CONV_2D"):
+        raise ValueError(f"op must be FULLY_CONNECTED or CONV_2D, not {op!r}")
+    accs = np.arange(-(2**20), 2**20, dtype=np.int64)
+    while True:
+        s_in = _f32(_loguniform(rng, 1e-3, 1.0))
+        s_w = _f32(_loguniform(rng, 1e-4, 1e-1))
+        s_out = _f32(_loguniform(rng, 1e-3, 1.0))
+        m_f32 = float(np.float32(np.float32(s_in) * np.float32(s_w))) / s_out
+        m_dbl = s_in * s_w / s_out
+        qa, qb = _qmult(m_f32), _qmult(m_dbl)
+        if qa == qb or not 1e-5 < m_dbl < 0.5:
+            continue
+        ya, yb = _double_round(accs, *qa), _double_round(accs, *qb)
+        cand = np.nonzero((ya != yb) & (np.abs(ya) < 100))[0]
+        if len(cand):
+            break
+    k = int(rng.choice(cand))
+    acc = int(accs[k])
+    zp_out = int(np.clip(-ya[k], -100, 100))
+    g = _Graph()
+    shape = (1, 1) if op == "FULLY_CONNECTED" else (1, 1, 1, 1)
+    xi = g.activation("input", shape, s_in, 0)
+    w = np.ones(shape if op == "CONV_2D" else (1, 1), np.int8)
+    wi = g.tensor("probe/weights", w.shape, fb.TensorType.INT8, scale=[s_w], zero_point=[0], data=w)
+    bi = g.tensor("probe/bias", (1,), fb.TensorType.INT32, scale=[_f32(np.float32(s_in) * np.float32(s_w))],
+                  zero_point=[0], data=np.array([acc], np.int32))
+    oi = g.activation("probe", shape, s_out, zp_out)
+    if op == "FULLY_CONNECTED":
+        g.op(op, [xi, wi, bi], [oi], fb.BuiltinOptions.FullyConnectedOptions, fb.FullyConnectedOptionsT())
+    else:
+        o = fb.Conv2DOptionsT()
+        o.padding, o.strideH, o.strideW = fb.Padding.VALID, 1, 1
+        g.op(op, [xi, wi, bi], [oi], fb.BuiltinOptions.Conv2DOptions, o)
+    model = g.finish([xi], [oi], f"tinylora multiplier probe {op} acc={acc}")
+    expected = {
+        "float32_product": int(np.clip(ya[k] + zp_out, -128, 127)),
+        "double_product": int(np.clip(yb[k] + zp_out, -128, 127)),
+    }
+    return model, np.zeros((1,) + shape[1:], np.int8), expected

@@ -1,0 +1,547 @@
+"""The on-device training step as data, and the numpy reference that executes it.
+
+A :class:`Trainer` turns a model and a :class:`LoRAConfig` into a fixed *schedule*:
+a list of :class:`ScheduleOp` (forward, LoRA forward, loss, recompute, backward,
+update), each naming the buffers it reads and writes. :meth:`Trainer.step` runs
+exactly that list; the arena planner places its buffers and the code generator
+prints it as straight-line C, so the three cannot disagree about what a step is.
+"""
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import lora, quant
+from .errors import ModelError
+from .layers import Layer, Reshape, Softmax
+from .loss import loss_real, xent_grad
+from .model import Model
+from .softmax import softmax_params
+
+RECOMPUTE_MODES = ("none", "all", "auto")
+
+
+class ConfigError(ValueError):
+    """A LoRA or trainer setting that cannot work with this model; the message says why."""
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """Where adapters go and how big they are.
+
+    rank:    an int for every target, or {layer name or index: rank} for per-layer ranks.
+    alpha:   LoRA's alpha (the adapter output is scaled by alpha / rank); default rank.
+    targets: layer names or indices; default: every FULLY_CONNECTED layer. 1x1 CONV_2D
+             layers may be named too (the same math per pixel).
+    """
+    rank: int | dict = 4
+    alpha: float | None = None
+    targets: tuple | None = None
+
+    def rank_of(self, layer: Layer) -> int:
+        if isinstance(self.rank, dict):
+            for key in (layer.index, layer.name, _short(layer.name)):
+                if key in self.rank:
+                    return int(self.rank[key])
+            raise ConfigError(f"no rank given for target layer {layer.index} ({_short(layer.name)})")
+        return int(self.rank)
+
+    def alpha_of(self, layer: Layer) -> float:
+        return float(self.alpha) if self.alpha is not None else float(self.rank_of(layer))
+
+
+def _short(name: str) -> str:
+    first = name.split(";")[0].split("/")
+    return first[1] if len(first) > 2 else name.split(";")[0]
+
+
+@dataclass
+class ScheduleOp:
+    """One operation of a training step: what it does, to which layer, and its buffers."""
+    op: str               # forward | lora_forward | loss | backward | update
+    layer: int
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    recompute: bool = False
+
+    def __str__(self) -> str:
+        tag = " (recompute)" if self.recompute else ""
+        return f"{self.op}[{self.layer}]{tag}: {', '.join(self.reads)} -> {', '.join(self.writes)}"
+
+
+def act(i: int) -> str:
+    return "x" if i < 0 else f"act{i}"
+
+
+@dataclass
+class AdaptedLayer:
+    """Persistent state of one adapter: int16 masters, int8 views, update accumulators."""
+    layer: Layer
+    k: lora.LayerConstants
+    a_master: np.ndarray
+    b_master: np.ndarray
+    acc_a: np.ndarray = field(default=None)
+    acc_b: np.ndarray = field(default=None)
+    mom_a: np.ndarray | None = None
+    mom_b: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.acc_a = np.zeros(self.a_master.shape, np.int64)
+        self.acc_b = np.zeros(self.b_master.shape, np.int64)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.a8 = lora.to_int8(self.a_master)
+        self.b8 = lora.to_int8(self.b_master)
+
+
+class Trainer:
+    """Integer-only LoRA training of a frozen int8 model (the numpy reference)."""
+
+    def __init__(self, model: Model, config: LoRAConfig | None = None, lr: float = 0.05,
+                 grad_threshold: int = 0, grad_density: float | None = None,
+                 recompute: str = "none", seed: int = 0, momentum: float = 0.0,
+                 accum_steps: int = 1, calibration=None):
+        self.model = model
+        self.config = config or LoRAConfig()
+        if recompute not in RECOMPUTE_MODES:
+            raise ConfigError(f"recompute must be one of {RECOMPUTE_MODES}, got {recompute!r}")
+        if grad_density is not None and not 0 < grad_density <= 1:
+            raise ConfigError(f"grad_density must be in (0, 1], got {grad_density}")
+        if grad_threshold < 0:
+            raise ConfigError("grad_threshold must be >= 0")
+        if accum_steps < 1:
+            raise ConfigError("accum_steps must be >= 1")
+        if not 0 <= momentum < 1:
+            raise ConfigError("momentum must be in [0, 1)")
+        self.seed = seed
+        self.grad_threshold = int(grad_threshold)
+        self.grad_density = grad_density
+        self.accum_steps = int(accum_steps)
+        self.lr_q = quant.quantize_multiplier(lr)
+        self.lr = self.lr_q[0] * 2.0 ** (self.lr_q[1] - 31)   # the exact learning rate
+        self.momentum_q = quant.quantize_multiplier(momentum) if momentum else (0, 0)
+        self.step_count = 0
+        self._setup_head()
+        self._setup_targets(calibration)
+        self.recompute = self._resolve_recompute(recompute)
+        self.schedule = self._build_schedule()
+        self._free_after = _dead_after(self.schedule)
+
+    # ----------------------------------------------------------------- structure
+
+    def _setup_head(self) -> None:
+        layers = self.model.layers
+        last = len(layers) - 1
+        beta = 1.0
+        if isinstance(layers[last], Softmax):
+            beta = float(layers[last].options["beta"])
+            last -= 1
+        if last < 0:
+            raise ConfigError("the model has no layer before its softmax to train")
+        self.logits_layer = last
+        self.softmax = softmax_params(float(layers[last].output_q.scale[0]), beta)
+        self.beta = beta
+
+    def _setup_targets(self, calibration) -> None:
+        layers = self.model.layers[: self.logits_layer + 1]
+        targets = self.config.targets
+        if targets is None:
+            chosen = [l for l in layers if l.kind == "FULLY_CONNECTED"]
+        else:
+            chosen = [self._find_layer(t) for t in targets]
+        if not chosen:
+            raise ConfigError("no target layers: the model has no FULLY_CONNECTED layer; name "
+                              "1x1 CONV_2D layers in LoRAConfig(targets=...)")
+        for layer in chosen:
+            if not lora.is_adaptable(layer):
+                raise ConfigError(f"layer {layer.index} {layer.kind} ({_short(layer.name)}) cannot "
+                                  "take a LoRA adapter: targets must be FULLY_CONNECTED or 1x1 CONV_2D")
+        self.lowest = min(l.index for l in chosen)
+        for layer in layers[self.lowest:]:
+            if layer.index not in {c.index for c in chosen} and not (
+                    isinstance(layer, Reshape) or lora.is_adaptable(layer)):
+                raise ConfigError(
+                    f"layer {layer.index} {layer.kind} ({_short(layer.name)}) lies between the "
+                    f"adapters and the loss, and tinylora has no backward for it: choose targets "
+                    f"above layer {layer.index}")
+        rms = self._calibrate(chosen, calibration)
+        rng = lora.Xorshift32(self.seed)
+        self.adapters: dict[int, AdaptedLayer] = {}
+        for layer in sorted(chosen, key=lambda l: l.index):
+            r = self.config.rank_of(layer)
+            if not 1 <= r <= 255:
+                raise ConfigError(f"rank {r} for layer {layer.index} must be in 1..255")
+            k = lora.layer_constants(layer, r, self.config.alpha_of(layer), rms[layer.index])
+            depth, c_out = layer.weights.shape[-1], layer.weights.shape[0]
+            a = rng.uniform_int(-lora.A_INIT, lora.A_INIT, r * depth).reshape(r, depth)
+            self.adapters[layer.index] = AdaptedLayer(
+                layer, k, a << lora.MASTER_FRAC_BITS, np.zeros((c_out, r), np.int64))
+        self._backward_constants()
+
+    def _find_layer(self, key) -> Layer:
+        for layer in self.model.layers:
+            if key in (layer.index, layer.name, _short(layer.name)):
+                return layer
+        names = ", ".join(f"{l.index}:{_short(l.name)}" for l in self.model.layers)
+        raise ConfigError(f"no layer {key!r} in the model (layers: {names})")
+
+    def _calibrate(self, chosen, calibration) -> dict[int, float]:
+        """rms of (x - zp) at each target's input: from calibration samples, else assumed."""
+        out = {}
+        if calibration is not None:
+            x = np.asarray(calibration)
+            acts = {-1: self.model._check_input(x)[0]}
+            for layer in self.model.layers[: max(l.index for l in chosen)]:
+                acts[layer.index] = layer.forward(acts[layer.index - 1])
+        for layer in chosen:
+            zp = int(layer.input_q.zero_point[0])
+            if calibration is not None:
+                x_off = lora.rows_view(layer, acts[layer.index - 1]).astype(np.float64) - zp
+                out[layer.index] = float(np.sqrt(np.mean(x_off ** 2)))
+            else:
+                prev = self.model.layers[layer.index - 1] if layer.index else None
+                lo, hi = (prev.act_min, prev.act_max) if prev is not None and prev.kind != "RESHAPE" else (-128, 127)
+                out[layer.index] = (hi - lo) / 4
+        return out
+
+    def _backward_constants(self) -> None:
+        """Static gradient scales and the update / input-gradient multipliers (before training)."""
+        scale = self.beta / 256.0   # real dL/dlogit per gradient unit
+        self.grad_scale = {}
+        self.input_grad = {}
+        f = 2.0 ** (lora.MASTER_FRAC_BITS + lora.ACCUM_FRAC_BITS)
+        lr = self.lr / self.accum_steps
+        for layer in reversed(self.model.layers[self.lowest: self.logits_layer + 1]):
+            self.grad_scale[layer.index] = scale
+            if isinstance(layer, Reshape):
+                continue
+            ad = self.adapters.get(layer.index)
+            s_w = np.broadcast_to(layer.weights_q.scale.astype(np.float64), (layer.weights.shape[0],))
+            big = float(s_w.max())
+            if ad is not None:
+                k = ad.k
+                a_over_r = self.config.alpha_of(layer) / k.rank
+                s_x = float(layer.input_q.scale[0])
+                k.m_update_b = lora.multiplier(lr * a_over_r * scale * k.s_h * f / k.s_b, "B update")
+                k.m_update_a = lora.multiplier(lr * a_over_r * scale * k.s_b * s_x * f / k.s_a, "A update")
+                k.extra["lora_to_input"] = lora.multiplier(a_over_r * k.s_b * k.s_a / big, "input gradient")
+            ratios = [lora.multiplier(sw / big, "channel ratio") for sw in s_w]
+            self.input_grad[layer.index] = (np.array([q for q, _ in ratios], np.int64),
+                                            np.array([s for _, s in ratios], np.int64))
+            scale *= big
+
+    def _resolve_recompute(self, mode: str) -> str:
+        if mode != "auto":
+            return mode
+        seg_in = int(np.prod(self.model.layers[self.lowest].input_shape))
+        kept = sum(int(np.prod(l.output_shape)) for l in self.model.layers[self.lowest: self.logits_layer + 1])
+        kept += sum(ad.k.rank for ad in self.adapters.values())
+        return "all" if kept > seg_in else "none"
+
+    def _build_schedule(self) -> list[ScheduleOp]:
+        ops = []
+        top, low = self.logits_layer, self.lowest
+        for layer in self.model.layers[: top + 1]:
+            ops.append(self._forward_op(layer.index))
+        ops.append(ScheduleOp("loss", top, (act(top), "label"), (f"grad{top}", "loss")))
+        for i in range(top, low - 1, -1):
+            if self.recompute == "all" and i > low:
+                ops += [self._forward_op(j, recompute=True) for j in range(low, i + 1)]
+            elif self.recompute == "all":
+                ops.append(self._forward_op(low, recompute=True))
+            reads = [f"grad{i}", act(i), act(i - 1)]
+            writes = [f"grad{i - 1}"] if i > low else []
+            if i in self.adapters:
+                reads += [f"h{i}", f"A{i}", f"B{i}"]
+                writes += [f"dA{i}", f"dB{i}"]
+            ops.append(ScheduleOp("backward", i, tuple(reads), tuple(writes)))
+        for i in sorted(self.adapters):
+            ops.append(ScheduleOp("update", i, (f"dA{i}", f"dB{i}"), (f"A{i}", f"B{i}")))
+        return ops
+
+    def _forward_op(self, i: int, recompute: bool = False) -> ScheduleOp:
+        if i in self.adapters:
+            return ScheduleOp("lora_forward", i, (act(i - 1), f"A{i}", f"B{i}"), (act(i), f"h{i}"), recompute)
+        return ScheduleOp("forward", i, (act(i - 1),), (act(i),), recompute)
+
+    # ----------------------------------------------------------------- execution
+
+    def step(self, x, label: int) -> int:
+        """One training step on one sample (int8 input); returns the loss in Q10."""
+        x, _ = self.model._check_input(x)
+        if x.shape[0] != 1:
+            raise ValueError("step() takes one sample; use fit() for many")
+        return self._run({"x": x, "label": int(label)}, start=0)
+
+    def _run(self, bufs: dict, start: int) -> int:
+        for j in range(start, len(self.schedule)):
+            op = self.schedule[j]
+            missing = [b for b in op.reads if _STEP_BUFFERS(b) and b not in bufs]
+            if missing:
+                raise RuntimeError(f"schedule op {op} reads {missing}, which are not live")
+            getattr(self, f"_op_{op.op}")(op, bufs)
+            for b in self._free_after[j]:   # what the schedule no longer needs is dropped, so
+                bufs.pop(b, None)           # recomputation is real, not a no-op
+        self.step_count += 1
+        return bufs["loss"]
+
+    def _op_forward(self, op, bufs):
+        bufs[act(op.layer)] = self.model.layers[op.layer].forward(bufs[act(op.layer - 1)])
+
+    def _op_lora_forward(self, op, bufs):
+        ad = self.adapters[op.layer]
+        y, h = lora.lora_forward(ad.layer, bufs[act(op.layer - 1)], ad.a8, ad.b8, ad.k)
+        bufs[act(op.layer)], bufs[f"h{op.layer}"] = y, h
+
+    def _op_loss(self, op, bufs):
+        logits = bufs[act(op.layer)][0]
+        g, loss = xent_grad(logits, bufs["label"], self.softmax)
+        bufs[f"grad{op.layer}"] = (g[None], 0)
+        bufs["loss"] = loss
+        bufs["logits"] = logits.copy()
+
+    def _op_backward(self, op, bufs):
+        i = op.layer
+        layer = self.model.layers[i]
+        g, e = bufs[f"grad{i}"]
+        if isinstance(layer, Reshape):
+            bufs[f"grad{i - 1}"] = (g.reshape((1,) + layer.input_shape), e)
+            return
+        g = lora.output_gradient_mask(layer, bufs[act(i)], g)
+        c_out = layer.weights.shape[0]
+        g_rows, eg = lora.normalize(g.reshape(-1, c_out))   # full 15-bit mantissas from here
+        e += eg
+        x_rows = lora.rows_view(layer, bufs[act(i - 1)])[0].astype(np.int64) - int(layer.input_q.zero_point[0])
+        ad = self.adapters.get(i)
+        dh = None
+        if ad is not None:
+            h = bufs[f"h{i}"][0].astype(np.int64)
+            gb, eb = lora.normalize(g_rows.T @ h, 31)
+            dh, eh = lora.normalize(lora.saturation_mask(h, g_rows @ ad.b8))
+            ga, ea = lora.normalize(dh.T @ x_rows, 31)
+            q, s = ad.k.m_update_b
+            ad.acc_b = quant.saturate(ad.acc_b + lora.rescale(gb, q, s + e + eb), quant.INT32_MIN, quant.INT32_MAX)
+            q, s = ad.k.m_update_a
+            ad.acc_a = quant.saturate(ad.acc_a + lora.rescale(ga, q, s + e + eh + ea), quant.INT32_MIN, quant.INT32_MAX)
+        if i > self.lowest:
+            ratio_q, ratio_s = self.input_grad[i]
+            dx = lora.rescale(g_rows, ratio_q, ratio_s) @ lora.base_weights(layer)
+            if dh is not None:
+                q, s = ad.k.extra["lora_to_input"]
+                dx = dx + lora.rescale(dh, q, s + eh) @ ad.a8
+            dx, ex = lora.normalize(dx)
+            bufs[f"grad{i - 1}"] = (self._to_input_shape(layer, dx), e + ex)
+
+    def _to_input_shape(self, layer, dx_rows):
+        shape = (1,) + layer.input_shape
+        if layer.kind == "CONV_2D":
+            sh, sw = layer.options["stride_h"], layer.options["stride_w"]
+            full = np.zeros(shape, np.int64)
+            view = full[:, ::sh, ::sw, :]
+            full[:, ::sh, ::sw, :] = dx_rows.reshape(view.shape)
+            return full
+        return dx_rows.reshape(shape)
+
+    def _op_update(self, op, bufs):
+        if (self.step_count + 1) % self.accum_steps:
+            return
+        ad = self.adapters[op.layer]
+        ad.a_master, ad.mom_a = self._apply(ad.a_master, ad.acc_a, ad.mom_a)
+        ad.b_master, ad.mom_b = self._apply(ad.b_master, ad.acc_b, ad.mom_b)
+        ad.acc_a = np.zeros_like(ad.acc_a)
+        ad.acc_b = np.zeros_like(ad.acc_b)
+        ad.refresh()
+
+    def _apply(self, master, acc, mom):
+        delta = quant.rounding_divide_by_pot(acc, lora.ACCUM_FRAC_BITS)
+        if self.momentum_q[0]:
+            mom = np.zeros_like(delta) if mom is None else mom
+            mom = quant.saturate(lora.rescale(mom, *self.momentum_q) + delta, quant.INT32_MIN, quant.INT32_MAX)
+            delta = mom
+        delta = sparsify(delta, self.grad_threshold, self.grad_density)
+        return quant.saturate(master - delta, lora.MASTER_MIN, lora.MASTER_MAX), mom
+
+    def trace(self, x, label: int) -> dict:
+        """Every buffer of one step's forward pass and loss (nothing is updated)."""
+        x, _ = self.model._check_input(x)
+        bufs = {"x": x[:1], "label": int(label)}
+        for op in self.schedule:
+            if op.op in ("forward", "lora_forward", "loss") and not op.recompute:
+                getattr(self, f"_op_{op.op}")(op, bufs)
+        return bufs
+
+    def gradients(self, x, label: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The integer gradients of one sample, dequantized to real dL/dA, dL/dB (for tests
+        and diagnostics; the adapter and step count are left unchanged)."""
+        x, _ = self.model._check_input(x)
+        saved = {i: (ad.acc_a, ad.acc_b) for i, ad in self.adapters.items()}
+        for ad in self.adapters.values():
+            ad.acc_a, ad.acc_b = np.zeros_like(ad.acc_a), np.zeros_like(ad.acc_b)
+        bufs = {"x": x[:1], "label": int(label)}
+        for op in self.schedule:
+            if op.op != "update":
+                getattr(self, f"_op_{op.op}")(op, bufs)
+        unit = self.lr / self.accum_steps * 2.0 ** (lora.MASTER_FRAC_BITS + lora.ACCUM_FRAC_BITS)
+        out = {}
+        for i, ad in self.adapters.items():
+            out[i] = (ad.acc_a * ad.k.s_a / unit, ad.acc_b * ad.k.s_b / unit)
+            ad.acc_a, ad.acc_b = saved[i]
+        return out
+
+    # ----------------------------------------------------------------- conveniences
+
+    def segment_inputs(self, x) -> np.ndarray:
+        """The frozen prefix run once over many samples (it never changes)."""
+        x, _ = self.model._check_input(x)
+        for layer in self.model.layers[: self.lowest]:
+            x = layer.forward(x)
+        return x
+
+    def fit(self, X, Y, epochs: int = 1, shuffle: bool = True, callback=None) -> list[dict]:
+        """Train on int8 inputs X (N, *input_shape) and labels Y; one step per sample."""
+        X = np.asarray(X)
+        if not np.issubdtype(X.dtype, np.integer):
+            X = self.model.quantize(X)
+        Y = np.asarray(Y).astype(np.int64)
+        seg = self.segment_inputs(X)
+        start = self.lowest  # the schedule's ops before the lowest adapter are the frozen prefix
+        rng = np.random.default_rng(self.seed)
+        history = []
+        for epoch in range(epochs):
+            order = rng.permutation(len(Y)) if shuffle else np.arange(len(Y))
+            total, correct = 0, 0
+            for n, idx in enumerate(order):
+                bufs = {act(self.lowest - 1): seg[idx: idx + 1], "label": int(Y[idx])}
+                total += self._run(bufs, start)
+                correct += int(np.argmax(bufs["logits"]) == Y[idx])
+                if callback is not None:
+                    callback(epoch, n + 1, len(order))
+            history.append({"epoch": epoch + 1, "loss": loss_real(total) / len(Y),
+                            "train_accuracy": correct / len(Y)})
+        return history
+
+    def logits(self, X) -> np.ndarray:
+        """int8 logits of the adapted model (batched)."""
+        x = self.segment_inputs(X)
+        for layer in self.model.layers[self.lowest: self.logits_layer + 1]:
+            ad = self.adapters.get(layer.index)
+            x = layer.forward(x) if ad is None else lora.lora_forward(layer, x, ad.a8, ad.b8, ad.k)[0]
+        return x
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        if not np.issubdtype(X.dtype, np.integer):
+            X = self.model.quantize(X)
+        return np.argmax(self.logits(X), axis=-1)
+
+    @property
+    def adapter(self) -> "Adapter":
+        return Adapter.from_trainer(self)
+
+
+def _STEP_BUFFERS(name: str) -> bool:
+    """Per-step buffers (activations, h, gradients): the ones that live and die in a step."""
+    return name.startswith(("act", "h", "grad")) or name == "x"
+
+
+def _dead_after(schedule: list[ScheduleOp]) -> list[list[str]]:
+    """For each op, the per-step buffers whose current value nobody reads afterwards."""
+    dead = [[] for _ in schedule]
+    for j, op in enumerate(schedule):
+        for b in set(op.reads) | set(op.writes):
+            if not _STEP_BUFFERS(b):
+                continue
+            later = None
+            for k in range(j + 1, len(schedule)):
+                if b in schedule[k].reads:
+                    later = k
+                    break
+                if b in schedule[k].writes:
+                    break
+            if later is None:
+                dead[j].append(b)
+    return dead
+
+
+def sparsify(delta: np.ndarray, threshold: int, density: float | None) -> np.ndarray:
+    """Keep entries with |delta| >= threshold (and at most ceil(density * size) of them,
+    the largest, ties to the lower flat index); zero the rest. threshold 0 keeps all."""
+    mag = np.abs(delta).ravel()
+    keep = mag >= max(threshold, 0)
+    if density is not None:
+        k = math.ceil(density * mag.size)
+        order = np.lexsort((np.arange(mag.size), -mag))   # by |delta| desc, then index asc
+        top = np.zeros(mag.size, bool)
+        top[order[:k]] = True
+        keep &= top & (mag > 0)
+    return np.where(keep.reshape(delta.shape), delta, 0)
+
+
+# --------------------------------------------------------------------------- adapter file
+
+ADAPTER_MAGIC = b"TLAD"
+ADAPTER_VERSION = 1
+
+
+class Adapter:
+    """The trained adapter: per-layer int16 masters and the constants that interpret them.
+
+    Byte format (little-endian): magic "TLAD", u16 version, u16 layer count, u32 CRC32
+    of the model file; per layer: u16 layer index, u16 rank, u32 depth, u32 out channels,
+    f32 s_A, f32 s_B, f32 s_h, f32 alpha; then A masters (rank x depth int16) and
+    B masters (out x rank int16); finally u32 CRC32 of everything before it.
+    """
+
+    def __init__(self, layers: list[dict], model_crc: int):
+        self.layers = layers
+        self.model_crc = model_crc
+
+    @classmethod
+    def from_trainer(cls, t: Trainer) -> "Adapter":
+        layers = []
+        for i, ad in sorted(t.adapters.items()):
+            layers.append(dict(index=i, rank=ad.k.rank, s_a=ad.k.s_a, s_b=ad.k.s_b, s_h=ad.k.s_h,
+                               alpha=t.config.alpha_of(ad.layer),
+                               a=ad.a_master.copy(), b=ad.b_master.copy()))
+        return cls(layers, zlib.crc32(t.model.source))
+
+    def to_bytes(self) -> bytes:
+        out = bytearray(ADAPTER_MAGIC + struct.pack("<HHI", ADAPTER_VERSION, len(self.layers), self.model_crc))
+        for l in self.layers:
+            r, depth = l["a"].shape
+            out += struct.pack("<HHII4f", l["index"], r, depth, l["b"].shape[0],
+                               l["s_a"], l["s_b"], l["s_h"], l["alpha"])
+            out += l["a"].astype("<i2").tobytes() + l["b"].astype("<i2").tobytes()
+        out += struct.pack("<I", zlib.crc32(bytes(out)))
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, model: Model) -> "Adapter":
+        data = bytes(data)
+        if len(data) < 16 or data[:4] != ADAPTER_MAGIC:
+            raise ModelError("not a tinylora adapter (bad magic)")
+        if struct.unpack_from("<I", data, len(data) - 4)[0] != zlib.crc32(data[:-4]):
+            raise ModelError("adapter file is damaged (CRC mismatch)")
+        version, count, crc = struct.unpack_from("<HHI", data, 4)
+        if version != ADAPTER_VERSION:
+            raise ModelError(f"adapter format version {version}; this tinylora reads {ADAPTER_VERSION}")
+        if crc != zlib.crc32(model.source):
+            raise ModelError("adapter was trained for a different base model")
+        pos, layers = 12, []
+        for _ in range(count):
+            index, r, depth, c_out, s_a, s_b, s_h, alpha = struct.unpack_from("<HHII4f", data, pos)
+            pos += 28
+            a = np.frombuffer(data, "<i2", r * depth, pos).astype(np.int64).reshape(r, depth)
+            pos += 2 * r * depth
+            b = np.frombuffer(data, "<i2", c_out * r, pos).astype(np.int64).reshape(c_out, r)
+            pos += 2 * c_out * r
+            layers.append(dict(index=index, rank=r, s_a=s_a, s_b=s_b, s_h=s_h, alpha=alpha, a=a, b=b))
+        return cls(layers, crc)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Adapter) and self.to_bytes() == other.to_bytes()
