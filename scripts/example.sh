@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up tinylora and run it on the bundled example (the 8x8 digits CNN). No arguments needed.
+# Set up tinylora and run its main job on the bundled example: inspect the bundled digits CNN,
+# then train LoRA adapters on it with the integer-only reference trainer (the 'sensor'
+# adaptation task) and write the adapter to out/adapter.bin. No arguments needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh runtime
 . .venv/bin/activate
 tinylora inspect
-tinylora eval
+tinylora train --out out/adapter.bin

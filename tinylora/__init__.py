@@ -5,10 +5,12 @@ whose forward pass equals TensorFlow Lite Micro's int8 kernels bit for bit.
 """
 from .errors import ModelError
 from .model import Model, load_tflite
+from .train import Adapter, ConfigError, LoRAConfig, Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "ModelError", "load_tflite", "example_model", "__version__"]
+__all__ = ["Adapter", "ConfigError", "LoRAConfig", "Model", "ModelError", "Trainer",
+           "load_tflite", "example_model", "__version__"]
 
 
 def example_model():

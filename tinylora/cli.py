@@ -96,6 +96,86 @@ def cmd_eval(args) -> int:
     return 0
 
 
+class _Progress:
+    """A one-line progress bar on stderr (no dependency)."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream, self.width, self.last = stream, width, -1
+
+    def __call__(self, epoch: int, done: int, total: int) -> None:
+        if not self.stream.isatty():   # logs and pipes get the per-epoch table instead
+            return
+        pct = done * 100 // total
+        if pct == self.last and done != total:
+            return
+        self.last = pct
+        fill = done * self.width // total
+        self.stream.write(f"\repoch {epoch + 1}  [{'#' * fill}{'.' * (self.width - fill)}] {pct:3d}%")
+        if done == total:
+            self.stream.write("\n")
+            self.last = -1
+        self.stream.flush()
+
+
+def _load_data(args, model):
+    """(x_train, y_train, x_test, y_test, description) from --data or the bundled task."""
+    if args.data:
+        try:
+            with np.load(args.data) as z:
+                names = set(z.files)
+                need = {"x_train", "y_train"} if "x_train" in names else {"x", "y"}
+                missing = need - names
+                if missing:
+                    raise ValueError(f"{args.data} lacks {sorted(missing)}: give arrays x_train, y_train "
+                                     "(and optionally x_test, y_test), or x and y")
+                if "x_train" in names:
+                    xtr, ytr = z["x_train"], z["y_train"]
+                    xte, yte = (z["x_test"], z["y_test"]) if {"x_test", "y_test"} <= names else (xtr, ytr)
+                else:
+                    xtr, ytr, xte, yte = z["x"], z["y"], z["x"], z["y"]
+        except OSError as e:
+            raise ValueError(f"cannot read --data {args.data}: {e}") from None
+        prep = lambda x: x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
+        return prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64), args.data
+    from . import tasks
+    t = tasks.task(args.task, args.seed)
+    return (model.quantize(t["x_train"]), t["y_train"], model.quantize(t["x_test"]), t["y_test"],
+            f"bundled digits, task '{args.task}' ({t['description']})")
+
+
+def cmd_train(args) -> int:
+    from . import load_tflite
+    from .train import LoRAConfig, Trainer
+    model = load_tflite(_model_path(args.model))
+    xtr, ytr, xte, yte, what = _load_data(args, model)
+    trainer = Trainer(model, LoRAConfig(rank=args.rank), lr=args.lr, seed=args.seed,
+                      grad_density=args.density, recompute=args.recompute, calibration=xtr[:64])
+    base = float(np.mean(trainer.predict(xte) == yte))
+    targets = ", ".join(f"{i}:{_short(ad.layer.name)}" for i, ad in trainer.adapters.items())
+    print(f"data: {what}: {len(ytr)} training, {len(yte)} test samples")
+    print(f"LoRA rank {args.rank} on layers {targets}; lr {trainer.lr:.6g} (exact fixed point); "
+          f"recompute {trainer.recompute}")
+    import time
+    t0 = time.perf_counter()
+    history = trainer.fit(xtr, ytr, epochs=args.epochs, callback=None if args.quiet else _Progress())
+    seconds = time.perf_counter() - t0
+    acc = float(np.mean(trainer.predict(xte) == yte))
+    blob = trainer.adapter.to_bytes()
+    rows = [[str(h["epoch"]), f"{h['loss']:.4f}", f"{h['train_accuracy']:.2%}"] for h in history]
+    print(_table(rows, ["epoch", "train loss", "train acc"]))
+    steps = args.epochs * len(ytr)
+    print(_table([["test accuracy (base int8)", f"{base:.2%}"], ["test accuracy (adapted)", f"{acc:.2%}"],
+                  ["steps", f"{steps} ({steps / seconds:.0f} steps/s)"],
+                  ["adapter", f"{len(blob)} bytes"]], ["result", "value"]))
+    if args.out:
+        import pathlib
+        out = pathlib.Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(blob)
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -120,6 +200,35 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  tinylora eval")
     _model_arg(p)
     p.set_defaults(func=cmd_eval)
+    from . import tasks
+    p = sub.add_parser("train", formatter_class=fmt,
+                       help="train a LoRA adapter with the integer reference trainer",
+                       description="Train LoRA adapters on a frozen int8 model with the "
+                                   "integer-only reference (what the device runs) and report "
+                                   "accuracy before and after. Default: the bundled digits CNN "
+                                   "on the bundled 'sensor' adaptation task.",
+                       epilog="examples:\n  tinylora train\n"
+                              "  tinylora train --task remap --rank 2 --epochs 2 --out adapter.bin\n"
+                              "  tinylora train --model m.tflite --data d.npz --rank 4 --epochs 3 "
+                              "--out adapter.bin\n\n"
+                              "D.npz holds x_train, y_train (and x_test, y_test), or x and y;\n"
+                              "float x is quantized with the model's input scale, integer x is "
+                              "used as int8.")
+    p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
+    p.add_argument("--data", default=None, help="an .npz of training data (default: bundled task)")
+    p.add_argument("--task", default="sensor", choices=tasks.TASKS,
+                   help="bundled adaptation task when --data is not given (default: sensor)")
+    p.add_argument("--rank", type=int, default=4, help="LoRA rank (default 4)")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the data (default 3)")
+    p.add_argument("--lr", type=float, default=0.008, help="SGD learning rate (default 0.008)")
+    p.add_argument("--density", type=float, default=None,
+                   help="apply only this fraction of gradient entries per step (e.g. 0.1)")
+    p.add_argument("--recompute", default="none", choices=["none", "all", "auto"],
+                   help="keep activations for backward, or recompute them (same bits)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write the adapter here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
@@ -131,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except ModelError as e:
+    except ValueError as e:   # ModelError, ConfigError, bad data: the message says what to do
         print(f"tinylora: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Print every benchmark's figures (learning quality and speed; more as they land).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+. .venv/bin/activate
+python benchmarks/learning.py "$@"
