@@ -59,6 +59,17 @@ def test_random_models_match_litert_reference(family):
         _compare(model, randmodel.random_input(rng, model, 4), oracle="litert")
 
 
+@pytest.mark.parametrize("op", ["FULLY_CONNECTED", "CONV_2D"])
+def test_per_tensor_multiplier_is_formed_in_double(op):
+    """Models built so that the two candidate multiplier rules give different bytes."""
+    rng = np.random.default_rng(4000)
+    for _ in range(10):
+        model, x, expected = randmodel.multiplier_probe_model(rng, op)
+        assert expected["double_product"] != expected["float32_product"]
+        got = int(tinylora.load_tflite(model).forward(x).ravel()[0])
+        assert got == int(oracles.tflm_run(model, x).ravel()[0]) == expected["double_product"]
+
+
 def test_litert_rounding_rule_is_needed_for_fully_connected():
     """The per-op rule is real: on FC models double rounding differs from LiteRT somewhere."""
     rng = np.random.default_rng(3000)

@@ -129,12 +129,11 @@ def test_quantize_multiplier_edges():
     assert quant.quantize_multiplier(0.0) == (0, 0)
 
 
-def test_real_multiplier_forming_rules():
-    # per-tensor: the product is rounded to float32 first; per-channel: all in double
+def test_real_multiplier_forming_rule():
+    # all in double: double(in) * double(w) / double(out), never a float32 product first
     i, w, o = 0.0123, 0.00456, 0.0789
-    assert quant.per_tensor_real_multiplier(i, w, o) == float(np.float32(np.float32(i) * np.float32(w))) / float(np.float32(o))
     want = float(np.float32(i)) * float(np.float32(w)) / float(np.float32(o))
-    assert quant.per_channel_real_multipliers(i, [w], o)[0] == want
+    assert quant.real_multipliers(i, [w], o)[0] == want
 
 
 @given(st.sampled_from(["NONE", "RELU", "RELU6"]),

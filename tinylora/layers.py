@@ -248,13 +248,9 @@ def _bias(ck: _Checker, t: Tensor | None, channels: int):
 
 
 def _requant_constants(ck: _Checker, in_q: QuantParams, w_q: QuantParams, out_q: QuantParams,
-                       channels: int, per_tensor_rule: bool):
-    if per_tensor_rule:
-        real = [quant.per_tensor_real_multiplier(in_q.scale[0], w_q.scale[0], out_q.scale[0])]
-    else:
-        ws = np.broadcast_to(w_q.scale, (channels,))
-        real = quant.per_channel_real_multipliers(in_q.scale[0], ws, out_q.scale[0])
-    mult, shift = quant.quantize_multipliers(real)
+                       channels: int):
+    ws = np.broadcast_to(w_q.scale, (channels,))
+    mult, shift = quant.quantize_multipliers(quant.real_multipliers(in_q.scale[0], ws, out_q.scale[0]))
     ck.require(bool(np.all(shift <= 30)), "a requantization multiplier is 2^30 or more",
                "the output scale is far smaller than input*weight scale: the file is corrupt")
     return (np.broadcast_to(mult, (channels,)).astype(np.int64),
@@ -313,8 +309,7 @@ def _build_fc(ck, graph, op, common):
     ck.require(n_out == rows * channels, f"output tensor holds {n_out} values; expected "
                f"{rows}x{channels}")
     act, lo, hi = _activation(ck, op, common["output_q"])
-    mult, shift = _requant_constants(ck, common["input_q"], w_q, common["output_q"], channels,
-                                     per_tensor_rule=w_q.scale.size == 1)
+    mult, shift = _requant_constants(ck, common["input_q"], w_q, common["output_q"], channels)
     return FullyConnected(**common, activation=act, weights=weights, weights_q=w_q, bias=bias,
                           multiplier=mult, shift=shift, act_min=lo, act_max=hi)
 
@@ -349,8 +344,7 @@ def _build_conv(ck, graph, op, common):
                f"output shape {list(common['output_shape'])} does not match the {o['padding']} "
                f"convolution's {list(expect)}")
     act, lo, hi = _activation(ck, op, common["output_q"])
-    m, s = _requant_constants(ck, common["input_q"], w_q, common["output_q"], channels,
-                              per_tensor_rule=False)
+    m, s = _requant_constants(ck, common["input_q"], w_q, common["output_q"], channels)
     return Conv2D(**common, activation=act, weights=weights, weights_q=w_q, bias=bias,
                   multiplier=m, shift=s, act_min=lo, act_max=hi)
 
@@ -370,6 +364,10 @@ def _build_softmax(ck, graph, op, common):
     ck.require(int(out_q.zero_point[0]) == -128 and float(out_q.scale[0]) == 1 / 256,
                f"output quantization is {out_q}; int8 softmax writes scale 1/256, zero point -128")
     ck.require(common["input_shape"] == common["output_shape"], "input and output shapes differ")
+    depth = common["input_shape"][-1] if common["input_shape"] else 1
+    ck.require(depth < 512, f"softmax over {depth} values: TFLM's int8 softmax overflows its "
+               "Q12 sum of exponentials at 512 (the interpreter aborts)",
+               "keep classifiers under 512 classes or leave the softmax off the model")
     beta = float(op.options.get("beta", 0.0))
     ck.require(np.isfinite(beta) and beta > 0, f"beta = {beta} must be a positive number")
     try:

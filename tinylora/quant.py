@@ -77,14 +77,12 @@ def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
     return mult, shift
 
 
-def per_tensor_real_multiplier(in_scale, w_scale, out_scale) -> float:
-    """TFLite's per-tensor rule: float32(in*w) widened to double, then / double(out)."""
-    prod = np.float32(np.float32(in_scale) * np.float32(w_scale))
-    return float(prod) / float(np.float32(out_scale))
+def real_multipliers(in_scale, w_scales, out_scale) -> np.ndarray:
+    """The real output multipliers as TFLM forms them: double(in) * double(w[c]) / double(out).
 
-
-def per_channel_real_multipliers(in_scale, w_scales, out_scale) -> np.ndarray:
-    """TFLite's per-channel rule: double(in) * double(w[c]) / double(out)."""
+    Measured against the tflite-micro interpreter for per-channel and per-tensor weights, in
+    FULLY_CONNECTED and CONV_2D alike (a float32 product first, as older TFLite code did for
+    per-tensor layers, disagrees with it; see tests/test_oracles.py)."""
     w = np.asarray(w_scales, dtype=np.float32).astype(np.float64)
     return float(np.float32(in_scale)) * w / float(np.float32(out_scale))
 
