@@ -72,12 +72,13 @@ def test_threshold_zero_equals_dense_and_threshold_prunes(model, data):
        st.integers(0, 2**20), st.one_of(st.none(), st.floats(0.01, 1.0)))
 def test_sparsify_keeps_the_largest_with_index_ties(values, threshold, density):
     delta = np.array(values, np.int64)
-    out = sparsify(delta, threshold, density)
+    out = sparsify(delta, threshold, None if density is None else int(np.ceil(density * delta.size)))
     kept = np.flatnonzero(out)
     assert np.array_equal(out[kept], delta[kept])
     assert np.all(np.abs(delta[kept]) >= threshold)
     if density is None:
         assert set(kept) == set(np.flatnonzero((np.abs(delta) >= threshold) & (delta != 0)))
+        assert threshold > 0 or np.array_equal(out, delta)   # threshold 0: dense, exactly
     else:
         k = int(np.ceil(density * delta.size))
         assert len(kept) <= k

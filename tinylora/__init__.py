@@ -3,14 +3,20 @@
 A frozen int8 base model (from a .tflite file) is read into a :class:`Model`
 whose forward pass equals TensorFlow Lite Micro's int8 kernels bit for bit.
 """
-from .errors import ModelError
+from .errors import BudgetError, CheckpointError, ConfigError, ModelError
 from .model import Model, load_tflite
-from .train import Adapter, ConfigError, LoRAConfig, Trainer
+from .arena import ArenaPlan
+from .train import Adapter, LoRAConfig, Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Adapter", "ConfigError", "LoRAConfig", "Model", "ModelError", "Trainer",
-           "load_tflite", "example_model", "__version__"]
+__all__ = ["Adapter", "ArenaPlan", "BudgetError", "CheckpointError", "ConfigError", "LoRAConfig",
+           "Model", "ModelError", "Trainer", "load_tflite", "example_model", "plan", "__version__"]
+
+
+def plan(model, config=None, budget=None, board=None, **trainer_options):
+    """The static arena plan of a training step of `model` with `config` (see Trainer.plan)."""
+    return Trainer(model, config, **trainer_options).plan(budget=budget, board=board)
 
 
 def example_model():

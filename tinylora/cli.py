@@ -176,6 +176,46 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from . import load_tflite
+    from .train import LoRAConfig, Trainer
+    model = load_tflite(_model_path(args.model))
+    budget, board = args.budget, args.board
+    if args.auto_rank:
+        from . import tasks
+        from .autorank import auto_rank
+        t = tasks.task("sensor")
+        calib = model.quantize(t["x_train"][:32]) if args.model is None else None
+        if calib is None:
+            calib = np.random.default_rng(0).integers(-128, 128, (16,) + model.input_shape).astype(np.int8)
+        result = auto_rank(model, budget=budget, board=board, calibration=calib)
+        print(result.explanation)
+        config, recompute = result.config, result.recompute
+    else:
+        config, recompute = LoRAConfig(rank=args.rank), args.recompute
+    trainer = Trainer(model, config, recompute=recompute)
+    plan = trainer.plan(budget=budget, board=board)
+    print(plan.report())
+    from .arena import inference_plan
+    print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
+    if args.plot:
+        plan.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_boards(args) -> int:
+    from .boards import board_names, load_board
+    rows = []
+    for name in board_names():
+        b = load_board(name)
+        rows.append([b.name, b.pio_board, b.cpu, f"{b.ram_app_kb} KB", f"{b.arena_budget // 1024} KB",
+                     f"{b.flash_kb} KB", b.backend, b.emulation])
+    print(_table(rows, ["board", "PlatformIO id", "CPU", "RAM for app", "arena budget", "flash",
+                        "kernels", "emulated as"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -218,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="an .npz of training data (default: bundled task)")
     p.add_argument("--task", default="sensor", choices=tasks.TASKS,
                    help="bundled adaptation task when --data is not given (default: sensor)")
-    p.add_argument("--rank", type=int, default=4, help="LoRA rank (default 4)")
+    p.add_argument("--rank", type=int, default=3, help="LoRA rank (default 3)")
     p.add_argument("--epochs", type=int, default=3, help="passes over the data (default 3)")
     p.add_argument("--lr", type=float, default=0.008, help="SGD learning rate (default 0.008)")
     p.add_argument("--density", type=float, default=None,
@@ -229,6 +269,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the adapter here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("plan", formatter_class=fmt,
+                       help="the static arena plan of one training step, against a RAM budget",
+                       description="Place every buffer of a training step (forward, backward, "
+                                   "update, recomputation) in one static arena and print the "
+                                   "plan; exits 2 with a breakdown when it exceeds the budget.",
+                       epilog="examples:\n  tinylora plan\n  tinylora plan --board nucleo_f411re --auto-rank\n"
+                              "  tinylora plan --budget 4096 --rank 8 --recompute all --plot arena.svg")
+    p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--board", default=None, help="use this board's arena budget (see tinylora boards)")
+    g.add_argument("--budget", type=int, default=None, help="RAM budget in bytes (default 524288)")
+    g2 = p.add_mutually_exclusive_group()
+    g2.add_argument("--rank", type=int, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
+    g2.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the budget")
+    p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
+    p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
+    p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("boards", formatter_class=fmt, help="list the supported boards",
+                       description="List the boards tinylora knows (boards/*.toml).",
+                       epilog="example:\n  tinylora boards")
+    p.set_defaults(func=cmd_boards)
     return parser
 
 

@@ -81,7 +81,7 @@ class FloatLoRA:
         logits, tape = self.forward(x)
         return self.backward(logits, tape, labels)
 
-    def gradients_at(self, trace: dict, label: int):
+    def gradients_at(self, trace: dict, label: int, collect: dict | None = None):
         """Float autodiff evaluated at the integer forward's own (dequantized) activations."""
         tape = []
         for layer in self._layers():
@@ -99,9 +99,10 @@ class FloatLoRA:
             tape.append((layer, lora.rows_view(layer, x), h, pre.reshape(x.shape[0], -1, layer.weights.shape[0])))
         top = self._layers()[-1]
         logits = _deq(top.output_q, trace[act(top.index)]).reshape(1, -1)
-        return self.backward(logits, tape, np.array([label]))
+        return self.backward(logits, tape, np.array([label]), collect)
 
-    def backward(self, logits, tape, labels):
+    def backward(self, logits, tape, labels, collect: dict | None = None):
+        """Gradients of the adapters; with `collect`, also {layer: (dL/dz, layer input rows)}."""
         z = self.t.beta * logits
         p = np.exp(z - z.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
@@ -114,7 +115,9 @@ class FloatLoRA:
                 g = g.reshape((g.shape[0],) + layer.input_shape)
                 continue
             g = _clamp_grad(layer, pre, g.reshape(pre.shape))
-            h, h_pre = h
+            if collect is not None:
+                collect[layer.index] = (g, rows)
+            h, h_pre = h if h is not None else (None, None)
             w = (lora.base_weights(layer) * np.broadcast_to(layer.weights_q.scale, (layer.weights.shape[0],))[:, None]).astype(np.float32)
             dx = g @ w
             prm = self.params.get(layer.index)

@@ -16,17 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import lora, quant
-from .errors import ModelError
+from .errors import BudgetError, ConfigError, ModelError
 from .layers import Layer, Reshape, Softmax
 from .loss import loss_real, xent_grad
 from .model import Model
 from .softmax import softmax_params
 
 RECOMPUTE_MODES = ("none", "all", "auto")
-
-
-class ConfigError(ValueError):
-    """A LoRA or trainer setting that cannot work with this model; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +34,7 @@ class LoRAConfig:
     targets: layer names or indices; default: every FULLY_CONNECTED layer. 1x1 CONV_2D
              layers may be named too (the same math per pixel).
     """
-    rank: int | dict = 4
+    rank: int | dict = 3
     alpha: float | None = None
     targets: tuple | None = None
 
@@ -77,26 +73,42 @@ def act(i: int) -> str:
     return "x" if i < 0 else f"act{i}"
 
 
-@dataclass
 class AdaptedLayer:
-    """Persistent state of one adapter: int16 masters, int8 views, update accumulators."""
-    layer: Layer
-    k: lora.LayerConstants
-    a_master: np.ndarray
-    b_master: np.ndarray
-    acc_a: np.ndarray = field(default=None)
-    acc_b: np.ndarray = field(default=None)
-    mom_a: np.ndarray | None = None
-    mom_b: np.ndarray | None = None
+    """Persistent state of one adapter, in the device's dtypes: int16 masters A and B, their
+    int8 views A8 and B8 (what the forward multiplies with), int32 update accumulators
+    dA and dB, and int32 momentum mA and mB when momentum is on. Updates are in place, so the
+    arrays can be views into a planned arena."""
 
-    def __post_init__(self):
-        self.acc_a = np.zeros(self.a_master.shape, np.int64)
-        self.acc_b = np.zeros(self.b_master.shape, np.int64)
+    def __init__(self, layer: Layer, k: lora.LayerConstants, a_master, b_master, momentum: bool):
+        self.layer, self.k = layer, k
+        r, depth, c_out = a_master.shape[0], a_master.shape[1], b_master.shape[0]
+        self.arrays = {"A": np.asarray(a_master, np.int16), "B": np.asarray(b_master, np.int16),
+                       "A8": np.zeros((r, depth), np.int8), "B8": np.zeros((c_out, r), np.int8),
+                       "dA": np.zeros((r, depth), np.int32), "dB": np.zeros((c_out, r), np.int32)}
+        if momentum:
+            self.arrays["mA"] = np.zeros((r, depth), np.int32)
+            self.arrays["mB"] = np.zeros((c_out, r), np.int32)
         self.refresh()
 
+    a_master = property(lambda self: self.arrays["A"], lambda self, v: self._set("A", v))
+    b_master = property(lambda self: self.arrays["B"], lambda self, v: self._set("B", v))
+    a8 = property(lambda self: self.arrays["A8"])
+    b8 = property(lambda self: self.arrays["B8"])
+    acc_a = property(lambda self: self.arrays["dA"], lambda self, v: self._set("dA", v))
+    acc_b = property(lambda self: self.arrays["dB"], lambda self, v: self._set("dB", v))
+
+    def _set(self, name: str, value) -> None:
+        self.arrays[name][...] = value
+
     def refresh(self) -> None:
-        self.a8 = lora.to_int8(self.a_master)
-        self.b8 = lora.to_int8(self.b_master)
+        self.arrays["A8"][...] = lora.to_int8(self.arrays["A"])
+        self.arrays["B8"][...] = lora.to_int8(self.arrays["B"])
+
+    def bind(self, views: dict[str, np.ndarray]) -> None:
+        """Move every array into the given views (same shapes and dtypes), keeping values."""
+        for name, view in views.items():
+            view[...] = self.arrays[name]
+            self.arrays[name] = view
 
 
 class Trainer:
@@ -105,7 +117,7 @@ class Trainer:
     def __init__(self, model: Model, config: LoRAConfig | None = None, lr: float = 0.05,
                  grad_threshold: int = 0, grad_density: float | None = None,
                  recompute: str = "none", seed: int = 0, momentum: float = 0.0,
-                 accum_steps: int = 1, calibration=None):
+                 accum_steps: int = 1, calibration=None, grad_capacity: int | None = None):
         self.model = model
         self.config = config or LoRAConfig()
         if recompute not in RECOMPUTE_MODES:
@@ -121,16 +133,21 @@ class Trainer:
         self.seed = seed
         self.grad_threshold = int(grad_threshold)
         self.grad_density = grad_density
+        if grad_capacity is not None and grad_capacity < 1:
+            raise ConfigError("grad_capacity must be >= 1 (entries per gradient tensor)")
+        self.grad_capacity = grad_capacity
         self.accum_steps = int(accum_steps)
         self.lr_q = quant.quantize_multiplier(lr)
         self.lr = self.lr_q[0] * 2.0 ** (self.lr_q[1] - 31)   # the exact learning rate
         self.momentum_q = quant.quantize_multiplier(momentum) if momentum else (0, 0)
         self.step_count = 0
+        self.updates = 0
         self._setup_head()
         self._setup_targets(calibration)
         self.recompute = self._resolve_recompute(recompute)
         self.schedule = self._build_schedule()
         self._free_after = _dead_after(self.schedule)
+        self._arena = None
 
     # ----------------------------------------------------------------- structure
 
@@ -170,7 +187,7 @@ class Trainer:
                     f"adapters and the loss, and tinylora has no backward for it: choose targets "
                     f"above layer {layer.index}")
         rms = self._calibrate(chosen, calibration)
-        rng = lora.Xorshift32(self.seed)
+        rng = self._rng = lora.Xorshift32(self.seed)
         self.adapters: dict[int, AdaptedLayer] = {}
         for layer in sorted(chosen, key=lambda l: l.index):
             r = self.config.rank_of(layer)
@@ -180,7 +197,8 @@ class Trainer:
             depth, c_out = layer.weights.shape[-1], layer.weights.shape[0]
             a = rng.uniform_int(-lora.A_INIT, lora.A_INIT, r * depth).reshape(r, depth)
             self.adapters[layer.index] = AdaptedLayer(
-                layer, k, a << lora.MASTER_FRAC_BITS, np.zeros((c_out, r), np.int64))
+                layer, k, a << lora.MASTER_FRAC_BITS, np.zeros((c_out, r), np.int64),
+                momentum=bool(self.momentum_q[0]))
         self._backward_constants()
 
     def _find_layer(self, key) -> Layer:
@@ -260,9 +278,9 @@ class Trainer:
                 reads += [f"h{i}", f"A{i}", f"B{i}"]
                 writes += [f"dA{i}", f"dB{i}"]
             ops.append(ScheduleOp("backward", i, tuple(reads), tuple(writes)))
-        for i in sorted(self.adapters):
-            ops.append(ScheduleOp("update", i, (f"dA{i}", f"dB{i}"), (f"A{i}", f"B{i}")))
-        return ops
+            if i in self.adapters:   # nothing below reads this adapter: update it right away,
+                ops.append(ScheduleOp("update", i, (f"dA{i}", f"dB{i}"), (f"A{i}", f"B{i}")))
+        return ops                   # so its gradient buffers die before the next backward
 
     def _forward_op(self, i: int, recompute: bool = False) -> ScheduleOp:
         if i in self.adapters:
@@ -279,8 +297,12 @@ class Trainer:
         return self._run({"x": x, "label": int(label)}, start=0)
 
     def _run(self, bufs: dict, start: int) -> int:
+        if self._arena is not None:
+            bufs = _ArenaBufs(self._arena, start - 1, bufs)
         for j in range(start, len(self.schedule)):
             op = self.schedule[j]
+            if self._arena is not None:
+                bufs.now = j
             missing = [b for b in op.reads if _STEP_BUFFERS(b) and b not in bufs]
             if missing:
                 raise RuntimeError(f"schedule op {op} reads {missing}, which are not live")
@@ -288,6 +310,8 @@ class Trainer:
             for b in self._free_after[j]:   # what the schedule no longer needs is dropped, so
                 bufs.pop(b, None)           # recomputation is real, not a no-op
         self.step_count += 1
+        if self.step_count % self.accum_steps == 0:
+            self.updates += 1
         return bufs["loss"]
 
     def _op_forward(self, op, bufs):
@@ -324,10 +348,15 @@ class Trainer:
             gb, eb = lora.normalize(g_rows.T @ h, 31)
             dh, eh = lora.normalize(lora.saturation_mask(h, g_rows @ ad.b8))
             ga, ea = lora.normalize(dh.T @ x_rows, 31)
+            # one micro-batch per window: the backward writes the gradient buffer (it is per-step
+            # scratch); with accumulation it adds to the persistent accumulator
+            carry = self.accum_steps > 1
             q, s = ad.k.m_update_b
-            ad.acc_b = quant.saturate(ad.acc_b + lora.rescale(gb, q, s + e + eb), quant.INT32_MIN, quant.INT32_MAX)
+            ad.acc_b = quant.saturate((ad.acc_b if carry else 0) + lora.rescale(gb, q, s + e + eb),
+                                      quant.INT32_MIN, quant.INT32_MAX)
             q, s = ad.k.m_update_a
-            ad.acc_a = quant.saturate(ad.acc_a + lora.rescale(ga, q, s + e + eh + ea), quant.INT32_MIN, quant.INT32_MAX)
+            ad.acc_a = quant.saturate((ad.acc_a if carry else 0) + lora.rescale(ga, q, s + e + eh + ea),
+                                      quant.INT32_MIN, quant.INT32_MAX)
         if i > self.lowest:
             ratio_q, ratio_s = self.input_grad[i]
             dx = lora.rescale(g_rows, ratio_q, ratio_s) @ lora.base_weights(layer)
@@ -351,20 +380,29 @@ class Trainer:
         if (self.step_count + 1) % self.accum_steps:
             return
         ad = self.adapters[op.layer]
-        ad.a_master, ad.mom_a = self._apply(ad.a_master, ad.acc_a, ad.mom_a)
-        ad.b_master, ad.mom_b = self._apply(ad.b_master, ad.acc_b, ad.mom_b)
-        ad.acc_a = np.zeros_like(ad.acc_a)
-        ad.acc_b = np.zeros_like(ad.acc_b)
+        for p in "AB":
+            self._apply(ad.arrays, p)
         ad.refresh()
 
-    def _apply(self, master, acc, mom):
-        delta = quant.rounding_divide_by_pot(acc, lora.ACCUM_FRAC_BITS)
+    def _apply(self, arrays: dict, p: str) -> None:
+        """master -= sparsify(delta); delta from the accumulator (and momentum); acc reset."""
+        delta = quant.rounding_divide_by_pot(arrays["d" + p], lora.ACCUM_FRAC_BITS)
         if self.momentum_q[0]:
-            mom = np.zeros_like(delta) if mom is None else mom
-            mom = quant.saturate(lora.rescale(mom, *self.momentum_q) + delta, quant.INT32_MIN, quant.INT32_MAX)
+            mom = quant.saturate(lora.rescale(arrays["m" + p], *self.momentum_q) + delta,
+                                 quant.INT32_MIN, quant.INT32_MAX)
+            arrays["m" + p][...] = mom
             delta = mom
-        delta = sparsify(delta, self.grad_threshold, self.grad_density)
-        return quant.saturate(master - delta, lora.MASTER_MIN, lora.MASTER_MAX), mom
+        delta = sparsify(delta, self.grad_threshold, self.capacity(arrays[p].size))
+        arrays[p][...] = quant.saturate(arrays[p] - delta, lora.MASTER_MIN, lora.MASTER_MAX)
+        arrays["d" + p][...] = 0
+
+    def capacity(self, size: int) -> int | None:
+        """How many gradient entries of a `size`-entry tensor one update may apply (None: all)."""
+        if self.grad_density is not None:
+            return max(1, math.ceil(self.grad_density * size))
+        if self.grad_capacity is not None:
+            return min(self.grad_capacity, size)
+        return None
 
     def trace(self, x, label: int) -> dict:
         """Every buffer of one step's forward pass and loss (nothing is updated)."""
@@ -379,9 +417,9 @@ class Trainer:
         """The integer gradients of one sample, dequantized to real dL/dA, dL/dB (for tests
         and diagnostics; the adapter and step count are left unchanged)."""
         x, _ = self.model._check_input(x)
-        saved = {i: (ad.acc_a, ad.acc_b) for i, ad in self.adapters.items()}
+        saved = {i: (ad.acc_a.copy(), ad.acc_b.copy()) for i, ad in self.adapters.items()}
         for ad in self.adapters.values():
-            ad.acc_a, ad.acc_b = np.zeros_like(ad.acc_a), np.zeros_like(ad.acc_b)
+            ad.acc_a, ad.acc_b = 0, 0
         bufs = {"x": x[:1], "label": int(label)}
         for op in self.schedule:
             if op.op != "update":
@@ -389,9 +427,61 @@ class Trainer:
         unit = self.lr / self.accum_steps * 2.0 ** (lora.MASTER_FRAC_BITS + lora.ACCUM_FRAC_BITS)
         out = {}
         for i, ad in self.adapters.items():
-            out[i] = (ad.acc_a * ad.k.s_a / unit, ad.acc_b * ad.k.s_b / unit)
+            out[i] = (ad.acc_a.astype(np.float64) * ad.k.s_a / unit, ad.acc_b.astype(np.float64) * ad.k.s_b / unit)
             ad.acc_a, ad.acc_b = saved[i]
         return out
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def rng_state(self) -> int:
+        return self._rng.state
+
+    @rng_state.setter
+    def rng_state(self, value: int) -> None:
+        self._rng.state = int(value)
+
+    def checkpoint(self) -> bytes:
+        """Everything needed to continue training bit-exactly (docs/checkpoint.md)."""
+        from .checkpoint import encode
+        return encode(self)
+
+    def restore(self, data: bytes) -> None:
+        """Continue from a checkpoint made by a trainer with the same model and config;
+        CheckpointError for anything damaged or foreign (nothing is changed then)."""
+        from .checkpoint import decode
+        decode(self, data)
+
+    # ----------------------------------------------------------------- memory
+
+    def plan(self, budget: int | None = None, board: str | None = None):
+        """The static arena plan of one training step; BudgetError if it exceeds the budget
+        (default 512 KB, or the named board's arena budget)."""
+        from . import arena as planning
+        source = ""
+        if board is not None:
+            from .boards import load_board
+            b = load_board(board)
+            budget, source = b.arena_budget, f"{b.name}: {b.ram_app // 1024} KB for the app"
+        p = planning.plan_trainer(self, budget, source)
+        return planning.check_budget(p, suggest=lambda: _alternatives(self, p.budget))
+
+    def run_in_arena(self, plan) -> np.ndarray:
+        """From now on keep every planned buffer inside one byte array at the plan's offsets
+        (persistent state included). A wrong plan corrupts results; returns the arena."""
+        arena = np.zeros(plan.total_bytes, np.uint8)
+        by_name = {}
+        for b in plan.buffers:
+            by_name.setdefault(b.name, b)
+        for i, ad in self.adapters.items():
+            views = {}
+            for name, arr in ad.arrays.items():
+                b = by_name.get(f"{name}{i}")
+                if b is not None:
+                    views[name] = _view(arena, b)
+            ad.bind(views)
+        self._arena = _Arena(arena, [b for b in plan.buffers if b.kind == "scratch"])
+        return arena
 
     # ----------------------------------------------------------------- conveniences
 
@@ -444,6 +534,83 @@ class Trainer:
         return Adapter.from_trainer(self)
 
 
+def _view(arena: np.ndarray, b) -> np.ndarray:
+    return arena[b.offset: b.offset + b.size].view(b.dtype).reshape(b.shape)
+
+
+class _Arena:
+    """Where each lifetime of each per-step buffer lives (from an ArenaPlan)."""
+
+    def __init__(self, data: np.ndarray, scratch):
+        self.data = data
+        self.versions: dict[str, list] = {}
+        for b in scratch:
+            self.versions.setdefault(b.name, []).append(b)
+
+    def at(self, name: str, t: int, writing: bool):
+        for b in self.versions.get(name, ()):
+            if (b.first == t) if writing else (b.first <= t <= b.last):
+                return b
+        return None
+
+
+class _ArenaBufs(dict):
+    """The executor's buffers, with every planned per-step buffer read from and written to
+    the arena at the planned offset of its current lifetime."""
+
+    def __init__(self, arena: _Arena, now: int, initial: dict):
+        super().__init__()
+        self.arena, self.now, self.exponent = arena, now, {}
+        for k, v in initial.items():
+            self[k] = v
+
+    def __setitem__(self, name, value):
+        b = self.arena.at(name, self.now, writing=True)
+        if b is None:
+            return super().__setitem__(name, value)
+        if isinstance(value, tuple):          # a gradient: int16 mantissas + exponent
+            value, self.exponent[name] = value
+        _view(self.arena.data, b)[...] = np.asarray(value).reshape(b.shape)
+        super().__setitem__(name, None)
+
+    def __getitem__(self, name):
+        b = self.arena.at(name, self.now, writing=False)
+        if b is None:
+            return super().__getitem__(name)
+        v = _view(self.arena.data, b).copy().astype(np.int64 if b.dtype == "int16" else b.dtype)
+        v = v.reshape((1,) + tuple(b.shape))
+        return (v, self.exponent[name]) if name in self.exponent else v
+
+
+def _alternatives(trainer, budget: int) -> list[tuple[str, int]]:
+    """Smaller configurations of the same trainer that fit `budget`: (label, bytes)."""
+    from . import arena as planning
+    from .train import LoRAConfig as _Cfg
+    fits = []
+    base = dict(lr=trainer.lr, seed=trainer.seed, accum_steps=trainer.accum_steps,
+                grad_density=trainer.grad_density, grad_capacity=trainer.grad_capacity)
+    ranks = {i: ad.k.rank for i, ad in trainer.adapters.items()}
+    top = max(ranks)
+    trials = [("recompute all", trainer.config, "all")]
+    r = max(ranks.values())
+    while r > 1:
+        r //= 2
+        trials.append((f"rank {r}", _Cfg(rank=r, alpha=trainer.config.alpha, targets=tuple(ranks)), trainer.recompute))
+        trials.append((f"rank {r} + recompute all", _Cfg(rank=r, alpha=trainer.config.alpha, targets=tuple(ranks)), "all"))
+    if len(ranks) > 1:
+        trials.append((f"only layer {top}, rank {ranks[top]}", _Cfg(rank=ranks[top], targets=(top,)), trainer.recompute))
+        trials.append((f"only layer {top}, rank 1", _Cfg(rank=1, targets=(top,)), trainer.recompute))
+    for label, cfg, rc in trials:
+        try:
+            t = Trainer(trainer.model, cfg, recompute=rc, **base)
+            n = planning.plan_trainer(t).total_bytes
+        except (ConfigError, BudgetError):
+            continue
+        if n <= budget:
+            fits.append((label, n))
+    return fits[:4]
+
+
 def _STEP_BUFFERS(name: str) -> bool:
     """Per-step buffers (activations, h, gradients): the ones that live and die in a step."""
     return name.startswith(("act", "h", "grad")) or name == "x"
@@ -468,17 +635,19 @@ def _dead_after(schedule: list[ScheduleOp]) -> list[list[str]]:
     return dead
 
 
-def sparsify(delta: np.ndarray, threshold: int, density: float | None) -> np.ndarray:
-    """Keep entries with |delta| >= threshold (and at most ceil(density * size) of them,
-    the largest, ties to the lower flat index); zero the rest. threshold 0 keeps all."""
+def sparsify(delta: np.ndarray, threshold: int, capacity: int | None) -> np.ndarray:
+    """Keep the nonzero entries with |delta| >= threshold, at most `capacity` of them (the
+    largest, ties to the lower flat index); zero the rest. threshold 0 and no capacity is the
+    identity: dense training exactly."""
+    if threshold <= 0 and capacity is None:
+        return delta
     mag = np.abs(delta).ravel()
-    keep = mag >= max(threshold, 0)
-    if density is not None:
-        k = math.ceil(density * mag.size)
+    keep = (mag >= threshold) & (mag > 0)
+    if capacity is not None and np.count_nonzero(keep) > capacity:
         order = np.lexsort((np.arange(mag.size), -mag))   # by |delta| desc, then index asc
         top = np.zeros(mag.size, bool)
-        top[order[:k]] = True
-        keep &= top & (mag > 0)
+        top[order[:capacity]] = True
+        keep &= top
     return np.where(keep.reshape(delta.shape), delta, 0)
 
 

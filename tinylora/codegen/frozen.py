@@ -1,0 +1,200 @@
+"""Model -> C: the frozen int8 forward pass as calls into the tl_ kernels.
+
+:func:`generate_frozen_c` writes one C file holding the model's constants (weights, biases,
+per-channel multipliers and shifts) as ``const`` arrays and a function
+
+    tl_status <prefix>_forward(const int8_t *input, int8_t *output, int8_t *scratch);
+
+that runs every layer through ``tl_fully_connected_s8`` / ``tl_conv2d_s8`` /
+``tl_depthwise_conv2d_s8`` / ``tl_softmax_s8`` (RESHAPE costs nothing: the bytes stay where
+they are). ``scratch`` is caller-owned, ``<PREFIX>_SCRATCH_SIZE`` bytes; intermediate
+activations ping-pong between its two halves. With ``inputs``, the file also embeds those
+samples and ``void <prefix>_run_tests(void)``, which runs each and prints the outputs in the
+``tl_report`` line protocol as ``T <prefix>_out_<i hex> <bytes>``, to compare with
+:meth:`tinylora.Model.forward` byte for byte (see :mod:`tinylora.emulate`).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..layers import Layer, _padding_before
+from ..model import Model
+from . import c_array_rows, c_comment, c_identifier, provenance, render
+
+__all__ = ["generate_frozen_c", "FrozenPlan", "plan_frozen", "output_name"]
+
+TEMPLATE = "c/frozen_model.c.j2"
+FUNCTION = "tinylora.codegen.frozen.generate_frozen_c"
+
+
+@dataclass
+class _Array:
+    name: str
+    ctype: str
+    values: np.ndarray
+    comment: str
+
+    @property
+    def size(self) -> int:
+        return int(self.values.size)
+
+    def context(self) -> dict:
+        return {"name": self.name, "ctype": self.ctype, "size": self.size,
+                "rows": c_array_rows(self.values), "comment": c_comment(self.comment)}
+
+
+@dataclass
+class FrozenPlan:
+    """What the generated forward does: constants, steps and buffer sizes (no C text)."""
+    prefix: str
+    input_size: int
+    output_size: int
+    scratch_size: int
+    arrays: list[_Array] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+
+    @property
+    def const_bytes(self) -> int:
+        return sum(a.values.size * (1 if a.ctype == "int8_t" else 4) for a in self.arrays)
+
+
+def output_name(prefix: str, i: int) -> str:
+    """The report name of sample ``i``'s output line."""
+    return f"{prefix}_out_{i:x}"
+
+
+def _dims(n: int, h: int, w: int, c: int) -> dict:
+    return {"n": int(n), "h": int(h), "w": int(w), "c": int(c)}
+
+
+def _requant_arrays(plan: FrozenPlan, tag: str, layer: Layer) -> tuple[str, str, str, str]:
+    """Emit weights / bias / multiplier / shift arrays; returns their C expressions."""
+    channels = layer.multiplier.size
+    plan.arrays.append(_Array(f"{tag}_weights", "int8_t", np.asarray(layer.weights, np.int8),
+                              f"{layer.kind} weights {list(layer.weights.shape)}"))
+    bias = "NULL"
+    if layer.bias is not None:
+        plan.arrays.append(_Array(f"{tag}_bias", "int32_t", np.asarray(layer.bias, np.int64),
+                                  f"bias [{channels}]"))
+        bias = f"{tag}_bias"
+    plan.arrays.append(_Array(f"{tag}_multiplier", "int32_t", np.asarray(layer.multiplier, np.int64),
+                              f"requantization multipliers [{channels}] (Q31)"))
+    plan.arrays.append(_Array(f"{tag}_shift", "int32_t", np.asarray(layer.shift, np.int64),
+                              f"requantization shifts [{channels}] (> 0: left)"))
+    return f"{tag}_weights", bias, f"{tag}_multiplier", f"{tag}_shift"
+
+
+def _offsets(layer: Layer) -> dict:
+    return {"input_offset": -int(layer.input_q.zero_point[0]),
+            "output_offset": int(layer.output_q.zero_point[0])}
+
+
+def _step_fc(plan: FrozenPlan, tag: str, layer: Layer) -> dict:
+    if np.any(np.asarray(layer.weights_q.zero_point) != 0):
+        raise ValueError(f"layer {layer.index} ({layer.kind}): weights have a non-zero zero point; "
+                         "the C kernels take symmetric int8 weights")
+    out_ch, depth = layer.weights.shape
+    rows = int(np.prod(layer.input_shape)) // depth
+    weights, bias, mult, shift = _requant_arrays(plan, tag, layer)
+    params = {**_offsets(layer), "act_min": layer.act_min, "act_max": layer.act_max}
+    return {"call": "tl_fully_connected_s8", "params_type": "tl_fc_params", "params": params,
+            "input_dims": _dims(rows, 1, 1, depth), "filter_dims": _dims(out_ch, 1, 1, depth),
+            "output_dims": _dims(rows, 1, 1, out_ch), "weights": weights, "bias": bias,
+            "multiplier": mult, "shift": shift}
+
+
+def _step_conv(plan: FrozenPlan, tag: str, layer: Layer) -> dict:
+    o = layer.options
+    h, w, c = layer.input_shape
+    oh, ow, oc = layer.output_shape
+    kh, kw = layer.kernel
+    weights, bias, mult, shift = _requant_arrays(plan, tag, layer)
+    params = {**_offsets(layer),
+              "stride_h": o["stride_h"], "stride_w": o["stride_w"],
+              "pad_h": _padding_before(h, kh, o["stride_h"], o["dilation_h"], oh),
+              "pad_w": _padding_before(w, kw, o["stride_w"], o["dilation_w"], ow),
+              "dilation_h": o["dilation_h"], "dilation_w": o["dilation_w"]}
+    if layer.kind == "DEPTHWISE_CONV_2D":
+        params["depth_multiplier"] = o["depth_multiplier"]
+        call, ptype, filt = "tl_depthwise_conv2d_s8", "tl_dw_conv_params", _dims(1, kh, kw, oc)
+    else:
+        call, ptype, filt = "tl_conv2d_s8", "tl_conv_params", _dims(oc, kh, kw, c)
+    params.update(act_min=layer.act_min, act_max=layer.act_max)
+    return {"call": call, "params_type": ptype, "params": params,
+            "input_dims": _dims(1, h, w, c), "filter_dims": filt,
+            "output_dims": _dims(1, oh, ow, oc), "weights": weights, "bias": bias,
+            "multiplier": mult, "shift": shift}
+
+
+def _step_softmax(layer: Layer) -> dict:
+    mult, shift, diff_min = layer.options["params"]
+    depth = int(layer.input_shape[-1])
+    if depth > 4095:
+        raise ValueError(f"layer {layer.index} SOFTMAX: depth {depth} exceeds the C kernel's 4095")
+    return {"call": "tl_softmax_s8", "params_type": "tl_softmax_params",
+            "params": {"input_multiplier": mult, "input_left_shift": shift, "diff_min": diff_min},
+            "rows": int(np.prod(layer.input_shape)) // depth, "depth": depth}
+
+
+def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
+    """The generated forward's constants, steps and buffers for ``model``."""
+    prefix = c_identifier(prefix)
+    compute = [layer for layer in model.layers if layer.kind != "RESHAPE"]
+    plan = FrozenPlan(prefix, int(np.prod(model.input_shape)), int(np.prod(model.output_shape)), 0)
+    # Intermediate activations alternate between two regions of the scratch buffer.
+    halves = [0, 0]
+    for k, layer in enumerate(compute[:-1]):
+        halves[k % 2] = max(halves[k % 2], int(np.prod(layer.output_shape)))
+    plan.scratch_size = halves[0] + halves[1]
+    region = ["scratch", f"scratch + {halves[0]}"]
+    for k, layer in enumerate(compute):
+        tag = f"{prefix}_l{layer.index}"
+        if layer.kind == "FULLY_CONNECTED":
+            step = _step_fc(plan, tag, layer)
+        elif layer.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            step = _step_conv(plan, tag, layer)
+        elif layer.kind == "SOFTMAX":
+            step = _step_softmax(layer)
+        else:  # pragma: no cover - layers.SUPPORTED_OPS and this list move together
+            raise ValueError(f"layer {layer.index}: no C kernel for {layer.kind}")
+        step.update(index=layer.index, kind=layer.kind,
+                    comment=c_comment(f"{layer.kind} {list(layer.input_shape)} -> "
+                                      f"{list(layer.output_shape)} {layer.activation}"),
+                    src="input" if k == 0 else region[(k - 1) % 2],
+                    dst="output" if k == len(compute) - 1 else region[k % 2])
+        plan.steps.append(step)
+    return plan
+
+
+def generate_frozen_c(model: Model, inputs=None, prefix: str = "tl_model",
+                      command: str | None = None) -> str:
+    """C source of ``model``'s frozen forward (and, with ``inputs``, its test runner).
+
+    ``inputs``: int8 samples, shape (N, *model.input_shape), embedded as test vectors.
+    ``command`` is recorded in the provenance header. Deterministic: the same arguments
+    always give the same bytes.
+    """
+    plan = plan_frozen(model, prefix)
+    tests = None
+    if inputs is not None:
+        x, _ = model._check_input(np.asarray(inputs))
+        tests = {"count": int(x.shape[0]),
+                 "rows": c_array_rows(x.reshape(x.shape[0], -1)),
+                 "report_name": f"{plan.prefix}_out"}
+    source_hash = hashlib.sha256(model.source).hexdigest() if model.source else "-"
+    header = provenance(FUNCTION, command, [
+        f"Model: sha256 {source_hash}, {len(model.layers)} layers "
+        f"({', '.join(layer.kind for layer in model.layers)}), {model.macs} MACs.",
+        f"Input {list(model.input_shape)} (scale {model.input_scale:.9g}, zero point "
+        f"{model.input_zero_point}); output {list(model.output_shape)} (scale "
+        f"{model.output_scale:.9g}, zero point {model.output_zero_point}).",
+        "Bit-exact with tinylora.Model.forward (TFLM's int8 reference kernels).",
+    ])
+    return render(TEMPLATE, header=header, prefix=plan.prefix, macro=plan.prefix.upper(),
+                  input_size=plan.input_size, output_size=plan.output_size,
+                  scratch_size=plan.scratch_size,
+                  arrays=[a.context() for a in plan.arrays], steps=plan.steps,
+                  passthrough=not plan.steps, tests=tests)

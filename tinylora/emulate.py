@@ -1,0 +1,300 @@
+"""Build C with the tinylora runtime and run it on the host or on emulated microcontrollers.
+
+Targets (``TARGETS``):
+
+=================  ==================================================================
+``host``           the machine's gcc, run natively
+``host-sanitize``  gcc with ``-fsanitize=undefined,address`` (any UB or bad access fails)
+``cortex-m4``      arm-none-eabi-gcc, QEMU ``mps2-an386`` (Cortex-M4F, DSP extension)
+``cortex-m7``      arm-none-eabi-gcc, QEMU ``mps2-an500`` (Cortex-M7, DSP extension)
+``xtensa``         xtensa-lx106-elf-gcc, QEMU ``sim`` with ``-cpu lx106`` (ESP32's ISA family)
+``rv32imc``        riscv64-unknown-elf-gcc, QEMU ``virt`` (ESP32-C3's ISA)
+=================  ==================================================================
+
+Every build compiles with ``-std=c99 -Wall -Wextra -Werror -pedantic`` (and ``-O2``; the
+sanitizer build ``-O1 -g``) together with the runtime (``firmware/tl_*.c``), the test reporter
+(``firmware/testing``) and the target's startup / semihosting files
+(``firmware/targets/<dir>``). On the Cortex-M targets the kernels take the DSP path unless
+``defines={"TL_NO_DSP": 1}``.
+
+Programs print results in the line protocol of ``firmware/testing/tl_report.h``
+(``T <name> <hex>``, ``E <name> <status>``, ``DONE <n>``), read by :func:`parse_report`.
+
+The toolchains are Debian packages (``scripts/setup.sh test`` installs them as root);
+:func:`available` says whether a target can run here and, if not, why.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .resources import resource_dir
+
+__all__ = ["TARGETS", "EmulationError", "Report", "RunResult", "available", "build", "run",
+           "build_and_run", "parse_report", "firmware_dir", "runtime_sources"]
+
+#: Every target name, in a stable order.
+TARGETS = ("host", "host-sanitize", "cortex-m4", "cortex-m7", "xtensa", "rv32imc")
+
+WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+_SETUP_HINT = "run scripts/setup.sh test as root"
+
+
+class EmulationError(RuntimeError):
+    """A build failed, a program timed out, or its output broke the protocol."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    cc: str
+    cflags: tuple[str, ...]
+    ldflags: tuple[str, ...] = ()
+    support: tuple[str, ...] = ()          # files under firmware/targets/
+    qemu: tuple[str, ...] | None = None    # command before the ELF path; None: run natively
+    env: Mapping[str, str] = field(default_factory=dict)
+    needs_files: tuple[str, ...] = ()      # files the compiler must find (-print-file-name)
+    apt: str = ""                          # Debian package(s) providing it, for messages
+
+
+_ARM_SUPPORT = ("cortex-m/startup.c", "stdio/tl_target_stdio.c")
+
+
+def _arm(name: str, cpu_flags: tuple[str, ...], machine: str) -> _Target:
+    return _Target(
+        name=name, cc="arm-none-eabi-gcc",
+        cflags=("-O2", "-mthumb", *cpu_flags, "-ffunction-sections", "-fdata-sections"),
+        ldflags=("--specs=rdimon.specs", "-Wl,--gc-sections", "-T", "{targets}/cortex-m/mps2.ld"),
+        support=_ARM_SUPPORT,
+        qemu=("qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none",
+              "-semihosting", "-kernel"),
+        needs_files=("rdimon.specs",), apt="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
+
+
+_TARGETS: dict[str, _Target] = {
+    "host": _Target("host", "gcc", ("-O2",), support=("stdio/tl_target_stdio.c",), apt="gcc"),
+    "host-sanitize": _Target(
+        "host-sanitize", "gcc",
+        ("-O1", "-g", "-fsanitize=undefined,address", "-fno-sanitize-recover=all",
+         "-fno-omit-frame-pointer"),
+        ldflags=("-fsanitize=undefined,address",), support=("stdio/tl_target_stdio.c",),
+        env={"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:exitcode=86",
+             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=87"},
+        needs_files=("libasan.so", "libubsan.so"), apt="gcc (libasan, libubsan)"),
+    "cortex-m4": _arm("cortex-m4", ("-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
+                      "mps2-an386"),
+    "cortex-m7": _arm("cortex-m7", ("-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
+                      "mps2-an500"),
+    "xtensa": _Target(
+        "xtensa", "xtensa-lx106-elf-gcc",
+        ("-O2", "-mlongcalls", "-mtext-section-literals", "-fno-builtin",
+         "-fno-tree-loop-distribute-patterns", "-ffunction-sections", "-fdata-sections"),
+        ldflags=("-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-T",
+                 "{targets}/xtensa/xtensa-sim.ld", "-lgcc"),
+        support=("xtensa/start.S", "xtensa/tl_target.c"),
+        qemu=("qemu-system-xtensa", "-M", "sim", "-cpu", "lx106", "-nographic", "-semihosting",
+              "-monitor", "none", "-kernel"),
+        apt="gcc-xtensa-lx106 picolibc-xtensa-lx106-elf qemu-system-misc"),
+    "rv32imc": _Target(
+        "rv32imc", "riscv64-unknown-elf-gcc",
+        ("-O2", "-march=rv32imc", "-mabi=ilp32", "--specs=picolibc.specs",
+         "-ffunction-sections", "-fdata-sections"),
+        ldflags=("--oslib=semihost", "--crt0=semihost", "-Wl,--gc-sections",
+                 "-Wl,--defsym=__flash=0x80000000", "-Wl,--defsym=__flash_size=0x100000",
+                 "-Wl,--defsym=__ram=0x80100000", "-Wl,--defsym=__ram_size=0x100000"),
+        support=("stdio/tl_target_stdio.c",),
+        # picolibc writes stdout to the semihosting console, which QEMU sends to stderr
+        # unless it is given a chardev: route it to stdio (hence no -nographic).
+        qemu=("qemu-system-riscv32", "-M", "virt", "-display", "none", "-serial", "none",
+              "-monitor", "none", "-bios", "none", "-chardev", "stdio,id=semihosting",
+              "-semihosting-config", "enable=on,target=native,chardev=semihosting", "-kernel"),
+        needs_files=("picolibc.specs",),
+        apt="gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"),
+}
+
+
+def firmware_dir() -> Path:
+    """The hand-written C runtime (``firmware/`` in a checkout, ``tinylora/_data/firmware`` installed)."""
+    return resource_dir("firmware")
+
+
+def runtime_sources() -> list[Path]:
+    """The runtime's C files every build links: kernels, quant helpers, test reporter."""
+    fw = firmware_dir()
+    return [fw / "tl_quant.c", fw / "tl_kernels.c", fw / "testing" / "tl_report.c"]
+
+
+def _spec(target: str) -> _Target:
+    try:
+        return _TARGETS[target]
+    except KeyError:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def available(target: str) -> tuple[bool, str]:
+    """(True, "") if ``target`` can be built and run here, else (False, why and how to fix)."""
+    spec = _spec(target)
+    tools = [spec.cc] + ([spec.qemu[0]] if spec.qemu else [])
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return False, f"{tool} not found: {_SETUP_HINT} (Debian packages: {spec.apt})"
+    for name in spec.needs_files:
+        try:
+            found = subprocess.run([spec.cc, *spec.cflags, f"-print-file-name={name}"],
+                                   capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as e:  # pragma: no cover - broken toolchain
+            return False, f"{spec.cc} does not run ({e}): {_SETUP_HINT}"
+        if not os.path.isabs(found):
+            return False, f"{spec.cc} cannot find {name}: {_SETUP_HINT} (Debian packages: {spec.apt})"
+    return True, ""
+
+
+def _define_flags(defines: Mapping[str, object] | None) -> list[str]:
+    flags = []
+    for key, value in sorted((defines or {}).items()):
+        flags.append(f"-D{key}" if value is None or value is True else f"-D{key}={value}")
+    return flags
+
+
+def build(target: str, sources: Sequence[Path | str], out_dir: Path | str,
+          defines: Mapping[str, object] | None = None, *, name: str | None = None,
+          runtime: bool = True, include_dirs: Sequence[Path | str] = ()) -> Path:
+    """Compile and link ``sources`` (plus the runtime and the target's support files).
+
+    ``defines`` maps macro names to values (``None``/``True``: defined without a value).
+    Returns the executable (host) or ELF (emulated targets) in ``out_dir``. Raises
+    :class:`EmulationError` with the compiler's messages if the build fails.
+    """
+    spec = _spec(target)
+    ok, why = available(target)
+    if not ok:
+        raise EmulationError(f"target {target} is not available: {why}")
+    fw = firmware_dir()
+    targets_dir = fw / "targets"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / (name or f"{target}.elf")
+    files = [str(Path(s)) for s in sources]
+    if runtime:
+        files += [str(p) for p in runtime_sources()]
+    files += [str(targets_dir / s) for s in spec.support]
+    includes = [f"-I{d}" for d in (fw, fw / "testing", *include_dirs)]
+    ldflags = [f.replace("{targets}", str(targets_dir)) for f in spec.ldflags]
+    cmd = [spec.cc, *WARNINGS, *spec.cflags, *_define_flags(defines), *includes, *files,
+           *ldflags, "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EmulationError(f"{target} build failed ({proc.returncode}):\n$ {' '.join(cmd)}\n"
+                             f"{proc.stdout}{proc.stderr}")
+    return out
+
+
+class RunResult(tuple):
+    """``(returncode, stdout)``; ``.stderr`` holds the program's / emulator's error output."""
+
+    def __new__(cls, returncode: int, stdout: bytes, stderr: bytes = b""):
+        self = super().__new__(cls, (returncode, stdout))
+        self.stderr = stderr
+        return self
+
+    @property
+    def returncode(self) -> int:
+        return self[0]
+
+    @property
+    def stdout(self) -> bytes:
+        return self[1]
+
+
+def run(target: str, elf: Path | str, timeout: float = 120.0, icount: bool = False) -> RunResult:
+    """Run a built program; returns ``(returncode, stdout bytes)`` (a :class:`RunResult`).
+
+    ``icount=True`` adds QEMU's ``-icount shift=0`` (one instruction per virtual ns), which
+    makes SysTick / ``rdinstret`` counts exact and repeatable; ignored on host targets.
+    Raises :class:`EmulationError` on timeout.
+    """
+    spec = _spec(target)
+    if spec.qemu is None:
+        cmd = [str(elf)]
+    else:
+        cmd = list(spec.qemu[:-1]) + (["-icount", "shift=0"] if icount else []) + \
+            [spec.qemu[-1], str(elf)]
+    env = dict(os.environ, **spec.env)
+    # stdout goes to a file, not a pipe: QEMU's stdio is non-blocking, and a semihosting
+    # write into a full pipe silently drops output (measured: truncated reports).
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            out.seek(0)
+            raise EmulationError(f"{target}: {' '.join(cmd)} timed out after {timeout:g} s; "
+                                 f"output ends: {out.read()[-500:]!r}") from None
+        out.seek(0)
+        stdout = out.read()
+    return RunResult(proc.returncode, stdout, proc.stderr)
+
+
+def build_and_run(target: str, sources: Sequence[Path | str], out_dir: Path | str,
+                  defines: Mapping[str, object] | None = None, *, timeout: float = 120.0,
+                  icount: bool = False, name: str | None = None) -> RunResult:
+    """:func:`build` then :func:`run`."""
+    elf = build(target, sources, out_dir, defines, name=name)
+    return run(target, elf, timeout=timeout, icount=icount)
+
+
+@dataclass
+class Report:
+    """A parsed test-program output: ``values[name]`` is the raw bytes of each ``T`` line,
+    ``errors[name]`` the tl_status of each ``E`` line."""
+    values: dict[str, bytes]
+    errors: dict[str, int]
+    lines: int
+
+    def int8(self, name: str):
+        import numpy as np
+        return np.frombuffer(self.values[name], dtype=np.int8)
+
+    def int32(self, name: str):
+        import numpy as np
+        return np.frombuffer(self.values[name], dtype="<i4")
+
+
+def parse_report(stdout: bytes, returncode: int | None = None) -> Report:
+    """Parse the ``T``/``E``/``DONE`` protocol; raises :class:`EmulationError` if it is broken
+    (no DONE line, a count mismatch, a duplicate name, or a non-zero ``returncode`` with no
+    ``E`` line to explain it)."""
+    values: dict[str, bytes] = {}
+    errors: dict[str, int] = {}
+    done = None
+    for raw in stdout.decode("ascii", "replace").splitlines():
+        parts = raw.split()
+        if not parts:
+            continue
+        if parts[0] == "T" and len(parts) in (2, 3):
+            name = parts[1]
+            if name in values:
+                raise EmulationError(f"result {name!r} reported twice")
+            try:
+                values[name] = bytes.fromhex(parts[2] if len(parts) == 3 else "")
+            except ValueError:
+                raise EmulationError(f"result {name!r} is not hex: {raw[:120]!r}") from None
+        elif parts[0] == "E" and len(parts) == 3:
+            errors[parts[1]] = int(parts[2], 16)
+        elif parts[0] == "DONE" and len(parts) == 2:
+            done = int(parts[1], 16)
+    tail = stdout[-400:].decode("ascii", "replace")
+    if done is None:
+        raise EmulationError(f"no DONE line (exit status {returncode}); output ends: {tail!r}")
+    if done != len(values) + len(errors):
+        raise EmulationError(f"DONE says {done} results, read {len(values) + len(errors)}")
+    if returncode not in (None, 0) and not errors:
+        raise EmulationError(f"exit status {returncode} after DONE; output ends: {tail!r}")
+    return Report(values, errors, done)
