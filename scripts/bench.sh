@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 . .venv/bin/activate
 python benchmarks/learning.py "$@"
+python benchmarks/memory.py

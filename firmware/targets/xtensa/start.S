@@ -13,6 +13,34 @@ tl_reset:
     slli    a0, a0, 20          /* a0 = 0x40100000 */
     jx      a0
 
+/* Exception vectors (VECBASE resets to 0x40000000, instram0). PS.EXCM is still set from
+ * reset, so any exception (bad address, illegal instruction...) lands in one of these slots;
+ * each ends the emulation with exit status 0x7f instead of hanging until a timeout. */
+    .section .vectors, "ax"
+    .global tl_vectors
+tl_vectors:
+    .org    0x10                /* debug */
+    j       tl_xtensa_fault
+    .org    0x20                /* NMI */
+    j       tl_xtensa_fault
+    .org    0x30                /* kernel exception */
+    j       tl_xtensa_fault
+    .org    0x40
+    j       tl_xtensa_fault
+    .org    0x50                /* user exception */
+    j       tl_xtensa_fault
+    .org    0x60
+    j       tl_xtensa_fault
+    .org    0x70                /* double exception */
+    j       tl_xtensa_fault
+    .org    0x80
+tl_xtensa_fault:
+    movi    a2, 1               /* SYS_exit */
+    movi    a3, 0x7f
+    simcall
+3:
+    j       3b
+
     .section .text.entry, "ax"
     .global _start
     .align  4
