@@ -142,6 +142,11 @@ def test_plot_svg(model, tmp_path):
         p.plot(tmp_path / "arena.jpg")
 
 
+def test_plot_png(model, tmp_path):
+    tinylora.plan(model).plot(tmp_path / "arena.png")
+    assert (tmp_path / "arena.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cli_plan(capsys):
     from tinylora.cli import main
     assert main(["plan", "--budget", "1500"]) == 2

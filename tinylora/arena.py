@@ -225,7 +225,7 @@ def lifetimes(trainer) -> list[Buffer]:
         for name, arr in ad.arrays.items():
             if name.startswith("d") and trainer.accum_steps == 1:
                 continue   # per-step (placed above); persistent only across micro-batches
-            what = {"A": "masters", "B": "masters", "A8": "int8 views", "B8": "int8 views",
+            what = {"A": "masters", "B": "masters", "Aq": "int8 views", "Bq": "int8 views",
                     "dA": "accumulators", "dB": "accumulators", "mA": "momentum", "mB": "momentum"}[name]
             out.append(Buffer(f"{name}{i}", str(arr.dtype), arr.shape, -1, len(sched), "persistent", what))
     return out

@@ -166,7 +166,9 @@ def cmd_train(args) -> int:
     steps = args.epochs * len(ytr)
     print(_table([["test accuracy (base int8)", f"{base:.2%}"], ["test accuracy (adapted)", f"{acc:.2%}"],
                   ["steps", f"{steps} ({steps / seconds:.0f} steps/s)"],
-                  ["adapter", f"{len(blob)} bytes"]], ["result", "value"]))
+                  ["adapter", f"{len(blob)} bytes"],
+                  ["checkpoint", f"{len(trainer.checkpoint())} bytes"],
+                  ["training arena", f"{trainer.plan().total_bytes:,} bytes"]], ["result", "value"]))
     if args.out:
         import pathlib
         out = pathlib.Path(args.out)
@@ -260,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundled adaptation task when --data is not given (default: sensor)")
     p.add_argument("--rank", type=int, default=3, help="LoRA rank (default 3)")
     p.add_argument("--epochs", type=int, default=3, help="passes over the data (default 3)")
-    p.add_argument("--lr", type=float, default=0.008, help="SGD learning rate (default 0.008)")
+    p.add_argument("--lr", type=float, default=0.004, help="SGD learning rate (default 0.004)")
     p.add_argument("--density", type=float, default=None,
                    help="apply only this fraction of gradient entries per step (e.g. 0.1)")
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"],

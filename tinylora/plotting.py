@@ -40,6 +40,9 @@ def plot_plan(plan, path) -> None:
     fig, ax = plt.subplots(figsize=(10, 5))
     for b, x0, x1, y, h in _rects(plan):
         ax.add_patch(plt.Rectangle((x0, y), x1 - x0, h, facecolor=_color(b.what), edgecolor="black", lw=0.4))
+    seen = sorted({b.what for b in plan.buffers})
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, facecolor=_color(w)) for w in seen], labels=seen,
+              loc="upper left", fontsize=7, ncol=2)
     ax.set_xlim(0, len(plan.ops) + 1)
     ax.set_ylim(0, plan.total_bytes)
     ax.set_xlabel("schedule op")
