@@ -74,17 +74,10 @@ def build_cnn(keras, batch_size):
 
 
 def list_ops(model_bytes: bytes) -> list[str]:
-    """Builtin operator names of subgraph 0, in execution order."""
-    from ai_edge_litert import schema_py_generated as schema
+    """Builtin operator names of subgraph 0, in execution order (tinylora's own reader)."""
+    from tinylora import tflite
 
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    m = schema.Model.GetRootAs(model_bytes, 0)
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        oc = m.OperatorCodes(i)
-        codes.append(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()))
-    g = m.Subgraphs(0)
-    return [names[codes[g.Operators(i).OpcodeIndex()]] for i in range(g.OperatorsLength())]
+    return [op.name for op in tflite.parse(model_bytes).ops]
 
 
 def tflm_accuracy(model_bytes: bytes, x_float: np.ndarray, y: np.ndarray) -> float:

@@ -20,3 +20,10 @@ settings.load_profile(os.environ.get("TINYLORA_HYPOTHESIS_PROFILE", "default"))
 def example_bytes():
     import tinylora
     return tinylora.example_model().read_bytes()
+
+
+@pytest.fixture(scope="session")
+def model(example_bytes):
+    """The bundled digits CNN as a Model."""
+    import tinylora
+    return tinylora.load_tflite(example_bytes)

@@ -12,11 +12,6 @@ from support import randmodel
 
 
 @pytest.fixture(scope="module")
-def model(example_bytes):
-    return tinylora.load_tflite(example_bytes)
-
-
-@pytest.fixture(scope="module")
 def data(model):
     t = tasks.task("sensor")
     return model.quantize(t["x_train"][:120]), t["y_train"][:120]

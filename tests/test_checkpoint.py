@@ -9,11 +9,6 @@ from tinylora.checkpoint import CheckpointStore
 
 
 @pytest.fixture(scope="module")
-def model(example_bytes):
-    return tinylora.load_tflite(example_bytes)
-
-
-@pytest.fixture(scope="module")
 def data(model):
     t = tasks.task("remap")
     return model.quantize(t["x_train"][:64]), t["y_train"][:64]

@@ -11,11 +11,6 @@ from support import randmodel
 
 
 @pytest.fixture(scope="module")
-def model(example_bytes):
-    return tinylora.load_tflite(example_bytes)
-
-
-@pytest.fixture(scope="module")
 def data(model):
     sp = datasets.digits_split(0)
     return model.quantize(sp["x_train"][:300]), sp["y_train"][:300].astype(int)

@@ -308,10 +308,15 @@ def _build_fc(ck, graph, op, common):
     n_out = int(np.prod(common["output_shape"]))
     ck.require(n_out == rows * channels, f"output tensor holds {n_out} values; expected "
                f"{rows}x{channels}")
+    return _weighted(FullyConnected, ck, op, common, weights, w_q, bias, channels)
+
+
+def _weighted(cls, ck, op, common, weights, w_q, bias, channels) -> Layer:
+    """A layer with weights: its fused activation's clamp and its requantization constants."""
     act, lo, hi = _activation(ck, op, common["output_q"])
     mult, shift = _requant_constants(ck, common["input_q"], w_q, common["output_q"], channels)
-    return FullyConnected(**common, activation=act, weights=weights, weights_q=w_q, bias=bias,
-                          multiplier=mult, shift=shift, act_min=lo, act_max=hi)
+    return cls(**common, activation=act, weights=weights, weights_q=w_q, bias=bias,
+               multiplier=mult, shift=shift, act_min=lo, act_max=hi)
 
 
 def _build_conv(ck, graph, op, common):
@@ -343,10 +348,7 @@ def _build_conv(ck, graph, op, common):
     ck.require(expect == common["output_shape"] and min(expect) > 0,
                f"output shape {list(common['output_shape'])} does not match the {o['padding']} "
                f"convolution's {list(expect)}")
-    act, lo, hi = _activation(ck, op, common["output_q"])
-    m, s = _requant_constants(ck, common["input_q"], w_q, common["output_q"], channels)
-    return Conv2D(**common, activation=act, weights=weights, weights_q=w_q, bias=bias,
-                  multiplier=m, shift=s, act_min=lo, act_max=hi)
+    return _weighted(Conv2D, ck, op, common, weights, w_q, bias, channels)
 
 
 def _build_reshape(ck, graph, op, common):

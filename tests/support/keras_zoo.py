@@ -282,17 +282,10 @@ def build(name: str, cache_dir=None) -> bytes:
 
 
 def ops(model_bytes: bytes) -> list[str]:
-    """Builtin operator names of subgraph 0, in execution order."""
-    from ai_edge_litert import schema_py_generated as fb
+    """Builtin operator names of subgraph 0, in execution order (tinylora's own reader)."""
+    from tinylora import tflite
 
-    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
-    m = fb.Model.GetRootAs(model_bytes, 0)
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        oc = m.OperatorCodes(i)
-        codes.append(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()))
-    g = m.Subgraphs(0)
-    return [names[codes[g.Operators(i).OpcodeIndex()]] for i in range(g.OperatorsLength())]
+    return [op.name for op in tflite.parse(model_bytes).ops]
 
 
 if __name__ == "__main__":  # python tests/support/keras_zoo.py [cache_dir]: build and list
