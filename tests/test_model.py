@@ -84,6 +84,11 @@ def _no_scale(m):
     sg.tensors[sg.operators[2].outputs[0]].quantization.scale = [0.0]
 
 
+def _huge_shape(m):
+    sg = m.subgraphs[0]
+    sg.tensors[sg.operators[5].inputs[1]].shape = [2**31 - 1, 2**31 - 1]   # product overflows int64
+
+
 def _branch(m):
     sg = m.subgraphs[0]
     sg.operators[6].inputs[0] = sg.operators[4].outputs[0]
@@ -106,6 +111,7 @@ BAD = {
     "two subgraphs": (lambda b: E.edit(b, _two_subgraphs), r"2 subgraphs"),
     "tanh activation": (lambda b: E.edit(b, _tanh), r"op 5 FULLY_CONNECTED: fused activation TANH"),
     "zero scale": (lambda b: E.edit(b, _no_scale), r"op 2 CONV_2D: .*scale that is not a positive"),
+    "overflowing shape": (lambda b: E.edit(b, _huge_shape), r"op 5 FULLY_CONNECTED: weights .* hold 2048 values"),
     "branching graph": (lambda b: E.edit(b, _branch), r"op 6 FULLY_CONNECTED: .*sequential"),
 }
 

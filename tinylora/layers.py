@@ -9,6 +9,7 @@ All arrays are batched: the leading axis is the sample.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,8 +197,8 @@ def _activation_tensor(ck: _Checker, t: Tensor | None, role: str) -> tuple[tuple
     ck.require(len(t.shape) >= 1 and t.shape[0] == 1 and all(d > 0 for d in t.shape),
                f"{role} tensor {t.name!r} has shape {list(t.shape)}; tinylora needs a static shape "
                "with batch 1", "build the Keras Input with batch_size=1")
-    ck.require(int(np.prod(t.shape, dtype=np.int64)) <= MAX_ELEMENTS,
-               f"{role} tensor {t.name!r} has {int(np.prod(t.shape, dtype=np.int64))} elements, "
+    ck.require(math.prod(t.shape) <= MAX_ELEMENTS,
+               f"{role} tensor {t.name!r} has {math.prod(t.shape)} elements, "
                f"more than the {MAX_ELEMENTS} tinylora supports")
     q = _quant(ck, t, role, per_channel=False)
     return tuple(t.shape[1:]), q
@@ -226,7 +227,7 @@ def _weights(ck: _Checker, t: Tensor | None, shape_rank: int, qdim: int, channel
     ck.require(t.dtype == "INT8", f"weights {t.name!r} are {t.dtype}, not int8", INT8_FIX)
     ck.require(len(t.shape) == shape_rank and all(d > 0 for d in t.shape),
                f"weights {t.name!r} have shape {list(t.shape)}, expected rank {shape_rank}")
-    ck.require(t.data.size == int(np.prod(t.shape)),
+    ck.require(t.data.size == math.prod(t.shape),
                f"weights {t.name!r} hold {t.data.size} values for shape {list(t.shape)}: corrupt file")
     ck.require(t.quantized, f"weights {t.name!r} have no quantization parameters", INT8_FIX)
     q = _quant(ck, t, "weights", per_channel=True, channels=channels)
