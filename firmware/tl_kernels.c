@@ -51,7 +51,7 @@ static uint32_t tl_ror8(uint32_t v)
  * SMLAD multiplies lane pairs and adds both products to the accumulator. SMLAD's accumulation
  * wraps modulo 2^32 (it only sets the sticky Q flag), so the sum equals the portable one.
  * x and w go through the same lane mapping, so every x[i] meets its own w[i]. */
-static uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
+uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
 {
     const uint32_t lane = (uint32_t)offset & 0xFFFFu;
     const int32_t offset2 = tl_wrap32((lane << 16) | lane);
@@ -74,7 +74,7 @@ static uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t o
     return (uint32_t)acc + tl_dot_s8_portable(x, w, n, offset);
 }
 #else
-static uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
+uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
 {
     return tl_dot_s8_portable(x, w, n, offset);
 }
@@ -279,8 +279,8 @@ tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params,
     out_w = output_dims->w;
     out_c = output_dims->c;
     mult = params->depth_multiplier;
-    if (filter_dims->n != 1 || filter_dims->c != out_c || out_c / mult != in_c ||
-        out_c % mult != 0 || output_dims->n != input_dims->n) {
+    if (filter_dims->n != 1 || filter_dims->c != out_c || (int64_t)in_c * mult != out_c ||
+        output_dims->n != input_dims->n) {
         return TL_ERR_SHAPE;
     }
     for (b = 0; b < input_dims->n; ++b) {

@@ -59,6 +59,11 @@ tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params,
 tl_status tl_softmax_s8(const tl_softmax_params *params, int32_t rows, int32_t depth,
                         const int8_t *input, int8_t *output);
 
+/* The int8 dot product every kernel above uses: sum over i < n of (x[i] + offset) * w[i],
+ * wrapping modulo 2^32 (return as uint32; tl_wrap32 makes it int32). |offset| <= 128.
+ * DSP path on Arm as described above; exposed for the training kernels. */
+uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset);
+
 /* The softmax building blocks, exposed for tests and for the training kernels' loss
  * (softmax.py functions of the same names; Q0 = 31 fractional bits). */
 int32_t tl_exp_on_negative_values_q5(int32_t a); /* Q5.26 input <= 0 -> Q0 */

@@ -2,8 +2,9 @@
 
 One test program per target variant (built and run once per session) holds: the fixed-point
 primitives on edge tables (``QuantCases``), the kernels' argument checks, the bundled digits
-CNN on 20 inputs, and 5 random models (different ones per variant) from
-``tests/support/randmodel.py``. Every reported byte is compared with ``tinylora.quant`` /
+CNN on 20 inputs, 5 random models (different ones per variant) from
+``tests/support/randmodel.py``, and single synthetic layers for what the random models never
+draw (depth multiplier > 1, FULLY_CONNECTED over several rows, softmax rows of 600 values). Every reported byte is compared with ``tinylora.quant`` /
 ``tinylora.softmax`` / ``Model.forward``.
 
 A missing toolchain skips its variant with the reason, except in CI (env var ``CI`` set),
@@ -12,6 +13,8 @@ where it fails: CI must run every target.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 import zlib
 from dataclasses import dataclass
@@ -25,7 +28,10 @@ from tinylora import emulate
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
 from tinylora.codegen.selftest import (STATUS_CASES_SOURCE, TL_STATUS_CASES_EXPECTED, QuantCases,
                                        runner_main_c)
+from tinylora import quant
 from tinylora.datasets import digits_split, to_model_input
+from tinylora.layers import Conv2D, FullyConnected, QuantParams, Softmax, _out_size
+from tinylora.softmax import softmax_params
 
 # (test id, emulate target, defines)
 VARIANTS = [
@@ -37,7 +43,9 @@ VARIANTS = [
     ("xtensa", "xtensa", None),
     ("rv32imc", "rv32imc", None),
 ]
-RANDOM_KINDS = ("mlp", "cnn", "wide", "cnn", "mlp")
+# 5 random models per variant; TINYLORA_EMULATED_MODELS=N for a deeper local run.
+RANDOM_KINDS = tuple(("mlp", "cnn", "wide", "cnn", "mlp")[i % 5]
+                     for i in range(int(os.environ.get("TINYLORA_EMULATED_MODELS", 5))))
 MAX_CONST_BYTES = 48 * 1024   # per random model (Xtensa keeps constants in 256 KiB dataram1)
 MAX_MACS = 1_500_000          # per sample, to keep emulation quick
 
@@ -53,17 +61,23 @@ class _Case:
 
 @dataclass
 class _Outcome:
+    variant: str
+    target: str
+    defines: dict | None
+    elf: object
+    stdout: bytes
     report: emulate.Report
     quant: dict
     example: _Case
     randoms: list
+    synthetic: list
     seconds: dict
 
 
 def _require(target: str) -> None:
     ok, why = emulate.available(target)
     if not ok:
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
             pytest.fail(f"{why} (CI is set, so a missing toolchain is an error)")
         pytest.skip(why)
 
@@ -97,6 +111,71 @@ def _random_cases(seed: int) -> list[_Case]:
     return cases
 
 
+def _qp(scale, zero_point, n: int = 1) -> QuantParams:
+    return QuantParams(np.broadcast_to(np.float32(scale), (n,)).astype(np.float32),
+                       np.broadcast_to(np.int64(zero_point), (n,)).astype(np.int64))
+
+
+def _single_layer_model(layer) -> tinylora.Model:
+    """A Model around one hand-made layer (no .tflite behind it)."""
+    m = tinylora.Model.__new__(tinylora.Model)
+    m.graph, m.source, m.layers = None, b"", [layer]
+    m.input_shape, m.output_shape = layer.input_shape, layer.output_shape
+    m.input_scale, m.input_zero_point = float(layer.input_q.scale[0]), int(layer.input_q.zero_point[0])
+    m.output_scale, m.output_zero_point = float(layer.output_q.scale[0]), int(layer.output_q.zero_point[0])
+    return m
+
+
+def _requant(rng, channels: int, lo: float, hi: float):
+    mult, shift = quant.quantize_multipliers(rng.uniform(lo, hi, channels))
+    return mult.astype(np.int64), shift.astype(np.int64)
+
+
+def _conv_layer(rng, kind, in_shape, out_c, kernel, stride, dilation, padding, mult=1):
+    h, w, c = in_shape
+    oh = _out_size(h, kernel[0], stride[0], dilation[0], padding)
+    ow = _out_size(w, kernel[1], stride[1], dilation[1], padding)
+    wshape = (1, *kernel, out_c) if kind == "DEPTHWISE_CONV_2D" else (out_c, *kernel, c)
+    m, s = _requant(rng, out_c, 2e-4, 3e-3)
+    options = {"stride_h": stride[0], "stride_w": stride[1], "dilation_h": dilation[0],
+               "dilation_w": dilation[1], "padding": padding, "depth_multiplier": mult}
+    return Conv2D(index=0, name=kind.lower(), kind=kind, input_shape=in_shape,
+                  output_shape=(oh, ow, out_c), input_q=_qp(0.02, -5), output_q=_qp(0.05, 7),
+                  activation="RELU6", weights=rng.integers(-127, 128, wshape).astype(np.int8),
+                  weights_q=_qp(0.01, 0, out_c), bias=rng.integers(-5000, 5000, out_c),
+                  multiplier=m, shift=s, act_min=-20, act_max=100, options=options)
+
+
+def _synthetic_cases() -> list[_Case]:
+    """Single layers the random models do not draw; inputs random plus special rows."""
+    rng = np.random.default_rng(77)
+    layers = [
+        _conv_layer(rng, "DEPTHWISE_CONV_2D", (7, 9, 3), 9, (3, 2), (2, 1), (1, 2), "SAME", mult=3),
+        _conv_layer(rng, "DEPTHWISE_CONV_2D", (6, 5, 2), 8, (2, 3), (1, 2), (2, 1), "VALID", mult=4),
+        _conv_layer(rng, "CONV_2D", (9, 8, 4), 5, (4, 3), (2, 3), (2, 1), "SAME"),
+        _conv_layer(rng, "CONV_2D", (10, 7, 6), 3, (2, 2), (3, 1), (3, 2), "VALID"),
+    ]
+    m, s = _requant(rng, 6, 1e-3, 1e-2)
+    layers.append(FullyConnected(
+        index=0, name="fc_rows", kind="FULLY_CONNECTED", input_shape=(3, 5), output_shape=(3, 6),
+        input_q=_qp(0.02, 11), output_q=_qp(0.04, -3), weights=rng.integers(-127, 128, (6, 5)).astype(np.int8),
+        weights_q=_qp(0.01, 0, 6), bias=None, multiplier=m, shift=s))
+    for shape, scale in (((4, 7), 0.08), ((600,), 0.02)):
+        layers.append(Softmax(index=0, name="softmax", kind="SOFTMAX", input_shape=shape,
+                              output_shape=shape, input_q=_qp(scale, 3), output_q=_qp(1 / 256, -128),
+                              options={"params": softmax_params(scale, 1.0)}))
+    cases = []
+    for i, layer in enumerate(layers):
+        model = _single_layer_model(layer)
+        x = random_input(rng, model.input_shape, 3, ("uniform", "extreme", "narrow")[i % 3])
+        if layer.kind == "SOFTMAX":  # equal values: the 600-wide sum reaches 2^28 (shift 32)
+            x = np.concatenate([x, np.full((1, *model.input_shape), 9, np.int8)])
+        cases.append(_Case(f"syn{i}", model, x, model.forward(x),
+                           f"synthetic {layer.kind} {layer.input_shape} -> {layer.output_shape} "
+                           f"{layer.options}"))
+    return cases
+
+
 _CACHE: dict[str, _Outcome] = {}
 
 
@@ -116,24 +195,29 @@ def example_case():
     return _example_case()
 
 
+@pytest.fixture(scope="session")
+def synthetic_cases():
+    return _synthetic_cases()
+
+
 @pytest.fixture(params=VARIANTS, ids=[v[0] for v in VARIANTS])
-def outcome(request, build_root, quant_cases, example_case) -> _Outcome:
+def outcome(request, build_root, quant_cases, example_case, synthetic_cases) -> _Outcome:
     """Build (once per session) and run the variant's test program."""
     vid, target, defines = request.param
     _require(target)
     if vid not in _CACHE:
         qc, quant_expected = quant_cases
         randoms = _random_cases(zlib.crc32(vid.encode()))
+        models = [example_case, *randoms, *synthetic_cases]
         src = build_root / vid
         src.mkdir()
         files = [src / "quant_cases.c", emulate.firmware_dir() / STATUS_CASES_SOURCE]
         files[0].write_text(qc.c_source())
-        for case in [example_case, *randoms]:
+        for case in models:
             path = src / f"{case.prefix}.c"
             path.write_text(generate_frozen_c(case.model, case.inputs, prefix=case.prefix))
             files.append(path)
-        (src / "main.c").write_text(runner_main_c([f"{c.prefix}_run_tests" for c in
-                                                 [example_case, *randoms]]))
+        (src / "main.c").write_text(runner_main_c([f"{c.prefix}_run_tests" for c in models]))
         files.append(src / "main.c")
         t0 = time.perf_counter()
         elf = emulate.build(target, files, src, defines)
@@ -144,7 +228,8 @@ def outcome(request, build_root, quant_cases, example_case) -> _Outcome:
             report = emulate.parse_report(result.stdout, result.returncode)
         except emulate.EmulationError as e:
             raise AssertionError(f"{vid}: {e}\nstderr: {result.stderr.decode(errors='replace')[-2000:]}")
-        _CACHE[vid] = _Outcome(report, quant_expected, example_case, randoms,
+        _CACHE[vid] = _Outcome(vid, target, defines, elf, result.stdout, report, quant_expected,
+                               example_case, randoms, synthetic_cases,
                                {"build": t1 - t0, "run": t2 - t1})
     return _CACHE[vid]
 
@@ -188,12 +273,41 @@ def test_random_models(outcome):
         _compare_model(outcome.report, case)
 
 
+def test_synthetic_layers(outcome):
+    for case in outcome.synthetic:
+        _compare_model(outcome.report, case)
+
+
 def test_every_line_checked(outcome):
     """Nothing printed goes unchecked, and nothing expected is missing."""
     names = set(outcome.quant) | {"status_0"}
-    for case in [outcome.example, *outcome.randoms]:
+    for case in [outcome.example, *outcome.randoms, *outcome.synthetic]:
         names |= {output_name(case.prefix, i) for i in range(len(case.inputs))}
     assert set(outcome.report.values) == names
+
+
+def _subset(pred):
+    chosen = [v for v in VARIANTS if pred(v)]
+    return pytest.mark.parametrize("outcome", chosen, ids=[v[0] for v in chosen], indirect=True)
+
+
+@_subset(lambda v: v[1].startswith("cortex-m"))
+def test_kernel_path(outcome):
+    """The Cortex-M variants really test what they say: SMLAD in the DSP build only."""
+    objdump = shutil.which("arm-none-eabi-objdump")
+    if objdump is None:
+        pytest.skip("arm-none-eabi-objdump not found")
+    text = subprocess.run([objdump, "-d", str(outcome.elf)], capture_output=True, text=True,
+                          check=True).stdout
+    dsp = not (outcome.defines or {}).get("TL_NO_DSP")
+    assert ("smlad" in text) == dsp
+
+
+@_subset(lambda v: not v[1].startswith("host"))
+def test_icount_run_is_identical(outcome):
+    """run(..., icount=True) (deterministic instruction counting) prints the same bytes."""
+    rerun = emulate.run(outcome.target, outcome.elf, timeout=120, icount=True)
+    assert rerun.returncode == 0 and rerun.stdout == outcome.stdout
 
 
 def test_generated_c_is_deterministic(example_case):
