@@ -6,3 +6,4 @@ bash scripts/setup.sh test
 . .venv/bin/activate
 python benchmarks/learning.py "$@"
 python benchmarks/memory.py
+python benchmarks/oracles.py

@@ -256,3 +256,13 @@ def test_extreme_learning_rates_saturate_without_wrapping(model, data, seed, lr)
     # huge steps pin parameters at the rails instead of wrapping around to the other sign
     rails = sum(int(np.count_nonzero(np.abs(ad.b_master) >= lora.MASTER_MAX - 1)) for ad in t.adapters.values())
     assert rails > 0
+
+
+def test_fit_equals_one_step_per_sample(model, data):
+    X, Y = data
+    a = Trainer(model, LoRAConfig(), lr=0.01, calibration=X[:32])
+    b = Trainer(model, LoRAConfig(), lr=0.01, calibration=X[:32])
+    a.fit(X[:50], Y[:50], epochs=1, shuffle=False)
+    for x, y in zip(X[:50], Y[:50]):
+        b.step(x, y)
+    assert a.adapter.to_bytes() == b.adapter.to_bytes() and a.step_count == b.step_count == 50
