@@ -7,3 +7,4 @@ bash scripts/setup.sh test
 python benchmarks/learning.py "$@"
 python benchmarks/memory.py
 python benchmarks/oracles.py
+python benchmarks/gradients.py
