@@ -114,7 +114,7 @@ class AdaptedLayer:
 class Trainer:
     """Integer-only LoRA training of a frozen int8 model (the numpy reference)."""
 
-    def __init__(self, model: Model, config: LoRAConfig | None = None, lr: float = 0.05,
+    def __init__(self, model: Model, config: LoRAConfig | None = None, lr: float = 0.004,
                  grad_threshold: int = 0, grad_density: float | None = None,
                  recompute: str = "none", seed: int = 0, momentum: float = 0.0,
                  accum_steps: int = 1, calibration=None, grad_capacity: int | None = None):
