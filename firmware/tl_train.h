@@ -53,7 +53,7 @@ int32_t tl_normalize_exponent(const int64_t *x, int32_t n, int32_t bits);
 int64_t tl_normalize_value(int64_t x, int32_t e, int32_t bits);
 
 /* lora.normalize(x, bits): int32 mantissas (bits in [1, 31]) and the exponent. `mantissas`
- * may alias x only if it is the same memory viewed as int64 (use tl_normalize_inplace). */
+ * must not overlap x (tl_normalize_inplace keeps them in x). */
 tl_status tl_normalize(const int64_t *x, int32_t n, int32_t bits, int32_t *mantissas,
                        int32_t *exponent);
 
@@ -177,8 +177,8 @@ tl_status tl_reshape_backward_s16(int32_t n, const int16_t *grad, int16_t *grad_
  * accumulation window (the caller decides when: (step_count + 1) % accum_steps == 0).
  *   dense:  delta = rdbp(acc, 8); with momentum m = sat32(rescale(m, mu) + delta), delta = m;
  *           keep |delta| >= threshold, nonzero, at most g->capacity (0: all) of them, the
- *           largest |delta|, ties to the lower flat index (found by a 33-pass bitwise search
- *           of the cut-off magnitude: O(33 n), no extra memory); acc is reset to 0.
+ *           largest |delta|, ties to the lower flat index (the cut-off magnitude is found bit
+ *           by bit: at most 34 counting passes over n, no extra memory); acc is reset to 0.
  *   sparse: the pairs the backward kept; the buffer is emptied.
  * Then master = sat16(master - delta) and view = sat(rdbp(master, 8), -127, 127) (all n). */
 tl_status tl_update_s16(const tl_optim_params *opt, int32_t n, const tl_grad_buffer *g,

@@ -8,3 +8,4 @@ python benchmarks/learning.py "$@"
 python benchmarks/memory.py
 python benchmarks/oracles.py
 python benchmarks/gradients.py
+python benchmarks/cost.py

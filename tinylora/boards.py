@@ -32,6 +32,11 @@ class Board:
     backend: str
     emulation: str
     static_limit_kb: int | None = None
+    console: dict | None = None   # the generated project's serial console (UART, pins)
+    storage: dict | None = None   # where the generated project keeps checkpoints
+
+    def __hash__(self) -> int:
+        return hash(self.name)
 
     @property
     def ram_app(self) -> int:

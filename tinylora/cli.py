@@ -218,6 +218,95 @@ def cmd_boards(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    import time
+    from . import emulate
+    from .verify import TARGETS, verify
+    targets = list(TARGETS) if args.target == "all" else [args.target]
+    command = (f"tinylora verify --target {args.target} --steps {args.steps} --rank {args.rank} "
+               f"--recompute {args.recompute} --lr {args.lr} --seed {args.seed}"
+               + (f" --density {args.density}" if args.density is not None else "")
+               + (" --model <file>" if args.model else ""))
+    failed = False
+    for target in targets:
+        ok, why = emulate.available(TARGETS[target][0])
+        if not ok:
+            print(f"target {target}: not available here: {why}")
+            if args.target != "all":
+                return 2
+            continue
+        t0 = time.perf_counter()
+        keep = None
+        if args.keep:
+            import pathlib
+            keep = pathlib.Path(args.keep) / target if args.target == "all" else args.keep
+        try:
+            result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
+                            recompute=args.recompute, density=args.density, seed=args.seed,
+                            keep=keep, lr=args.lr, command=command)
+        except emulate.EmulationError as e:
+            print(f"target {target}: {e}")
+            failed = True
+            continue
+        print(result.summary())
+        print(f"  total {time.perf_counter() - t0:.2f} s" + (f"; sources kept in {keep}" if keep else ""))
+        failed |= not result.ok
+    return 1 if failed else 0
+
+
+def _gen_command(args) -> str:
+    """The command recorded in generated files: options that change their content, paths
+    reduced to file names (so the bytes do not depend on where things are)."""
+    import pathlib
+    parts = ["tinylora gen", f"--board {args.board}"]
+    if args.model:
+        parts.append(f"--model {pathlib.Path(args.model).name}")
+    parts.append("--auto-rank" if args.auto_rank else f"--rank {args.rank}")
+    if args.data:
+        parts.append(f"--data {pathlib.Path(args.data).name}")
+    if args.samples != 32:
+        parts.append(f"--samples {args.samples}")
+    if args.epochs != 3:
+        parts.append(f"--epochs {args.epochs}")
+    return " ".join(parts)
+
+
+def cmd_gen(args) -> int:
+    import pathlib
+    from .codegen.project import check_names, plan_project, write_project
+    out = pathlib.Path(args.out or f"tinylora-{args.board}")
+    project = plan_project(args.board, model_path=args.model, rank=args.rank,
+                           auto_rank=args.auto_rank, data=args.data, samples=args.samples,
+                           epochs=args.epochs, command=_gen_command(args))
+    b = project.board
+    print(f"board {b.name} ({b.title}): {b.platform} / {b.pio_board} / {b.framework}")
+    print(f"model {project.model_name}; LoRA {project.config_text}")
+    print(f"arena {project.arena_bytes:,} B within the budget of {project.budget:,} B "
+          f"(training step plan {project.training_arena_bytes:,} B; {project.code.description})")
+    report = write_project(project, out, force=args.force)
+    print(f"wrote {len(report.written)} files to {out} ({len(report.unchanged)} unchanged"
+          + (f", {len(report.removed)} removed" if report.removed else "") + ")")
+    for path, names in report.preserved_regions.items():
+        print(f"kept your USER CODE regions in {path}: {', '.join(names)}")
+    problems = check_names(out, b)
+    for problem in problems:
+        print(f"tinylora: error: {problem}", file=sys.stderr)
+    try:
+        from .pio import lint
+        result = lint(out)
+        for kind in ("errors", "warnings"):
+            for msg in result[kind]:
+                print(f"platformio.ini lint {kind[:-1]}: {msg}", file=sys.stderr)
+        if not result["errors"] and not result["warnings"]:
+            print("platformio.ini: PlatformIO's lint finds no errors and no warnings")
+        if result["errors"]:
+            problems.append("lint")
+    except ImportError:
+        print("platformio.ini: not linted (PlatformIO is not installed: pip install platformio)")
+    print(f"next: cd {out} && pio run -t upload && pio device monitor   (README.md; tests: pio test)")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -288,6 +377,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
     p.set_defaults(func=cmd_plan)
+    from .verify import DEFAULT_LR, TARGETS as VERIFY_TARGETS
+    p = sub.add_parser("verify", formatter_class=fmt,
+                       help="run the generated C training step on a target and compare with numpy",
+                       description="Generate the C of a training step (frozen model, LoRA "
+                                   "adapters, arena, checkpoints) with embedded training samples, "
+                                   "build it with -std=c99 -Wall -Wextra -Werror -pedantic -O2, "
+                                   "run it natively or under QEMU, and compare every step's "
+                                   "logits and loss, the checkpoints, the final masters and "
+                                   "predict's logits with the numpy reference byte for byte. "
+                                   "Exits 1 if any byte differs, 2 if the target is unavailable.",
+                       epilog="examples:\n  tinylora verify --target host\n"
+                              "  tinylora verify --target cortex-m4 --steps 100 --density 0.1 "
+                              "--recompute all\n"
+                              "  tinylora verify --target all --model m.tflite --keep build/\n\n"
+                              "targets:\n" + "\n".join(f"  {k:<14} {v[2]}" for k, v in VERIFY_TARGETS.items())
+                              + "\n\nThe bundled model trains on the bundled 'sensor' task; "
+                              "--model trains on random\ninputs and labels drawn from --seed.")
+    p.add_argument("--target", required=True, choices=[*VERIFY_TARGETS, "all"],
+                   help="where to run (all: every target available here)")
+    p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
+    p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")
+    p.add_argument("--rank", type=int, default=3, help="LoRA rank (default 3)")
+    p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
+    p.add_argument("--density", type=float, default=None,
+                   help="sparse updates: this fraction of gradient entries per tensor")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"learning rate (default {DEFAULT_LR})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", default=None, help="write the generated C and the build here")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("gen", formatter_class=fmt,
+                       help="write a complete PlatformIO project for a board",
+                       description="Write a PlatformIO project that trains on the device: "
+                                   "platformio.ini (the board and QEMU environments), the "
+                                   "application, the runtime and generated model code under "
+                                   "lib/, on-device tests and a README. The training step's "
+                                   "arena is checked against the board's budget first "
+                                   "(exit 2 and nothing written when it does not fit). "
+                                   "Regenerating gives the same bytes, keeps USER CODE "
+                                   "regions and refuses to overwrite other changes.",
+                       epilog="examples:\n  tinylora gen --board esp32s3\n"
+                              "  tinylora gen --board nucleo_f411re --auto-rank --out f411\n"
+                              "  tinylora gen --board esp32 --model m.tflite --data d.npz --rank 2")
+    p.add_argument("--board", required=True, help="the board (see tinylora boards)")
+    p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--rank", type=int, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
+    g.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the board's budget")
+    p.add_argument("--data", default=None, help="an .npz whose first samples are embedded (x_train/y_train or x/y)")
+    p.add_argument("--samples", type=int, default=32, help="embedded samples (default 32)")
+    p.add_argument("--epochs", type=int, default=3, help="passes over them at boot (default 3)")
+    p.add_argument("--out", default=None, help="project folder (default tinylora-<board>)")
+    p.add_argument("--force", action="store_true", help="overwrite files changed outside USER CODE regions")
+    p.set_defaults(func=cmd_gen)
     p = sub.add_parser("boards", formatter_class=fmt, help="list the supported boards",
                        description="List the boards tinylora knows (boards/*.toml).",
                        epilog="example:\n  tinylora boards")

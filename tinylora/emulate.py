@@ -37,7 +37,7 @@ from typing import Mapping, Sequence
 from .resources import resource_dir
 
 __all__ = ["TARGETS", "EmulationError", "Report", "RunResult", "available", "build", "run",
-           "build_and_run", "parse_report", "firmware_dir", "runtime_sources"]
+           "build_and_run", "parse_report", "firmware_dir", "runtime_sources", "compile_objects"]
 
 #: Every target name, in a stable order.
 TARGETS = ("host", "host-sanitize", "cortex-m4", "cortex-m7", "xtensa", "rv32imc")
@@ -196,6 +196,33 @@ def build(target: str, sources: Sequence[Path | str], out_dir: Path | str,
     return out
 
 
+def compile_objects(target: str, sources: Sequence[Path | str], out_dir: Path | str,
+                    defines: Mapping[str, object] | None = None, *,
+                    include_dirs: Sequence[Path | str] = ()) -> list[Path]:
+    """Compile each source to an object file (``-c``, the target's flags, no linking): for
+    inspecting what the code itself needs (``nm``), without the runtime library or startup.
+    Returns the objects in ``out_dir``; raises :class:`EmulationError` if one fails."""
+    spec = _spec(target)
+    ok, why = available(target)
+    if not ok:
+        raise EmulationError(f"target {target} is not available: {why}")
+    fw = firmware_dir()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    includes = [f"-I{d}" for d in (fw, fw / "testing", *include_dirs)]
+    objects = []
+    for src in sources:
+        obj = out_dir / (Path(src).stem + ".o")
+        cmd = [spec.cc, *WARNINGS, *spec.cflags, *_define_flags(defines), *includes, "-c",
+               str(src), "-o", str(obj)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EmulationError(f"{target} compile failed ({proc.returncode}):\n$ {' '.join(cmd)}\n"
+                                 f"{proc.stdout}{proc.stderr}")
+        objects.append(obj)
+    return objects
+
+
 class RunResult(tuple):
     """``(returncode, stdout)``; ``.stderr`` holds the program's / emulator's error output."""
 
@@ -213,18 +240,19 @@ class RunResult(tuple):
         return self[1]
 
 
-def run(target: str, elf: Path | str, timeout: float = 120.0, icount: bool = False) -> RunResult:
+def run(target: str, elf: Path | str, timeout: float = 120.0, icount: bool = False,
+        icount_shift: int = 0) -> RunResult:
     """Run a built program; returns ``(returncode, stdout bytes)`` (a :class:`RunResult`).
 
-    ``icount=True`` adds QEMU's ``-icount shift=0`` (one instruction per virtual ns), which
-    makes SysTick / ``rdinstret`` counts exact and repeatable; ignored on host targets.
-    Raises :class:`EmulationError` on timeout.
+    ``icount=True`` adds QEMU's ``-icount shift=<icount_shift>`` (one instruction per
+    2^shift virtual ns; default 0), which makes SysTick / ``rdinstret`` / CCOUNT counts exact
+    and repeatable; ignored on host targets. Raises :class:`EmulationError` on timeout.
     """
     spec = _spec(target)
     if spec.qemu is None:
         cmd = [str(elf)]
     else:
-        cmd = list(spec.qemu[:-1]) + (["-icount", "shift=0"] if icount else []) + \
+        cmd = list(spec.qemu[:-1]) + (["-icount", f"shift={int(icount_shift)}"] if icount else []) + \
             [spec.qemu[-1], str(elf)]
     env = dict(os.environ, **spec.env)
     # stdout goes to a file, not a pipe: QEMU's stdio is non-blocking, and a semihosting

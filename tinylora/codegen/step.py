@@ -1,0 +1,479 @@
+"""Trainer -> C: the training step as straight-line calls into the tl_ runtime.
+
+:func:`generate_step` renders, for one :class:`tinylora.train.Trainer` and its
+:class:`tinylora.arena.ArenaPlan`, two files:
+
+``<prefix>.h``
+    sizes (``<P>_ARENA_SIZE``, ``<P>_INPUT_SIZE``, ``<P>_CLASSES``, ``<P>_CHECKPOINT_SIZE``),
+    every persistent buffer's arena offset, the checkpoint binding ``<P>_BINDING``, the state
+    struct and the API:
+
+        tl_status <p>_init(<p>_state *s, uint8_t *arena);          NULL: the static arena
+        tl_status <p>_step(<p>_state *s, const int8_t *input, int32_t label,
+                           int32_t *loss_q10, int8_t *logits);     logits may be NULL
+        tl_status <p>_predict(<p>_state *s, const int8_t *input, int8_t *logits);
+        tl_ckpt_status <p>_checkpoint_save(const <p>_state *s, uint8_t *out, uint32_t cap,
+                                           uint32_t *len);
+        tl_ckpt_status <p>_checkpoint_restore(<p>_state *s, const uint8_t *data, uint32_t len);
+
+``<prefix>.c``
+    the frozen constants (:func:`tinylora.codegen.frozen.plan_frozen`), one ``tl_lora_params``
+    per FULLY_CONNECTED / 1x1 CONV_2D layer of the trained segment, the initial masters, and
+    the functions above. The step is ``Trainer.schedule`` printed op by op; every buffer is
+    ``arena + offset`` of the lifetime the plan gives that op (a read: the lifetime live at
+    the op; a write: the one starting there). Update ops run only at the end of an
+    accumulation window.
+
+:func:`generate_vectors` renders a test runner that trains on embedded samples and prints,
+in the ``tl_report`` protocol, every step's logits and loss, a checkpoint half-way (then
+restores it into a freshly initialised state and continues), the final masters, the final
+checkpoint and ``predict``'s logits; :func:`expected_vectors` computes the same lines with
+``Trainer.step`` (see :mod:`tinylora.verify`).
+
+All decisions are made here; the templates only place the values.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import checkpoint as ckpt
+from .. import lora
+from ..arena import ALIGN, ArenaPlan, Buffer, plan_trainer
+from ..layers import Reshape
+from ..train import Trainer, act
+from . import c_array_rows, c_comment, c_identifier, c_int, provenance, render
+from .frozen import _Array, plan_frozen
+
+__all__ = ["StepPlan", "plan_step", "generate_step", "generate_vectors", "expected_vectors",
+           "generate_shared_arena", "VectorSet"]
+
+FUNCTION = "tinylora.codegen.step.generate_step"
+VECTORS_FUNCTION = "tinylora.codegen.step.generate_vectors"
+
+_CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t"}
+
+
+@dataclass
+class StepPlan:
+    """Everything the generated training step is, as values (no C text beyond expressions)."""
+    prefix: str
+    macro: str
+    trainer: Trainer
+    plan: ArenaPlan
+    arrays: list = field(default_factory=list)        # const arrays (frozen + training)
+    lora_params: list = field(default_factory=list)   # one dict per FC-like segment layer
+    persistent: list = field(default_factory=list)    # persistent buffers: offsets, init
+    adapters: list = field(default_factory=list)      # per adapter: names of its arrays
+    ops: list = field(default_factory=list)           # the step, op by op
+    predict_ops: list = field(default_factory=list)   # the forward only
+    exponents: list = field(default_factory=list)     # gradient exponent variables
+    input_offset: int = 0
+    logits_offset: int = 0
+
+    @property
+    def input_size(self) -> int:
+        return int(np.prod(self.trainer.model.input_shape))
+
+    @property
+    def classes(self) -> int:
+        return int(np.prod(self.trainer.model.layers[self.trainer.logits_layer].output_shape))
+
+    @property
+    def checkpoint_size(self) -> int:
+        return len(self.trainer.checkpoint())
+
+
+def _at(b: Buffer) -> str:
+    """The C expression of a buffer lifetime's address in the arena."""
+    return f"TL_AT({_CTYPE[b.dtype]}, {b.offset})"
+
+
+class _Lifetimes:
+    """Which lifetime of each buffer an op uses (the plan's view of the schedule)."""
+
+    def __init__(self, plan: ArenaPlan):
+        self.scratch: dict[str, list[Buffer]] = {}
+        self.persistent: dict[str, Buffer] = {}
+        for b in plan.buffers:
+            if b.kind == "persistent":
+                self.persistent[b.name] = b
+            else:
+                self.scratch.setdefault(b.name, []).append(b)
+
+    def read(self, name: str, t: int) -> Buffer:
+        if name in self.persistent:
+            return self.persistent[name]
+        for b in self.scratch.get(name, ()):
+            if b.first <= t <= b.last:
+                return b
+        raise ValueError(f"the plan has no lifetime of {name} live at op {t}")
+
+    def write(self, name: str, t: int) -> Buffer:
+        if name in self.persistent:
+            return self.persistent[name]
+        for b in self.scratch.get(name, ()):
+            if b.first == t:
+                return b
+        raise ValueError(f"the plan has no lifetime of {name} starting at op {t}")
+
+    def has(self, name: str) -> bool:
+        return name in self.persistent or name in self.scratch
+
+
+def _act_flags(layer) -> tuple[int, int]:
+    """lora.output_gradient_mask's rule: is each clamp bound set by the fused activation?"""
+    zp = int(layer.output_q.zero_point[0])
+    low = layer.activation in ("RELU", "RELU6") and layer.act_min == max(-128, zp)
+    high = layer.activation == "RELU6" and layer.act_max < 127
+    return int(low), int(high)
+
+
+def _geometry(layer) -> dict:
+    depth, channels = int(layer.weights.shape[-1]), int(layer.weights.shape[0])
+    if layer.kind == "CONV_2D":
+        (ih, iw, _), (oh, ow, _) = layer.input_shape, layer.output_shape
+        sh, sw = layer.options["stride_h"], layer.options["stride_w"]
+    else:
+        ih = oh = int(np.prod(layer.input_shape)) // depth
+        iw = ow = sh = sw = 1
+    return {"in_h": int(ih), "in_w": int(iw), "out_h": int(oh), "out_w": int(ow),
+            "stride_h": int(sh), "stride_w": int(sw), "depth": depth, "channels": channels}
+
+
+def _lora_params(sp: StepPlan, layer) -> dict:
+    """The tl_lora_params initializer of one FC-like layer of the trained segment."""
+    t, tag = sp.trainer, f"{sp.prefix}_l{layer.index}"
+    ad = t.adapters.get(layer.index)
+    low_act, high_act = _act_flags(layer)
+    fields = dict(_geometry(layer))
+    fields.update(rank=ad.k.rank if ad is not None else 0,
+                  weights=f"{tag}_weights",
+                  bias=f"{tag}_bias" if layer.bias is not None else "NULL",
+                  output_quant=f"{{ {tag}_multiplier, {tag}_shift }}",
+                  input_offset=-int(layer.input_q.zero_point[0]),
+                  output_offset=int(layer.output_q.zero_point[0]),
+                  act_min=layer.act_min, act_max=layer.act_max,
+                  act_min_is_activation=low_act, act_max_is_activation=high_act)
+    channels = fields["channels"]
+    if ad is not None:
+        k = ad.k
+        sp.arrays.append(_Array(f"{tag}_join_multiplier", "int32_t", np.asarray(k.m_join[0], np.int64),
+                                f"LoRA join multipliers M_join [{channels}] (Q31, single rounding)"))
+        sp.arrays.append(_Array(f"{tag}_join_shift", "int32_t", np.asarray(k.m_join[1], np.int64),
+                                f"LoRA join shifts [{channels}]"))
+        fields.update(h_multiplier=c_int(k.m_h[0]), h_shift=c_int(k.m_h[1]),
+                      join=f"{{ {tag}_join_multiplier, {tag}_join_shift }}",
+                      update_a_multiplier=c_int(k.m_update_a[0]), update_a_shift=c_int(k.m_update_a[1]),
+                      update_b_multiplier=c_int(k.m_update_b[0]), update_b_shift=c_int(k.m_update_b[1]),
+                      to_input_multiplier=c_int(k.extra["lora_to_input"][0]),
+                      to_input_shift=c_int(k.extra["lora_to_input"][1]))
+    else:
+        fields.update(h_multiplier=0, h_shift=0, join="{ NULL, NULL }",
+                      update_a_multiplier=0, update_a_shift=0, update_b_multiplier=0,
+                      update_b_shift=0, to_input_multiplier=0, to_input_shift=0)
+    ratio_q, ratio_s = t.input_grad[layer.index]
+    sp.arrays.append(_Array(f"{tag}_ratio_multiplier", "int32_t", np.asarray(ratio_q, np.int64),
+                            f"input-gradient channel ratios s_w[c] / max s_w [{channels}] (Q31)"))
+    sp.arrays.append(_Array(f"{tag}_ratio_shift", "int32_t", np.asarray(ratio_s, np.int64),
+                            f"input-gradient channel ratio shifts [{channels}]"))
+    fields["input_ratio"] = f"{{ {tag}_ratio_multiplier, {tag}_ratio_shift }}"
+    order = ("in_h", "in_w", "out_h", "out_w", "stride_h", "stride_w", "depth", "channels", "rank",
+             "weights", "bias", "output_quant", "input_offset", "output_offset", "act_min",
+             "act_max", "act_min_is_activation", "act_max_is_activation", "h_multiplier",
+             "h_shift", "join", "input_ratio", "update_a_multiplier", "update_a_shift",
+             "update_b_multiplier", "update_b_shift", "to_input_multiplier", "to_input_shift")
+    return {"name": f"{tag}_lora", "index": layer.index,
+            "comment": c_comment(f"layer {layer.index} {layer.kind} {list(layer.input_shape)} -> "
+                                 f"{list(layer.output_shape)} {layer.activation}"
+                                 + (f", LoRA rank {ad.k.rank}" if ad else ", frozen (no adapter)")),
+            "fields": [(key, fields[key]) for key in order]}
+
+
+def _grad_buffer(sp: StepPlan, life: _Lifetimes, i: int, p: str, t: int, writing: bool) -> dict:
+    """The tl_grad_buffer fields of parameter p ("A" or "B") of adapter i at op t."""
+    tr = sp.trainer
+    ad = tr.adapters[i]
+    size = int(ad.arrays[p].size)
+    cap = tr.capacity(size)
+    sparse = tr.accum_steps == 1 and tr.capacity(1 << 30) is not None
+    find = life.write if writing else life.read
+    acc = pairs = mom = "NULL"
+    if sparse:
+        pairs = _at(find(f"s{p}{i}", t))
+    else:
+        acc = _at(find(f"d{p}{i}", t))
+    if tr.momentum_q[0]:
+        mom = _at(life.read(f"m{p}{i}", t))
+    return {"acc": acc, "pairs": pairs, "capacity": int(cap or 0), "momentum": mom}
+
+
+def _forward_op(sp: StepPlan, life: _Lifetimes, frozen_steps: dict, t: int, op) -> dict:
+    model = sp.trainer.model
+    layer = model.layers[op.layer]
+    src = life.read(act(op.layer - 1), t)
+    dst = life.write(act(op.layer), t)
+    tag = " (recompute)" if op.recompute else ""
+    comment = c_comment(f"op {t}: {op.op}[{op.layer}]{tag} {layer.kind} "
+                        f"{list(layer.input_shape)} -> {list(layer.output_shape)}")
+    if op.op == "lora_forward":
+        h = life.write(f"h{op.layer}", t)
+        return {"kind": "lora_forward", "comment": comment,
+                "params": f"{sp.prefix}_l{op.layer}_lora", "input": _at(src),
+                "a8": _at(life.read(f"Aq{op.layer}", t)), "b8": _at(life.read(f"Bq{op.layer}", t)),
+                "output": _at(dst), "h": _at(h)}
+    if isinstance(layer, Reshape):
+        return {"kind": "copy", "comment": comment, "src": _at(src), "dst": _at(dst),
+                "bytes": int(np.prod(layer.output_shape))}
+    return {"kind": "frozen", "comment": comment, "step": frozen_steps[op.layer],
+            "src": _at(src), "dst": _at(dst)}
+
+
+def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
+    tr = sp.trainer
+    model = tr.model
+    exponents = []
+    for t, op in enumerate(tr.schedule):
+        i = op.layer
+        if op.op in ("forward", "lora_forward"):
+            sp.ops.append(_forward_op(sp, life, frozen_steps, t, op))
+            if t <= tr.logits_layer and not op.recompute:
+                sp.predict_ops.append(sp.ops[-1])
+            continue
+        comment = c_comment(f"op {t}: {op}")
+        if op.op == "loss":
+            logits = life.read(act(i), t)
+            grad = life.write(f"grad{i}", t)
+            exponents.append(f"exp_grad{i}")
+            sp.logits_offset = logits.offset
+            sp.ops.append({"kind": "loss", "comment": comment, "logits": _at(logits),
+                           "probs": _at(life.write("probs", t)), "grad": _at(grad),
+                           "exponent": f"exp_grad{i}", "classes": sp.classes})
+        elif op.op == "backward":
+            layer = model.layers[i]
+            grad = life.read(f"grad{i}", t)
+            grad_in = life.write(f"grad{i - 1}", t) if i > tr.lowest else None
+            if grad_in is not None:
+                exponents.append(f"exp_grad{i - 1}")
+            if isinstance(layer, Reshape):
+                sp.ops.append({"kind": "reshape_backward", "comment": comment,
+                               "count": int(np.prod(layer.output_shape)), "grad": _at(grad),
+                               "grad_in": _at(grad_in), "exponent": f"exp_grad{i}",
+                               "exponent_in": f"exp_grad{i - 1}"})
+                continue
+            lora_t = None
+            if i in tr.adapters:
+                lora_t = {"a8": _at(life.read(f"Aq{i}", t)), "b8": _at(life.read(f"Bq{i}", t)),
+                          "h": _at(life.read(f"h{i}", t)), "dh": _at(life.write(f"dh{i}", t)),
+                          "da": _grad_buffer(sp, life, i, "A", t, writing=tr.accum_steps == 1),
+                          "db": _grad_buffer(sp, life, i, "B", t, writing=tr.accum_steps == 1)}
+            sp.ops.append({"kind": "backward", "comment": comment,
+                           "params": f"{sp.prefix}_l{i}_lora",
+                           "input": _at(life.read(act(i - 1), t)),
+                           "output": _at(life.read(act(i), t)), "grad": _at(grad),
+                           "exponent": f"exp_grad{i}", "lora": lora_t,
+                           "dx": _at(life.write(f"dx{i}", t)) if grad_in is not None else "NULL",
+                           "grad_in": _at(grad_in) if grad_in is not None else "NULL",
+                           "exponent_in": f"&exp_grad{i - 1}" if grad_in is not None else "NULL"})
+        elif op.op == "update":
+            ad = tr.adapters[i]
+            params = []
+            for p in "AB":
+                params.append({"count": int(ad.arrays[p].size),
+                               "grad": _grad_buffer(sp, life, i, p, t, writing=False),
+                               "master": _at(life.read(f"{p}{i}", t)),
+                               "view": _at(life.read(f"{p}q{i}", t))})
+            sp.ops.append({"kind": "update", "comment": comment, "params": params})
+        else:  # pragma: no cover - the schedule has no other kinds
+            raise ValueError(f"no C for schedule op {op}")
+    sp.exponents = exponents
+
+
+def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl_train") -> StepPlan:
+    """The generated step's constants, buffers and calls for ``trainer`` and its arena ``plan``
+    (default: :func:`tinylora.arena.plan_trainer`, no budget check)."""
+    prefix = c_identifier(prefix)
+    plan = plan if plan is not None else plan_trainer(trainer)
+    if list(plan.ops) != [str(op) for op in trainer.schedule]:
+        raise ValueError("the arena plan was made for another schedule than this trainer's")
+    sp = StepPlan(prefix, prefix.upper(), trainer, plan)
+    frozen = plan_frozen(trainer.model, prefix)
+    sp.arrays.extend(frozen.arrays)
+    frozen_steps = {s["index"]: s for s in frozen.steps}
+    life = _Lifetimes(plan)
+    sp.input_offset = life.write("x", -1).offset
+    segment = trainer.model.layers[trainer.lowest: trainer.logits_layer + 1]
+    for layer in segment:
+        if not isinstance(layer, Reshape):
+            sp.lora_params.append(_lora_params(sp, layer))
+    for i, ad in sorted(trainer.adapters.items()):
+        names = {}
+        for p, arr in (("A", ad.a_master), ("B", ad.b_master)):
+            init = f"{prefix}_{p}{i}_init"
+            sp.arrays.append(_Array(init, "int16_t", np.asarray(arr, np.int64),
+                                    f"initial {p} masters of layer {i} {list(arr.shape)} "
+                                    f"(int16, {lora.MASTER_FRAC_BITS} fraction bits)"))
+            names[p] = init
+        entry = {"index": i, "a_size": int(ad.a_master.size), "b_size": int(ad.b_master.size)}
+        for name in ("A", "B", "Aq", "Bq", "dA", "dB", "mA", "mB"):
+            b = life.persistent.get(f"{name}{i}")
+            entry[name] = _at(b) if b is not None else "NULL"
+            entry[f"{name}_offset"] = b.offset if b is not None else -1
+        entry["a_init"], entry["b_init"] = names["A"], names["B"]
+        sp.adapters.append(entry)
+    for b in sorted((b for b in plan.buffers if b.kind == "persistent"), key=lambda b: b.offset):
+        sp.persistent.append({"name": b.name, "macro": f"{sp.macro}_OFFSET_{b.name.upper()}",
+                              "offset": b.offset, "count": int(np.prod(b.shape)),
+                              "ctype": _CTYPE[b.dtype], "what": b.what,
+                              "zero": b.what in ("accumulators", "momentum")})
+    _step_ops(sp, life, frozen_steps)
+    return sp
+
+
+def _header_lines(sp: StepPlan, command: str | None, function: str) -> list[str]:
+    t = sp.trainer
+    model = t.model
+    source_hash = hashlib.sha256(model.source).hexdigest() if model.source else "-"
+    ranks = ", ".join(f"layer {i} rank {ad.k.rank}" for i, ad in sorted(t.adapters.items()))
+    return provenance(function, command, [
+        f"Model: sha256 {source_hash}, {len(model.layers)} layers "
+        f"({', '.join(layer.kind for layer in model.layers)}).",
+        f"LoRA: {ranks}; lr {t.lr:.9g} (q {t.lr_q[0]}, shift {t.lr_q[1]}); accum_steps "
+        f"{t.accum_steps}; momentum q {t.momentum_q[0]}; grad threshold {t.grad_threshold}; "
+        f"density {t.grad_density}; capacity {t.grad_capacity}; recompute {t.recompute}.",
+        f"Arena: {sp.plan.total_bytes} B (persistent {sp.plan.persistent_bytes}, scratch "
+        f"{sp.plan.scratch_bytes}); {len(t.schedule)} schedule ops.",
+        "Bit-exact with tinylora.train.Trainer.step (docs/numerics.md).",
+    ])
+
+
+def _context(sp: StepPlan, command: str | None) -> dict:
+    t = sp.trainer
+    flags = ckpt._flags(t)
+    return {
+        "header": _header_lines(sp, command, FUNCTION),
+        "prefix": sp.prefix, "macro": sp.macro, "guard": f"{sp.macro}_H",
+        "arena_size": sp.plan.total_bytes, "align": ALIGN,
+        "input_size": sp.input_size, "classes": sp.classes,
+        "accum_steps": t.accum_steps, "checkpoint_size": sp.checkpoint_size,
+        "binding": f"0x{ckpt.binding(t):016x}", "ckpt_flags": flags,
+        "rng_state": f"0x{t.rng_state:08x}u",
+        "input_offset": sp.input_offset, "logits_offset": sp.logits_offset,
+        "persistent": sp.persistent, "adapters": sp.adapters,
+        "arrays": [a.context() for a in sp.arrays], "lora_params": sp.lora_params,
+        "softmax": {"input_multiplier": t.softmax[0], "input_left_shift": t.softmax[1],
+                    "diff_min": t.softmax[2]},
+        "optim": {"accumulate": int(t.accum_steps > 1), "threshold": t.grad_threshold,
+                  "momentum_multiplier": c_int(t.momentum_q[0]), "momentum_shift": c_int(t.momentum_q[1])},
+        "ops": sp.ops, "predict_ops": sp.predict_ops, "exponents": sp.exponents,
+        "buffers": [{"name": b.name, "kind": b.kind, "dtype": b.dtype,
+                     "shape": "x".join(map(str, b.shape)) or "1", "offset": b.offset,
+                     "bytes": b.size,
+                     "ops": f"{b.first}..{b.last}" if b.kind == "scratch" else "always"}
+                    for b in sorted(sp.plan.buffers, key=lambda b: (b.kind != "persistent", b.offset, b.first))],
+        "schedule": [c_comment(f"{j:3d} {label}") for j, label in enumerate(sp.plan.ops)],
+    }
+
+
+def generate_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl_train",
+                  command: str | None = None) -> dict[str, str]:
+    """``{"<prefix>.h": text, "<prefix>.c": text}``: the model-specific C of a training step.
+    Deterministic: the same trainer state, plan and arguments give the same bytes."""
+    sp = plan_step(trainer, plan, prefix)
+    ctx = _context(sp, command)
+    return {f"{sp.prefix}.h": render("c/train_step.h.j2", **ctx),
+            f"{sp.prefix}.c": render("c/train_step.c.j2", **ctx)}
+
+
+# ----------------------------------------------------------------------------- test vectors
+
+@dataclass
+class VectorSet:
+    """Samples to train on (full model inputs, int8) and their labels; ``restore_at``: the
+    step after which the runner saves a checkpoint, re-initialises and restores it."""
+    inputs: np.ndarray
+    labels: np.ndarray
+    restore_at: int | None = None
+    predict: int = 4            # predict() on this many of the samples after training
+
+    def __post_init__(self):
+        self.inputs = np.asarray(self.inputs, np.int8)
+        self.labels = np.asarray(self.labels, np.int64).reshape(-1)
+        if len(self.inputs) != len(self.labels) or len(self.labels) == 0:
+            raise ValueError("need one label per sample, and at least one sample")
+        if self.restore_at is None:
+            self.restore_at = len(self.labels) // 2
+        self.predict = min(self.predict, len(self.labels))
+
+
+def _names(prefix: str) -> dict:
+    return {k: f"{prefix}_{k}" for k in ("init", "step", "logits", "loss", "ckpt_mid",
+                                         "restore", "ckpt", "predict", "bad_restore")}
+
+
+def generate_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_train",
+                     command: str | None = None, arena: str | None = None) -> str:
+    """C of ``void <prefix>_run_vectors(void)`` (see the module docstring); link it with the
+    files of :func:`generate_step` for the same trainer and prefix. ``arena``: the name of a
+    caller-owned arena (an external ``uint8_t`` array of at least ``<P>_ARENA_SIZE`` bytes,
+    16-byte aligned, e.g. :func:`generate_shared_arena`'s) to pass to ``<prefix>_init``
+    instead of NULL (the static arena; build with ``-D<P>_NO_STATIC_ARENA`` to drop it)."""
+    prefix = c_identifier(prefix)
+    if arena is not None:
+        c_identifier(arena)
+    x, _ = trainer.model._check_input(vectors.inputs)
+    n = len(vectors.labels)
+    return render("c/train_vectors.c.j2",
+                  header=provenance(VECTORS_FUNCTION, command,
+                                    [f"{n} training steps on embedded samples; compared with "
+                                     "tinylora.train.Trainer.step byte for byte."]),
+                  prefix=prefix, macro=prefix.upper(), count=n,
+                  inputs=c_array_rows(x.reshape(n, -1)),
+                  labels=c_array_rows(vectors.labels),
+                  restore_at=int(vectors.restore_at), predict=int(vectors.predict),
+                  arena=arena or "NULL", extern_arena=arena,
+                  names=_names(prefix),
+                  masters=[{"name": f"{prefix}_{p}{i}", "offset": f"{prefix.upper()}_OFFSET_{p}{i}",
+                            "count": int(ad.arrays[p].size)}
+                           for i, ad in sorted(trainer.adapters.items()) for p in "AB"],
+                  scratch_s16=max(int(ad.arrays[p].size) for ad in trainer.adapters.values()
+                                  for p in "AB"))
+
+
+def generate_shared_arena(name: str, size: int, command: str | None = None) -> str:
+    """C defining ``uint8_t <name>[size]``, 16-byte aligned: one arena for several generated
+    steps that never run at the same time."""
+    return render("c/shared_arena.c.j2",
+                  header=provenance("tinylora.codegen.step.generate_shared_arena", command),
+                  name=c_identifier(name), size=int(size), align=ALIGN)
+
+
+def expected_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_train") -> dict[str, bytes]:
+    """The report lines (name -> bytes) the runner of :func:`generate_vectors` must print,
+    from the numpy reference. ``trainer`` is trained in place (pass a fresh one)."""
+    names = _names(prefix)
+    x, _ = trainer.model._check_input(vectors.inputs)
+    out: dict[str, bytes] = {}
+    for i, label in enumerate(vectors.labels):
+        if i == vectors.restore_at:
+            out[names["ckpt_mid"]] = trainer.checkpoint()
+            out[names["restore"]] = np.int32(0).tobytes()
+        bufs = {"x": x[i: i + 1], "label": int(label)}
+        loss = trainer._run(bufs, 0)
+        out[f"{names['logits']}_{i:x}"] = np.asarray(bufs["logits"], np.int8).tobytes()
+        out[f"{names['loss']}_{i:x}"] = np.int32(loss).astype("<i4").tobytes()
+    if vectors.restore_at >= len(vectors.labels):
+        out[names["ckpt_mid"]] = trainer.checkpoint()
+        out[names["restore"]] = np.int32(0).tobytes()
+    for i, ad in sorted(trainer.adapters.items()):
+        for p in "AB":
+            out[f"{prefix}_{p}{i}"] = ad.arrays[p].astype("<i2").tobytes()
+    out[names["ckpt"]] = trainer.checkpoint()
+    # a checkpoint with one flipped byte is refused (CRC) and changes nothing
+    out[names["bad_restore"]] = np.int32(5).astype("<i4").tobytes()
+    logits = trainer.logits(x[: vectors.predict])
+    for i in range(vectors.predict):
+        out[f"{names['predict']}_{i:x}"] = logits[i].astype(np.int8).tobytes()
+    return out
