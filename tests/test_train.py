@@ -5,9 +5,9 @@ from hypothesis import given, settings, strategies as st
 
 import tinylora
 from tinylora import datasets, lora, quant
-from tinylora.floatref import FloatLoRA
 from tinylora.train import Adapter, ConfigError, LoRAConfig, Trainer, sparsify
 from support import randmodel
+from support.gradcase import gradient_case
 
 
 @pytest.fixture(scope="module")
@@ -147,46 +147,12 @@ def test_one_by_one_conv_target_trains():
 
 # ---------------------------------------------------------------- gradient correctness
 
-def _cos(a, b):
-    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
-
-
 @settings(max_examples=25)
 @given(seed=st.integers(0, 10_000))
 def test_int8_gradients_agree_with_float_autodiff(seed):
-    rng = np.random.default_rng(seed)
-    mb = randmodel.random_model(rng, "mlp", widths=[int(rng.integers(8, 48)), int(rng.integers(4, 16))],
-                                softmax=False, edge="none")
-    m = tinylora.load_tflite(mb)
-    x = randmodel.random_input(rng, mb, 16)
-    rank = int(rng.integers(1, 6))
-    b_init = None
-    # The update accumulators hold lr * gradient in master units (int32, saturating): take
-    # the largest learning rate that keeps every accumulator off the int32 rails.
-    for lr in (1.0, 1e-2, 1e-4, 1e-6):
-        t = Trainer(m, LoRAConfig(rank=rank), lr=lr, seed=seed, calibration=x)
-        for i, ad in t.adapters.items():  # a trained-looking B so that dA is not zero
-            if b_init is None or i not in b_init:
-                b_init = b_init or {}
-                b_init[i] = rng.integers(-60, 61, ad.b_master.shape) << lora.MASTER_FRAC_BITS
-            ad.b_master = b_init[i].copy()
-            ad.refresh()
-        # a sample the model gets wrong: the typical training signal (for a confident right
-        # answer the gradient is a few units of the softmax's 1/256 resolution: mostly rounding)
-        label = int(np.argmin(t.logits(x[:1])[0]))
-        got = t.gradients(x[0], label)
-        unit = lr * 2.0 ** (lora.MASTER_FRAC_BITS + lora.ACCUM_FRAC_BITS)
-        peak = max(float(np.max(np.abs(g / s))) * unit for i, ad in t.adapters.items()
-                   for g, s in zip(got[i], (ad.k.s_a, ad.k.s_b)))
-        if peak < 2**31 - 2:
-            break
-    fl = FloatLoRA(t, 0.01)
-    want = fl.gradients_at(t.trace(x[0], label), label)
-    for i in got:
-        for g_int, g_float, name in zip(got[i], want[i], "AB"):
-            if np.linalg.norm(g_float) > 1e-3 * max(np.linalg.norm(v) for v in want[i]):
-                assert _cos(g_int, g_float) >= 0.99, (name, i, _cos(g_int, g_float))
+    cosines, _ = gradient_case(seed)   # empty when every output sits on a clamp
+    for layer, name, cos in cosines:
+        assert cos >= 0.99, (layer, name, cos)
 
 
 # ---------------------------------------------------------------- saturation
