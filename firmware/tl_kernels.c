@@ -7,16 +7,37 @@
 #include <string.h>
 
 /* ------------------------------------------------------------------------------------------
- * Library dispatch points (not implemented: see tl_kernels.h). When a CMSIS-NN or ESP-NN
- * backend is added, its call goes where tl_dot_s8 is used below, guarded by the same macro,
- * and must be checked byte for byte against the portable path under emulation first.
- * Note for then: CMSIS_NN_USE_SINGLE_ROUNDING and ESP-NN's NN_SKIP_NUDGE must stay off.
+ * Backends: which optimised library (if any) this build calls. See "Backends" below for what
+ * each library is given and what stays on the portable path.
  * ------------------------------------------------------------------------------------------ */
-#if defined(TL_USE_CMSIS_NN)
-#error "TL_USE_CMSIS_NN: the CMSIS-NN backend (arm_fully_connected_s8) is not implemented yet"
+#if defined(TL_USE_CMSIS_NN) && defined(TL_USE_ESP_NN)
+#error "define at most one of TL_USE_CMSIS_NN and TL_USE_ESP_NN"
 #endif
-#if defined(TL_USE_ESP_NN)
-#error "TL_USE_ESP_NN: the ESP-NN backend (esp_nn_fully_connected_s8) is not implemented yet"
+
+#if defined(TL_USE_CMSIS_NN)
+#if defined(__ARM_FEATURE_MVE)
+/* On Helium, arm_fully_connected_s8 reads per-layer kernel sums from ctx.buf (prepared with
+ * arm_vector_sum_s8, whose signature changed between releases); tinylora does not prepare them. */
+#error "TL_USE_CMSIS_NN is not supported on Helium (MVE) cores; build without it"
+#endif
+#if defined(CMSIS_NN_USE_SINGLE_ROUNDING)
+#error "CMSIS_NN_USE_SINGLE_ROUNDING changes requantization; tinylora is bit-exact with double rounding only"
+#endif
+#if defined(CMSIS_NN_USE_REQUANTIZE_INLINE_ASSEMBLY)
+#error "CMSIS_NN_USE_REQUANTIZE_INLINE_ASSEMBLY must stay off: tinylora is checked against CMSIS-NN's C requantization"
+#endif
+#include "arm_nnfunctions.h"
+#define TL_BACKEND 1
+#elif defined(TL_USE_ESP_NN)
+#if defined(ESP_PLATFORM)
+/* esp_nn.h selects the chip's kernels from CONFIG_NN_OPTIMIZED / CONFIG_IDF_TARGET_*. */
+#include "sdkconfig.h"
+#endif
+#if defined(SKIP_NUDGE) || defined(CONFIG_NN_SKIP_NUDGE) || defined(NN_SKIP_NUDGE)
+#error "ESP-NN's SKIP_NUDGE / CONFIG_NN_SKIP_NUDGE requantization is not bit-exact; turn it off"
+#endif
+#include "esp_nn.h"
+#define TL_BACKEND 1
 #endif
 
 #if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP)
@@ -89,6 +110,20 @@ static int32_t tl_add_bias(uint32_t acc, const int32_t *bias, int32_t channel)
     return tl_wrap32(acc);
 }
 
+/* FULLY_CONNECTED output channels [o_begin, o_end) of one row x (portable path). */
+static void tl_fc_portable(const tl_fc_params *params, const tl_per_channel_quant *quant,
+                           const int8_t *x, int32_t depth, const int8_t *filter,
+                           const int32_t *bias, int8_t *y, int32_t o_begin, int32_t o_end)
+{
+    int32_t o;
+    for (o = o_begin; o < o_end; ++o) {
+        const uint32_t dot =
+            tl_dot_s8(x, filter + (size_t)o * (size_t)depth, depth, params->input_offset);
+        y[o] = tl_requantize_s8(tl_add_bias(dot, bias, o), quant->multiplier[o], quant->shift[o],
+                                params->output_offset, params->act_min, params->act_max);
+    }
+}
+
 static int tl_dims_positive(const tl_dims *d)
 {
     return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0;
@@ -107,6 +142,602 @@ static tl_status tl_check_common(int32_t input_offset, int32_t output_offset, in
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Backend scratch (tl_kernels_set_scratch): one caller-owned buffer, start rounded up to 16.
+ * ------------------------------------------------------------------------------------------ */
+#define TL_SCRATCH_ALIGN 16u
+
+static uint8_t *tl_scratch = NULL;
+static size_t tl_scratch_bytes = 0u;
+
+void tl_kernels_set_scratch(void *buffer, size_t size)
+{
+    const size_t skip = (size_t)(((uintptr_t)0 - (uintptr_t)buffer) & (TL_SCRATCH_ALIGN - 1u));
+    if (buffer == NULL || size <= skip) {
+        tl_scratch = NULL;
+        tl_scratch_bytes = 0u;
+        return;
+    }
+    tl_scratch = (uint8_t *)buffer + skip;
+    tl_scratch_bytes = size - skip;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Backends. Each kernel validates its arguments first (same tl_status in every build), then
+ * offers the call to the library; TL_DECLINED sends it down the portable path, which gives the
+ * same bytes. Common to both libraries:
+ *   - offsets: input_offset = -input zero point, output_offset = +output zero point (the
+ *     libraries' TFLM convention, whatever their struct comments say), weights symmetric
+ *     (filter offset 0);
+ *   - requantization: the libraries implement TFLM's double rounding with shift > 0 = left;
+ *     layers with a shift outside [-31, 30] (what quantize_multiplier produces and their shift
+ *     arithmetic handles) stay portable;
+ *   - per-channel multiplier / shift arrays are passed as they are (the libraries' structs
+ *     declare them non-const; they only read them).
+ * CMSIS-NN (arm_nnfunctions.h, v7.0.0 API): input_offset -128 (zero point 128, outside int8)
+ * stays portable (documented range [-127, 128]). DEPTHWISE_CONV_2D goes one image at a time
+ * (the wrapper documents [1, H, W, C]). Library scratch: the *_get_buffer_size functions.
+ * ESP-NN (esp_nn.h): dims travel as uint16 / int16 inside the library, so larger shapes stay
+ * portable; its conv kernels assume dilation 1 (others stay portable); one image (FC: one row)
+ * per call; scratch from esp_nn_get_*_scratch_size, handed over with esp_nn_set_*_scratch_buf
+ * before each call. On ESP32-S3 optimised builds the FC kernels need 16-byte aligned input
+ * and filter rows and row_len, channels multiples of 8 (esp_nn_esp32s3.h); other FC calls stay
+ * portable there.
+ * ------------------------------------------------------------------------------------------ */
+#if defined(TL_BACKEND)
+#define TL_DECLINED (-1)
+
+static size_t tl_scratch_need(int32_t library_bytes)
+{
+    return library_bytes > 0 ? (size_t)library_bytes + TL_SCRATCH_ALIGN - 1u : 0u;
+}
+
+static int tl_scratch_ok(int32_t library_bytes)
+{
+    return library_bytes <= 0 || (tl_scratch != NULL && (size_t)library_bytes <= tl_scratch_bytes);
+}
+
+/* Returns whether every shift lies in [-31, 30]; *uniform: every channel has channel 0's pair. */
+static int tl_quant_scan(const tl_per_channel_quant *quant, int32_t channels, int *uniform)
+{
+    int32_t c;
+    *uniform = 1;
+    for (c = 0; c < channels; ++c) {
+        if (quant->shift[c] < -31 || quant->shift[c] > 30) {
+            return 0;
+        }
+        if (quant->multiplier[c] != quant->multiplier[0] || quant->shift[c] != quant->shift[0]) {
+            *uniform = 0;
+        }
+    }
+    return 1;
+}
+
+/* The libraries' quantization structs hold non-const pointers; they only read through them. */
+static int32_t *tl_mutable_i32(const int32_t *p)
+{
+    union {
+        const int32_t *c;
+        int32_t *m;
+    } u;
+    u.c = p;
+    return u.m;
+}
+#endif /* TL_BACKEND */
+
+#if defined(TL_USE_CMSIS_NN)
+static void tl_cmsis_dims(cmsis_nn_dims *d, int32_t n, int32_t h, int32_t w, int32_t c)
+{
+    d->n = n;
+    d->h = h;
+    d->w = w;
+    d->c = c;
+}
+
+static tl_status tl_cmsis_status(arm_cmsis_nn_status status)
+{
+    if (status == ARM_CMSIS_NN_SUCCESS) {
+        return TL_OK;
+    }
+    return status == ARM_CMSIS_NN_ARG_ERROR ? TL_ERR_PARAM : TL_ERR_UNSUPPORTED;
+}
+
+/* ctx for a call needing `need` bytes (0: none); 0 if the registered scratch is too small. */
+static int tl_cmsis_context(cmsis_nn_context *ctx, int32_t need)
+{
+    if (!tl_scratch_ok(need)) {
+        return 0;
+    }
+    ctx->buf = need > 0 ? (void *)tl_scratch : NULL;
+    ctx->size = need > 0 ? need : 0;
+    return 1;
+}
+
+/* FULLY_CONNECTED shapes: input [rows][depth], filter_dims n = accumulation depth,
+ * c = output channels (CMSIS-NN's convention, not tinylora's), output [rows][channels]. */
+static void tl_cmsis_fc_dims(int32_t rows, int32_t depth, int32_t channels, cmsis_nn_dims *input_dims,
+                             cmsis_nn_dims *filter_dims, cmsis_nn_dims *bias_dims,
+                             cmsis_nn_dims *output_dims)
+{
+    tl_cmsis_dims(input_dims, rows, 1, 1, depth);
+    tl_cmsis_dims(filter_dims, depth, 1, 1, channels);
+    tl_cmsis_dims(bias_dims, 1, 1, 1, channels);
+    tl_cmsis_dims(output_dims, rows, 1, 1, channels);
+}
+
+static int32_t tl_cmsis_fc_scratch(int32_t rows, int32_t depth, int32_t channels)
+{
+    cmsis_nn_dims input_dims, filter_dims, bias_dims, output_dims;
+    tl_cmsis_fc_dims(rows, depth, channels, &input_dims, &filter_dims, &bias_dims, &output_dims);
+    return arm_fully_connected_s8_get_buffer_size(&filter_dims);
+}
+
+static int tl_cmsis_fully_connected(const tl_fc_params *params, const tl_per_channel_quant *quant,
+                                    int32_t rows, int32_t depth, int32_t channels,
+                                    const int8_t *input, const int8_t *filter, const int32_t *bias,
+                                    int8_t *output)
+{
+    cmsis_nn_context ctx;
+    cmsis_nn_fc_params fc;
+    cmsis_nn_dims input_dims, filter_dims, bias_dims, output_dims;
+    arm_cmsis_nn_status status;
+    int uniform;
+    if (params->input_offset < -127 || !tl_quant_scan(quant, channels, &uniform)) {
+        return TL_DECLINED;
+    }
+    tl_cmsis_fc_dims(rows, depth, channels, &input_dims, &filter_dims, &bias_dims, &output_dims);
+    if (!tl_cmsis_context(&ctx, arm_fully_connected_s8_get_buffer_size(&filter_dims))) {
+        return TL_ERR_ARENA;
+    }
+    fc.input_offset = params->input_offset;
+    fc.filter_offset = 0;
+    fc.output_offset = params->output_offset;
+    fc.activation.min = params->act_min;
+    fc.activation.max = params->act_max;
+    if (uniform) {
+        cmsis_nn_per_tensor_quant_params q;
+        q.multiplier = quant->multiplier[0];
+        q.shift = quant->shift[0];
+        status = arm_fully_connected_s8(&ctx, &fc, &q, &input_dims, input, &filter_dims, filter,
+                                        &bias_dims, bias, &output_dims, output);
+    } else {
+        cmsis_nn_per_channel_quant_params q;
+        q.multiplier = tl_mutable_i32(quant->multiplier);
+        q.shift = tl_mutable_i32(quant->shift);
+        status = arm_fully_connected_per_channel_s8(&ctx, &fc, &q, &input_dims, input, &filter_dims,
+                                                    filter, &bias_dims, bias, &output_dims, output);
+    }
+    return (int)tl_cmsis_status(status);
+}
+
+/* CONV_2D arguments: tinylora's dims are already NHWC / OHWI like CMSIS-NN's. */
+static void tl_cmsis_conv_args(const tl_conv_params *params, const tl_dims *in, const tl_dims *f,
+                               const tl_dims *out, cmsis_nn_conv_params *conv,
+                               cmsis_nn_dims *input_dims, cmsis_nn_dims *filter_dims,
+                               cmsis_nn_dims *bias_dims, cmsis_nn_dims *output_dims)
+{
+    conv->input_offset = params->input_offset;
+    conv->output_offset = params->output_offset;
+    conv->stride.w = params->stride_w;
+    conv->stride.h = params->stride_h;
+    conv->padding.w = params->pad_w;
+    conv->padding.h = params->pad_h;
+    conv->dilation.w = params->dilation_w;
+    conv->dilation.h = params->dilation_h;
+    conv->activation.min = params->act_min;
+    conv->activation.max = params->act_max;
+    tl_cmsis_dims(input_dims, in->n, in->h, in->w, in->c);
+    tl_cmsis_dims(filter_dims, f->n, f->h, f->w, f->c);
+    tl_cmsis_dims(bias_dims, 1, 1, 1, out->c);
+    tl_cmsis_dims(output_dims, out->n, out->h, out->w, out->c);
+}
+
+static int32_t tl_cmsis_conv_scratch(const tl_conv_params *params, const tl_dims *in,
+                                     const tl_dims *f, const tl_dims *out)
+{
+    cmsis_nn_conv_params conv;
+    cmsis_nn_dims input_dims, filter_dims, bias_dims, output_dims;
+    tl_cmsis_conv_args(params, in, f, out, &conv, &input_dims, &filter_dims, &bias_dims, &output_dims);
+    return arm_convolve_wrapper_s8_get_buffer_size(&conv, &input_dims, &filter_dims, &output_dims);
+}
+
+static int tl_cmsis_conv2d(const tl_conv_params *params, const tl_per_channel_quant *quant,
+                           const tl_dims *in, const int8_t *input, const tl_dims *f,
+                           const int8_t *filter, const int32_t *bias, const tl_dims *out,
+                           int8_t *output)
+{
+    cmsis_nn_context ctx;
+    cmsis_nn_conv_params conv;
+    cmsis_nn_per_channel_quant_params q;
+    cmsis_nn_dims input_dims, filter_dims, bias_dims, output_dims;
+    int uniform;
+    if (params->input_offset < -127 || !tl_quant_scan(quant, out->c, &uniform)) {
+        return TL_DECLINED;
+    }
+    tl_cmsis_conv_args(params, in, f, out, &conv, &input_dims, &filter_dims, &bias_dims, &output_dims);
+    if (!tl_cmsis_context(&ctx, arm_convolve_wrapper_s8_get_buffer_size(&conv, &input_dims,
+                                                                        &filter_dims, &output_dims))) {
+        return TL_ERR_ARENA;
+    }
+    q.multiplier = tl_mutable_i32(quant->multiplier);
+    q.shift = tl_mutable_i32(quant->shift);
+    return (int)tl_cmsis_status(arm_convolve_wrapper_s8(&ctx, &conv, &q, &input_dims, input,
+                                                        &filter_dims, filter, &bias_dims, bias,
+                                                        &output_dims, output));
+}
+
+/* DEPTHWISE_CONV_2D arguments for one image: filter [1][KH][KW][C_OUT]. */
+static void tl_cmsis_dw_args(const tl_dw_conv_params *params, const tl_dims *in, const tl_dims *f,
+                             const tl_dims *out, cmsis_nn_dw_conv_params *dw,
+                             cmsis_nn_dims *input_dims, cmsis_nn_dims *filter_dims,
+                             cmsis_nn_dims *bias_dims, cmsis_nn_dims *output_dims)
+{
+    dw->input_offset = params->input_offset;
+    dw->output_offset = params->output_offset;
+    dw->ch_mult = params->depth_multiplier;
+    dw->stride.w = params->stride_w;
+    dw->stride.h = params->stride_h;
+    dw->padding.w = params->pad_w;
+    dw->padding.h = params->pad_h;
+    dw->dilation.w = params->dilation_w;
+    dw->dilation.h = params->dilation_h;
+    dw->activation.min = params->act_min;
+    dw->activation.max = params->act_max;
+    tl_cmsis_dims(input_dims, 1, in->h, in->w, in->c);
+    tl_cmsis_dims(filter_dims, 1, f->h, f->w, f->c);
+    tl_cmsis_dims(bias_dims, 1, 1, 1, out->c);
+    tl_cmsis_dims(output_dims, 1, out->h, out->w, out->c);
+}
+
+static int32_t tl_cmsis_dw_scratch(const tl_dw_conv_params *params, const tl_dims *in,
+                                   const tl_dims *f, const tl_dims *out)
+{
+    cmsis_nn_dw_conv_params dw;
+    cmsis_nn_dims input_dims, filter_dims, bias_dims, output_dims;
+    tl_cmsis_dw_args(params, in, f, out, &dw, &input_dims, &filter_dims, &bias_dims, &output_dims);
+    return arm_depthwise_conv_wrapper_s8_get_buffer_size(&dw, &input_dims, &filter_dims, &output_dims);
+}
+
+static int tl_cmsis_depthwise_conv2d(const tl_dw_conv_params *params,
+                                     const tl_per_channel_quant *quant, const tl_dims *in,
+                                     const int8_t *input, const tl_dims *f, const int8_t *filter,
+                                     const int32_t *bias, const tl_dims *out, int8_t *output)
+{
+    cmsis_nn_context ctx;
+    cmsis_nn_dw_conv_params dw;
+    cmsis_nn_per_channel_quant_params q;
+    cmsis_nn_dims input_dims, filter_dims, bias_dims, output_dims;
+    const size_t in_image = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    const size_t out_image = (size_t)out->h * (size_t)out->w * (size_t)out->c;
+    int uniform;
+    int32_t b;
+    if (params->input_offset < -127 || !tl_quant_scan(quant, out->c, &uniform)) {
+        return TL_DECLINED;
+    }
+    tl_cmsis_dw_args(params, in, f, out, &dw, &input_dims, &filter_dims, &bias_dims, &output_dims);
+    if (!tl_cmsis_context(&ctx, arm_depthwise_conv_wrapper_s8_get_buffer_size(
+                                    &dw, &input_dims, &filter_dims, &output_dims))) {
+        return TL_ERR_ARENA;
+    }
+    q.multiplier = tl_mutable_i32(quant->multiplier);
+    q.shift = tl_mutable_i32(quant->shift);
+    for (b = 0; b < in->n; ++b) {
+        const tl_status s = tl_cmsis_status(arm_depthwise_conv_wrapper_s8(
+            &ctx, &dw, &q, &input_dims, input + (size_t)b * in_image, &filter_dims, filter,
+            &bias_dims, bias, &output_dims, output + (size_t)b * out_image));
+        if (s != TL_OK) {
+            return (int)s;
+        }
+    }
+    return TL_OK;
+}
+
+#define tl_backend_fully_connected tl_cmsis_fully_connected
+#define tl_backend_conv2d tl_cmsis_conv2d
+#define tl_backend_depthwise_conv2d tl_cmsis_depthwise_conv2d
+#endif /* TL_USE_CMSIS_NN */
+
+#if defined(TL_USE_ESP_NN)
+/* ESP-NN keeps dims in uint16 and image coordinates in int16. */
+static int tl_esp_fits(int32_t v)
+{
+    return v >= 0 && v <= 32767;
+}
+
+static int tl_esp_dims_fit(const tl_dims *in, const tl_dims *f, const tl_dims *out,
+                           int32_t stride_h, int32_t stride_w, int32_t pad_h, int32_t pad_w)
+{
+    return tl_esp_fits(in->h) && tl_esp_fits(in->w) && tl_esp_fits(in->c) && tl_esp_fits(f->h) &&
+           tl_esp_fits(f->w) && tl_esp_fits(out->h) && tl_esp_fits(out->w) &&
+           tl_esp_fits(out->c) && tl_esp_fits(stride_h) && tl_esp_fits(stride_w) &&
+           tl_esp_fits(pad_h) && tl_esp_fits(pad_w);
+}
+
+/* Whether esp_nn_fully_connected_*(x, row_len = depth, w, out_channels = channels) is exact. */
+static int tl_esp_fc_call_ok(const int8_t *x, const int8_t *w, int32_t depth, int32_t channels)
+{
+#if defined(CONFIG_IDF_TARGET_ESP32S3) && defined(CONFIG_NN_OPTIMIZED)
+    /* esp_nn_esp32s3.h: "works only on aligned input; row_len and channels should both be
+     * multiple of 8". */
+    return (depth & 7) == 0 && (channels & 7) == 0 && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0u;
+#else
+    (void)x;
+    (void)w;
+    (void)depth;
+    (void)channels;
+    return 1;
+#endif
+}
+
+static int tl_esp_fully_connected(const tl_fc_params *params, const tl_per_channel_quant *quant,
+                                  int32_t rows, int32_t depth, int32_t channels,
+                                  const int8_t *input, const int8_t *filter, const int32_t *bias,
+                                  int8_t *output)
+{
+    const int32_t input_offset = params->input_offset;
+    const int32_t output_offset = params->output_offset;
+    int uniform;
+    int32_t r, o;
+    if (depth > 65535 || channels > 65535 || !tl_quant_scan(quant, channels, &uniform)) {
+        return TL_DECLINED;
+    }
+    for (r = 0; r < rows; ++r) {
+        const int8_t *x = input + (size_t)r * (size_t)depth;
+        int8_t *y = output + (size_t)r * (size_t)channels;
+        if (uniform) {
+            if (!tl_esp_fc_call_ok(x, filter, depth, channels)) {
+                tl_fc_portable(params, quant, x, depth, filter, bias, y, 0, channels);
+                continue;
+            }
+            esp_nn_fully_connected_s8(x, input_offset, (uint16_t)depth, filter, 0, bias, y,
+                                      (uint16_t)channels, output_offset, quant->shift[0],
+                                      quant->multiplier[0], params->act_min, params->act_max);
+            continue;
+        }
+#if defined(esp_nn_fully_connected_per_ch_s8)
+        if (tl_esp_fc_call_ok(x, filter, depth, channels)) {
+            esp_nn_fully_connected_per_ch_s8(x, input_offset, (uint16_t)depth, filter, 0, bias, y,
+                                             (uint16_t)channels, output_offset, quant->shift,
+                                             quant->multiplier, params->act_min, params->act_max);
+            continue;
+        }
+#endif
+        /* No per-channel entry point (older ESP-NN) or not usable here: one channel per call. */
+        for (o = 0; o < channels; ++o) {
+            const int8_t *w = filter + (size_t)o * (size_t)depth;
+            if (!tl_esp_fc_call_ok(x, w, depth, 1)) {
+                tl_fc_portable(params, quant, x, depth, filter, bias, y, o, o + 1);
+                continue;
+            }
+            esp_nn_fully_connected_s8(x, input_offset, (uint16_t)depth, w, 0,
+                                      bias != NULL ? bias + o : NULL, y + o, 1, output_offset,
+                                      quant->shift[o], quant->multiplier[o], params->act_min,
+                                      params->act_max);
+        }
+    }
+    return TL_OK;
+}
+
+static void tl_esp_dims(data_dims_t *d, int32_t width, int32_t height, int32_t channels,
+                        int32_t extra)
+{
+    d->width = width;
+    d->height = height;
+    d->channels = channels;
+    d->extra = extra;
+}
+
+static void tl_esp_quant(const tl_per_channel_quant *quant, quant_data_t *q)
+{
+    q->shift = tl_mutable_i32(quant->shift);
+    q->mult = tl_mutable_i32(quant->multiplier);
+}
+
+/* CONV_2D arguments for one image; filter_dims: channels = input channels (no groups),
+ * extra = output channels. */
+static void tl_esp_conv_args(const tl_conv_params *params, const tl_dims *in, const tl_dims *f,
+                             const tl_dims *out, conv_params_t *conv, data_dims_t *input_dims,
+                             data_dims_t *filter_dims, data_dims_t *output_dims)
+{
+    conv->in_offset = params->input_offset;
+    conv->out_offset = params->output_offset;
+    conv->stride.width = params->stride_w;
+    conv->stride.height = params->stride_h;
+    conv->padding.width = params->pad_w;
+    conv->padding.height = params->pad_h;
+    conv->dilation.width = 1;
+    conv->dilation.height = 1;
+    conv->activation.min = params->act_min;
+    conv->activation.max = params->act_max;
+    tl_esp_dims(input_dims, in->w, in->h, in->c, 1);
+    tl_esp_dims(filter_dims, f->w, f->h, f->c, f->n);
+    tl_esp_dims(output_dims, out->w, out->h, out->c, 1);
+}
+
+static int tl_esp_conv_usable(const tl_conv_params *params, const tl_dims *in, const tl_dims *f,
+                              const tl_dims *out)
+{
+    return params->dilation_h == 1 && params->dilation_w == 1 &&
+           tl_esp_dims_fit(in, f, out, params->stride_h, params->stride_w, params->pad_h,
+                           params->pad_w);
+}
+
+static int32_t tl_esp_conv_scratch(const tl_conv_params *params, const tl_dims *in,
+                                   const tl_dims *f, const tl_dims *out)
+{
+    conv_params_t conv;
+    data_dims_t input_dims, filter_dims, output_dims;
+    if (!tl_esp_conv_usable(params, in, f, out)) {
+        return 0;
+    }
+    tl_esp_conv_args(params, in, f, out, &conv, &input_dims, &filter_dims, &output_dims);
+    return (int32_t)esp_nn_get_conv_scratch_size(&input_dims, &filter_dims, &output_dims, &conv);
+}
+
+static int tl_esp_conv2d(const tl_conv_params *params, const tl_per_channel_quant *quant,
+                         const tl_dims *in, const int8_t *input, const tl_dims *f,
+                         const int8_t *filter, const int32_t *bias, const tl_dims *out,
+                         int8_t *output)
+{
+    conv_params_t conv;
+    data_dims_t input_dims, filter_dims, output_dims;
+    quant_data_t q;
+    const size_t in_image = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    const size_t out_image = (size_t)out->h * (size_t)out->w * (size_t)out->c;
+    int uniform;
+    int32_t b, need;
+    if (!tl_esp_conv_usable(params, in, f, out) || !tl_quant_scan(quant, out->c, &uniform)) {
+        return TL_DECLINED;
+    }
+    tl_esp_conv_args(params, in, f, out, &conv, &input_dims, &filter_dims, &output_dims);
+    tl_esp_quant(quant, &q);
+    need = (int32_t)esp_nn_get_conv_scratch_size(&input_dims, &filter_dims, &output_dims, &conv);
+    if (!tl_scratch_ok(need)) {
+        return TL_ERR_ARENA;
+    }
+    if (need > 0) {
+        esp_nn_set_conv_scratch_buf(tl_scratch);
+    }
+    for (b = 0; b < in->n; ++b) {
+        esp_nn_conv_s8(&input_dims, input + (size_t)b * in_image, &filter_dims, filter, bias,
+                       &output_dims, output + (size_t)b * out_image, &conv, &q);
+    }
+    return TL_OK;
+}
+
+/* DEPTHWISE_CONV_2D arguments for one image: filter [1][KH][KW][C_OUT]. */
+static void tl_esp_dw_args(const tl_dw_conv_params *params, const tl_dims *in, const tl_dims *f,
+                           const tl_dims *out, dw_conv_params_t *dw, data_dims_t *input_dims,
+                           data_dims_t *filter_dims, data_dims_t *output_dims)
+{
+    dw->in_offset = params->input_offset;
+    dw->out_offset = params->output_offset;
+    dw->ch_mult = params->depth_multiplier;
+    dw->stride.width = params->stride_w;
+    dw->stride.height = params->stride_h;
+    dw->padding.width = params->pad_w;
+    dw->padding.height = params->pad_h;
+    dw->dilation.width = 1;
+    dw->dilation.height = 1;
+    dw->activation.min = params->act_min;
+    dw->activation.max = params->act_max;
+    tl_esp_dims(input_dims, in->w, in->h, in->c, 1);
+    tl_esp_dims(filter_dims, f->w, f->h, f->c, 1);
+    tl_esp_dims(output_dims, out->w, out->h, out->c, 1);
+}
+
+static int tl_esp_dw_usable(const tl_dw_conv_params *params, const tl_dims *in, const tl_dims *f,
+                            const tl_dims *out)
+{
+    return params->dilation_h == 1 && params->dilation_w == 1 &&
+           tl_esp_fits(params->depth_multiplier) &&
+           tl_esp_dims_fit(in, f, out, params->stride_h, params->stride_w, params->pad_h,
+                           params->pad_w);
+}
+
+static int32_t tl_esp_dw_scratch(const tl_dw_conv_params *params, const tl_dims *in,
+                                 const tl_dims *f, const tl_dims *out)
+{
+    dw_conv_params_t dw;
+    data_dims_t input_dims, filter_dims, output_dims;
+    if (!tl_esp_dw_usable(params, in, f, out)) {
+        return 0;
+    }
+    tl_esp_dw_args(params, in, f, out, &dw, &input_dims, &filter_dims, &output_dims);
+    return (int32_t)esp_nn_get_depthwise_conv_scratch_size(&input_dims, &filter_dims,
+                                                           &output_dims, &dw);
+}
+
+static int tl_esp_depthwise_conv2d(const tl_dw_conv_params *params,
+                                   const tl_per_channel_quant *quant, const tl_dims *in,
+                                   const int8_t *input, const tl_dims *f, const int8_t *filter,
+                                   const int32_t *bias, const tl_dims *out, int8_t *output)
+{
+    dw_conv_params_t dw;
+    data_dims_t input_dims, filter_dims, output_dims;
+    quant_data_t q;
+    const size_t in_image = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    const size_t out_image = (size_t)out->h * (size_t)out->w * (size_t)out->c;
+    int uniform;
+    int32_t b, need;
+    if (!tl_esp_dw_usable(params, in, f, out) || !tl_quant_scan(quant, out->c, &uniform)) {
+        return TL_DECLINED;
+    }
+    tl_esp_dw_args(params, in, f, out, &dw, &input_dims, &filter_dims, &output_dims);
+    tl_esp_quant(quant, &q);
+    need = (int32_t)esp_nn_get_depthwise_conv_scratch_size(&input_dims, &filter_dims, &output_dims,
+                                                           &dw);
+    if (!tl_scratch_ok(need)) {
+        return TL_ERR_ARENA;
+    }
+    if (need > 0) {
+        esp_nn_set_depthwise_conv_scratch_buf(tl_scratch);
+    }
+    for (b = 0; b < in->n; ++b) {
+        esp_nn_depthwise_conv_s8(&input_dims, input + (size_t)b * in_image, &filter_dims, filter,
+                                 bias, &output_dims, output + (size_t)b * out_image, &dw, &q);
+    }
+    return TL_OK;
+}
+
+#define tl_backend_fully_connected tl_esp_fully_connected
+#define tl_backend_conv2d tl_esp_conv2d
+#define tl_backend_depthwise_conv2d tl_esp_depthwise_conv2d
+#endif /* TL_USE_ESP_NN */
+
+/* ------------------------------------------------------------------------------------------
+ * Scratch size queries (0 when the build calls no library or the library needs none).
+ * ------------------------------------------------------------------------------------------ */
+size_t tl_fully_connected_s8_scratch_size(const tl_dims *input_dims, const tl_dims *filter_dims,
+                                          const tl_dims *output_dims)
+{
+    if (input_dims == NULL || filter_dims == NULL || output_dims == NULL ||
+        !tl_dims_positive(input_dims) || !tl_dims_positive(filter_dims) ||
+        !tl_dims_positive(output_dims)) {
+        return 0u;
+    }
+#if defined(TL_USE_CMSIS_NN)
+    return tl_scratch_need(tl_cmsis_fc_scratch(input_dims->n, filter_dims->c, filter_dims->n));
+#else
+    return 0u; /* ESP-NN's fully-connected kernels take no scratch */
+#endif
+}
+
+size_t tl_conv2d_s8_scratch_size(const tl_conv_params *params, const tl_dims *input_dims,
+                                 const tl_dims *filter_dims, const tl_dims *output_dims)
+{
+    if (params == NULL || input_dims == NULL || filter_dims == NULL || output_dims == NULL ||
+        !tl_dims_positive(input_dims) || !tl_dims_positive(filter_dims) ||
+        !tl_dims_positive(output_dims)) {
+        return 0u;
+    }
+#if defined(TL_USE_CMSIS_NN)
+    return tl_scratch_need(tl_cmsis_conv_scratch(params, input_dims, filter_dims, output_dims));
+#elif defined(TL_USE_ESP_NN)
+    return tl_scratch_need(tl_esp_conv_scratch(params, input_dims, filter_dims, output_dims));
+#else
+    return 0u;
+#endif
+}
+
+size_t tl_depthwise_conv2d_s8_scratch_size(const tl_dw_conv_params *params,
+                                           const tl_dims *input_dims, const tl_dims *filter_dims,
+                                           const tl_dims *output_dims)
+{
+    if (params == NULL || input_dims == NULL || filter_dims == NULL || output_dims == NULL ||
+        !tl_dims_positive(input_dims) || !tl_dims_positive(filter_dims) ||
+        !tl_dims_positive(output_dims)) {
+        return 0u;
+    }
+#if defined(TL_USE_CMSIS_NN)
+    return tl_scratch_need(tl_cmsis_dw_scratch(params, input_dims, filter_dims, output_dims));
+#elif defined(TL_USE_ESP_NN)
+    return tl_scratch_need(tl_esp_dw_scratch(params, input_dims, filter_dims, output_dims));
+#else
+    return 0u;
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------
  * FULLY_CONNECTED
  * ------------------------------------------------------------------------------------------ */
 tl_status tl_fully_connected_s8(const tl_fc_params *params, const tl_per_channel_quant *quant,
@@ -114,7 +745,7 @@ tl_status tl_fully_connected_s8(const tl_fc_params *params, const tl_per_channel
                                 const tl_dims *filter_dims, const int8_t *filter,
                                 const int32_t *bias, const tl_dims *output_dims, int8_t *output)
 {
-    int32_t rows, depth, channels, r, o;
+    int32_t rows, depth, channels, r;
     tl_status s;
     if (params == NULL || quant == NULL || quant->multiplier == NULL || quant->shift == NULL ||
         input_dims == NULL || input == NULL || filter_dims == NULL || filter == NULL ||
@@ -138,16 +769,18 @@ tl_status tl_fully_connected_s8(const tl_fc_params *params, const tl_per_channel
         output_dims->h != 1 || output_dims->w != 1 || output_dims->c != channels) {
         return TL_ERR_SHAPE;
     }
-    for (r = 0; r < rows; ++r) {
-        const int8_t *x = input + (size_t)r * (size_t)depth;
-        int8_t *y = output + (size_t)r * (size_t)channels;
-        for (o = 0; o < channels; ++o) {
-            const uint32_t dot =
-                tl_dot_s8(x, filter + (size_t)o * (size_t)depth, depth, params->input_offset);
-            y[o] = tl_requantize_s8(tl_add_bias(dot, bias, o), quant->multiplier[o],
-                                    quant->shift[o], params->output_offset, params->act_min,
-                                    params->act_max);
+#if defined(TL_BACKEND)
+    {
+        const int b = tl_backend_fully_connected(params, quant, rows, depth, channels, input,
+                                                 filter, bias, output);
+        if (b != TL_DECLINED) {
+            return (tl_status)b;
         }
+    }
+#endif
+    for (r = 0; r < rows; ++r) {
+        tl_fc_portable(params, quant, input + (size_t)r * (size_t)depth, depth, filter, bias,
+                       output + (size_t)r * (size_t)channels, 0, channels);
     }
     return TL_OK;
 }
@@ -203,6 +836,15 @@ tl_status tl_conv2d_s8(const tl_conv_params *params, const tl_per_channel_quant 
     if (filter_dims->c != in_c || filter_dims->n != out_c || output_dims->n != input_dims->n) {
         return TL_ERR_SHAPE;
     }
+#if defined(TL_BACKEND)
+    {
+        const int r = tl_backend_conv2d(params, quant, input_dims, input, filter_dims, filter, bias,
+                                        output_dims, output);
+        if (r != TL_DECLINED) {
+            return (tl_status)r;
+        }
+    }
+#endif
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *image = input + (size_t)b * (size_t)in_h * (size_t)in_w * (size_t)in_c;
         for (oy = 0; oy < out_h; ++oy) {
@@ -283,6 +925,15 @@ tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params,
         output_dims->n != input_dims->n) {
         return TL_ERR_SHAPE;
     }
+#if defined(TL_BACKEND)
+    {
+        const int r = tl_backend_depthwise_conv2d(params, quant, input_dims, input, filter_dims,
+                                                  filter, bias, output_dims, output);
+        if (r != TL_DECLINED) {
+            return (tl_status)r;
+        }
+    }
+#endif
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *image = input + (size_t)b * (size_t)in_h * (size_t)in_w * (size_t)in_c;
         for (oy = 0; oy < out_h; ++oy) {

@@ -14,9 +14,22 @@
  * Backends. The portable C path is always compiled. On Arm cores with the DSP extension
  * (__ARM_FEATURE_DSP: Cortex-M4/M7/M33/M55) the int8 dot product under FULLY_CONNECTED and
  * CONV_2D uses SXTB16/SADD16/SMLAD; define TL_NO_DSP to force the portable path. Both give
- * identical bytes (the tests run both). TL_USE_CMSIS_NN / TL_USE_ESP_NN mark where calls into
- * those libraries will go: they are NOT implemented in this release, and defining either is a
- * compile error (see tl_kernels.c).
+ * identical bytes (the tests run both).
+ *
+ * Optimised libraries (define at most one; the portable path stays compiled and takes every
+ * call the library cannot do bit-exactly):
+ *   TL_USE_CMSIS_NN  FULLY_CONNECTED -> arm_fully_connected_s8 (one multiplier for all output
+ *                    channels) or arm_fully_connected_per_channel_s8 (CMSIS-NN >= 7.0.0);
+ *                    CONV_2D -> arm_convolve_wrapper_s8; DEPTHWISE_CONV_2D ->
+ *                    arm_depthwise_conv_wrapper_s8 (one image per call). Include path: CMSIS-NN's
+ *                    Include/. Not for Helium (MVE) cores: a compile error there.
+ *   TL_USE_ESP_NN    FULLY_CONNECTED -> esp_nn_fully_connected_s8 / _per_ch_s8 (one row per
+ *                    call); CONV_2D -> esp_nn_conv_s8 and DEPTHWISE_CONV_2D ->
+ *                    esp_nn_depthwise_conv_s8 (one image per call, dilation 1 only).
+ * The libraries' non-bit-exact options are compile errors: CMSIS_NN_USE_SINGLE_ROUNDING,
+ * CMSIS_NN_USE_REQUANTIZE_INLINE_ASSEMBLY, ESP-NN's SKIP_NUDGE / CONFIG_NN_SKIP_NUDGE. What
+ * goes to the portable path instead, and why, is listed in tl_kernels.c ("Backends").
+ * SOFTMAX always runs the portable code.
  */
 #ifndef TL_KERNELS_H
 #define TL_KERNELS_H
@@ -52,6 +65,25 @@ tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params,
                                  const int8_t *input, const tl_dims *filter_dims,
                                  const int8_t *filter, const int32_t *bias,
                                  const tl_dims *output_dims, int8_t *output);
+
+/* Scratch memory for the optimised libraries (caller-owned, no malloc). Register one buffer
+ * before the first kernel call; it is used by one kernel call at a time (not re-entrant) and may
+ * be shared with anything that is not live during inference calls. The start is rounded up to
+ * a 16-byte boundary (the sizes below include that slack). NULL unregisters. A kernel whose
+ * library needs more than the registered bytes returns TL_ERR_ARENA. Portable / DSP builds need
+ * no scratch: the size queries return 0 and the buffer is never touched. */
+void tl_kernels_set_scratch(void *buffer, size_t size);
+
+/* Bytes of scratch each kernel needs for these arguments in this build (0: none). The maximum
+ * over a model's layers is what to register. Arguments as the kernels take them; invalid ones
+ * give 0 (the kernel then reports the error). */
+size_t tl_fully_connected_s8_scratch_size(const tl_dims *input_dims, const tl_dims *filter_dims,
+                                          const tl_dims *output_dims);
+size_t tl_conv2d_s8_scratch_size(const tl_conv_params *params, const tl_dims *input_dims,
+                                 const tl_dims *filter_dims, const tl_dims *output_dims);
+size_t tl_depthwise_conv2d_s8_scratch_size(const tl_dw_conv_params *params,
+                                           const tl_dims *input_dims, const tl_dims *filter_dims,
+                                           const tl_dims *output_dims);
 
 /* SOFTMAX over each of `rows` rows of `depth` int8 values (TFLM's fixed-point algorithm,
  * tinylora/softmax.py); output zero point -128, scale 1/256. depth in [1, 4095] (the sum of

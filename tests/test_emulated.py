@@ -9,6 +9,12 @@ draw (depth multiplier > 1, FULLY_CONNECTED over several rows, softmax rows of 6
 
 A missing toolchain skips its variant with the reason, except in CI (env var ``CI`` set),
 where it fails: CI must run every target.
+
+The ``cortex-m4-cmsis-nn`` and ``xtensa-esp-nn`` variants build with ``TL_USE_CMSIS_NN`` /
+``TL_USE_ESP_NN`` against the test doubles in ``tests/fakes`` (the real libraries are only
+exercised on a user's machine): the same vectors must come out byte for byte, every library
+entry point must have been called, and no call may break the libraries' documented contracts.
+``tests/test_backends.py`` shows that the doubles catch marshalling mistakes.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import numpy as np
 import pytest
 
 import tinylora
+from support import backends
 from support.randmodel import describe, random_input, random_model
 from tinylora import emulate
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
@@ -42,6 +49,8 @@ VARIANTS = [
     ("cortex-m7", "cortex-m7", None),
     ("xtensa", "xtensa", None),
     ("rv32imc", "rv32imc", None),
+    ("cortex-m4-cmsis-nn", "cortex-m4", {"TL_USE_CMSIS_NN": 1}),
+    ("xtensa-esp-nn", "xtensa", {"TL_USE_ESP_NN": 1}),
 ]
 # 5 random models per variant; TINYLORA_EMULATED_MODELS=N for a deeper local run.
 RANDOM_KINDS = tuple(("mlp", "cnn", "wide", "cnn", "mlp")[i % 5]
@@ -217,10 +226,19 @@ def outcome(request, build_root, quant_cases, example_case, synthetic_cases) -> 
             path = src / f"{case.prefix}.c"
             path.write_text(generate_frozen_c(case.model, case.inputs, prefix=case.prefix))
             files.append(path)
-        (src / "main.c").write_text(runner_main_c([f"{c.prefix}_run_tests" for c in models]))
+        model_runners = [f"{c.prefix}_run_tests" for c in models]
+        backend = backends.backend_of(defines)
+        if backend is None:
+            (src / "main.c").write_text(runner_main_c(model_runners))
+        else:
+            (src / "main.c").write_text(runner_main_c(backends.runners(model_runners),
+                                                      quant_cases=False))
         files.append(src / "main.c")
         t0 = time.perf_counter()
-        elf = emulate.build(target, files, src, defines)
+        if backend is None:
+            elf = emulate.build(target, files, src, defines)
+        else:
+            elf = backends.build(target, backend, files, src, defines)
         t1 = time.perf_counter()
         result = emulate.run(target, elf, timeout=120)
         t2 = time.perf_counter()
@@ -281,6 +299,8 @@ def test_synthetic_layers(outcome):
 def test_every_line_checked(outcome):
     """Nothing printed goes unchecked, and nothing expected is missing."""
     names = set(outcome.quant) | {"status_0"}
+    if backends.backend_of(outcome.defines) is not None:
+        names.add(backends.REPORT_NAME)
     for case in [outcome.example, *outcome.randoms, *outcome.synthetic]:
         names |= {output_name(case.prefix, i) for i in range(len(case.inputs))}
     assert set(outcome.report.values) == names
@@ -301,6 +321,17 @@ def test_kernel_path(outcome):
                           check=True).stdout
     dsp = not (outcome.defines or {}).get("TL_NO_DSP")
     assert ("smlad" in text) == dsp
+
+
+@_subset(lambda v: backends.backend_of(v[2]) is not None)
+def test_library_calls(outcome):
+    """The library variants really went through the library: every entry point was called
+    (FC with one multiplier and per channel, conv, depthwise), scratch was handed over, and no
+    call broke the documented argument contract."""
+    calls = backends.counts(outcome.report)
+    assert calls["violations"] == 0, calls
+    for entry in ("fc", "fc_per_channel", "conv", "depthwise", "scratch_calls"):
+        assert calls[entry] > 0, (entry, calls)
 
 
 @_subset(lambda v: not v[1].startswith("host"))

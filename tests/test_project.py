@@ -3,15 +3,21 @@
 For every board: PlatformIO's own lint finds no errors and no warnings in platformio.ini, the
 board / platform / framework names are the board data's, regenerating gives the same bytes,
 and the training step's arena is within the board's budget (each board's arena bytes are
-printed). Then PlatformIO's real build system -- offline, with the project's local QEMU
-platform -- builds the application (`pio run`) and runs the on-device test suite
-(`pio test`) on emulated Cortex-M4, Cortex-M7, Xtensa and RISC-V cores.
+printed) and its checkpoints fit two slots of the board's storage. Then PlatformIO's real
+build system -- offline, with the project's local QEMU platform -- builds the application
+(`pio run`) and runs the on-device test suites (`pio test`: the training step's bit-exact
+vectors and checkpoints, the frozen forward's vectors, storage, protocol) on emulated
+Cortex-M4, Cortex-M7, Xtensa and RISC-V cores. The application itself runs under QEMU: it
+trains at boot and every line it prints (accuracy, progress with the loss, checkpoints,
+answers to serial samples) equals what numpy computes (``simulate_app``); with its storage
+kept in a file, a second boot resumes from the checkpoint, also after a torn write.
 
 Without PlatformIO, the cross compilers or QEMU, the PlatformIO tests skip with the reason;
 with the environment variable CI set, a missing tool fails them instead.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +25,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import tinylora
@@ -74,8 +79,14 @@ def test_every_plan_is_within_its_board_budget(projects):
         assert p.code.arena_bytes <= p.arena_bytes
         config = (Path(_) / "lib/tinylora/src/tl_app_config.h").read_text()
         assert f"#define TL_APP_ARENA_SIZE {p.arena_bytes}u" in config
-        rows.append(f"{name:14s} arena {p.arena_bytes:6d} B (training step {p.training_arena_bytes} B) "
-                    f"budget {board.arena_budget:7d} B")
+        assert "#define TL_APP_CAN_TRAIN 1 " in config
+        assert p.trainer.step_count == 0   # generating trained copies, not the trainer
+        # the arena holds the step's, one checkpoint and room to align the step's start
+        assert p.code.arena_bytes == p.training_arena_bytes + p.code.checkpoint_bytes + 15
+        unit = board.storage["erase_unit"]
+        assert 2 * -(-p.code.checkpoint_bytes // unit) * unit <= board.storage["size"]
+        rows.append(f"{name:14s} arena {p.arena_bytes:6d} B (training step {p.training_arena_bytes} B, "
+                    f"checkpoint {p.code.checkpoint_bytes} B) budget {board.arena_budget:7d} B")
     print("\n" + "\n".join(rows))
 
 
@@ -144,11 +155,18 @@ def test_project_contents_follow_the_board(projects, board):
     assert "test_framework = custom" in ini and (folder / "test/test_custom_runner.py").is_file()
     assert (folder / "lib/tinylora/library.json").is_file()
     assert json.loads((folder / "lib/tinylora/library.json").read_text())["name"] == "tinylora"
-    for suite in ("test_model", "test_storage", "test_protocol"):
+    for suite in ("test_training", "test_model", "test_storage", "test_protocol"):
         assert (folder / "test" / suite / "test_main.c").is_file()
+    src = folder / "lib/tinylora/src"
+    for name in ("tl_trainer.c", "tl_trainer.h", "tl_app_model_train.c", "tl_train.c",
+                 "tl_checkpoint.c"):
+        assert (src / name).is_file(), name
+    assert not (src / "tl_app_model_frozen.c").exists() and not (src / "tl_model.c").exists()
+    assert (folder / "test/test_model/tl_model.c").is_file()   # the frozen forward: tests only
     readme = (folder / "README.md").read_text()
-    for what in ("pio run -t upload", "pio device monitor", f"pio test -e {board}", "S <label> <hex>"):
-        assert what in readme
+    for what in ("pio run -t upload", "pio device monitor", f"pio test -e {board}", "S <label> <hex>",
+                 "test_training", "resumed at step", p.expected_output[0], p.expected_output[-2]):
+        assert what in readme, what
     if b.platform == "espressif32":
         manifest = (folder / "src/idf_component.yml").read_text()
         assert "espressif/esp-nn:" in manifest and f'version: "{gen.ESP_NN_VERSION}"' in manifest
@@ -172,6 +190,13 @@ def test_esp32_arena_stays_out_of_dram0_0_seg(projects):
     assert "heap_caps_malloc(size, MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT)" in espidf
     main = (folder / "src/main.c").read_text()
     assert "#if TL_BOARD_STATIC_ARENA" in main
+    assert "arena = tl_board_arena(TL_STATIC_ARENA, TL_APP_ARENA_SIZE, &where);" in main
+    assert "tl_app_model_init(arena, TL_APP_ARENA_SIZE)" in main
+    # the training step has no arena of its own: it runs in the one tl_board_arena gives
+    step_h = (folder / "lib/tinylora/src/tl_trainer.h").read_text()
+    assert "#define TL_TRAINER_NO_STATIC_ARENA 1" in step_h
+    glue = (folder / "lib/tinylora/src/tl_app_model_train.c").read_text()
+    assert "tl_trainer_init(&tl_state, arena + pad)" in glue
 
 
 # ------------------------------------------------------------------ the budget, and user edits
@@ -182,6 +207,24 @@ def test_a_plan_over_budget_writes_nothing(tmp_path):
     with pytest.raises(BudgetError, match="budget"):
         gen.generate_project(tiny, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_checkpoints_must_fit_the_boards_storage(tmp_path):
+    small = load_board("nucleo_l476rg")
+    small = replace(small, name="small", storage={**small.storage, "size": 0x800})
+    with pytest.raises(BudgetError, match="checkpoint"):
+        gen.generate_project(small, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_frozen_forward_still_plugs_in(tmp_path):
+    """model_code_factory=frozen_model_code: a predictions-only build of the same app."""
+    p = gen.plan_project("esp32s3", model_code_factory=gen.frozen_model_code)
+    assert not p.code.can_train and "lib/tinylora/src/tl_app_model_frozen.c" in p.files
+    assert not any(f.startswith("test/test_training/") for f in p.files)
+    assert b"#define TL_APP_CAN_TRAIN 0 " in p.files["lib/tinylora/src/tl_app_config.h"]
+    assert p.expected_output == [p.expected_output[0]] and p.expected_output[0].startswith("A 0 ")
+    assert b"This build predicts but does not train" in p.files["README.md"]
 
 
 def test_user_code_regions_survive_and_other_edits_are_refused(tmp_path):
@@ -254,7 +297,7 @@ def test_cli_gen(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["gen", "--board", "nucleo_f411re", "--out", str(out)]) in (0,)
     text = capsys.readouterr().out
-    assert "arena 2,608 B within the budget of 114,688 B" in text
+    assert "arena 3,496 B within the budget of 114,688 B (training step plan 2,608 B;" in text
     assert (out / "platformio.ini").is_file()
     assert "Command: tinylora gen --board nucleo_f411re --rank 3" in (out / "src/main.c").read_text()
     assert main(["gen", "--board", "nucleo_f411rx", "--out", str(tmp_path / "x")]) == 2
@@ -291,58 +334,126 @@ def build_project(projects, tmp_path_factory):
     return copy
 
 
-def _run_firmware(q: gen.QemuEnv, elf: Path, serial: str = "") -> tuple[int, str]:
+def _run_firmware(q: gen.QemuEnv, elf: Path, serial: str = "", cwd: Path | None = None) -> tuple[int, str]:
     cmd = [str(elf) if a == gen._ELF else a for a in q.command]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as inp:
         inp.write(serial.encode())   # the serial lines, on QEMU's standard input
         inp.seek(0)
         # a file, not a pipe: semihosting drops output on a full pipe
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, stdin=inp, timeout=150)
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, stdin=inp, timeout=150,
+                              cwd=cwd)
         out.seek(0)
         return proc.returncode, out.read().decode("ascii", "replace")
 
 
-@pytest.mark.parametrize("q", gen.QEMU_ENVS, ids=[q.env for q in gen.QEMU_ENVS])
-def test_pio_run_and_pio_test_on_qemu(build_project, pio_core, q):
+def _lines(out: str) -> list[str]:
+    """The application's result lines (all but the '#' information lines)."""
+    return [line for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def _serial(x, y):
+    """Serial input for the application and the commands simulate_app takes for it."""
+    text = (f"?\nS {y[0]} {x[0].tobytes().hex()}\r\nP {x[1].tobytes().hex().upper()}\n"
+            f"X\nS 99 00\nS {y[2]} {x[2].tobytes().hex()}\nE\nC\n")
+    commands = [("?",), ("S", int(y[0]), x[0]), ("P", x[1]),
+                ("!", "unknown command (S, P, E, C or ?)"), ("!", "bad label (a decimal class number)"),
+                ("S", int(y[2]), x[2]), ("E",), ("C",)]
+    return text, commands
+
+
+STORAGE_FILE = "tinylora-storage.bin"
+
+
+def _power_loss(project, q, folder, pio_core, x, y, tmp_path, monkeypatch):
+    """The application with its QEMU storage kept in a file: a first boot trains and writes
+    checkpoints; a power cut tears the newest one; the next boot resumes from the one before,
+    trains the rest exactly as numpy does; a boot after that finds the training done."""
     from tinylora import pio
+    with monkeypatch.context() as m:
+        m.setenv("PLATFORMIO_BUILD_FLAGS", "-DTL_QEMU_STORAGE_FILE")
+        assert "[SUCCESS]" in pio.run(folder, q.env, pio_core, timeout=300).output
+    elf = folder / ".pio" / "build" / q.env / "firmware.elf"
+    run_dir = tmp_path / f"run-{q.env}"
+    run_dir.mkdir()
+    storage = f"RAM (kept in {STORAGE_FILE})"
+    every, ckpt = project.checkpoint_every, project.code.checkpoint_bytes
+
+    def expected(resume_at=0):
+        return gen.simulate_app(project.trainer, x, y, project.epochs, every, ckpt, storage,
+                                resume_at=resume_at)
+
+    code, out = _run_firmware(q, elf, cwd=run_dir)
+    assert code == 0 and "none restored (no checkpoint stored yet)" in out, out
+    assert _lines(out) == expected(), out
+    # slot 0 holds the newest checkpoint (sequence 3: C 96), slot 1 the one before (C 64)
+    medium = bytearray((run_dir / STORAGE_FILE).read_bytes())
+    unit = gen.RAM_STORAGE["erase_unit"]
+    slot = -(-ckpt // unit) * unit
+    assert medium[:4] == b"TLCK" and medium[12] == 3 and medium[slot + 12] == 2
+    medium[ckpt // 2: slot] = b"\xff" * (slot - ckpt // 2)   # its write cut half-way
+    (run_dir / STORAGE_FILE).write_bytes(bytes(medium))
+    code, out = _run_firmware(q, elf, cwd=run_dir)
+    resumed = 2 * every
+    assert code == 0 and f"resumed at step {resumed}\n" in out, out
+    assert _lines(out) == expected(resumed), out
+    code, out = _run_firmware(q, elf, cwd=run_dir)
+    assert code == 0 and f"resumed at step {project.epochs * every}\n" in out, out
+    assert "# training at boot: done before" in out
+    assert _lines(out) == expected(project.epochs * every), out
+
+
+@pytest.mark.parametrize("q", gen.QEMU_ENVS, ids=[q.env for q in gen.QEMU_ENVS])
+def test_pio_run_and_pio_test_on_qemu(projects, build_project, pio_core, q, tmp_path, monkeypatch):
+    from tinylora import pio
+    project, _ = projects[BUILD_BOARD]
     t0 = time.perf_counter()
     built = pio.run(build_project, q.env, pio_core, timeout=300)
     t1 = time.perf_counter()
     assert "[SUCCESS]" in built.output
 
-    # the application itself: the accuracy of the model on its embedded samples, then the
-    # serial protocol (QEMU's standard input is the serial port; none on RISC-V)
+    # the application: it trains at boot, then answers the serial lines (QEMU's standard
+    # input is the serial port; none on RISC-V); every result line is numpy's
     model = tinylora.load_tflite(tinylora.example_model())
     x, y, _ = gen._default_samples(model, None, None, 32)
-    predicted = np.argmax(model.forward(x), axis=-1)
-    correct = int(np.sum(predicted == y))
-    serial = (f"?\nS {y[0]} {x[0].tobytes().hex()}\r\nP {x[1].tobytes().hex().upper()}\n"
-              "X\nS 99 00\nE\n")
+    serial, commands = _serial(x, y)
     code, out = _run_firmware(q, build_project / ".pio" / "build" / q.env / "firmware.elf", serial)
     assert code == 0, out
-    assert f"\nA 1 {correct}/32 " in out, out
-    assert "# arena 2608 bytes, static .bss" in out and out.endswith("# input ended\n"), out
-    if q.emulation != "rv32imc":
-        assert "\n# steps 0, last checkpoint at step 0" in out, out
-        assert f"\nR {y[0]} {predicted[0]} -\n" in out and f"\nR - {predicted[1]} -\n" in out, out
-        assert out.count("\n! ") == 2 and "! bad label" in out, out
-        assert f"\nA 0 {correct}/32 " in out, out
+    riscv = q.emulation == "rv32imc"
+    want = gen.simulate_app(project.trainer, x, y, project.epochs, project.checkpoint_every,
+                            project.code.checkpoint_bytes, "RAM",
+                            serial=() if riscv else commands)
+    assert _lines(out) == want, out
+    if riscv:   # no serial input: the boot alone, as the README shows it
+        assert want == [line.replace("ESP32 partition tinylora", "RAM")
+                        for line in project.expected_output]
+    else:
+        assert "\n# steps 96, last checkpoint at step 96" in out, out
+    assert f"# arena {project.arena_bytes} bytes, static .bss" in out and out.endswith("# input ended\n"), out
+    assert "A 0 17/32 53.1%" == want[0] and "A 0 23/32 71.8%" in want   # it learned
+    assert "none restored (no checkpoint stored yet): starting from the base model" in out
 
     t2 = time.perf_counter()
-    tested = pio.test(build_project, q.env, pio_core, timeout=300)
+    if q.emulation != "xtensa":   # the Xtensa target has no host files
+        _power_loss(project, q, build_project, pio_core, x, y, tmp_path, monkeypatch)
     t3 = time.perf_counter()
+    tested = pio.test(build_project, q.env, pio_core, timeout=300)
+    t4 = time.perf_counter()
     counts = pio.parse_test_summary(tested.output)
     assert counts["failed"] == counts["errored"] == counts["skipped"] == 0, tested.output[-3000:]
-    assert counts["total"] == counts["succeeded"] == 32 + 3 + 7 + 7, counts
-    print(f"\n{q.env}: pio run {t1 - t0:.1f} s; pio test {counts['succeeded']}/{counts['total']} "
-          f"passed in {t3 - t2:.1f} s")
+    cases = {**project.code.test_cases, "test_storage": 7, "test_protocol": 7}
+    assert counts["total"] == counts["succeeded"] == sum(cases.values()), (counts, cases)
+    assert cases["test_training"] >= 32 + 13 and "test_training" in tested.output
+    print(f"\n{q.env}: pio run {t1 - t0:.1f} s; power-loss boots {t3 - t2:.1f} s; pio test "
+          f"{counts['succeeded']}/{counts['total']} passed in {t4 - t3:.1f} s ({cases})")
     assert not list((pio_core / "platforms").glob("*.pio-link"))
     assert not list((pio_core / "packages").glob("*.pio-link"))
 
 
-def test_pio_test_reports_a_wrong_byte(build_project, pio_core, tmp_path):
-    """The negative control: one wrong expected byte is one failed test case."""
+def test_pio_test_reports_a_wrong_byte(projects, build_project, pio_core, tmp_path):
+    """The negative control: one wrong expected byte is one failed test case, in the frozen
+    forward's vectors and in the training step's."""
     from tinylora import pio
+    project, _ = projects[BUILD_BOARD]
     copy = tmp_path / "broken"
     shutil.copytree(build_project, copy, ignore=shutil.ignore_patterns(".pio"))
     test_c = copy / "test/test_model/test_main.c"
@@ -352,11 +463,28 @@ def test_pio_test_reports_a_wrong_byte(build_project, pio_core, tmp_path):
     end = text.index(",", start)
     value = int(text[start:end])
     test_c.write_text(text[:start] + str(value - 1 if value > -128 else value + 1) + text[end:])
-    result = pio.test(copy, "qemu_cm4", pio_core, timeout=300, check=False, filters=["test_model"])
+    test_c = copy / "test/test_training/test_main.c"
+    text = test_c.read_text()
+    start = text.index("tl_expected_loss[")
+    start = text.index("{\n", start) + 6
+    for _ in range(5):                        # the loss of step 5
+        start = text.index(",", start) + 2
+    end = text.index(",", start)
+    test_c.write_text(text[:start] + str(int(text[start:end]) + 1) + text[end:])
+    result = pio.test(copy, "qemu_cm4", pio_core, timeout=300, check=False,
+                      filters=["test_model", "test_training"])
     assert result.returncode != 0
     counts = pio.parse_test_summary(result.output)
-    assert counts["failed"] == 1 and counts["succeeded"] == 34, counts
-    assert "forward_sample_00" in result.output and "FAILED" in result.output
+    total = project.code.test_cases["test_model"] + project.code.test_cases["test_training"]
+    # the wrong loss fails its step's case and the four checkpoint cases that train through
+    # step 5 with tl_app_model_train, comparing every loss
+    failed = sorted(re.findall(r"^\S+:\d+: (\w+)\b.*\[FAILED\]$", result.output, re.M))
+    assert failed == ["forward_sample_00", "test_checkpoint_round_trip_program_unit_1",
+                      "test_checkpoint_round_trip_program_unit_32",
+                      "test_checkpoint_round_trip_program_unit_8",
+                      "test_torn_write_keeps_the_previous_checkpoint", "training_step_05"], failed
+    assert counts["failed"] == 6 and counts["succeeded"] == total - 6, counts
+    assert "training_step_05: Q10 loss differs from tinylora.train.Trainer.step" in result.output
 
 
 def test_pio_run_builds_an_stm32_project_on_qemu(projects, pio_core, tmp_path):
@@ -367,3 +495,15 @@ def test_pio_run_builds_an_stm32_project_on_qemu(projects, pio_core, tmp_path):
     shutil.copytree(folder, copy)
     result = pio.run(copy, "qemu_cm7", pio_core, timeout=300)
     assert "[SUCCESS]" in result.output and "cmsis_nn" not in result.output
+
+
+def test_pio_run_builds_the_frozen_forward_app(pio_core, tmp_path):
+    """The predictions-only model code still builds into the same application and runs."""
+    from tinylora import pio
+    p = gen.plan_project(BUILD_BOARD, model_code_factory=gen.frozen_model_code)
+    gen.write_project(p, tmp_path / "frozen")
+    assert "[SUCCESS]" in pio.run(tmp_path / "frozen", "qemu_cm4", pio_core, timeout=300).output
+    q = gen.QEMU_ENVS[0]
+    code, out = _run_firmware(q, tmp_path / "frozen/.pio/build/qemu_cm4/firmware.elf", "E\n")
+    assert code == 0 and "# training: not in this build" in out, out
+    assert _lines(out) == p.expected_output + p.expected_output, out

@@ -258,6 +258,7 @@ def _gen_command(args) -> str:
     """The command recorded in generated files: options that change their content, paths
     reduced to file names (so the bytes do not depend on where things are)."""
     import pathlib
+    from .codegen.project import GEN_LR
     parts = ["tinylora gen", f"--board {args.board}"]
     if args.model:
         parts.append(f"--model {pathlib.Path(args.model).name}")
@@ -268,6 +269,8 @@ def _gen_command(args) -> str:
         parts.append(f"--samples {args.samples}")
     if args.epochs != 3:
         parts.append(f"--epochs {args.epochs}")
+    if args.lr != GEN_LR:
+        parts.append(f"--lr {args.lr:g}")
     return " ".join(parts)
 
 
@@ -277,7 +280,7 @@ def cmd_gen(args) -> int:
     out = pathlib.Path(args.out or f"tinylora-{args.board}")
     project = plan_project(args.board, model_path=args.model, rank=args.rank,
                            auto_rank=args.auto_rank, data=args.data, samples=args.samples,
-                           epochs=args.epochs, command=_gen_command(args))
+                           epochs=args.epochs, lr=args.lr, command=_gen_command(args))
     b = project.board
     print(f"board {b.name} ({b.title}): {b.platform} / {b.pio_board} / {b.framework}")
     print(f"model {project.model_name}; LoRA {project.config_text}")
@@ -378,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
     p.set_defaults(func=cmd_plan)
     from .verify import DEFAULT_LR, TARGETS as VERIFY_TARGETS
+    from .codegen.project import GEN_LR
     p = sub.add_parser("verify", formatter_class=fmt,
                        help="run the generated C training step on a target and compare with numpy",
                        description="Generate the C of a training step (frozen model, LoRA "
@@ -427,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="an .npz whose first samples are embedded (x_train/y_train or x/y)")
     p.add_argument("--samples", type=int, default=32, help="embedded samples (default 32)")
     p.add_argument("--epochs", type=int, default=3, help="passes over them at boot (default 3)")
+    p.add_argument("--lr", type=float, default=GEN_LR,
+                   help=f"learning rate of the on-device training (default {GEN_LR})")
     p.add_argument("--out", default=None, help="project folder (default tinylora-<board>)")
     p.add_argument("--force", action="store_true", help="overwrite files changed outside USER CODE regions")
     p.set_defaults(func=cmd_gen)

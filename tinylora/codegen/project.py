@@ -21,19 +21,25 @@ Project layout::
     partitions.csv            ESP-IDF boards only
     .tinylora/manifest.json   what tinylora wrote (hashes), to detect edits
 
-**Where the training step plugs in.** The model code (everything in ``lib/tinylora/src``
-besides the copied runtime, plus its on-device tests) is a :class:`ModelCode`, made by
-:func:`model_code`. Today that is :func:`frozen_model_code`: the frozen forward from
-:mod:`tinylora.codegen.frozen` behind the application's model interface
-(``tl_app_model.h``), with its bit-exact vectors as ``test/test_model``. The generated
-training step provides the same interface (training and checkpoints included) and its own
-vectors: return its :class:`ModelCode` from :func:`model_code` (or pass it to
-:func:`plan_project` as ``model_code``) and nothing else changes.
+**The model code.** Everything in ``lib/tinylora/src`` besides the copied runtime, plus its
+on-device tests, is a :class:`ModelCode`, made by :func:`model_code`:
+:func:`training_model_code`, the generated training step of :mod:`tinylora.codegen.step`
+(``tl_trainer.{h,c}``) behind the application's model interface (``tl_app_model.h``, glue
+``tl_app_model_train.c``: training, predictions, checkpoints through the two-slot store of
+``tl_checkpoint.c`` on the board's ``tl_storage``), with its bit-exact training vectors and
+checkpoint tests as ``test/test_training`` and the frozen forward's vectors as
+``test/test_model``. :func:`frozen_model_code` (predictions only) plugs in the same way
+(``plan_project(..., model_code_factory=frozen_model_code)``).
+
+:func:`simulate_app` is the application's console output as numpy computes it (the lines a
+QEMU run must print, and the README's example).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +54,8 @@ from ..resources import resource_dir
 from . import c_array_rows, c_comment, provenance, render
 
 __all__ = ["ModelCode", "Project", "ProjectError", "QEMU_ENVS", "model_code",
-           "frozen_model_code", "plan_project", "write_project", "generate_project",
-           "check_names", "canonical", "MANIFEST"]
+           "frozen_model_code", "training_model_code", "simulate_app", "plan_project",
+           "write_project", "generate_project", "check_names", "canonical", "MANIFEST"]
 
 FUNCTION = "tinylora.codegen.project.generate_project"
 MANIFEST = ".tinylora/manifest.json"
@@ -59,8 +65,22 @@ ESP_NN_VERSION = "1.1.2"
 CMSIS_NN_VERSION = "7.0.0"
 #: Runtime files every project carries (firmware/ -> lib/tinylora/src).
 RUNTIME = ("tl_types.h", "tl_quant.h", "tl_quant.c", "tl_kernels.h", "tl_kernels.c")
-#: The QEMU storage medium (RAM with flash rules): small enough for the Xtensa sim's 256 KB.
+#: ... and the training step's (kernels of the backward and update, checkpoints).
+TRAINING_RUNTIME = RUNTIME + ("tl_train.h", "tl_train.c", "tl_checkpoint.h", "tl_checkpoint.c")
+#: The QEMU storage medium (RAM with flash rules): small enough for the Xtensa sim's 256 KB
+#: (grown to two checkpoint slots when a checkpoint needs more).
 RAM_STORAGE = {"size": 16384, "erase_unit": 1024}
+#: The prefix of the generated training step's C names (tl_trainer_step, TL_TRAINER_...).
+STEP_PREFIX = "tl_trainer"
+#: test/test_training: steps of the bit-exact vectors (cycling through the embedded samples),
+#: the step after which the checkpoint is taken and restored, predictions compared.
+VECTOR_STEPS = 32
+VECTOR_PREDICT = 4
+#: The learning rate of generated projects. The app trains a few passes over a few dozen
+#: embedded samples at boot, then one step per serial sample: tinylora train's default
+#: (0.004, best over many epochs of a whole data set) barely moves the adapters in 96 steps
+#: (bundled task: 17/32 before and after), 0.02 does (17/32 -> 23/32), as in tinylora verify.
+GEN_LR = 0.02
 #: The platforms and frameworks the generated projects know, with PlatformIO's names.
 FRAMEWORKS = {"espressif32": ("espidf",), "ststm32": ("stm32cube",)}
 
@@ -110,6 +130,8 @@ class ModelCode:
     can_train:   the code trains and checkpoints (TL_APP_CAN_TRAIN)
     arena_bytes: what it needs of the arena (at most the project's arena)
     description: one line for tl_app_config.h and the README
+    checkpoint_bytes: size of one checkpoint (0: no checkpoints)
+    test_cases:  suite -> number of Unity cases its tests report
     """
     lib_files: dict[str, str]
     test_files: dict[str, str]
@@ -117,6 +139,8 @@ class ModelCode:
     can_train: bool = False
     arena_bytes: int = 0
     description: str = ""
+    checkpoint_bytes: int = 0
+    test_cases: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,6 +155,14 @@ class Project:
     plan_report: str
     samples: int
     code: ModelCode
+    epochs: int = 3
+    checkpoint_every: int = 1
+    lr: float = 0.0
+    #: the Trainer the model code was made for, untouched (its fresh state: the device's at
+    #: first boot)
+    trainer: object = None
+    #: the application's console lines after boot (no '#' lines), as numpy computes them
+    expected_output: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -180,20 +212,36 @@ def _argmax_first(outputs: np.ndarray) -> np.ndarray:
     return np.argmax(outputs, axis=-1)
 
 
-def frozen_model_code(model, samples: np.ndarray, prefix: str = "tl_model",
-                      command: str | None = None) -> ModelCode:
-    """The frozen forward behind ``tl_app_model.h``, and its bit-exact vectors as
-    ``test/test_model`` (outputs of :meth:`tinylora.Model.forward` on ``samples``)."""
+def _forward_common(fplan) -> dict:
+    return dict(prefix=fplan.prefix, macro=fplan.prefix.upper(), input_size=fplan.input_size,
+                output_size=fplan.output_size, scratch_size=fplan.scratch_size)
+
+
+def _test_model_main(model, fplan, samples: np.ndarray, app_classes: np.ndarray, source: str,
+                     command: str | None) -> str:
+    """test/test_model/test_main.c: the frozen forward's vectors (Model.forward on
+    ``samples``) and the classes the application's model interface must predict
+    (``app_classes``, computed by ``source``)."""
+    outputs = np.asarray(model.forward(samples), np.int8).reshape(len(samples), -1)
+    return render(
+        "project/test/test_model/test_main.c.j2",
+        header=_header("test/test_model/test_main.c", command,
+                       ["Expected outputs: tinylora.Model.forward (numpy), bit for bit."]),
+        count=len(samples), output_rows=c_array_rows(outputs),
+        class_rows=c_array_rows(app_classes), app_classes_source=source,
+        name_rows=_name_rows([f"forward_sample_{i:02d}" for i in range(len(samples))]),
+        **_forward_common(fplan))
+
+
+def frozen_model_code(model, trainer=None, samples: np.ndarray | None = None, labels=None,
+                      command: str | None = None, prefix: str = "tl_model") -> ModelCode:
+    """The frozen forward behind ``tl_app_model.h`` (predictions only: no training, no
+    checkpoints), and its bit-exact vectors as ``test/test_model`` (outputs of
+    :meth:`tinylora.Model.forward` on ``samples``). A :data:`ModelCodeFactory`: ``trainer``
+    and ``labels`` are not used."""
     from .frozen import generate_frozen_c, plan_frozen
     fplan = plan_frozen(model, prefix)
-    macro = fplan.prefix.upper()
-    outputs = np.asarray(model.forward(samples), np.int8).reshape(len(samples), -1)
-    classes = _argmax_first(outputs)
-    names = [f'"forward_sample_{i:02d}"' for i in range(len(samples))]
-    name_rows = [", ".join(names[i:i + 4]) for i in range(0, len(names), 4)]
-    name_rows = [r + ("," if k < len(name_rows) - 1 else "") for k, r in enumerate(name_rows)]
-    common = dict(prefix=fplan.prefix, macro=macro, input_size=fplan.input_size,
-                  output_size=fplan.output_size, scratch_size=fplan.scratch_size)
+    common = _forward_common(fplan)
     lib = {
         "tl_model.c": generate_frozen_c(model, None, prefix, command),
         "tl_model.h": render("project/lib/tinylora/tl_model.h.j2",
@@ -202,28 +250,241 @@ def frozen_model_code(model, samples: np.ndarray, prefix: str = "tl_model",
             "project/lib/tinylora/tl_app_model_frozen.c.j2",
             header=_header("lib/tinylora/src/tl_app_model_frozen.c", command), **common),
     }
-    tests = {
-        "test_model/test_main.c": render(
-            "project/test/test_model/test_main.c.j2",
-            header=_header("test/test_model/test_main.c", command,
-                           ["Expected outputs: tinylora.Model.forward (numpy), bit for bit."]),
-            count=len(samples), output_rows=c_array_rows(outputs), class_rows=c_array_rows(classes),
-            name_rows=name_rows, **common),
-    }
+    classes = _argmax_first(np.asarray(model.forward(samples)).reshape(len(samples), -1))
+    tests = {"test_model/test_main.c": _test_model_main(model, fplan, samples, classes,
+                                                        "tinylora.Model.forward", command)}
     return ModelCode(lib, tests, RUNTIME, can_train=False,
                      arena_bytes=fplan.scratch_size + fplan.output_size,
-                     description="frozen int8 forward (predictions; the training step plugs in here)")
+                     description="frozen int8 forward (predictions only, no training)",
+                     test_cases={"test_model": len(samples) + 3})
 
 
-#: The one place where a project's model code is chosen. The generated training step
-#: (tinylora.codegen.step) replaces the frozen forward here once it provides a ModelCode.
+def _frozen_test_model(model, samples: np.ndarray, app_classes: np.ndarray, source: str,
+                       command: str | None) -> dict[str, str]:
+    """test/test_model of a build whose lib has no frozen forward: the frozen forward's C
+    (prefix tl_model) in the test folder, next to its vectors."""
+    from .frozen import generate_frozen_c, plan_frozen
+    fplan = plan_frozen(model, "tl_model")
+    return {
+        "test_model/tl_model.c": generate_frozen_c(model, None, "tl_model", command),
+        "test_model/tl_model.h": render("project/lib/tinylora/tl_model.h.j2",
+                                        header=_header("test/test_model/tl_model.h", command),
+                                        **_forward_common(fplan)),
+        "test_model/test_main.c": _test_model_main(model, fplan, samples, app_classes, source,
+                                                   command),
+    }
+
+
+def _name_rows(names: list[str], per_row: int = 4) -> list[str]:
+    quoted = [f'"{n}"' for n in names]
+    rows = [", ".join(quoted[i:i + per_row]) for i in range(0, len(quoted), per_row)]
+    return [r + ("," if k < len(rows) - 1 else "") for k, r in enumerate(rows)]
+
+
+def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
+                        command: str | None = None) -> ModelCode:
+    """The generated training step behind ``tl_app_model.h``, with its tests.
+
+    lib: ``tl_trainer.{h,c}`` (:func:`tinylora.codegen.step.generate_step`, without a static
+    arena: the application passes the board's) and ``tl_app_model_train.c``; runtime
+    :data:`TRAINING_RUNTIME`. test: ``test_training`` (:data:`VECTOR_STEPS` steps on the
+    embedded samples compared with ``Trainer.step``, checkpoints and the two-slot store on
+    RAM storage, torn writes) and ``test_model`` (the frozen forward's vectors).
+    ``trainer`` is not changed (the expected values come from copies of it)."""
+    from ..arena import ALIGN
+    from ..checkpoint import CheckpointStore
+    from .step import generate_step, plan_step
+
+    x, _ = model._check_input(np.asarray(samples))
+    y = np.asarray(labels, np.int64).reshape(-1)
+    sp = plan_step(trainer, prefix=STEP_PREFIX)
+    macro = sp.macro
+    lib = dict(generate_step(trainer, prefix=STEP_PREFIX, command=command, static_arena=False))
+    lib["tl_app_model_train.c"] = render(
+        "project/lib/tinylora/tl_app_model_train.c.j2",
+        header=_header("lib/tinylora/src/tl_app_model_train.c", command),
+        prefix=STEP_PREFIX, macro=macro)
+
+    # the vectors: numpy's Trainer on a copy, the step sequence of test_training
+    t = copy.deepcopy(trainer)
+    n, half, count = VECTOR_STEPS, VECTOR_STEPS // 2, len(y)
+    logits, losses, ckpt_mid = [], [], b""
+    for i in range(n):
+        if i == half:
+            ckpt_mid = t.checkpoint()
+        bufs = {"x": x[i % count: i % count + 1], "label": int(y[i % count])}
+        losses.append(int(t._run(bufs, 0)))
+        logits.append(np.asarray(bufs["logits"], np.int8).reshape(-1))
+    ckpt_final = t.checkpoint()
+    predict = min(VECTOR_PREDICT, count)
+    predicted = np.asarray(t.logits(x[:predict]), np.int8).reshape(predict, -1)
+    store = CheckpointStore(record_slot=len(ckpt_mid))
+    (at_mid, stored_mid), = store.plan_writes(ckpt_mid)
+    store.save(ckpt_mid)
+    (at_final, stored_final), = store.plan_writes(ckpt_final)
+    if (at_mid, at_final) != (0, len(ckpt_mid)):   # pragma: no cover - the store's layout
+        raise ProjectError("unexpected checkpoint store layout")
+    masters = []
+    for i, ad in sorted(t.adapters.items()):
+        for p in "AB":
+            arr = ad.arrays[p]
+            masters.append({"name": f"{p}{i}", "offset": f"{macro}_OFFSET_{p}{i}",
+                            "count": int(arr.size), "rows": c_array_rows(arr),
+                            "what": f"{p} masters of layer {i} (int16 {list(arr.shape)})"})
+    step_names = [f"training_step_{i:02d}" for i in range(n)]
+
+    def u8(data: bytes) -> list[str]:
+        return c_array_rows(np.frombuffer(data, np.uint8))
+
+    tests = {
+        "test_training/test_main.c": render(
+            "project/test/test_training/test_main.c.j2",
+            header=_header("test/test_training/test_main.c", command,
+                           ["Expected values: tinylora.train.Trainer.step and "
+                            "tinylora.checkpoint (numpy), bit for bit."]),
+            prefix=STEP_PREFIX, macro=macro, steps=n, restore_at=half, predict=predict,
+            unit=RAM_STORAGE["erase_unit"],
+            logits_rows=c_array_rows(np.stack(logits)), loss_rows=c_array_rows(losses),
+            ckpt_mid_rows=u8(ckpt_mid), ckpt_final_rows=u8(ckpt_final),
+            stored_mid_rows=u8(stored_mid), stored_final_rows=u8(stored_final),
+            masters=masters, predict_rows=c_array_rows(predicted),
+            name_rows=_name_rows(step_names)),
+    }
+    app_classes = np.argmax(np.asarray(trainer.logits(x)).reshape(count, -1), axis=-1)
+    tests.update(_frozen_test_model(model, x, app_classes, "tinylora.train.Trainer.logits "
+                                    "(the adapters' initial state)", command))
+    ckpt = len(ckpt_final)
+    cases = {"test_training": n + 2 + len(masters) + 13, "test_model": count + 3}
+    return ModelCode(lib, tests, TRAINING_RUNTIME, can_train=True,
+                     # the step's arena, the checkpoint buffer, and room to align the start
+                     arena_bytes=sp.plan.total_bytes + ckpt + ALIGN - 1,
+                     description=f"generated training step ({STEP_PREFIX}.c, bit-exact with "
+                                 "tinylora.train.Trainer.step) with checkpoints",
+                     checkpoint_bytes=ckpt, test_cases=cases)
+
+
+#: The one place where a project's model code is chosen: (model, trainer, samples, labels,
+#: command=...) -> ModelCode.
 ModelCodeFactory = Callable[..., ModelCode]
 
 
 def model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
                command: str | None = None) -> ModelCode:
-    """The model code of a project (see the module docstring): the frozen forward for now."""
-    return frozen_model_code(model, samples, command=command)
+    """The model code of a project (see the module docstring): the training step."""
+    return training_model_code(model, trainer, samples, labels, command=command)
+
+
+# ---------------------------------------------------------------------------------- the app
+
+def _q10(value: int) -> str:
+    """tl_print_q10: three decimals, rounded down."""
+    sign = "-" if value < 0 else ""
+    m = abs(int(value))
+    return f"{sign}{m >> 10}.{((m & 1023) * 1000) >> 10:03d}"
+
+
+def _percent(part: int, whole: int) -> str:
+    """tl_print_percent: one decimal, rounded down."""
+    while part > 4000000:
+        part, whole = part >> 1, whole >> 1
+    permille = part * 1000 // whole if whole > 0 else 0
+    return f"{permille // 10}.{permille % 10}%"
+
+
+def _first_argmax(logits) -> int:
+    return int(np.argmax(np.asarray(logits).reshape(-1)))
+
+
+def simulate_app(trainer, samples: np.ndarray, labels: np.ndarray, epochs: int,
+                 checkpoint_every: int, checkpoint_bytes: int, storage: str,
+                 can_train: bool = True, serial: Iterable[tuple] = (), model=None,
+                 resume_at: int = 0) -> list[str]:
+    """The console lines of the generated application (src/main.c), as numpy computes them:
+    every line but the ``#`` information lines, in order, from a boot with an empty storage
+    or (``resume_at``) with the checkpoint written after that many boot training steps.
+
+    ``serial``: the commands arriving after the boot training, as ``("S", label, sample)``,
+    ``("P", sample)``, ``("E",)``, ``("C",)``, ``("?",)`` (prints a ``#`` line: nothing
+    here) or ``("!", reason)`` for a line the protocol refuses. ``trainer`` is not changed.
+    With ``can_train=False`` (the frozen forward) predictions are ``model.forward``'s."""
+    t = copy.deepcopy(trainer)
+    x, _ = t.model._check_input(np.asarray(samples))
+    y = np.asarray(labels, np.int64).reshape(-1)
+    count = len(y)
+    out: list[str] = []
+    steps = saved = 0
+
+    def predict(inp) -> int:
+        if can_train:
+            return _first_argmax(t.logits(inp[None]))
+        return _first_argmax(np.asarray((model or t.model).forward(inp[None])))
+
+    def evaluate():
+        correct = sum(predict(x[i]) == int(y[i]) for i in range(count))
+        out.append(f"A 0 {correct}/{count} {_percent(correct, count)}")
+
+    def train(inp, label) -> tuple[int, int]:
+        nonlocal steps
+        bufs = {"x": inp[None], "label": int(label)}
+        loss = int(t._run(bufs, 0))
+        steps += 1
+        return _first_argmax(bufs["logits"]), loss
+
+    def checkpoint():
+        nonlocal saved
+        if can_train and steps != saved:
+            saved = steps
+            out.append(f"C {steps} {checkpoint_bytes} {storage}")
+
+    def checkpoint_due():
+        if can_train and steps % checkpoint_every == 0:
+            checkpoint()
+
+    if resume_at and can_train:   # the restored checkpoint: boot training steps taken before
+        for k in range(resume_at):
+            train(x[k % count], y[k % count])
+        saved = steps
+    evaluate()
+    if can_train:
+        boot = epochs * count
+        report_every = count // 4 if count >= 8 else 1
+        if steps < boot:
+            while steps < boot:
+                epoch, first = steps // count + 1, steps % count
+                seen = correct = loss_sum = 0
+                for i in range(first, count):
+                    predicted, loss = train(x[i], y[i])
+                    seen += 1
+                    correct += predicted == int(y[i])
+                    loss_sum += loss
+                    if (i + 1) % report_every == 0 or i + 1 == count:
+                        out.append(f"P {epoch} {i + 1}/{count} correct {correct} mean loss "
+                                   f"{_q10(loss_sum // seen)}")
+                    checkpoint_due()
+                out.append(f"A {epoch} {correct}/{seen} {_percent(correct, seen)}")
+            checkpoint()
+        evaluate()
+    for command in serial:
+        kind = command[0]
+        if kind in ("S", "P"):
+            inp = np.asarray(command[-1], np.int8).reshape(x.shape[1:])
+            if kind == "S" and can_train:
+                predicted, loss = train(inp, command[1])
+                out.append(f"R {int(command[1])} {predicted} {_q10(loss)}")
+                checkpoint_due()
+            else:
+                label = str(int(command[1])) if kind == "S" else "-"
+                out.append(f"R {label} {predict(inp)} -")
+        elif kind == "E":
+            evaluate()
+        elif kind == "C":
+            checkpoint()
+        elif kind == "!":
+            out.append(f"! {command[1]}")
+        elif kind != "?":
+            raise ValueError(f"unknown serial command {command!r}")
+    checkpoint()   # the input ended
+    return out
 
 
 # ---------------------------------------------------------------------------------- samples
@@ -260,7 +521,8 @@ def _default_samples(model, model_path: str | None, data: str | None, count: int
 def plan_project(board: str | Board, model_path: str | None = None, rank: int = 3,
                  auto_rank: bool = False, data: str | None = None, samples: int = 32,
                  epochs: int = 3, command: str | None = None,
-                 model_code_factory: ModelCodeFactory | None = None) -> Project:
+                 model_code_factory: ModelCodeFactory | None = None,
+                 lr: float = GEN_LR) -> Project:
     """Decide the whole project for ``board`` (nothing is written).
 
     Raises :class:`~tinylora.errors.BudgetError` if the training step's arena does not fit
@@ -294,7 +556,9 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
     else:
         config, recompute = LoRAConfig(rank=rank), "none"
         config_text = f"rank {rank} on every FULLY_CONNECTED layer"
-    trainer = Trainer(model, config, recompute=recompute, calibration=x[:64])
+    if not 0 < lr < 1:
+        raise ValueError("lr must be in (0, 1)")
+    trainer = Trainer(model, config, lr=lr, recompute=recompute, calibration=x[:64])
     # BudgetError when it does not fit (a Board given as data: its own budget)
     plan = trainer.plan(board=b.name) if not isinstance(board, Board) else \
         trainer.plan(budget=b.arena_budget)
@@ -308,11 +572,26 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
                           f"{b.arena_budget:,} B: choose a smaller model or a larger board",
                           plan=plan)
 
+    if code.checkpoint_bytes:
+        storage = b.storage or {}
+        unit = int(storage.get("erase_unit", 0) or 0)
+        slot = -(-code.checkpoint_bytes // unit) * unit if unit else 0
+        if not unit or 2 * slot > int(storage.get("size", 0)):
+            raise BudgetError(f"a checkpoint of {code.checkpoint_bytes:,} B needs two slots of "
+                              f"{slot:,} B (whole {unit:,} B erase units), more than {b.name}'s "
+                              f"checkpoint storage of {int(storage.get('size', 0)):,} B: "
+                              "choose a smaller rank or model", plan=plan)
+
     name = Path(path).name if model_path is not None else f"bundled {Path(path).name}"
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    every = max(1, len(x))
     project = Project(board=b, model_name=f"{name} (sha256 {digest})", config_text=config_text,
                       arena_bytes=arena, training_arena_bytes=plan.total_bytes,
-                      budget=b.arena_budget, plan_report=plan.report(), samples=len(x), code=code)
+                      budget=b.arena_budget, plan_report=plan.report(), samples=len(x), code=code,
+                      epochs=epochs, checkpoint_every=every, lr=trainer.lr, trainer=trainer)
+    project.expected_output = simulate_app(trainer, x, y, epochs, every, code.checkpoint_bytes,
+                                           _storage_name(b), can_train=code.can_train,
+                                           model=model)
     project.files = _render_files(project, model, x, y, samples_note, epochs, command)
     project.regions = {p: tuple(_region_names(t.decode())) for p, t in project.files.items()
                        if p in _REGION_FILES}
@@ -320,6 +599,23 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
 
 
 _REGION_FILES = ("src/main.c", "platformio.ini")
+
+
+def _storage_name(b: Board) -> str:
+    """The name the board's tl_storage prints (lib/tl_board's backends)."""
+    kind = (b.storage or {}).get("kind", "")
+    if kind == "esp-partition":
+        return f"ESP32 partition {b.storage['label']}"
+    if kind == "stm32-flash":
+        return "STM32 internal flash"
+    return "RAM"
+
+
+def _ram_storage(checkpoint_bytes: int) -> dict:
+    """The QEMU / test RAM medium: RAM_STORAGE, grown to two checkpoint slots if needed."""
+    unit = RAM_STORAGE["erase_unit"]
+    slot = -(-max(checkpoint_bytes, 1) // unit) * unit
+    return {"size": max(RAM_STORAGE["size"], 2 * slot), "erase_unit": unit}
 
 
 def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
@@ -360,11 +656,13 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
                          "monitor_filters = esp32_exception_decoder"]
     else:
         board_options = ["upload_protocol = stlink", "build_flags =", f"    -D TL_STM32_{family}",
-                         "; CMSIS-NN: vendor it into lib/cmsis_nn (lib/cmsis_nn/README.md); the",
-                         "; runtime's TL_USE_CMSIS_NN backend is not implemented yet, so keep",
-                         "; -D TL_USE_CMSIS_NN out of build_flags (it is an #error today)."]
+                         "; CMSIS-NN: vendor it into lib/cmsis_nn (lib/cmsis_nn/README.md). The",
+                         "; runtime's TL_USE_CMSIS_NN dispatch is verified only against a test",
+                         "; double, and this project does not yet register kernel scratch",
+                         "; (tl_kernels_set_scratch): keep -D TL_USE_CMSIS_NN off for now."]
     ctx = dict(board=b, esp=esp, stm32=stm32, storage=storage, console=console,
-               ram_storage=RAM_STORAGE, qemu=qemu, board_options=board_options,
+               ram_storage=_ram_storage(p.code.checkpoint_bytes), qemu=qemu,
+               board_options=board_options,
                board_pad=" " * (width - len(b.name)), version=__version__,
                esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
                cmsis_nn_tag=f"v{CMSIS_NN_VERSION}")
@@ -398,7 +696,7 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
                                    f"{p.code.arena_bytes}; {b.name}'s budget {b.arena_budget}"),
            "can_train": int(p.code.can_train), "code_note": c_comment(p.code.description),
            "samples": len(x), "samples_note": c_comment(samples_note), "epochs": epochs,
-           "checkpoint_every": max(1, len(x))}
+           "checkpoint_every": p.checkpoint_every}
     add("lib/tinylora/src/tl_app_config.h", "project/lib/tinylora/tl_app_config.h.j2", app=app)
     add("lib/tinylora/src/tl_app_samples.c", "project/lib/tinylora/tl_app_samples.c.j2",
         samples_note=c_comment(samples_note), rows=c_array_rows(x.reshape(len(x), -1)),
@@ -434,9 +732,16 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
     files[f"{PLATFORM_DIR}/targets/include/tl_report.h"] = (fw / "testing" / "tl_report.h").read_bytes()
 
     # --- README last: it lists the files
+    unit = int(storage["erase_unit"])
+    slot = -(-max(p.code.checkpoint_bytes, 1) // unit) * unit
+    suites = sorted({f.split("/")[1] for f in files if f.startswith("test/test_") and f.count("/") == 2})
+    cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 7}
     add("README.md", "project/README.md.j2", project=p, samples_note=samples_note,
-        epochs=epochs, test_suites=sorted({f.split("/")[1] for f in files
-                                            if f.startswith("test/test_") and f.count("/") == 2}),
+        epochs=epochs, test_suites=suites, test_cases=cases,
+        test_total=sum(cases.get(t, 0) for t in suites), ckpt_slot=slot,
+        ckpt_slot_hex=_hex(slot), storage_name=_storage_name(b),
+        lr=f"{p.lr:.6g}", vector_steps=VECTOR_STEPS, boot_steps=epochs * len(x),
+        uniform_loss=f"{math.log(app['classes']):.3f}",
         qemu_own=next(q for q in qemu if q["own"]), classes=app["classes"],
         test_commands=_aligned([(f"pio test -e {b.name}", "on the connected board (flashes the test firmware)")]
                                + [(f"pio test -e {q['env']}", q["title"]) for q in qemu]),

@@ -378,11 +378,15 @@ def _context(sp: StepPlan, command: str | None) -> dict:
 
 
 def generate_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl_train",
-                  command: str | None = None) -> dict[str, str]:
+                  command: str | None = None, static_arena: bool = True) -> dict[str, str]:
     """``{"<prefix>.h": text, "<prefix>.c": text}``: the model-specific C of a training step.
-    Deterministic: the same trainer state, plan and arguments give the same bytes."""
+    Deterministic: the same trainer state, plan and arguments give the same bytes.
+    ``static_arena=False``: the header defines ``<P>_NO_STATIC_ARENA``, so the step has no
+    arena of its own and ``<p>_init`` needs the caller's (an application that places the
+    arena itself, e.g. on the heap)."""
     sp = plan_step(trainer, plan, prefix)
     ctx = _context(sp, command)
+    ctx["static_arena"] = bool(static_arena)
     return {f"{sp.prefix}.h": render("c/train_step.h.j2", **ctx),
             f"{sp.prefix}.c": render("c/train_step.c.j2", **ctx)}
 

@@ -1,0 +1,268 @@
+"""The CMSIS-NN / ESP-NN test doubles catch marshalling mistakes, and the backend plumbing
+(scratch registration and size queries, fallbacks) works.
+
+``tests/test_emulated.py`` runs the full suite on ``cortex-m4-cmsis-nn`` and ``xtensa-esp-nn``
+against the doubles in ``tests/fakes``. Here:
+
+- mutation tests: ``firmware/tl_kernels.c`` is copied with one marshalling line changed (an input
+  offset negated, CMSIS-NN's FC filter dims in tinylora's order, ESP-NN's shift and multiplier
+  swapped, ...); the doubles must turn each into wrong bytes, an error status or a reported
+  contract violation, while the unchanged copy gives none;
+- the scratch size queries return what the doubles ask for (plus the 16-byte alignment slack),
+  and a too-small scratch makes the library kernels return TL_ERR_ARENA;
+- ESP-NN without ``esp_nn_fully_connected_per_ch_s8`` (older releases) and the ESP32-S3 FC
+  restrictions take the documented detours with identical bytes.
+
+Every build runs on the variant's emulated target; a missing toolchain skips (fails under CI),
+as in test_emulated.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from support import backends
+from test_emulated import (_Case, _example_case, _qp, _require, _requant, _single_layer_model,
+                           _synthetic_cases)
+from support.randmodel import random_input
+from tinylora import emulate
+from tinylora.codegen.frozen import generate_frozen_c, output_name
+from tinylora.codegen.selftest import runner_main_c
+from tinylora.layers import FullyConnected
+
+TARGET = {"cmsis-nn": "cortex-m4", "esp-nn": "xtensa"}
+TL_ERR_ARENA = 5
+
+
+def _per_tensor_fc_case() -> _Case:
+    """FULLY_CONNECTED with one multiplier for every channel (the libraries' per-tensor entry
+    points; the bundled model's FC is per channel) and a bias."""
+    rng = np.random.default_rng(5)
+    m, s = _requant(rng, 1, 1e-3, 1e-2)
+    layer = FullyConnected(
+        index=0, name="fc_tensor", kind="FULLY_CONNECTED", input_shape=(2, 24), output_shape=(2, 16),
+        input_q=_qp(0.03, -9), output_q=_qp(0.05, 4),
+        weights=rng.integers(-127, 128, (16, 24)).astype(np.int8), weights_q=_qp(0.01, 0, 16),
+        bias=rng.integers(-3000, 3000, 16), multiplier=np.repeat(m, 16), shift=np.repeat(s, 16))
+    model = _single_layer_model(layer)
+    x = random_input(rng, model.input_shape, 3, "uniform")
+    return _Case("fcpt", model, x, model.forward(x), "synthetic per-tensor FULLY_CONNECTED")
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[_Case]:
+    return [_example_case(), *_synthetic_cases(), _per_tensor_fc_case()]
+
+
+def _program(tmp_path, cases) -> list:
+    files = []
+    for case in cases:
+        path = tmp_path / f"{case.prefix}.c"
+        path.write_text(generate_frozen_c(case.model, case.inputs, prefix=case.prefix))
+        files.append(path)
+    main = tmp_path / "main.c"
+    main.write_text(runner_main_c(backends.runners([f"{c.prefix}_run_tests" for c in cases],
+                                                   quant_cases=False), quant_cases=False))
+    return files + [main]
+
+
+def _run(tmp_path, backend_name, cases, defines=None, kernels_source=None):
+    """Build and run; returns (report, bytes that differ from numpy, kernel error lines)."""
+    backend = backends.BACKENDS[backend_name]
+    target = TARGET[backend_name]
+    _require(target)
+    elf = backends.build(target, backend, _program(tmp_path, cases), tmp_path, defines,
+                         kernels_source=kernels_source)
+    result = emulate.run(target, elf, timeout=120)
+    report = emulate.parse_report(result.stdout, result.returncode)
+    wrong = 0
+    for case in cases:
+        for i in range(len(case.inputs)):
+            name = output_name(case.prefix, i)
+            if name in report.values:
+                wrong += int(np.count_nonzero(report.int8(name) != case.expected[i].reshape(-1)))
+    return report, wrong, dict(report.errors)
+
+
+def _function(source: str, name: str) -> tuple[int, int]:
+    """Span of the definition of static function `name` in tl_kernels.c."""
+    start = source.index(f" {name}(")
+    start = source.rindex("\nstatic ", 0, start) + 1
+    return start, source.index("\n}\n", start) + 3
+
+
+def _mutate(tmp_path, function: str, edits) -> object:
+    """A copy of tl_kernels.c with each (old, new) applied exactly once inside `function`."""
+    source = (emulate.firmware_dir() / "tl_kernels.c").read_text()
+    start, end = _function(source, function)
+    body = source[start:end]
+    for old, new in edits:
+        assert body.count(old) == 1, f"{function}: {old!r} occurs {body.count(old)} times"
+        body = body.replace(old, new)
+    path = tmp_path / "tl_kernels.c"
+    path.write_text(source[:start] + body + source[end:])
+    return path
+
+
+# (id, backend, function, edits, extra defines)
+MUTATIONS = [
+    ("cmsis-fc-input-offset-negated", "cmsis-nn", "tl_cmsis_fully_connected",
+     [("fc.input_offset = params->input_offset;", "fc.input_offset = -params->input_offset;")], None),
+    ("cmsis-fc-filter-dims-tinylora-order", "cmsis-nn", "tl_cmsis_fc_dims",
+     [("tl_cmsis_dims(filter_dims, depth, 1, 1, channels);",
+       "tl_cmsis_dims(filter_dims, channels, 1, 1, depth);")], None),
+    ("cmsis-fc-output-offset-negated", "cmsis-nn", "tl_cmsis_fully_connected",
+     [("fc.output_offset = params->output_offset;", "fc.output_offset = -params->output_offset;")],
+     None),
+    ("cmsis-conv-input-offset-negated", "cmsis-nn", "tl_cmsis_conv_args",
+     [("conv->input_offset = params->input_offset;", "conv->input_offset = -params->input_offset;")],
+     None),
+    ("cmsis-conv-padding-h-w-swapped", "cmsis-nn", "tl_cmsis_conv_args",
+     [("conv->padding.w = params->pad_w;", "conv->padding.w = params->pad_h;"),
+      ("conv->padding.h = params->pad_h;", "conv->padding.h = params->pad_w;")], None),
+    ("cmsis-dw-input-offset-negated", "cmsis-nn", "tl_cmsis_dw_args",
+     [("dw->input_offset = params->input_offset;", "dw->input_offset = -params->input_offset;")],
+     None),
+    ("esp-fc-input-offset-negated", "esp-nn", "tl_esp_fully_connected",
+     [("const int32_t input_offset = params->input_offset;",
+       "const int32_t input_offset = -params->input_offset;")], None),
+    ("esp-fc-mult-before-shift", "esp-nn", "tl_esp_fully_connected",
+     [("output_offset, quant->shift[0],\n                                      quant->multiplier[0],",
+       "output_offset, quant->multiplier[0],\n                                      quant->shift[0],")],
+     None),
+    ("esp-conv-input-offset-negated", "esp-nn", "tl_esp_conv_args",
+     [("conv->in_offset = params->input_offset;", "conv->in_offset = -params->input_offset;")], None),
+    ("esp-quant-data-shift-mult-swapped", "esp-nn", "tl_esp_quant",
+     [("q->shift = tl_mutable_i32(quant->shift);", "q->shift = tl_mutable_i32(quant->multiplier);"),
+      ("q->mult = tl_mutable_i32(quant->multiplier);", "q->mult = tl_mutable_i32(quant->shift);")],
+     None),
+    ("esp-dw-input-offset-negated", "esp-nn", "tl_esp_dw_args",
+     [("dw->in_offset = params->input_offset;", "dw->in_offset = -params->input_offset;")], None),
+    ("esp-s3-fc-guard-removed", "esp-nn", "tl_esp_fc_call_ok",
+     [("return (depth & 7) == 0 && (channels & 7) == 0 && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0u;",
+       "(void)x; (void)w; (void)depth; (void)channels; return 1;")],
+     {"CONFIG_IDF_TARGET_ESP32S3": 1, "CONFIG_NN_OPTIMIZED": 1}),
+]
+
+
+@pytest.mark.parametrize("backend_name", ["cmsis-nn", "esp-nn"])
+def test_unmutated_copy_is_clean(tmp_path, cases, backend_name):
+    """Control for the mutation tests: the same harness with an unchanged copy finds nothing."""
+    source = tmp_path / "tl_kernels.c"
+    source.write_text((emulate.firmware_dir() / "tl_kernels.c").read_text())
+    report, wrong, errors = _run(tmp_path, backend_name, cases, kernels_source=source)
+    calls = backends.counts(report)
+    assert wrong == 0 and not errors and calls["violations"] == 0, (wrong, errors, calls)
+    assert calls["fc"] > 0 and calls["fc_per_channel"] > 0 and calls["conv"] > 0 \
+        and calls["depthwise"] > 0, calls
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_marshalling_mistake_is_caught(tmp_path, cases, mutation):
+    _, backend_name, function, edits, defines = mutation
+    kernels = _mutate(tmp_path, function, edits)
+    report, wrong, errors = _run(tmp_path, backend_name, cases, defines, kernels_source=kernels)
+    calls = backends.counts(report)
+    assert wrong > 0 or errors or calls["violations"] > 0, \
+        f"{mutation[0]} went unnoticed: {calls}"
+
+
+SIZES_MAIN = r"""
+#include "tl_kernels.h"
+#include "tl_report.h"
+
+/* Scratch queries for fixed shapes, then a conv / depthwise call without scratch. */
+int main(void)
+{
+    static const int8_t x[5 * 6 * 3] = {1, 2, 3};
+    static const int8_t w[4 * 3 * 2 * 3] = {1, -1};
+    static const int32_t mult[6] = {1 << 30, 1 << 30, 1 << 30, 1 << 30, 1 << 30, 1 << 30};
+    static const int32_t shift[6] = {-3, -3, -3, -3, -3, -3};
+    static int8_t y[256];
+    const tl_per_channel_quant q = {mult, shift};
+    const tl_conv_params conv = {4, -2, 1, 1, 1, 0, 1, 1, -128, 127};
+    const tl_dw_conv_params dw1 = {4, -2, 1, 1, 1, 0, 1, 1, 1, -128, 127};
+    const tl_dw_conv_params dw2 = {4, -2, 1, 1, 1, 0, 1, 1, 2, -128, 127};
+    const tl_dims in = {1, 5, 6, 3}, conv_w = {4, 3, 2, 3}, conv_out = {1, 5, 5, 4};
+    const tl_dims dw1_w = {1, 3, 2, 3}, dw1_out = {1, 5, 5, 3};
+    const tl_dims dw2_w = {1, 3, 2, 6}, dw2_out = {1, 5, 5, 6};
+    const tl_dims fc_in = {2, 1, 1, 9}, fc_w = {5, 1, 1, 9}, fc_out = {2, 1, 1, 5};
+    tl_report_begin("sizes", 0);
+    tl_report_put_i32((int32_t)tl_fully_connected_s8_scratch_size(&fc_in, &fc_w, &fc_out));
+    tl_report_put_i32((int32_t)tl_conv2d_s8_scratch_size(&conv, &in, &conv_w, &conv_out));
+    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8_scratch_size(&dw1, &in, &dw1_w, &dw1_out));
+    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8_scratch_size(&dw2, &in, &dw2_w, &dw2_out));
+    tl_report_put_i32((int32_t)tl_conv2d_s8_scratch_size(&conv, NULL, &conv_w, &conv_out));
+    tl_report_end();
+    tl_kernels_set_scratch(NULL, 0);
+    tl_report_begin("unset", 0);
+    tl_report_put_i32((int32_t)tl_conv2d_s8(&conv, &q, &in, x, &conv_w, w, NULL, &conv_out, y));
+    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8(&dw1, &q, &in, x, &dw1_w, w, NULL, &dw1_out, y));
+    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8(&dw2, &q, &in, x, &dw2_w, w, NULL, &dw2_out, y));
+    tl_report_put_i32((int32_t)tl_fully_connected_s8((const tl_fc_params *)(const void *)&conv, &q,
+                                                     &fc_in, x, &fc_w, w, NULL, &fc_out, y));
+    tl_report_end();
+    return tl_report_done();
+}
+"""
+
+# What the doubles ask for on SIZES_MAIN's shapes (C_IN 3, kernel 3x2), plus 15 bytes of
+# alignment slack whenever a size is non-zero: CMSIS-NN conv 2 int16 columns, ESP-NN conv one;
+# depthwise only with ch_mult 1 (one int16 column); FC none.
+EXPECTED_SIZES = {"cmsis-nn": (0, 2 * 18 * 2 + 15, 18 * 2 + 15, 0, 0),
+                  "esp-nn": (0, 18 * 2 + 15, 18 * 2 + 15, 0, 0),
+                  None: (0, 0, 0, 0, 0)}
+# Without scratch: conv and ch_mult-1 depthwise cannot run (TL_ERR_ARENA), the rest can.
+EXPECTED_UNSET = {"cmsis-nn": (TL_ERR_ARENA, TL_ERR_ARENA, 0, 0),
+                  "esp-nn": (TL_ERR_ARENA, TL_ERR_ARENA, 0, 0),
+                  None: (0, 0, 0, 0)}
+
+
+@pytest.mark.parametrize("backend_name", ["cmsis-nn", "esp-nn", None],
+                         ids=["cmsis-nn", "esp-nn", "portable"])
+def test_scratch_queries_and_missing_scratch(tmp_path, backend_name):
+    main = tmp_path / "main.c"
+    main.write_text(SIZES_MAIN)
+    if backend_name is None:
+        _require("host")
+        elf = emulate.build("host", [main], tmp_path)
+        result = emulate.run("host", elf)
+    else:
+        target = TARGET[backend_name]
+        _require(target)
+        elf = backends.build(target, backends.BACKENDS[backend_name], [main], tmp_path)
+        result = emulate.run(target, elf)
+    report = emulate.parse_report(result.stdout, result.returncode)
+    assert tuple(report.int32("sizes_0").tolist()) == EXPECTED_SIZES[backend_name]
+    assert tuple(report.int32("unset_0").tolist()) == EXPECTED_UNSET[backend_name]
+
+
+@pytest.mark.parametrize("backend_name", ["cmsis-nn", "esp-nn"])
+def test_too_small_scratch_is_an_arena_error(tmp_path, cases, backend_name):
+    """A registered scratch smaller than the library asks for: TL_ERR_ARENA from the conv
+    layers, never a silent overrun; models without convolutions still run."""
+    report, wrong, errors = _run(tmp_path, backend_name, cases, {"TL_FAKE_SCRATCH_BYTES": 8})
+    assert errors and set(errors.values()) == {TL_ERR_ARENA}, errors
+    assert any(name.startswith("example_") for name in errors)
+    assert not any(name.startswith(("syn4_", "fcpt_")) for name in errors)  # FC only
+    assert backends.counts(report)["violations"] == 0
+
+
+def test_esp_nn_without_per_channel_entry_point(tmp_path, cases):
+    """Older ESP-NN releases lack esp_nn_fully_connected_per_ch_s8: per-channel FC layers go one
+    channel per esp_nn_fully_connected_s8 call, with the same bytes."""
+    report, wrong, errors = _run(tmp_path, "esp-nn", cases, {"TL_FAKE_ESP_NN_NO_PER_CH": 1})
+    calls = backends.counts(report)
+    assert wrong == 0 and not errors and calls["violations"] == 0, (wrong, errors, calls)
+    assert calls["fc_per_channel"] == 0 and calls["fc"] > 0, calls
+
+
+def test_esp32s3_fc_restrictions(tmp_path, cases):
+    """With CONFIG_IDF_TARGET_ESP32S3 + CONFIG_NN_OPTIMIZED the double enforces the S3 FC
+    kernels' documented limits; tinylora routes the calls that break them to the portable path
+    (same bytes, no violation). The guard-removed mutation above shows the double notices."""
+    report, wrong, errors = _run(tmp_path, "esp-nn", cases,
+                                 {"CONFIG_IDF_TARGET_ESP32S3": 1, "CONFIG_NN_OPTIMIZED": 1})
+    calls = backends.counts(report)
+    assert wrong == 0 and not errors and calls["violations"] == 0, (wrong, errors, calls)
+    assert calls["conv"] > 0 and calls["depthwise"] > 0, calls
