@@ -451,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
+    except BrokenPipeError:   # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except ValueError as e:   # ModelError, ConfigError, bad data: the message says what to do
         print(f"tinylora: error: {e}", file=sys.stderr)
         return 2
