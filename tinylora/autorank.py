@@ -17,7 +17,7 @@ from . import lora
 from .arena import ArenaPlan, plan_trainer
 from .errors import BudgetError, ConfigError
 from .layers import Reshape
-from .train import LoRAConfig, Trainer, _short
+from .train import LoRAConfig, Trainer, short_name
 
 
 @dataclass
@@ -126,7 +126,7 @@ def auto_rank(model, budget: int | None = None, board: str | None = None, calibr
     t = Trainer(model, cfg, recompute=rc, **opts)
     plan = plan_trainer(t, budget, source)
     lines = [f"sensitivity (mean ||dL/dW||_F over {len(calibration)} calibration samples):"]
-    lines += [f"  layer {i} {_short(model.layers[i].name)}: {sens[i]:.4g}" for i in layers]
+    lines += [f"  layer {i} {short_name(model.layers[i].name)}: {sens[i]:.4g}" for i in layers]
     lines.append(f"chose ranks {dict(sorted(ranks.items()))} with recompute '{rc}': arena "
                  f"{plan.total_bytes:,} B of {budget:,} B ({source})")
     capped = [i for i in ranks if ranks[i] >= caps[i]]

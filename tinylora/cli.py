@@ -23,10 +23,9 @@ def _model_path(arg: str | None) -> str:
 
 
 def _short(name: str, width: int = 28) -> str:
-    """A readable layer name: the first of the converter's ';'-joined names, middle path part."""
-    first = name.split(";")[0]
-    parts = first.split("/")
-    short = parts[1] if len(parts) > 2 else first
+    """A readable layer name (train.short_name), cut to `width` characters."""
+    from .train import short_name
+    short = short_name(name)
     return short if len(short) <= width else short[: width - 1] + "~"
 
 

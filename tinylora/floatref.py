@@ -27,9 +27,7 @@ def _clamp_grad(layer, pre, g):
     """The integer trainer's rule, in real numbers: an activation bound passes no gradient;
     a saturation-only bound passes the gradient that moves the value back into range."""
     lo, hi = _real_range(layer)
-    zp = int(layer.output_q.zero_point[0])
-    low_is_act = layer.activation in ("RELU", "RELU6") and layer.act_min == max(-128, zp)
-    high_is_act = layer.activation == "RELU6" and layer.act_max < 127
+    low_is_act, high_is_act = lora.activation_bounds(layer)
     block = ((pre <= lo) & (low_is_act | (g > 0))) | ((pre >= hi) & (high_is_act | (g < 0)))
     return np.where(block, 0, g)
 

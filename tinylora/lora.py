@@ -178,6 +178,15 @@ def lora_forward(layer: Layer, x: np.ndarray, a8: np.ndarray, b8: np.ndarray,
 
 # ------------------------------------------------------------------------- backward
 
+def activation_bounds(layer: Layer) -> tuple[bool, bool]:
+    """(low, high): is each output clamp bound set by the fused activation (ReLU's zero,
+    ReLU6's six) rather than by int8 saturation alone?"""
+    zp = int(layer.output_q.zero_point[0])
+    low = layer.activation in ("RELU", "RELU6") and layer.act_min == max(-128, zp)
+    high = layer.activation == "RELU6" and layer.act_max < 127
+    return low, high
+
+
 def output_gradient_mask(layer: Layer, y: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Gradient through the output clamp.
 
@@ -185,10 +194,7 @@ def output_gradient_mask(layer: Layer, y: np.ndarray, g: np.ndarray) -> np.ndarr
     A bound that is only int8 saturation passes the gradient that moves the value back
     into range (descent lowers y where g > 0) and blocks the one that pushes it further out.
     """
-    zp = int(layer.output_q.zero_point[0])
-    act = layer.activation
-    low_is_act = act in ("RELU", "RELU6") and layer.act_min == max(-128, zp)
-    high_is_act = act == "RELU6" and layer.act_max < 127
+    low_is_act, high_is_act = activation_bounds(layer)
     at_low = y == layer.act_min
     at_high = y == layer.act_max
     block = (at_low & (low_is_act | (g > 0))) | (at_high & (high_is_act | (g < 0)))

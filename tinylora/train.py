@@ -40,17 +40,18 @@ class LoRAConfig:
 
     def rank_of(self, layer: Layer) -> int:
         if isinstance(self.rank, dict):
-            for key in (layer.index, layer.name, _short(layer.name)):
+            for key in (layer.index, layer.name, short_name(layer.name)):
                 if key in self.rank:
                     return int(self.rank[key])
-            raise ConfigError(f"no rank given for target layer {layer.index} ({_short(layer.name)})")
+            raise ConfigError(f"no rank given for target layer {layer.index} ({short_name(layer.name)})")
         return int(self.rank)
 
     def alpha_of(self, layer: Layer) -> float:
         return float(self.alpha) if self.alpha is not None else float(self.rank_of(layer))
 
 
-def _short(name: str) -> str:
+def short_name(name: str) -> str:
+    """A readable layer name: the first of the converter's ';'-joined names, middle path part."""
     first = name.split(";")[0].split("/")
     return first[1] if len(first) > 2 else name.split(";")[0]
 
@@ -176,14 +177,14 @@ class Trainer:
                               "1x1 CONV_2D layers in LoRAConfig(targets=...)")
         for layer in chosen:
             if not lora.is_adaptable(layer):
-                raise ConfigError(f"layer {layer.index} {layer.kind} ({_short(layer.name)}) cannot "
+                raise ConfigError(f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) cannot "
                                   "take a LoRA adapter: targets must be FULLY_CONNECTED or 1x1 CONV_2D")
         self.lowest = min(l.index for l in chosen)
         for layer in layers[self.lowest:]:
             if layer.index not in {c.index for c in chosen} and not (
                     isinstance(layer, Reshape) or lora.is_adaptable(layer)):
                 raise ConfigError(
-                    f"layer {layer.index} {layer.kind} ({_short(layer.name)}) lies between the "
+                    f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) lies between the "
                     f"adapters and the loss, and tinylora has no backward for it: choose targets "
                     f"above layer {layer.index}")
         rms = self._calibrate(chosen, calibration)
@@ -203,9 +204,9 @@ class Trainer:
 
     def _find_layer(self, key) -> Layer:
         for layer in self.model.layers:
-            if key in (layer.index, layer.name, _short(layer.name)):
+            if key in (layer.index, layer.name, short_name(layer.name)):
                 return layer
-        names = ", ".join(f"{l.index}:{_short(l.name)}" for l in self.model.layers)
+        names = ", ".join(f"{l.index}:{short_name(l.name)}" for l in self.model.layers)
         raise ConfigError(f"no layer {key!r} in the model (layers: {names})")
 
     def _calibrate(self, chosen, calibration) -> dict[int, float]:

@@ -169,9 +169,7 @@ def report_u8_bytes(values: dict, name: str, index: int) -> bytes:
 
 def activation_flags(layer) -> tuple[int, int]:
     """(act_min_is_activation, act_max_is_activation) as lora.output_gradient_mask decides."""
-    zp = int(layer.output_q.zero_point[0])
-    low = layer.activation in ("RELU", "RELU6") and layer.act_min == max(-128, zp)
-    high = layer.activation == "RELU6" and layer.act_max < 127
+    low, high = lora.activation_bounds(layer)
     return int(low), int(high)
 
 

@@ -125,9 +125,7 @@ class _Lifetimes:
 
 def _act_flags(layer) -> tuple[int, int]:
     """lora.output_gradient_mask's rule: is each clamp bound set by the fused activation?"""
-    zp = int(layer.output_q.zero_point[0])
-    low = layer.activation in ("RELU", "RELU6") and layer.act_min == max(-128, zp)
-    high = layer.activation == "RELU6" and layer.act_max < 127
+    low, high = lora.activation_bounds(layer)
     return int(low), int(high)
 
 
