@@ -36,7 +36,7 @@ from tinylora import emulate, tasks
 from tinylora.codegen import c_array_rows
 from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
 from tinylora.codegen.step import generate_step
-from tinylora.train import LoRAConfig, Trainer
+from tinylora.ref.trainer import LoRAConfig, Trainer
 
 HERE = Path(__file__).resolve().parent
 

@@ -17,8 +17,8 @@ import numpy as np
 
 import tinylora
 from tinylora import tasks
-from tinylora.floatref import FloatLoRA
-from tinylora.train import LoRAConfig, Trainer
+from tinylora.ref.floatref import FloatLoRA
+from tinylora.ref.trainer import LoRAConfig, Trainer
 
 
 def run(task: dict, lr: float, kind: str, args) -> dict:

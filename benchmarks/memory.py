@@ -17,8 +17,8 @@ from pathlib import Path
 
 import tinylora
 from tinylora import LoRAConfig, Trainer, tasks
-from tinylora.arena import inference_plan
-from tinylora.autorank import auto_rank
+from tinylora.plan.arena import inference_plan
+from tinylora.plan.autorank import auto_rank
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 

@@ -1,4 +1,4 @@
-"""Regenerate tinylora/_opnames.py: the TFLite BuiltinOperator enum as a plain table.
+"""Regenerate tinylora/tflite/opnames.py: the TFLite BuiltinOperator enum as a plain table.
 
 The names are facts of the TFLite schema; they are read from the schema module that
 ships with ai-edge-litert (a test/dev dependency), so the runtime needs neither it nor
@@ -12,7 +12,7 @@ import pathlib
 
 from ai_edge_litert import schema_py_generated as schema
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "tinylora" / "_opnames.py"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tinylora" / "tflite" / "opnames.py"
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def build_cnn(keras, batch_size):
 
 def list_ops(model_bytes: bytes) -> list[str]:
     """Builtin operator names of subgraph 0, in execution order (tinylora's own reader)."""
-    from tinylora import tflite
+    from tinylora.tflite import reader as tflite
 
     return [op.name for op in tflite.parse(model_bytes).ops]
 

@@ -5,9 +5,9 @@ from hypothesis import given, settings, strategies as st
 
 import tinylora
 from tinylora import BudgetError, LoRAConfig, Trainer, tasks
-from tinylora.arena import inference_plan
-from tinylora.autorank import auto_rank
-from tinylora.boards import BoardError, board_names, load_board
+from tinylora.plan.arena import inference_plan
+from tinylora.plan.autorank import auto_rank
+from tinylora.plan.boards import BoardError, board_names, load_board
 from support import randmodel
 
 

@@ -28,7 +28,7 @@ from support.randmodel import random_input
 from tinylora import emulate
 from tinylora.codegen.frozen import generate_frozen_c, output_name
 from tinylora.codegen.selftest import runner_main_c
-from tinylora.layers import FullyConnected
+from tinylora.ref.layers import FullyConnected
 
 TARGET = {"cmsis-nn": "cortex-m4", "esp-nn": "xtensa"}
 TL_ERR_ARENA = 5

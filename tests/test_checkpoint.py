@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 import tinylora
 from tinylora import CheckpointError, LoRAConfig, Trainer, tasks
-from tinylora.checkpoint import CheckpointStore
+from tinylora.formats.checkpoint import CheckpointStore
 
 
 @pytest.fixture(scope="module")

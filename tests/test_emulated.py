@@ -35,10 +35,10 @@ from tinylora import emulate
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
 from tinylora.codegen.selftest import (STATUS_CASES_SOURCE, TL_STATUS_CASES_EXPECTED, QuantCases,
                                        runner_main_c)
-from tinylora import quant
+from tinylora.ref import quant
 from tinylora.datasets import digits_split, to_model_input
-from tinylora.layers import Conv2D, FullyConnected, QuantParams, Softmax, _out_size
-from tinylora.softmax import softmax_params
+from tinylora.ref.layers import Conv2D, FullyConnected, QuantParams, Softmax, _out_size
+from tinylora.ref.softmax import softmax_params
 
 # (test id, emulate target, defines)
 VARIANTS = [

@@ -29,7 +29,7 @@ import pytest
 
 import tinylora
 from tinylora import emulate
-from tinylora.boards import board_names, load_board
+from tinylora.plan.boards import board_names, load_board
 from tinylora.codegen import project as gen
 from tinylora.errors import BudgetError
 

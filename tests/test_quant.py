@@ -4,7 +4,7 @@ from fractions import Fraction
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from tinylora import quant
+from tinylora.ref import quant
 
 I32 = st.integers(quant.INT32_MIN, quant.INT32_MAX)
 EDGE = st.sampled_from([quant.INT32_MIN, quant.INT32_MIN + 1, -1, 0, 1, quant.INT32_MAX,

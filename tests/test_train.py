@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tinylora
-from tinylora import datasets, lora, quant
-from tinylora.train import Adapter, ConfigError, LoRAConfig, Trainer, sparsify
+from tinylora import datasets
+from tinylora.ref import lora, quant
+from tinylora.ref.trainer import Adapter, ConfigError, LoRAConfig, Trainer, sparsify
 from support import randmodel
 from support.gradcase import gradient_case
 

@@ -35,15 +35,16 @@ import tinylora
 from support import randmodel
 from support.train_c import (CProgram, geometry, lit, lora_params, optim_params,
                              report_u8_bytes, step_program)
-from tinylora import checkpoint as ckpt
-from tinylora import emulate, lora, quant
+from tinylora.formats import checkpoint as ckpt
+from tinylora import emulate
+from tinylora.ref import lora, quant
 from tinylora.codegen import tables
 from tinylora.datasets import digits_split, to_model_input
 from tinylora.errors import CheckpointError
-from tinylora.layers import Conv2D, FullyConnected, QuantParams
-from tinylora.loss import LOSS_LUT, xent_grad
-from tinylora.softmax import softmax_int8, softmax_params
-from tinylora.train import AdaptedLayer, LoRAConfig, ScheduleOp, Trainer, act, sparsify
+from tinylora.ref.layers import Conv2D, FullyConnected, QuantParams
+from tinylora.ref.loss import LOSS_LUT, xent_grad
+from tinylora.ref.softmax import softmax_int8, softmax_params
+from tinylora.ref.trainer import AdaptedLayer, LoRAConfig, ScheduleOp, Trainer, act, sparsify
 
 TARGETS = ("host", "host-sanitize", "cortex-m4", "cortex-m7", "xtensa", "rv32imc")
 N_RANDOM = 20           # hypothesis-chosen seeds per kernel

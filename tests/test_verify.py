@@ -33,10 +33,11 @@ from hypothesis import given, settings, strategies as st
 
 import tinylora
 from support.randmodel import describe, random_input, random_model
-from tinylora import cli, emulate, lora, verify
+from tinylora import cli, emulate, verify
+from tinylora.ref import lora
 from tinylora.codegen.step import VectorSet, generate_step, generate_vectors
 from tinylora.errors import ConfigError
-from tinylora.train import LoRAConfig, Trainer
+from tinylora.ref.trainer import LoRAConfig, Trainer
 
 TARGETS = list(verify.TARGETS)
 EXAMPLE_STEPS = 50

@@ -3,10 +3,10 @@
 A frozen int8 base model (from a .tflite file) is read into a :class:`Model`
 whose forward pass equals TensorFlow Lite Micro's int8 kernels bit for bit.
 """
-from .errors import BudgetError, CheckpointError, ConfigError, ModelError
-from .model import Model, load_tflite
-from .arena import ArenaPlan
-from .train import Adapter, LoRAConfig, Trainer
+from tinylora.errors import BudgetError, CheckpointError, ConfigError, ModelError
+from tinylora.ref.model import Model, load_tflite
+from tinylora.plan.arena import ArenaPlan
+from tinylora.ref.trainer import Adapter, LoRAConfig, Trainer
 
 __version__ = "0.1.0"
 
@@ -21,5 +21,5 @@ def plan(model, config=None, budget=None, board=None, **trainer_options):
 
 def example_model():
     """Path of the bundled digits CNN (.tflite, full int8)."""
-    from .examples import example_model as _example_model
+    from tinylora.examples import example_model as _example_model
     return _example_model()

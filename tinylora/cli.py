@@ -6,8 +6,10 @@ import sys
 
 import numpy as np
 
-from . import __version__, tflite
-from .errors import ModelError
+from tinylora import __version__
+
+from tinylora.tflite import reader as tflite
+from tinylora.errors import ModelError
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -18,13 +20,13 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
 def _model_path(arg: str | None) -> str:
     if arg is not None:
         return arg
-    from .examples import example_model
+    from tinylora.examples import example_model
     return str(example_model())
 
 
 def _short(name: str, width: int = 28) -> str:
     """A readable layer name (train.short_name), cut to `width` characters."""
-    from .train import short_name
+    from tinylora.ref.trainer import short_name
     short = short_name(name)
     return short if len(short) <= width else short[: width - 1] + "~"
 
@@ -44,7 +46,7 @@ def _quant_text(t: tflite.Tensor | None) -> str:
 
 
 def cmd_inspect(args) -> int:
-    from .layers import build_layer
+    from tinylora.ref.layers import build_layer
     path = _model_path(args.model)
     graph = tflite.parse(path)
     rows, macs, problems = [], 0, []
@@ -75,7 +77,7 @@ def cmd_inspect(args) -> int:
             print(f"  {p}")
         return 1
     try:
-        from .model import Model
+        from tinylora.ref.model import Model
         Model(graph, b"")
     except ModelError as e:
         print(f"\nnot supported: {e}")
@@ -85,7 +87,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from . import datasets, load_tflite
+    from tinylora import datasets, load_tflite
     model = load_tflite(_model_path(args.model))
     split = datasets.digits_split(seed=0)
     x = datasets.to_model_input(model, split["x_test"])
@@ -136,15 +138,15 @@ def _load_data(args, model):
             raise ValueError(f"cannot read --data {args.data}: {e}") from None
         prep = lambda x: x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
         return prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64), args.data
-    from . import tasks
+    from tinylora import tasks
     t = tasks.task(args.task, args.seed)
     return (model.quantize(t["x_train"]), t["y_train"], model.quantize(t["x_test"]), t["y_test"],
             f"bundled digits, task '{args.task}' ({t['description']})")
 
 
 def cmd_train(args) -> int:
-    from . import load_tflite
-    from .train import LoRAConfig, Trainer
+    from tinylora import load_tflite
+    from tinylora.ref.trainer import LoRAConfig, Trainer
     model = load_tflite(_model_path(args.model))
     xtr, ytr, xte, yte, what = _load_data(args, model)
     trainer = Trainer(model, LoRAConfig(rank=args.rank), lr=args.lr, seed=args.seed,
@@ -178,13 +180,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from . import load_tflite
-    from .train import LoRAConfig, Trainer
+    from tinylora import load_tflite
+    from tinylora.ref.trainer import LoRAConfig, Trainer
     model = load_tflite(_model_path(args.model))
     budget, board = args.budget, args.board
     if args.auto_rank:
-        from . import tasks
-        from .autorank import auto_rank
+        from tinylora import tasks
+        from tinylora.plan.autorank import auto_rank
         t = tasks.task("sensor")
         calib = model.quantize(t["x_train"][:32]) if args.model is None else None
         if calib is None:
@@ -197,7 +199,7 @@ def cmd_plan(args) -> int:
     trainer = Trainer(model, config, recompute=recompute)
     plan = trainer.plan(budget=budget, board=board)
     print(plan.report())
-    from .arena import inference_plan
+    from tinylora.plan.arena import inference_plan
     print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
     if args.plot:
         plan.plot(args.plot)
@@ -206,7 +208,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_boards(args) -> int:
-    from .boards import board_names, load_board
+    from tinylora.plan.boards import board_names, load_board
     rows = []
     for name in board_names():
         b = load_board(name)
@@ -219,8 +221,8 @@ def cmd_boards(args) -> int:
 
 def cmd_verify(args) -> int:
     import time
-    from . import emulate
-    from .verify import TARGETS, verify
+    from tinylora import emulate
+    from tinylora.verify import TARGETS, verify
     targets = list(TARGETS) if args.target == "all" else [args.target]
     command = (f"tinylora verify --target {args.target} --steps {args.steps} --rank {args.rank} "
                f"--recompute {args.recompute} --lr {args.lr} --seed {args.seed}"
@@ -257,7 +259,7 @@ def _gen_command(args) -> str:
     """The command recorded in generated files: options that change their content, paths
     reduced to file names (so the bytes do not depend on where things are)."""
     import pathlib
-    from .codegen.project import GEN_LR
+    from tinylora.codegen.project import GEN_LR
     parts = ["tinylora gen", f"--board {args.board}"]
     if args.model:
         parts.append(f"--model {pathlib.Path(args.model).name}")
@@ -275,7 +277,7 @@ def _gen_command(args) -> str:
 
 def cmd_gen(args) -> int:
     import pathlib
-    from .codegen.project import check_names, plan_project, write_project
+    from tinylora.codegen.project import check_names, plan_project, write_project
     out = pathlib.Path(args.out or f"tinylora-{args.board}")
     project = plan_project(args.board, model_path=args.model, rank=args.rank,
                            auto_rank=args.auto_rank, data=args.data, samples=args.samples,
@@ -294,7 +296,7 @@ def cmd_gen(args) -> int:
     for problem in problems:
         print(f"tinylora: error: {problem}", file=sys.stderr)
     try:
-        from .pio import lint
+        from tinylora.pio import lint
         result = lint(out)
         for kind in ("errors", "warnings"):
             for msg in result[kind]:
@@ -333,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  tinylora eval")
     _model_arg(p)
     p.set_defaults(func=cmd_eval)
-    from . import tasks
+    from tinylora import tasks
     p = sub.add_parser("train", formatter_class=fmt,
                        help="train a LoRA adapter with the integer reference trainer",
                        description="Train LoRA adapters on a frozen int8 model with the "
@@ -379,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
     p.set_defaults(func=cmd_plan)
-    from .verify import DEFAULT_LR, TARGETS as VERIFY_TARGETS
-    from .codegen.project import GEN_LR
+    from tinylora.verify import DEFAULT_LR, TARGETS as VERIFY_TARGETS
+    from tinylora.codegen.project import GEN_LR
     p = sub.add_parser("verify", formatter_class=fmt,
                        help="run the generated C training step on a target and compare with numpy",
                        description="Generate the C of a training step (frozen model, LoRA "

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .resources import resource_dir
+from tinylora.resources import resource_dir
 
 __all__ = ["TARGETS", "EmulationError", "Report", "RunResult", "available", "build", "run",
            "build_and_run", "parse_report", "firmware_dir", "runtime_sources", "compile_objects"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import datasets
+from tinylora import datasets
 
 
 def _sensor(x: np.ndarray, seed: int) -> np.ndarray:

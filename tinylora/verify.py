@@ -5,7 +5,7 @@
 :data:`TARGETS` (``-std=c99 -Wall -Wextra -Werror -pedantic -O2``), runs it (natively or under
 QEMU) and compares each step's logits and loss, a mid-run checkpoint (restored into a fresh
 state before training continues), the final int16 masters, the final checkpoint, the refusal
-of a damaged checkpoint and ``predict``'s logits with :meth:`tinylora.train.Trainer.step`.
+of a damaged checkpoint and ``predict``'s logits with :meth:`tinylora.ref.trainer.Trainer.step`.
 
 :func:`run_cases` does the same for many (trainer, samples) cases in one program, which is
 how the test suite keeps the number of builds small.
@@ -20,11 +20,11 @@ from typing import Sequence
 
 import numpy as np
 
-from . import emulate
-from .codegen.selftest import runner_main_c
-from .codegen.step import (VectorSet, expected_vectors, generate_shared_arena, generate_step,
+from tinylora import emulate
+from tinylora.codegen.selftest import runner_main_c
+from tinylora.codegen.step import (VectorSet, expected_vectors, generate_shared_arena, generate_step,
                             generate_vectors, plan_step)
-from .train import LoRAConfig, Trainer
+from tinylora.ref.trainer import LoRAConfig, Trainer
 
 __all__ = ["TARGETS", "Case", "CaseResult", "VerifyResult", "training_sources", "run_cases",
            "example_case", "model_case", "verify"]
@@ -215,8 +215,8 @@ def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
                  density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
                  prefix: str = "example") -> Case:
     """The bundled digits CNN on the bundled 'sensor' adaptation task (full model inputs)."""
-    from . import load_tflite, tasks
-    from .examples import example_model
+    from tinylora import load_tflite, tasks
+    from tinylora.examples import example_model
     model = load_tflite(example_model())
     t = tasks.task("sensor", seed)
     x = model.quantize(t["x_train"])
@@ -254,7 +254,7 @@ def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: s
     if model is None:
         case = example_case(steps, rank, recompute, density, seed, lr)
     else:
-        from . import load_tflite
+        from tinylora import load_tflite
         m = model if hasattr(model, "layers") else load_tflite(model)
         case = model_case(m, steps, rank, recompute, density, seed, lr)
     if keep is not None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 import tinylora
-from tinylora import lora
-from tinylora.floatref import FloatLoRA
-from tinylora.train import LoRAConfig, Trainer
+from tinylora.ref import lora
+from tinylora.ref.floatref import FloatLoRA
+from tinylora.ref.trainer import LoRAConfig, Trainer
 
-from . import randmodel
+from tests.support import randmodel
 
 
 def cosine(a, b) -> float:

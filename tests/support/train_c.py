@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinylora import checkpoint as ckpt
-from tinylora import lora
-from tinylora.layers import Conv2D, Reshape
-from tinylora.train import Trainer, act
+from tinylora.formats import checkpoint as ckpt
+from tinylora.ref import lora
+from tinylora.ref.layers import Conv2D, Reshape
+from tinylora.ref.trainer import Trainer, act
 
 _CTYPES = {"int8_t": 8, "uint8_t": 8, "int16_t": 16, "int32_t": 32, "uint32_t": 32, "int64_t": 64,
            "uint16_t": 16}

@@ -14,8 +14,8 @@ from typing import Iterable
 import jinja2
 import numpy as np
 
-from .. import __version__
-from ..resources import resource_dir
+from tinylora import __version__
+from tinylora.resources import resource_dir
 
 __all__ = ["environment", "render", "provenance", "c_array_rows", "c_int", "c_comment",
            "c_identifier"]

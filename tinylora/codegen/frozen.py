@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..layers import Layer, _padding_before
-from ..model import Model
-from . import c_array_rows, c_comment, c_identifier, provenance, render
+from tinylora.ref.layers import Layer, _padding_before
+from tinylora.ref.model import Model
+from tinylora.codegen import c_array_rows, c_comment, c_identifier, provenance, render
 
 __all__ = ["generate_frozen_c", "FrozenPlan", "plan_frozen", "output_name"]
 

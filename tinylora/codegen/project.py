@@ -47,11 +47,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .. import __version__
-from ..boards import Board, load_board
-from ..errors import BudgetError
-from ..resources import resource_dir
-from . import c_array_rows, c_comment, provenance, render
+from tinylora import __version__
+from tinylora.plan.boards import Board, load_board
+from tinylora.errors import BudgetError
+from tinylora.resources import resource_dir
+from tinylora.codegen import c_array_rows, c_comment, provenance, render
 
 __all__ = ["ModelCode", "Project", "ProjectError", "QEMU_ENVS", "model_code",
            "frozen_model_code", "training_model_code", "simulate_app", "plan_project",
@@ -239,7 +239,7 @@ def frozen_model_code(model, trainer=None, samples: np.ndarray | None = None, la
     checkpoints), and its bit-exact vectors as ``test/test_model`` (outputs of
     :meth:`tinylora.Model.forward` on ``samples``). A :data:`ModelCodeFactory`: ``trainer``
     and ``labels`` are not used."""
-    from .frozen import generate_frozen_c, plan_frozen
+    from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
     fplan = plan_frozen(model, prefix)
     common = _forward_common(fplan)
     lib = {
@@ -263,7 +263,7 @@ def _frozen_test_model(model, samples: np.ndarray, app_classes: np.ndarray, sour
                        command: str | None) -> dict[str, str]:
     """test/test_model of a build whose lib has no frozen forward: the frozen forward's C
     (prefix tl_model) in the test folder, next to its vectors."""
-    from .frozen import generate_frozen_c, plan_frozen
+    from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
     fplan = plan_frozen(model, "tl_model")
     return {
         "test_model/tl_model.c": generate_frozen_c(model, None, "tl_model", command),
@@ -291,9 +291,9 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     embedded samples compared with ``Trainer.step``, checkpoints and the two-slot store on
     RAM storage, torn writes) and ``test_model`` (the frozen forward's vectors).
     ``trainer`` is not changed (the expected values come from copies of it)."""
-    from ..arena import ALIGN
-    from ..checkpoint import CheckpointStore
-    from .step import generate_step, plan_step
+    from tinylora.plan.arena import ALIGN
+    from tinylora.formats.checkpoint import CheckpointStore
+    from tinylora.codegen.step import generate_step, plan_step
 
     x, _ = model._check_input(np.asarray(samples))
     y = np.asarray(labels, np.int64).reshape(-1)
@@ -504,7 +504,7 @@ def _default_samples(model, model_path: str | None, data: str | None, count: int
         x, _ = model._check_input(np.asarray(x)[:count])
         return x.astype(np.int8), np.asarray(y[:count]).astype(np.int64), f"the first {len(x)} of {Path(data).name}"
     if model_path is None:
-        from .. import tasks
+        from tinylora import tasks
         t = tasks.task("sensor", 0)
         x = model.quantize(t["x_train"][:count])
         return (x.astype(np.int8), t["y_train"][:count].astype(np.int64),
@@ -526,11 +526,11 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
     """Decide the whole project for ``board`` (nothing is written).
 
     Raises :class:`~tinylora.errors.BudgetError` if the training step's arena does not fit
-    the board's arena budget, :class:`~tinylora.boards.BoardError` for an unknown board.
+    the board's arena budget, :class:`~tinylora.plan.boards.BoardError` for an unknown board.
     """
-    from .. import load_tflite
-    from ..examples import example_model
-    from ..train import LoRAConfig, Trainer
+    from tinylora import load_tflite
+    from tinylora.examples import example_model
+    from tinylora.ref.trainer import LoRAConfig, Trainer
 
     b = board if isinstance(board, Board) else load_board(board)
     if b.platform not in FRAMEWORKS or b.framework not in FRAMEWORKS[b.platform]:
@@ -549,7 +549,7 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
 
     # The plan is checked against the board's budget before anything else happens.
     if auto_rank:
-        from ..autorank import auto_rank as choose
+        from tinylora.plan.autorank import auto_rank as choose
         result = choose(model, budget=b.arena_budget, calibration=x[:32])
         config, recompute = result.config, result.recompute
         config_text = f"auto-rank for {b.name}: {result.config.rank}, recompute {recompute}"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import quant, softmax
-from . import c_array_rows, c_identifier, provenance, render
+from tinylora.ref import quant, softmax
+from tinylora.codegen import c_array_rows, c_identifier, provenance, render
 
 __all__ = ["QuantCases", "runner_main_c", "STATUS_CASES_SOURCE", "TL_STATUS_CASES_EXPECTED"]
 

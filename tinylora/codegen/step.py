@@ -1,7 +1,7 @@
 """Trainer -> C: the training step as straight-line calls into the tl_ runtime.
 
-:func:`generate_step` renders, for one :class:`tinylora.train.Trainer` and its
-:class:`tinylora.arena.ArenaPlan`, two files:
+:func:`generate_step` renders, for one :class:`tinylora.ref.trainer.Trainer` and its
+:class:`tinylora.plan.arena.ArenaPlan`, two files:
 
 ``<prefix>.h``
     sizes (``<P>_ARENA_SIZE``, ``<P>_INPUT_SIZE``, ``<P>_CLASSES``, ``<P>_CHECKPOINT_SIZE``),
@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import checkpoint as ckpt
-from .. import lora
-from ..arena import ALIGN, ArenaPlan, Buffer, plan_trainer
-from ..layers import Reshape
-from ..train import Trainer, act
-from . import c_array_rows, c_comment, c_identifier, c_int, provenance, render
-from .frozen import _Array, plan_frozen
+from tinylora.formats import checkpoint as ckpt
+from tinylora.ref import lora
+from tinylora.plan.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
+from tinylora.ref.layers import Reshape
+from tinylora.ref.trainer import Trainer, act
+from tinylora.codegen import c_array_rows, c_comment, c_identifier, c_int, provenance, render
+from tinylora.codegen.frozen import _Array, plan_frozen
 
 __all__ = ["StepPlan", "plan_step", "generate_step", "generate_vectors", "expected_vectors",
            "generate_shared_arena", "VectorSet"]
@@ -291,7 +291,7 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
 
 def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl_train") -> StepPlan:
     """The generated step's constants, buffers and calls for ``trainer`` and its arena ``plan``
-    (default: :func:`tinylora.arena.plan_trainer`, no budget check)."""
+    (default: :func:`tinylora.plan.arena.plan_trainer`, no budget check)."""
     prefix = c_identifier(prefix)
     plan = plan if plan is not None else plan_trainer(trainer)
     if list(plan.ops) != [str(op) for op in trainer.schedule]:

@@ -2,7 +2,7 @@
 
 ``firmware/tl_train.c`` carries :func:`render_loss_lut_c`'s output verbatim between the
 markers ``LOSS_LUT_BEGIN`` / ``LOSS_LUT_END``; a test regenerates it and compares (and checks
-the values against :data:`tinylora.loss.LOSS_LUT`), so the table in C cannot drift from the
+the values against :data:`tinylora.ref.loss.LOSS_LUT`), so the table in C cannot drift from the
 formula.
 """
 from __future__ import annotations

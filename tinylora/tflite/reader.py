@@ -1,7 +1,7 @@
 """Reading .tflite files: the bytes become a plain :class:`Graph` of tensors and ops.
 
 This layer knows the TFLite schema (field slots and enums, facts of
-``schema.fbs``) and nothing about arithmetic. :mod:`tinylora.model` turns a
+``schema.fbs``) and nothing about arithmetic. :mod:`tinylora.ref.model` turns a
 ``Graph`` into an executable, validated :class:`~tinylora.model.Model`.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import flatbuf
-from ._opnames import BUILTIN_OPS
-from .errors import ModelError
+from tinylora.tflite import flatbuf
+from tinylora.tflite.opnames import BUILTIN_OPS
+from tinylora.errors import ModelError
 
 FILE_IDENTIFIER = b"TFL3"
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import lora
-from .arena import ArenaPlan, plan_trainer
-from .errors import BudgetError, ConfigError
-from .layers import Reshape
-from .train import LoRAConfig, Trainer, short_name
+from tinylora.ref import lora
+from tinylora.plan.arena import ArenaPlan, plan_trainer
+from tinylora.errors import BudgetError, ConfigError
+from tinylora.ref.layers import Reshape
+from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
 
 
 @dataclass
@@ -43,7 +43,7 @@ def candidates(model) -> list[int]:
 
 
 def sensitivity(model, calibration, labels=None, layers=None) -> dict[int, float]:
-    from .floatref import FloatLoRA
+    from tinylora.ref.floatref import FloatLoRA
     layers = layers or candidates(model)
     t = Trainer(model, LoRAConfig(rank=1, targets=tuple(layers)), calibration=calibration)
     x = np.asarray(calibration)
@@ -71,7 +71,7 @@ def auto_rank(model, budget: int | None = None, board: str | None = None, calibr
     """Per-layer ranks and a recompute mode that fit `budget` (or the board's arena budget)."""
     source = "given"
     if board is not None:
-        from .boards import load_board
+        from tinylora.plan.boards import load_board
         b = load_board(board)
         budget, source = b.arena_budget, f"{b.name} arena budget"
     if budget is None:

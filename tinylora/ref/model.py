@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tflite
-from .errors import ModelError
-from .layers import SUPPORTED_OPS, Layer, build_layer
+from tinylora.tflite import reader as tflite
+from tinylora.errors import ModelError
+from tinylora.ref.layers import SUPPORTED_OPS, Layer, build_layer
 
 #: Per-op rounding rules. TFLM, CMSIS-NN and ESP-NN use double rounding everywhere;
 #: desktop LiteRT >= 1.3's BUILTIN_REF resolver uses single rounding in FULLY_CONNECTED.

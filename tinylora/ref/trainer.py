@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import lora, quant
-from .errors import BudgetError, ConfigError, ModelError
-from .layers import Layer, Reshape, Softmax
-from .loss import loss_real, xent_grad
-from .model import Model
-from .softmax import softmax_params
+from tinylora.ref import lora, quant
+from tinylora.errors import BudgetError, ConfigError, ModelError
+from tinylora.ref.layers import Layer, Reshape, Softmax
+from tinylora.ref.loss import loss_real, xent_grad
+from tinylora.ref.model import Model
+from tinylora.ref.softmax import softmax_params
 
 RECOMPUTE_MODES = ("none", "all", "auto")
 
@@ -444,13 +444,13 @@ class Trainer:
 
     def checkpoint(self) -> bytes:
         """Everything needed to continue training bit-exactly (docs/checkpoint.md)."""
-        from .checkpoint import encode
+        from tinylora.formats.checkpoint import encode
         return encode(self)
 
     def restore(self, data: bytes) -> None:
         """Continue from a checkpoint made by a trainer with the same model and config;
         CheckpointError for anything damaged or foreign (nothing is changed then)."""
-        from .checkpoint import decode
+        from tinylora.formats.checkpoint import decode
         decode(self, data)
 
     # ----------------------------------------------------------------- memory
@@ -458,10 +458,10 @@ class Trainer:
     def plan(self, budget: int | None = None, board: str | None = None):
         """The static arena plan of one training step; BudgetError if it exceeds the budget
         (default 512 KB, or the named board's arena budget)."""
-        from . import arena as planning
+        from tinylora.plan import arena as planning
         source = ""
         if board is not None:
-            from .boards import load_board
+            from tinylora.plan.boards import load_board
             b = load_board(board)
             budget, source = b.arena_budget, f"{b.name}: {b.ram_app // 1024} KB for the app"
         p = planning.plan_trainer(self, budget, source)
@@ -585,8 +585,8 @@ class _ArenaBufs(dict):
 
 def _alternatives(trainer, budget: int) -> list[tuple[str, int]]:
     """Smaller configurations of the same trainer that fit `budget`: (label, bytes)."""
-    from . import arena as planning
-    from .train import LoRAConfig as _Cfg
+    from tinylora.plan import arena as planning
+    from tinylora.ref.trainer import LoRAConfig as _Cfg
     fits = []
     base = dict(lr=trainer.lr, seed=trainer.seed, accum_steps=trainer.accum_steps,
                 grad_density=trainer.grad_density, grad_capacity=trainer.grad_capacity)

@@ -33,7 +33,7 @@ import zlib
 
 import numpy as np
 
-from .errors import CheckpointError
+from tinylora.errors import CheckpointError
 
 MAGIC = b"TLCK"
 VERSION = 1

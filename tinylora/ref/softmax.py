@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .quant import (INT32_MAX, INT32_MIN, quantize_multiplier, rounding_divide_by_pot,
+from tinylora.ref.quant import (INT32_MAX, INT32_MIN, quantize_multiplier, rounding_divide_by_pot,
                     saturating_left_shift, srdhm, wrap_int32)
 
 SCALED_DIFF_INTEGER_BITS = 5

@@ -5,7 +5,7 @@ import difflib
 import tomllib
 from dataclasses import dataclass
 
-from .resources import resource_dir
+from tinylora.resources import resource_dir
 
 MAX_ARENA = 512 * 1024
 REQUIRED = ("name", "title", "pio_board", "platform", "framework", "cpu", "isa", "ram_total_kb",

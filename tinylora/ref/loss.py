@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .softmax import softmax_int8
+from tinylora.ref.softmax import softmax_int8
 
 LOSS_FRAC_BITS = 10
 LOSS_LUT = np.array([round(-math.log(max(k, 0.5) / 256) * (1 << LOSS_FRAC_BITS))

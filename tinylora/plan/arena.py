@@ -1,6 +1,6 @@
 """Static arena plans: every byte of a training step at an offset decided on the host.
 
-The trainer's schedule (:attr:`tinylora.train.Trainer.schedule`) says which op reads and
+The trainer's schedule (:attr:`tinylora.ref.trainer.Trainer.schedule`) says which op reads and
 writes which buffer. Each value a buffer holds between its write and its last read is one
 *lifetime*; lifetimes that overlap in time must not overlap in memory. Persistent state
 (adapter masters, int8 views, accumulators, momentum) lives for ever, at the start of the
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import BudgetError
+from tinylora.errors import BudgetError
 
 ALIGN = 16
 DEFAULT_BUDGET = 512 * 1024
@@ -140,7 +140,7 @@ class ArenaPlan:
     def plot(self, path) -> None:
         """Draw the arena (offset, vertical) over the step's timeline (op, horizontal).
         ``.svg`` needs nothing; ``.png`` needs matplotlib."""
-        from .plotting import plot_plan
+        from tinylora.plan.plotting import plot_plan
         plot_plan(self, path)
 
 
@@ -232,7 +232,7 @@ def lifetimes(trainer) -> list[Buffer]:
 
 
 def _step_buffer_shapes(trainer) -> dict[str, tuple[str, tuple, str]]:
-    from .train import act
+    from tinylora.ref.trainer import act
     layers = trainer.model.layers
     shapes = {"x": ("int8", layers[0].input_shape, "input")}
     for layer in layers[: trainer.logits_layer + 1]:

@@ -10,7 +10,7 @@ The spec in words (``docs/numerics.md`` has the full derivation):
     acc'  = sat32(acc + rescale(v, M_join[c]))        (LoRA joins the base accumulator)
     y     = requant_double(acc', M[c]) + zp_y, clamp  (TFLM's own output stage)
 
-``rescale`` is :func:`tinylora.quant.requantize` with single rounding (exact 64-bit
+``rescale`` is :func:`tinylora.ref.quant.requantize` with single rounding (exact 64-bit
 product, half up, saturating); the frozen output stage keeps TFLM's double rounding,
 so an adapter whose B is zero gives the base model's bytes exactly.
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import quant
-from .layers import Conv2D, FullyConnected, Layer
+from tinylora.ref import quant
+from tinylora.ref.layers import Conv2D, FullyConnected, Layer
 
 MASTER_FRAC_BITS = 8          # master = int8 value * 2^8 (int16 storage)
 MASTER_MIN, MASTER_MAX = -(1 << 15), (1 << 15) - 1

@@ -1,7 +1,7 @@
 """Float32 LoRA on the same frozen base: the yardstick the integer trainer is measured against.
 
 Same architecture, rank, alpha, A initialisation (the integer init, dequantized), data
-order and step count as :class:`tinylora.train.Trainer`; the frozen prefix is the int8
+order and step count as :class:`tinylora.ref.trainer.Trainer`; the frozen prefix is the int8
 model's own (dequantized segment input), the adapted segment runs in float32 with the
 dequantized weights. Also gives float gradients for the gradient-correctness tests.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lora
-from .layers import Reshape
-from .train import Trainer, act
+from tinylora.ref import lora
+from tinylora.ref.layers import Reshape
+from tinylora.ref.trainer import Trainer, act
 
 
 def _deq(q, v):

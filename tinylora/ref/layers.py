@@ -2,7 +2,7 @@
 
 Every kernel follows the same shape as TFLM's reference int8 kernels:
 accumulate ``(x - input_zero_point) * w`` in 32 bits (wrapping), add the int32
-bias, :func:`~tinylora.quant.requantize` with the per-channel multiplier and
+bias, :func:`~tinylora.ref.quant.requantize` with the per-channel multiplier and
 shift, add the output zero point and clamp to the fused activation's range.
 All arrays are batched: the leading axis is the sample.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import quant
-from .errors import ModelError
-from .softmax import softmax_int8, softmax_params
-from .tflite import Graph, Op, Tensor
+from tinylora.ref import quant
+from tinylora.errors import ModelError
+from tinylora.ref.softmax import softmax_int8, softmax_params
+from tinylora.tflite.reader import Graph, Op, Tensor
 
 #: Largest activation tensor tinylora will run (elements per sample), to refuse absurd files.
 MAX_ELEMENTS = 1 << 24

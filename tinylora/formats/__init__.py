@@ -1,0 +1,1 @@
+"""Byte formats tinylora writes and reads: ``checkpoint`` (adapter checkpoint records)."""
