@@ -14,11 +14,10 @@ import re
 import sys
 from pathlib import Path
 
-
 import tinylora
 from tinylora import LoRAConfig, Trainer, tasks
-from tinylora.plan.arena import inference_plan
-from tinylora.plan.autorank import auto_rank
+from tinylora.planning.arena import checked_plan, inference_plan
+from tinylora.planning.autorank import auto_rank
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -37,7 +36,7 @@ def main() -> None:
     rows = []
     for rc in ("none", "all", "auto"):
         t = Trainer(model, LoRAConfig(), recompute=rc, calibration=calib)
-        p = t.plan()
+        p = checked_plan(t)
         rows.append((f"training step, recompute {rc} ({t.recompute})", p.total_bytes, p.lower_bound_bytes,
                      f"persistent {p.persistent_bytes}, scratch {p.scratch_bytes}"))
     inf = inference_plan(model)

@@ -18,9 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from support import keras_zoo, oracles, randmodel  # noqa: E402
+
 import tinylora  # noqa: E402
 from tinylora import datasets  # noqa: E402
-from support import keras_zoo, oracles, randmodel  # noqa: E402
 
 
 def compare(model_bytes, x, oracle):
@@ -40,8 +41,16 @@ def main() -> None:
     images, _ = datasets.load_digits()
     digits = datasets.to_model_input(m, images[..., None].astype(np.float32) / 16)
     noise = np.random.default_rng(0).integers(-128, 128, (500, 8, 8, 1)).astype(np.int8)
-    rows.append(("bundled model: 1797 digits + 500 noise", "tflm", *compare(ex, np.concatenate([digits, noise]), "tflm")))
-    rows.append(("bundled model: 300 noise", "litert", *compare(ex, np.random.default_rng(1).integers(-128, 128, (300, 8, 8, 1)).astype(np.int8), "litert")))
+    rows.append(
+        ("bundled model: 1797 digits + 500 noise", "tflm", *compare(ex, np.concatenate([digits, noise]), "tflm"))
+    )
+    rows.append(
+        (
+            "bundled model: 300 noise",
+            "litert",
+            *compare(ex, np.random.default_rng(1).integers(-128, 128, (300, 8, 8, 1)).astype(np.int8), "litert"),
+        )
+    )
     for oracle, base, count in (("tflm", 1000, 100), ("litert", 2000, 40)):
         for k, family in enumerate(randmodel.FAMILIES):
             rng = np.random.default_rng(base + k)

@@ -1,14 +1,15 @@
 """Static arena plans: placement, budgets, auto-rank, and the trainer running inside the plan."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import randmodel
 
 import tinylora
 from tinylora import BudgetError, LoRAConfig, Trainer, tasks
-from tinylora.plan.arena import inference_plan
-from tinylora.plan.autorank import auto_rank
-from tinylora.plan.boards import BoardError, board_names, load_board
-from support import randmodel
+from tinylora.planning.arena import checked_plan, inference_plan
+from tinylora.planning.autorank import auto_rank
+from tinylora.planning.boards import BoardError, board_names, load_board
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def _pair(model, data, **kw):
 ])
 def test_trainer_inside_the_planned_arena_gives_the_same_bytes(model, data, kw):
     inside, free = _pair(model, data, **kw)
-    plan = inside.plan()
+    plan = checked_plan(inside)
     plan.check()
     assert plan.total_bytes <= 1.10 * plan.lower_bound_bytes
     arena = inside.run_in_arena(plan)
@@ -43,7 +44,7 @@ def test_trainer_inside_the_planned_arena_gives_the_same_bytes(model, data, kw):
 
 def test_a_plan_with_overlapping_live_buffers_fails(model, data):
     inside, free = _pair(model, data, lr=0.05)   # large steps: a corrupted gradient shows
-    plan = inside.plan()
+    plan = checked_plan(inside)
     seg = next(b for b in plan.buffers if b.name == "act4")           # the segment input
     clash = next(b for b in plan.buffers if b.name == "act5" and b.first > seg.first)
     assert seg.overlaps_in_time(clash)
@@ -69,7 +70,7 @@ def test_random_models_run_inside_their_plans(seed, recompute):
     cfg = LoRAConfig(rank=int(rng.integers(1, 5)))
     a = Trainer(m, cfg, recompute=recompute, lr=0.05, calibration=x)
     b = Trainer(m, cfg, recompute=recompute, lr=0.05, calibration=x)
-    plan = a.plan()
+    plan = checked_plan(a)
     assert plan.total_bytes <= 1.10 * plan.lower_bound_bytes
     a.run_in_arena(plan)
     for xi, yi in zip(x, y):

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from support import backends
-from test_emulated import (_Case, _example_case, _qp, _require, _requant, _single_layer_model,
-                           _synthetic_cases)
 from support.randmodel import random_input
+from test_emulated import _Case, _example_case, _qp, _requant, _require, _single_layer_model, _synthetic_cases
+
 from tinylora import emulate
 from tinylora.codegen.frozen import generate_frozen_c, output_name
 from tinylora.codegen.selftest import runner_main_c

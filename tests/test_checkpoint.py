@@ -1,9 +1,8 @@
 """Checkpoints: sub-1 KB, bit-exact resume, torn writes, bit flips, foreign data."""
-import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import tinylora
 from tinylora import CheckpointError, LoRAConfig, Trainer, tasks
 from tinylora.formats.checkpoint import CheckpointStore
 

@@ -1,10 +1,10 @@
 """The tinylora command line: every subcommand, its help and its errors."""
 import numpy as np
 import pytest
+from support import edit as E
 
 from tinylora import Adapter, load_tflite
 from tinylora.cli import build_parser, main
-from support import edit as E
 
 
 @pytest.mark.parametrize("command", ["inspect", "eval", "train", "plan", "boards"])

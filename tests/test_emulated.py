@@ -4,8 +4,9 @@ One test program per target variant (built and run once per session) holds: the 
 primitives on edge tables (``QuantCases``), the kernels' argument checks, the bundled digits
 CNN on 20 inputs, 5 random models (different ones per variant) from
 ``tests/support/randmodel.py``, and single synthetic layers for what the random models never
-draw (depth multiplier > 1, FULLY_CONNECTED over several rows, softmax rows of 600 values). Every reported byte is compared with ``tinylora.quant`` /
-``tinylora.softmax`` / ``Model.forward``.
+draw (depth multiplier > 1, FULLY_CONNECTED over several rows, softmax rows of 600 values).
+Every reported byte is compared with ``tinylora.ref.quant`` /
+``tinylora.ref.softmax`` / ``Model.forward``.
 
 A missing toolchain skips its variant with the reason, except in CI (env var ``CI`` set),
 where it fails: CI must run every target.
@@ -27,16 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
-import tinylora
 from support import backends
 from support.randmodel import describe, random_input, random_model
+
+import tinylora
 from tinylora import emulate
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
-from tinylora.codegen.selftest import (STATUS_CASES_SOURCE, TL_STATUS_CASES_EXPECTED, QuantCases,
-                                       runner_main_c)
-from tinylora.ref import quant
+from tinylora.codegen.selftest import STATUS_CASES_SOURCE, TL_STATUS_CASES_EXPECTED, QuantCases, runner_main_c
 from tinylora.datasets import digits_split, to_model_input
+from tinylora.ref import quant
 from tinylora.ref.layers import Conv2D, FullyConnected, QuantParams, Softmax, _out_size
 from tinylora.ref.softmax import softmax_params
 
@@ -245,7 +245,7 @@ def outcome(request, build_root, quant_cases, example_case, synthetic_cases) -> 
         try:
             report = emulate.parse_report(result.stdout, result.returncode)
         except emulate.EmulationError as e:
-            raise AssertionError(f"{vid}: {e}\nstderr: {result.stderr.decode(errors='replace')[-2000:]}")
+            raise AssertionError(f"{vid}: {e}\nstderr: {result.stderr.decode(errors='replace')[-2000:]}") from e
         _CACHE[vid] = _Outcome(vid, target, defines, elf, result.stdout, report, quant_expected,
                                example_case, randoms, synthetic_cases,
                                {"build": t1 - t0, "run": t2 - t1})

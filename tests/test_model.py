@@ -1,11 +1,12 @@
 """The Model API and every bad input it must refuse with an actionable ModelError."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import edit as E
 
 import tinylora
 from tinylora import ModelError
-from support import edit as E
 
 
 def test_model_api_on_bundled_example(example_bytes):
@@ -52,7 +53,10 @@ def test_quantize_rounds_half_away_from_zero(example_bytes):
 
 def _float_model(m):
     for t in m.subgraphs[0].tensors:
-        if t.type == E.TENSOR.INT8 and len(m.buffers[t.buffer].data if m.buffers[t.buffer].data is not None else []) == 0:
+        if (
+            t.type == E.TENSOR.INT8
+            and len(m.buffers[t.buffer].data if m.buffers[t.buffer].data is not None else []) == 0
+        ):
             t.type, t.quantization = E.TENSOR.FLOAT32, None
 
 

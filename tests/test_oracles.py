@@ -5,10 +5,10 @@ chip) and desktop LiteRT's BUILTIN_REF resolver under its per-op rounding rule.
 """
 import numpy as np
 import pytest
+from support import keras_zoo, oracles, randmodel
 
 import tinylora
 from tinylora import datasets
-from support import keras_zoo, oracles, randmodel
 
 FAMILIES = randmodel.FAMILIES
 

@@ -29,9 +29,9 @@ import pytest
 
 import tinylora
 from tinylora import emulate
-from tinylora.plan.boards import board_names, load_board
 from tinylora.codegen import project as gen
 from tinylora.errors import BudgetError
+from tinylora.planning.boards import board_names, load_board
 
 BOARDS = board_names()
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")

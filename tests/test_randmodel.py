@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from support import oracles, randmodel
 
 N_MODELS = 30

@@ -1,14 +1,15 @@
 """The integer LoRA trainer: invariants, gradients and saturation."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import randmodel
+from support.gradcase import gradient_case
 
 import tinylora
 from tinylora import datasets
 from tinylora.ref import lora, quant
 from tinylora.ref.trainer import Adapter, ConfigError, LoRAConfig, Trainer, sparsify
-from support import randmodel
-from support.gradcase import gradient_case
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +172,9 @@ def _lora_forward_bigint(layer, x, a8, b8, k):
             h.append(max(-128, min(127, _rescale_ref(u, *k.m_h))))
         ys = []
         for c in range(w.shape[0]):
-            acc = sum(int(w[c, kk]) * xo[kk] for kk in range(len(xo))) + (int(layer.bias[c]) if layer.bias is not None else 0)
+            acc = sum(int(w[c, kk]) * xo[kk] for kk in range(len(xo))) + (
+                int(layer.bias[c]) if layer.bias is not None else 0
+            )
             acc = (acc + 2**31) % 2**32 - 2**31
             v = sum(int(b8[c, j]) * h[j] for j in range(len(h)))
             acc = max(-2**31, min(2**31 - 1, acc + _rescale_ref(v, int(k.m_join[0][c]), int(k.m_join[1][c]))))
@@ -211,8 +214,7 @@ def test_extreme_learning_rates_saturate_without_wrapping(model, data, seed, lr)
     rng = np.random.default_rng(seed)
     t = Trainer(model, LoRAConfig(rank=4), lr=lr, seed=seed, calibration=X[:16])
     xs = rng.choice([-128, 127], (6,) + model.input_shape).astype(np.int8)
-    prev = None
-    for i, x in enumerate(xs):
+    for x in xs:
         t.step(x, int(rng.integers(0, 10)))
         for ad in t.adapters.values():
             for master in (ad.a_master, ad.b_master):

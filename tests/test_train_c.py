@@ -30,17 +30,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from support import randmodel
+from support.train_c import CProgram, lit, lora_params, optim_params, report_u8_bytes, step_program
 
 import tinylora
-from support import randmodel
-from support.train_c import (CProgram, geometry, lit, lora_params, optim_params,
-                             report_u8_bytes, step_program)
-from tinylora.formats import checkpoint as ckpt
 from tinylora import emulate
-from tinylora.ref import lora, quant
 from tinylora.codegen import tables
 from tinylora.datasets import digits_split, to_model_input
 from tinylora.errors import CheckpointError
+from tinylora.formats import checkpoint as ckpt
+from tinylora.ref import lora, quant
 from tinylora.ref.layers import Conv2D, FullyConnected, QuantParams
 from tinylora.ref.loss import LOSS_LUT, xent_grad
 from tinylora.ref.softmax import softmax_int8, softmax_params
@@ -166,8 +165,7 @@ def _random_layer(rng, conv: bool, small: bool = False):
 
 
 def _rows(layer) -> int:
-    g = geometry(layer)
-    return g["out_h"] * g["out_w"]
+    return lora.lora_rows(layer)
 
 
 def _random_constants(rng, layer, rank: int, extreme: bool) -> lora.LayerConstants:
@@ -503,7 +501,7 @@ class BackwardCase:
 
     def emit(self, prog):
         n, layer = self.n, self.layer
-        rows, c_out, depth = _rows(layer), layer.weights.shape[0], layer.weights.shape[-1]
+        rows, depth = _rows(layer), layer.weights.shape[-1]
         p = lora_params(prog, f"bp{n}", layer, self.k if self.adapted else None, self.ratios)
         opt = optim_params(prog, f"bo{n}", self.accum, self.threshold, self.momentum_q)
         x = prog.const(f"bx{n}", "int8_t", self.x)
@@ -814,7 +812,7 @@ class CheckpointCodec:
                 f"rep_one(\"ck_small\", {ti}, tl_checkpoint_encode(&st, 0u, {out}, {size - 1}u, &len));",
             ])
             self.names.append((ckl, bufs, state, load))
-        for n, (ti, data, status, what) in enumerate(self.records):
+        for n, (ti, data, _status, _what) in enumerate(self.records):
             ckl, bufs, state, load = self.names[ti]
             rec = prog.const(f"ckrec{n}", "uint8_t", np.frombuffer(data, np.uint8))
             # start from a different state (zeros and other counters) so a restore shows
@@ -853,7 +851,7 @@ class CheckpointCodec:
             bad.compare(f"checkpoint small buffer #{ti}", r.int32(f"ck_small_{ti:x}"), [2])
         codes = {"OK": 0, "SHORT": 3, "MAGIC": 4, "CRC": 5, "LENGTH": 6, "VERSION": 7, "SPLIT": 8,
                  "FOREIGN": 9, "LAYOUT": 10}
-        for n, (ti, data, status, what) in enumerate(self.records):
+        for n, (ti, _data, status, what) in enumerate(self.records):
             about = f"decode #{n} ({what}, trainer {ti})"
             bad.compare(f"{about} status", r.int32(f"ck_dec_{n:x}"), [codes[status]])
             arrays, counters = self.expected[n]
@@ -1279,7 +1277,7 @@ def outcome(request, suite, build_dir):
         try:
             report = emulate.parse_report(result.stdout, result.returncode)
         except emulate.EmulationError as e:
-            raise AssertionError(f"{target}: {e}\nstderr: {result.stderr.decode(errors='replace')[-2000:]}")
+            raise AssertionError(f"{target}: {e}\nstderr: {result.stderr.decode(errors='replace')[-2000:]}") from e
         _RUNS[target] = (report, {"build": t1 - t0, "run": t2 - t1})
     return target, _RUNS[target][0]
 

@@ -29,14 +29,16 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.randmodel import describe, random_input, random_model
 
 import tinylora
-from support.randmodel import describe, random_input, random_model
 from tinylora import cli, emulate, verify
-from tinylora.ref import lora
 from tinylora.codegen.step import VectorSet, generate_step, generate_vectors
 from tinylora.errors import ConfigError
+from tinylora.planning.arena import checked_plan
+from tinylora.ref import lora
 from tinylora.ref.trainer import LoRAConfig, Trainer
 
 TARGETS = list(verify.TARGETS)
@@ -215,7 +217,7 @@ def test_generation_is_deterministic():
 
 def test_generated_offsets_follow_the_plan():
     case = verify.example_case(2, recompute="all", prefix="ex")
-    plan = case.trainer.plan()
+    plan = checked_plan(case.trainer)
     header = generate_step(case.trainer, plan, prefix="ex")["ex.h"]
     assert f"#define EX_ARENA_SIZE {plan.total_bytes}u" in header
     for b in plan.buffers:

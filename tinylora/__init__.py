@@ -3,23 +3,38 @@
 A frozen int8 base model (from a .tflite file) is read into a :class:`Model`
 whose forward pass equals TensorFlow Lite Micro's int8 kernels bit for bit.
 """
-from tinylora.errors import BudgetError, CheckpointError, ConfigError, ModelError
+__version__ = "0.1.0"  # before the imports: codegen reads it
+
+from tinylora.errors import (
+    BoardError,
+    BudgetError,
+    CheckpointError,
+    ConfigError,
+    EmulationError,
+    InputError,
+    ModelError,
+    ProjectError,
+    TinyLoRAError,
+)
+from tinylora.examples import example_model
+from tinylora.planning.arena import ArenaPlan, checked_plan
 from tinylora.ref.model import Model, load_tflite
-from tinylora.plan.arena import ArenaPlan
 from tinylora.ref.trainer import Adapter, LoRAConfig, Trainer
 
-__version__ = "0.1.0"
-
-__all__ = ["Adapter", "ArenaPlan", "BudgetError", "CheckpointError", "ConfigError", "LoRAConfig",
-           "Model", "ModelError", "Trainer", "load_tflite", "example_model", "plan", "__version__"]
-
-
-def plan(model, config=None, budget=None, board=None, **trainer_options):
-    """The static arena plan of a training step of `model` with `config` (see Trainer.plan)."""
-    return Trainer(model, config, **trainer_options).plan(budget=budget, board=board)
+__all__ = ["Adapter", "ArenaPlan", "BoardError", "BudgetError", "CheckpointError", "ConfigError", "EmulationError",
+           "InputError", "LoRAConfig", "Model", "ModelError", "ProjectError", "TinyLoRAError", "Trainer",
+           "load_tflite", "example_model", "plan", "__version__"]
 
 
-def example_model():
-    """Path of the bundled digits CNN (.tflite, full int8)."""
-    from tinylora.examples import example_model as _example_model
-    return _example_model()
+def plan(model_or_trainer, config=None, budget=None, board=None, **trainer_options):
+    """The static arena plan of one training step: of a :class:`Trainer`, or of `model` with
+    `config` and trainer options. BudgetError if it exceeds `budget` (default 512 KB) or the
+    named `board`'s arena budget (see :func:`tinylora.planning.arena.checked_plan`)."""
+    trainer = model_or_trainer
+    if not isinstance(trainer, Trainer):
+        trainer = Trainer(model_or_trainer, config, **trainer_options)
+    elif config is not None or trainer_options:
+        raise ConfigError("plan(trainer, ...) takes no config or trainer options: they belong to "
+                          "the Trainer; pass a Model to plan another configuration")
+    return checked_plan(trainer, budget=budget, board=board)
+

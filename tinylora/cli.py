@@ -2,14 +2,25 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
+import time
 
 import numpy as np
 
-from tinylora import __version__
-
+from tinylora import __version__, datasets, emulate, load_tflite, tasks
+from tinylora.codegen.project import GEN_LR, check_names, plan_project, write_project
+from tinylora.errors import InputError, ModelError
+from tinylora.examples import example_model
+from tinylora.pio import lint
+from tinylora.planning.arena import checked_plan, inference_plan
+from tinylora.planning.autorank import auto_rank
+from tinylora.planning.boards import board_names, load_board
+from tinylora.ref.layers import build_layer
+from tinylora.ref.model import Model
+from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
 from tinylora.tflite import reader as tflite
-from tinylora.errors import ModelError
+from tinylora.verify import DEFAULT_LR, TARGETS, verify
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -20,13 +31,11 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
 def _model_path(arg: str | None) -> str:
     if arg is not None:
         return arg
-    from tinylora.examples import example_model
     return str(example_model())
 
 
 def _short(name: str, width: int = 28) -> str:
     """A readable layer name (train.short_name), cut to `width` characters."""
-    from tinylora.ref.trainer import short_name
     short = short_name(name)
     return short if len(short) <= width else short[: width - 1] + "~"
 
@@ -46,7 +55,6 @@ def _quant_text(t: tflite.Tensor | None) -> str:
 
 
 def cmd_inspect(args) -> int:
-    from tinylora.ref.layers import build_layer
     path = _model_path(args.model)
     graph = tflite.parse(path)
     rows, macs, problems = [], 0, []
@@ -77,7 +85,6 @@ def cmd_inspect(args) -> int:
             print(f"  {p}")
         return 1
     try:
-        from tinylora.ref.model import Model
         Model(graph, b"")
     except ModelError as e:
         print(f"\nnot supported: {e}")
@@ -87,7 +94,6 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from tinylora import datasets, load_tflite
     model = load_tflite(_model_path(args.model))
     split = datasets.digits_split(seed=0)
     x = datasets.to_model_input(model, split["x_test"])
@@ -127,7 +133,7 @@ def _load_data(args, model):
                 need = {"x_train", "y_train"} if "x_train" in names else {"x", "y"}
                 missing = need - names
                 if missing:
-                    raise ValueError(f"{args.data} lacks {sorted(missing)}: give arrays x_train, y_train "
+                    raise InputError(f"{args.data} lacks {sorted(missing)}: give arrays x_train, y_train "
                                      "(and optionally x_test, y_test), or x and y")
                 if "x_train" in names:
                     xtr, ytr = z["x_train"], z["y_train"]
@@ -135,18 +141,15 @@ def _load_data(args, model):
                 else:
                     xtr, ytr, xte, yte = z["x"], z["y"], z["x"], z["y"]
         except OSError as e:
-            raise ValueError(f"cannot read --data {args.data}: {e}") from None
+            raise InputError(f"cannot read --data {args.data}: {e}") from None
         prep = lambda x: x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
         return prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64), args.data
-    from tinylora import tasks
     t = tasks.task(args.task, args.seed)
     return (model.quantize(t["x_train"]), t["y_train"], model.quantize(t["x_test"]), t["y_test"],
             f"bundled digits, task '{args.task}' ({t['description']})")
 
 
 def cmd_train(args) -> int:
-    from tinylora import load_tflite
-    from tinylora.ref.trainer import LoRAConfig, Trainer
     model = load_tflite(_model_path(args.model))
     xtr, ytr, xte, yte, what = _load_data(args, model)
     trainer = Trainer(model, LoRAConfig(rank=args.rank), lr=args.lr, seed=args.seed,
@@ -156,7 +159,6 @@ def cmd_train(args) -> int:
     print(f"data: {what}: {len(ytr)} training, {len(yte)} test samples")
     print(f"LoRA rank {args.rank} on layers {targets}; lr {trainer.lr:.6g} (exact fixed point); "
           f"recompute {trainer.recompute}")
-    import time
     t0 = time.perf_counter()
     history = trainer.fit(xtr, ytr, epochs=args.epochs, callback=None if args.quiet else _Progress())
     seconds = time.perf_counter() - t0
@@ -169,9 +171,8 @@ def cmd_train(args) -> int:
                   ["steps", f"{steps} ({steps / seconds:.0f} steps/s)"],
                   ["adapter", f"{len(blob)} bytes"],
                   ["checkpoint", f"{len(trainer.checkpoint())} bytes"],
-                  ["training arena", f"{trainer.plan().total_bytes:,} bytes"]], ["result", "value"]))
+                  ["training arena", f"{checked_plan(trainer).total_bytes:,} bytes"]], ["result", "value"]))
     if args.out:
-        import pathlib
         out = pathlib.Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(blob)
@@ -180,13 +181,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from tinylora import load_tflite
-    from tinylora.ref.trainer import LoRAConfig, Trainer
     model = load_tflite(_model_path(args.model))
     budget, board = args.budget, args.board
     if args.auto_rank:
-        from tinylora import tasks
-        from tinylora.plan.autorank import auto_rank
         t = tasks.task("sensor")
         calib = model.quantize(t["x_train"][:32]) if args.model is None else None
         if calib is None:
@@ -197,9 +194,8 @@ def cmd_plan(args) -> int:
     else:
         config, recompute = LoRAConfig(rank=args.rank), args.recompute
     trainer = Trainer(model, config, recompute=recompute)
-    plan = trainer.plan(budget=budget, board=board)
+    plan = checked_plan(trainer, budget=budget, board=board)
     print(plan.report())
-    from tinylora.plan.arena import inference_plan
     print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
     if args.plot:
         plan.plot(args.plot)
@@ -208,7 +204,6 @@ def cmd_plan(args) -> int:
 
 
 def cmd_boards(args) -> int:
-    from tinylora.plan.boards import board_names, load_board
     rows = []
     for name in board_names():
         b = load_board(name)
@@ -220,9 +215,6 @@ def cmd_boards(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    import time
-    from tinylora import emulate
-    from tinylora.verify import TARGETS, verify
     targets = list(TARGETS) if args.target == "all" else [args.target]
     command = (f"tinylora verify --target {args.target} --steps {args.steps} --rank {args.rank} "
                f"--recompute {args.recompute} --lr {args.lr} --seed {args.seed}"
@@ -239,7 +231,6 @@ def cmd_verify(args) -> int:
         t0 = time.perf_counter()
         keep = None
         if args.keep:
-            import pathlib
             keep = pathlib.Path(args.keep) / target if args.target == "all" else args.keep
         try:
             result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
@@ -258,8 +249,6 @@ def cmd_verify(args) -> int:
 def _gen_command(args) -> str:
     """The command recorded in generated files: options that change their content, paths
     reduced to file names (so the bytes do not depend on where things are)."""
-    import pathlib
-    from tinylora.codegen.project import GEN_LR
     parts = ["tinylora gen", f"--board {args.board}"]
     if args.model:
         parts.append(f"--model {pathlib.Path(args.model).name}")
@@ -276,8 +265,6 @@ def _gen_command(args) -> str:
 
 
 def cmd_gen(args) -> int:
-    import pathlib
-    from tinylora.codegen.project import check_names, plan_project, write_project
     out = pathlib.Path(args.out or f"tinylora-{args.board}")
     project = plan_project(args.board, model_path=args.model, rank=args.rank,
                            auto_rank=args.auto_rank, data=args.data, samples=args.samples,
@@ -296,7 +283,6 @@ def cmd_gen(args) -> int:
     for problem in problems:
         print(f"tinylora: error: {problem}", file=sys.stderr)
     try:
-        from tinylora.pio import lint
         result = lint(out)
         for kind in ("errors", "warnings"):
             for msg in result[kind]:
@@ -335,7 +321,6 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  tinylora eval")
     _model_arg(p)
     p.set_defaults(func=cmd_eval)
-    from tinylora import tasks
     p = sub.add_parser("train", formatter_class=fmt,
                        help="train a LoRA adapter with the integer reference trainer",
                        description="Train LoRA adapters on a frozen int8 model with the "
@@ -381,8 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
     p.set_defaults(func=cmd_plan)
-    from tinylora.verify import DEFAULT_LR, TARGETS as VERIFY_TARGETS
-    from tinylora.codegen.project import GEN_LR
     p = sub.add_parser("verify", formatter_class=fmt,
                        help="run the generated C training step on a target and compare with numpy",
                        description="Generate the C of a training step (frozen model, LoRA "
@@ -396,10 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "  tinylora verify --target cortex-m4 --steps 100 --density 0.1 "
                               "--recompute all\n"
                               "  tinylora verify --target all --model m.tflite --keep build/\n\n"
-                              "targets:\n" + "\n".join(f"  {k:<14} {v[2]}" for k, v in VERIFY_TARGETS.items())
+                              "targets:\n" + "\n".join(f"  {k:<14} {v[2]}" for k, v in TARGETS.items())
                               + "\n\nThe bundled model trains on the bundled 'sensor' task; "
                               "--model trains on random\ninputs and labels drawn from --seed.")
-    p.add_argument("--target", required=True, choices=[*VERIFY_TARGETS, "all"],
+    p.add_argument("--target", required=True, choices=[*TARGETS, "all"],
                    help="where to run (all: every target available here)")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")

@@ -30,10 +30,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
+import numpy as np
+
+from tinylora.errors import EmulationError, InputError
 from tinylora.resources import resource_dir
 
 __all__ = ["TARGETS", "EmulationError", "Report", "RunResult", "available", "build", "run",
@@ -45,9 +48,6 @@ TARGETS = ("host", "host-sanitize", "cortex-m4", "cortex-m7", "xtensa", "rv32imc
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 _SETUP_HINT = "run scripts/setup.sh test as root"
 
-
-class EmulationError(RuntimeError):
-    """A build failed, a program timed out, or its output broke the protocol."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,10 @@ def _spec(target: str) -> _Target:
     try:
         return _TARGETS[target]
     except KeyError:
-        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}") from None
+        raise InputError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available(target: str) -> tuple[bool, str]:
     """(True, "") if ``target`` can be built and run here, else (False, why and how to fix)."""
     spec = _spec(target)
@@ -287,11 +287,9 @@ class Report:
     lines: int
 
     def int8(self, name: str):
-        import numpy as np
         return np.frombuffer(self.values[name], dtype=np.int8)
 
     def int32(self, name: str):
-        import numpy as np
         return np.frombuffer(self.values[name], dtype="<i4")
 
 

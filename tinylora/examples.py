@@ -11,6 +11,8 @@ import json
 import pathlib
 from importlib import resources
 
+from tinylora.errors import ResourceError
+
 __all__ = ["example_model", "example_info"]
 
 _MODEL = "digits_cnn.tflite"
@@ -20,7 +22,7 @@ _INFO = "digits_cnn.json"
 def _data_file(name: str) -> pathlib.Path:
     path = pathlib.Path(str(resources.files("tinylora") / "data" / name))
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ResourceError(
             f"{path} is missing; run scripts/make_example_model.py to regenerate it"
         )
     return path

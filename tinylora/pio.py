@@ -28,9 +28,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+
+from tinylora.errors import PioError
 
 __all__ = ["PioError", "PioResult", "available", "prepare_core", "environment", "lint",
            "run", "test", "SCONS_VERSION", "scons_versions", "parse_test_summary"]
@@ -64,10 +66,6 @@ from SCons.Script import main  # noqa: E402
 if __name__ == "__main__":
     main()
 '''
-
-
-class PioError(RuntimeError):
-    """PlatformIO is missing, a command failed or timed out; the message holds its output."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinylora import datasets
+from tinylora.errors import InputError
 
 
 def _sensor(x: np.ndarray, seed: int) -> np.ndarray:
@@ -35,7 +36,7 @@ def task(name: str, seed: int = 0) -> dict:
                     x_train=sp["x_train"], y_train=REMAP[sp["y_train"]],
                     x_test=sp["x_test"], y_test=REMAP[sp["y_test"]],
                     x_orig=sp["x_test"], y_orig=sp["y_test"].astype(np.int64))
-    raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+    raise InputError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
 
 
 TASKS = ("sensor", "remap")

@@ -14,16 +14,24 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from tinylora import emulate
+from tinylora import emulate, load_tflite, tasks
 from tinylora.codegen.selftest import runner_main_c
-from tinylora.codegen.step import (VectorSet, expected_vectors, generate_shared_arena, generate_step,
-                            generate_vectors, plan_step)
+from tinylora.codegen.step import (
+    VectorSet,
+    expected_vectors,
+    generate_shared_arena,
+    generate_step,
+    generate_vectors,
+    plan_step,
+)
+from tinylora.errors import InputError
+from tinylora.examples import example_model
 from tinylora.ref.trainer import LoRAConfig, Trainer
 
 __all__ = ["TARGETS", "Case", "CaseResult", "VerifyResult", "training_sources", "run_cases",
@@ -194,7 +202,7 @@ def run_cases(target: str, cases: Sequence[Case], out_dir: Path | str, command: 
     """Build and run the cases' program on ``target`` and compare every reported byte.
     Raises :class:`tinylora.emulate.EmulationError` if it cannot be built or run."""
     if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+        raise InputError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     out_dir = Path(out_dir)
     elf, seconds = build_program(target, cases, out_dir, command)
     t0 = time.perf_counter()
@@ -215,13 +223,11 @@ def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
                  density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
                  prefix: str = "example") -> Case:
     """The bundled digits CNN on the bundled 'sensor' adaptation task (full model inputs)."""
-    from tinylora import load_tflite, tasks
-    from tinylora.examples import example_model
     model = load_tflite(example_model())
     t = tasks.task("sensor", seed)
     x = model.quantize(t["x_train"])
     if steps > len(x):
-        raise ValueError(f"at most {len(x)} steps on the bundled task")
+        raise InputError(f"at most {len(x)} steps on the bundled task")
     trainer = Trainer(model, LoRAConfig(rank=rank), lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64])
     return Case(prefix, trainer, VectorSet(x[:steps], t["y_train"][:steps]),
@@ -250,11 +256,10 @@ def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: s
     """One model (a path, a :class:`tinylora.Model`, or None for the bundled example) trained
     ``steps`` steps in C on ``target`` and in numpy; see the module docstring."""
     if steps < 1:
-        raise ValueError("steps must be >= 1")
+        raise InputError("steps must be >= 1")
     if model is None:
         case = example_case(steps, rank, recompute, density, seed, lr)
     else:
-        from tinylora import load_tflite
         m = model if hasattr(model, "layers") else load_tflite(model)
         case = model_case(m, steps, rank, recompute, density, seed, lr)
     if keep is not None:

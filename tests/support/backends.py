@@ -9,9 +9,9 @@ calls ``tl_fake_setup`` first (registers scratch through ``tl_kernels_set_scratc
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from tinylora import emulate
 

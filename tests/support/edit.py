@@ -8,11 +8,11 @@ BUILTIN = schema.BuiltinOperator
 TENSOR = schema.TensorType
 
 
-def unpack(data: bytes) -> "schema.ModelT":
+def unpack(data: bytes) -> schema.ModelT:
     return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
 
 
-def pack(model: "schema.ModelT") -> bytes:
+def pack(model: schema.ModelT) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 import tinylora
+from tests.support import randmodel
 from tinylora.ref import lora
 from tinylora.ref.floatref import FloatLoRA
 from tinylora.ref.trainer import LoRAConfig, Trainer
-
-from tests.support import randmodel
 
 
 def cosine(a, b) -> float:

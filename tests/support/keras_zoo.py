@@ -36,9 +36,9 @@ import hashlib
 import io
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["ZOO", "SPECS", "Spec", "build", "convert_spec", "ops", "SUPPORTED_OPS", "ZOO_VERSION"]
 
@@ -198,9 +198,9 @@ def _keras_model(keras, spec: Spec):
 def convert_spec(spec: Spec, seed: int = 0) -> bytes:
     """Build ``spec`` as a Keras model (seeded) and convert it to full-int8 ``.tflite`` bytes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
     import numpy as np
     import tensorflow as tf
-    import keras
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)

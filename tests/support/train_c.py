@@ -309,7 +309,7 @@ def step_program(prog: CProgram, t: Trainer, seg: np.ndarray, labels, prefix: st
     medium = prog.buffer(f"{prefix}_medium", "uint8_t", medium_size)
 
     flags = ckpt._flags(t)
-    body = [f"static tl_ckpt_state st;", "uint32_t s, len = 0, step_count = "
+    body = ["static tl_ckpt_state st;", "uint32_t s, len = 0, step_count = "
             f"{t.step_count}u, updates = {t.updates}u, window = {t.step_count % t.accum_steps}u;",
             "int32_t loss = 0, e[" + str(top + 2) + "];",
             "ram_medium med;", "tl_ckpt_storage stor;"]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import jinja2
 import numpy as np
 
 from tinylora import __version__
+from tinylora.errors import InputError
 from tinylora.resources import resource_dir
 
 __all__ = ["environment", "render", "provenance", "c_array_rows", "c_int", "c_comment",
@@ -23,7 +24,7 @@ __all__ = ["environment", "render", "provenance", "c_array_rows", "c_int", "c_co
 INT32_MIN = -(2**31)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def environment() -> jinja2.Environment:
     """The one Jinja environment of the package (templates from :func:`resource_dir`)."""
     return jinja2.Environment(
@@ -60,7 +61,7 @@ def provenance(function: str, command: str | None = None, details: Iterable[str]
 def c_identifier(name: str) -> str:
     """A valid C identifier prefix from ``name`` (raises if it cannot be one)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"{name!r} is not a C identifier")
+        raise InputError(f"{name!r} is not a C identifier")
     return name
 
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinylora.codegen import c_array_rows, c_comment, c_identifier, provenance, render
+from tinylora.errors import ModelError
 from tinylora.ref.layers import Layer, _padding_before
 from tinylora.ref.model import Model
-from tinylora.codegen import c_array_rows, c_comment, c_identifier, provenance, render
 
 __all__ = ["generate_frozen_c", "FrozenPlan", "plan_frozen", "output_name"]
 
@@ -94,7 +95,7 @@ def _offsets(layer: Layer) -> dict:
 
 def _step_fc(plan: FrozenPlan, tag: str, layer: Layer) -> dict:
     if np.any(np.asarray(layer.weights_q.zero_point) != 0):
-        raise ValueError(f"layer {layer.index} ({layer.kind}): weights have a non-zero zero point; "
+        raise ModelError(f"layer {layer.index} ({layer.kind}): weights have a non-zero zero point; "
                          "the C kernels take symmetric int8 weights")
     out_ch, depth = layer.weights.shape
     rows = int(np.prod(layer.input_shape)) // depth
@@ -133,7 +134,7 @@ def _step_softmax(layer: Layer) -> dict:
     mult, shift, diff_min = layer.options["params"]
     depth = int(layer.input_shape[-1])
     if depth > 4095:
-        raise ValueError(f"layer {layer.index} SOFTMAX: depth {depth} exceeds the C kernel's 4095")
+        raise ModelError(f"layer {layer.index} SOFTMAX: depth {depth} exceeds the C kernel's 4095")
     return {"call": "tl_softmax_s8", "params_type": "tl_softmax_params",
             "params": {"input_multiplier": mult, "input_left_shift": shift, "diff_min": diff_min},
             "rows": int(np.prod(layer.input_shape)) // depth, "depth": depth}
@@ -159,7 +160,7 @@ def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
         elif layer.kind == "SOFTMAX":
             step = _step_softmax(layer)
         else:  # pragma: no cover - layers.SUPPORTED_OPS and this list move together
-            raise ValueError(f"layer {layer.index}: no C kernel for {layer.kind}")
+            raise ModelError(f"layer {layer.index}: no C kernel for {layer.kind}")
         step.update(index=layer.index, kind=layer.kind,
                     comment=c_comment(f"{layer.kind} {list(layer.input_shape)} -> "
                                       f"{list(layer.output_shape)} {layer.activation}"),

@@ -36,22 +36,30 @@ QEMU run must print, and the README's example).
 """
 from __future__ import annotations
 
+import configparser
 import copy
 import hashlib
 import json
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
-from tinylora import __version__
-from tinylora.plan.boards import Board, load_board
-from tinylora.errors import BudgetError
-from tinylora.resources import resource_dir
+from tinylora import __version__, load_tflite, tasks
 from tinylora.codegen import c_array_rows, c_comment, provenance, render
+from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
+from tinylora.codegen.step import generate_step, plan_step
+from tinylora.errors import BudgetError, InputError, ProjectError
+from tinylora.examples import example_model
+from tinylora.formats.checkpoint import CheckpointStore
+from tinylora.planning import autorank
+from tinylora.planning.arena import ALIGN, checked_plan
+from tinylora.planning.boards import Board, load_board
+from tinylora.ref.trainer import LoRAConfig, Trainer
+from tinylora.resources import resource_dir
 
 __all__ = ["ModelCode", "Project", "ProjectError", "QEMU_ENVS", "model_code",
            "frozen_model_code", "training_model_code", "simulate_app", "plan_project",
@@ -84,9 +92,6 @@ GEN_LR = 0.02
 #: The platforms and frameworks the generated projects know, with PlatformIO's names.
 FRAMEWORKS = {"espressif32": ("espidf",), "ststm32": ("stm32cube",)}
 
-
-class ProjectError(ValueError):
-    """Writing the project would lose a user's changes, or a name does not check out."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +244,6 @@ def frozen_model_code(model, trainer=None, samples: np.ndarray | None = None, la
     checkpoints), and its bit-exact vectors as ``test/test_model`` (outputs of
     :meth:`tinylora.Model.forward` on ``samples``). A :data:`ModelCodeFactory`: ``trainer``
     and ``labels`` are not used."""
-    from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
     fplan = plan_frozen(model, prefix)
     common = _forward_common(fplan)
     lib = {
@@ -263,7 +267,6 @@ def _frozen_test_model(model, samples: np.ndarray, app_classes: np.ndarray, sour
                        command: str | None) -> dict[str, str]:
     """test/test_model of a build whose lib has no frozen forward: the frozen forward's C
     (prefix tl_model) in the test folder, next to its vectors."""
-    from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
     fplan = plan_frozen(model, "tl_model")
     return {
         "test_model/tl_model.c": generate_frozen_c(model, None, "tl_model", command),
@@ -291,9 +294,6 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     embedded samples compared with ``Trainer.step``, checkpoints and the two-slot store on
     RAM storage, torn writes) and ``test_model`` (the frozen forward's vectors).
     ``trainer`` is not changed (the expected values come from copies of it)."""
-    from tinylora.plan.arena import ALIGN
-    from tinylora.formats.checkpoint import CheckpointStore
-    from tinylora.codegen.step import generate_step, plan_step
 
     x, _ = model._check_input(np.asarray(samples))
     y = np.asarray(labels, np.int64).reshape(-1)
@@ -482,7 +482,7 @@ def simulate_app(trainer, samples: np.ndarray, labels: np.ndarray, epochs: int,
         elif kind == "!":
             out.append(f"! {command[1]}")
         elif kind != "?":
-            raise ValueError(f"unknown serial command {command!r}")
+            raise InputError(f"unknown serial command {command!r}")
     checkpoint()   # the input ended
     return out
 
@@ -499,12 +499,11 @@ def _default_samples(model, model_path: str | None, data: str | None, count: int
             elif {"x", "y"} <= names:
                 x, y = z["x"], z["y"]
             else:
-                raise ValueError(f"{data} lacks x_train and y_train (or x and y)")
+                raise InputError(f"{data} lacks x_train and y_train (or x and y)")
         x = x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
         x, _ = model._check_input(np.asarray(x)[:count])
         return x.astype(np.int8), np.asarray(y[:count]).astype(np.int64), f"the first {len(x)} of {Path(data).name}"
     if model_path is None:
-        from tinylora import tasks
         t = tasks.task("sensor", 0)
         x = model.quantize(t["x_train"][:count])
         return (x.astype(np.int8), t["y_train"][:count].astype(np.int64),
@@ -526,42 +525,38 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
     """Decide the whole project for ``board`` (nothing is written).
 
     Raises :class:`~tinylora.errors.BudgetError` if the training step's arena does not fit
-    the board's arena budget, :class:`~tinylora.plan.boards.BoardError` for an unknown board.
+    the board's arena budget, :class:`~tinylora.planning.boards.BoardError` for an unknown board.
     """
-    from tinylora import load_tflite
-    from tinylora.examples import example_model
-    from tinylora.ref.trainer import LoRAConfig, Trainer
 
     b = board if isinstance(board, Board) else load_board(board)
     if b.platform not in FRAMEWORKS or b.framework not in FRAMEWORKS[b.platform]:
         raise ProjectError(f"board {b.name}: platform {b.platform!r} / framework {b.framework!r} "
                            f"is not one tinylora generates projects for ({FRAMEWORKS})")
     if samples < 1 or samples > 4096:
-        raise ValueError("samples must be in [1, 4096]")
+        raise InputError("samples must be in [1, 4096]")
     if epochs < 1 or epochs > 1000:
-        raise ValueError("epochs must be in [1, 1000]")
+        raise InputError("epochs must be in [1, 1000]")
     path = model_path if model_path is not None else str(example_model())
     model = load_tflite(path)
     x, y, samples_note = _default_samples(model, model_path, data, samples)
     classes = int(np.prod(model.output_shape))
     if np.any(y < 0) or np.any(y >= classes) or np.any(y > 255):
-        raise ValueError(f"labels must be class numbers in [0, {min(classes, 256)})")
+        raise InputError(f"labels must be class numbers in [0, {min(classes, 256)})")
 
     # The plan is checked against the board's budget before anything else happens.
     if auto_rank:
-        from tinylora.plan.autorank import auto_rank as choose
-        result = choose(model, budget=b.arena_budget, calibration=x[:32])
+        result = autorank.auto_rank(model, budget=b.arena_budget, calibration=x[:32])
         config, recompute = result.config, result.recompute
         config_text = f"auto-rank for {b.name}: {result.config.rank}, recompute {recompute}"
     else:
         config, recompute = LoRAConfig(rank=rank), "none"
         config_text = f"rank {rank} on every FULLY_CONNECTED layer"
     if not 0 < lr < 1:
-        raise ValueError("lr must be in (0, 1)")
+        raise InputError("lr must be in (0, 1)")
     trainer = Trainer(model, config, lr=lr, recompute=recompute, calibration=x[:64])
     # BudgetError when it does not fit (a Board given as data: its own budget)
-    plan = trainer.plan(board=b.name) if not isinstance(board, Board) else \
-        trainer.plan(budget=b.arena_budget)
+    plan = checked_plan(trainer, board=b.name) if not isinstance(board, Board) else \
+        checked_plan(trainer, budget=b.arena_budget)
 
     factory = model_code_factory or model_code
     code = factory(model, trainer, x, y, command=command)
@@ -946,7 +941,6 @@ def check_names(project_dir: Path | str, board: str | Board) -> list[str]:
     platform, board and framework must be the board data's (PlatformIO cannot check them
     offline), and each QEMU environment's board must exist in the project's local platform.
     Returns [] when everything checks out."""
-    import configparser
     b = board if isinstance(board, Board) else load_board(board)
     root = Path(project_dir)
     ini = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))

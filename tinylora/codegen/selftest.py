@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinylora.ref import quant, softmax
 from tinylora.codegen import c_array_rows, c_identifier, provenance, render
+from tinylora.ref import quant, softmax
 
 __all__ = ["QuantCases", "runner_main_c", "STATUS_CASES_SOURCE", "TL_STATUS_CASES_EXPECTED"]
 
@@ -43,7 +43,7 @@ class QuantCases:
     recip_inputs: np.ndarray    # Q0 values for one_over_one_plus_x_for_x_in_0_1
 
     @classmethod
-    def default(cls, seed: int = 0) -> "QuantCases":
+    def default(cls, seed: int = 0) -> QuantCases:
         rng = np.random.default_rng(seed)
         edges = [INT32_MIN, INT32_MIN + 1, -(2**30) - 1, -(2**30), -65536, -32769, -255, -2, -1,
                  0, 1, 2, 127, 255, 32768, 2**30, 2**30 + 1, INT32_MAX - 1, INT32_MAX]

@@ -1,7 +1,7 @@
 """Trainer -> C: the training step as straight-line calls into the tl_ runtime.
 
 :func:`generate_step` renders, for one :class:`tinylora.ref.trainer.Trainer` and its
-:class:`tinylora.plan.arena.ArenaPlan`, two files:
+:class:`tinylora.planning.arena.ArenaPlan`, two files:
 
 ``<prefix>.h``
     sizes (``<P>_ARENA_SIZE``, ``<P>_INPUT_SIZE``, ``<P>_CLASSES``, ``<P>_CHECKPOINT_SIZE``),
@@ -39,13 +39,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylora.formats import checkpoint as ckpt
-from tinylora.ref import lora
-from tinylora.plan.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
-from tinylora.ref.layers import Reshape
-from tinylora.ref.trainer import Trainer, act
 from tinylora.codegen import c_array_rows, c_comment, c_identifier, c_int, provenance, render
 from tinylora.codegen.frozen import _Array, plan_frozen
+from tinylora.errors import InputError
+from tinylora.formats import checkpoint as ckpt
+from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
+from tinylora.ref import lora
+from tinylora.ref.layers import Reshape
+from tinylora.ref.trainer import Trainer, act
 
 __all__ = ["StepPlan", "plan_step", "generate_step", "generate_vectors", "expected_vectors",
            "generate_shared_arena", "VectorSet"]
@@ -109,7 +110,7 @@ class _Lifetimes:
         for b in self.scratch.get(name, ()):
             if b.first <= t <= b.last:
                 return b
-        raise ValueError(f"the plan has no lifetime of {name} live at op {t}")
+        raise InputError(f"the plan has no lifetime of {name} live at op {t}")
 
     def write(self, name: str, t: int) -> Buffer:
         if name in self.persistent:
@@ -117,7 +118,7 @@ class _Lifetimes:
         for b in self.scratch.get(name, ()):
             if b.first == t:
                 return b
-        raise ValueError(f"the plan has no lifetime of {name} starting at op {t}")
+        raise InputError(f"the plan has no lifetime of {name} starting at op {t}")
 
     def has(self, name: str) -> bool:
         return name in self.persistent or name in self.scratch
@@ -285,17 +286,17 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
                                "view": _at(life.read(f"{p}q{i}", t))})
             sp.ops.append({"kind": "update", "comment": comment, "params": params})
         else:  # pragma: no cover - the schedule has no other kinds
-            raise ValueError(f"no C for schedule op {op}")
+            raise InputError(f"no C for schedule op {op}")
     sp.exponents = exponents
 
 
 def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl_train") -> StepPlan:
     """The generated step's constants, buffers and calls for ``trainer`` and its arena ``plan``
-    (default: :func:`tinylora.plan.arena.plan_trainer`, no budget check)."""
+    (default: :func:`tinylora.planning.arena.plan_trainer`, no budget check)."""
     prefix = c_identifier(prefix)
     plan = plan if plan is not None else plan_trainer(trainer)
     if list(plan.ops) != [str(op) for op in trainer.schedule]:
-        raise ValueError("the arena plan was made for another schedule than this trainer's")
+        raise InputError("the arena plan was made for another schedule than this trainer's")
     sp = StepPlan(prefix, prefix.upper(), trainer, plan)
     frozen = plan_frozen(trainer.model, prefix)
     sp.arrays.extend(frozen.arrays)
@@ -404,7 +405,7 @@ class VectorSet:
         self.inputs = np.asarray(self.inputs, np.int8)
         self.labels = np.asarray(self.labels, np.int64).reshape(-1)
         if len(self.inputs) != len(self.labels) or len(self.labels) == 0:
-            raise ValueError("need one label per sample, and at least one sample")
+            raise InputError("need one label per sample, and at least one sample")
         if self.restore_at is None:
             self.restore_at = len(self.labels) // 2
         self.predict = min(self.predict, len(self.labels))

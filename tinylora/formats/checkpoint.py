@@ -33,7 +33,7 @@ import zlib
 
 import numpy as np
 
-from tinylora.errors import CheckpointError
+from tinylora.errors import CheckpointError, InputError
 
 MAGIC = b"TLCK"
 VERSION = 1
@@ -150,7 +150,7 @@ class CheckpointStore:
         size = 2 * (record_slot + adapter_slot)
         self.medium = medium if medium is not None else bytearray(b"\xff" * size)
         if len(self.medium) < size:
-            raise ValueError(f"the medium holds {len(self.medium)} bytes; two slots need {size}")
+            raise InputError(f"the medium holds {len(self.medium)} bytes; two slots need {size}")
 
     def _record_at(self, k: int) -> int:
         return k * self.record_slot

@@ -58,7 +58,9 @@ class FloatLoRA:
                 x = x.reshape((x.shape[0],) + layer.output_shape)
                 continue
             rows = lora.rows_view(layer, x)
-            w = (lora.base_weights(layer) * np.broadcast_to(layer.weights_q.scale, (layer.weights.shape[0],))[:, None]).astype(np.float32)
+            w = (
+                lora.base_weights(layer) * np.broadcast_to(layer.weights_q.scale, (layer.weights.shape[0],))[:, None]
+            ).astype(np.float32)
             z = rows @ w.T
             if layer.bias is not None:
                 z = z + (layer.bias * layer.input_q.scale[0] * layer.weights_q.scale).astype(np.float32)
@@ -116,13 +118,17 @@ class FloatLoRA:
             if collect is not None:
                 collect[layer.index] = (g, rows)
             h, h_pre = h if h is not None else (None, None)
-            w = (lora.base_weights(layer) * np.broadcast_to(layer.weights_q.scale, (layer.weights.shape[0],))[:, None]).astype(np.float32)
+            w = (
+                lora.base_weights(layer) * np.broadcast_to(layer.weights_q.scale, (layer.weights.shape[0],))[:, None]
+            ).astype(np.float32)
             dx = g @ w
             prm = self.params.get(layer.index)
             if prm is not None:
                 dB = prm["scale"] * np.einsum("nrc,nrj->cj", g, h)
                 dh = prm["scale"] * (g @ prm["B"])
-                dh = np.where(((h_pre <= -128 * prm["s_h"]) & (dh > 0)) | ((h_pre >= 127 * prm["s_h"]) & (dh < 0)), 0, dh)
+                dh = np.where(
+                    ((h_pre <= -128 * prm["s_h"]) & (dh > 0)) | ((h_pre >= 127 * prm["s_h"]) & (dh < 0)), 0, dh
+                )
                 dA = np.einsum("nrj,nrk->jk", dh, rows)
                 dx = dx + dh @ prm["A"]
                 grads[layer.index] = (dA, dB)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylora.ref import quant
 from tinylora.errors import ModelError
+from tinylora.ref import quant
 from tinylora.ref.softmax import softmax_int8, softmax_params
 from tinylora.tflite.reader import Graph, Op, Tensor
 

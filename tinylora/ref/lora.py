@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinylora.errors import InputError
 from tinylora.ref import quant
 from tinylora.ref.layers import Conv2D, FullyConnected, Layer
 
@@ -98,6 +99,14 @@ def rows_view(layer: Layer, x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], -1, layer.weights.shape[-1])
 
 
+def lora_rows(layer: Layer) -> int:
+    """How many rows (dot products of ``depth`` inputs) one sample gives: the FC input's rows,
+    or the output pixels of a 1x1 conv (its stride skips input pixels). The one place of the rule."""
+    if layer.kind == "CONV_2D":
+        return int(np.prod(layer.output_shape[:2]))
+    return int(np.prod(layer.input_shape)) // layer.weights.shape[-1]
+
+
 def base_weights(layer: Layer) -> np.ndarray:
     """Weights as [C_out, depth] int64."""
     w = layer.weights.astype(np.int64)
@@ -140,7 +149,7 @@ def multiplier(real: float, what: str) -> tuple[int, int]:
     """(q, shift) of a training-time constant. Any magnitude works: the single-rounding
     rescale takes any shift and saturates."""
     if not math.isfinite(real) or real < 0:
-        raise ValueError(f"{what} multiplier {real!r} is not a finite non-negative number")
+        raise InputError(f"{what} multiplier {real!r} is not a finite non-negative number")
     return quant.quantize_multiplier(real)
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinylora.tflite import reader as tflite
-from tinylora.errors import ModelError
+from tinylora.errors import InputError, ModelError
 from tinylora.ref.layers import SUPPORTED_OPS, Layer, build_layer
+from tinylora.tflite import reader as tflite
 
 #: Per-op rounding rules. TFLM, CMSIS-NN and ESP-NN use double rounding everywhere;
 #: desktop LiteRT >= 1.3's BUILTIN_REF resolver uses single rounding in FULLY_CONNECTED.
@@ -68,16 +68,16 @@ class Model:
     def _check_input(self, x) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
         if not np.issubdtype(x.dtype, np.integer):
-            raise ValueError(f"model input must be int8 values, got dtype {x.dtype}; "
+            raise InputError(f"model input must be int8 values, got dtype {x.dtype}; "
                              "quantize real inputs with Model.quantize(x)")
         if x.size and (x.min() < -128 or x.max() > 127):
-            raise ValueError("model input holds values outside int8 [-128, 127]")
+            raise InputError("model input holds values outside int8 [-128, 127]")
         shape = tuple(x.shape)
         if shape == self.input_shape:
             return x.astype(np.int8)[None], True
         if shape[1:] == self.input_shape:
             return x.astype(np.int8), False
-        raise ValueError(f"input shape {shape} does not match the model's input {self.input_shape} "
+        raise InputError(f"input shape {shape} does not match the model's input {self.input_shape} "
                          f"(one sample) or (N, {', '.join(map(str, self.input_shape))}) (a batch)")
 
 

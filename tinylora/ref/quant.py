@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from tinylora.errors import InputError
+
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
@@ -56,7 +58,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     """
     real = float(real)
     if not math.isfinite(real) or real < 0:
-        raise ValueError(f"multiplier must be finite and >= 0, got {real!r}")
+        raise InputError(f"multiplier must be finite and >= 0, got {real!r}")
     if real == 0.0:
         return 0, 0
     q, e = math.frexp(real)  # real = q * 2^e, q in [0.5, 1)
@@ -136,7 +138,7 @@ def requantize(acc, multiplier, shift, rounding: str = "double") -> np.ndarray:
         return rounding_divide_by_pot(srdhm(wrap_int32(acc << left), multiplier), right)
     if rounding == "single":
         return _single_rounding(acc, multiplier, shift)
-    raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    raise InputError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
 
 
 def _single_rounding(acc, multiplier, shift) -> np.ndarray:
@@ -164,7 +166,7 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
     if activation == "RELU_N1_TO_1":
         return (max(lo, zero_point + _quantize_f32(-1.0, scale)),
                 min(hi, zero_point + _quantize_f32(1.0, scale)))
-    raise ValueError(f"unsupported fused activation {activation!r}")
+    raise InputError(f"unsupported fused activation {activation!r}")
 
 
 def _quantize_f32(value: float, scale: float) -> int:

@@ -13,8 +13,15 @@ import math
 
 import numpy as np
 
-from tinylora.ref.quant import (INT32_MAX, INT32_MIN, quantize_multiplier, rounding_divide_by_pot,
-                    saturating_left_shift, srdhm, wrap_int32)
+from tinylora.errors import InputError
+from tinylora.ref.quant import (
+    INT32_MAX,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+    saturating_left_shift,
+    srdhm,
+    wrap_int32,
+)
 
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUM_INTEGER_BITS = 12
@@ -115,7 +122,7 @@ def softmax_params(input_scale: float, beta: float) -> tuple[int, int, int]:
                float(2**31 - 1))
     multiplier, shift = quantize_multiplier(real)
     if shift < 0:
-        raise ValueError(f"softmax input multiplier {real} is below one")
+        raise InputError(f"softmax input multiplier {real} is below one")
     radius = ((1 << SCALED_DIFF_INTEGER_BITS) - 1) * (1 << (31 - SCALED_DIFF_INTEGER_BITS)) / (1 << shift)
     return multiplier, shift, -int(math.floor(radius))
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from tinylora.errors import ConfigError, InputError, ModelError, ScheduleError
+from tinylora.formats import checkpoint
 from tinylora.ref import lora, quant
-from tinylora.errors import BudgetError, ConfigError, ModelError
 from tinylora.ref.layers import Layer, Reshape, Softmax
 from tinylora.ref.loss import loss_real, xent_grad
 from tinylora.ref.model import Model
@@ -294,7 +295,7 @@ class Trainer:
         """One training step on one sample (int8 input); returns the loss in Q10."""
         x, _ = self.model._check_input(x)
         if x.shape[0] != 1:
-            raise ValueError("step() takes one sample; use fit() for many")
+            raise InputError("step() takes one sample; use fit() for many")
         return self._run({"x": x, "label": int(label)}, start=0)
 
     def _run(self, bufs: dict, start: int) -> int:
@@ -306,7 +307,7 @@ class Trainer:
                 bufs.now = j
             missing = [b for b in op.reads if _STEP_BUFFERS(b) and b not in bufs]
             if missing:
-                raise RuntimeError(f"schedule op {op} reads {missing}, which are not live")
+                raise ScheduleError(f"schedule op {op} reads {missing}, which are not live")
             getattr(self, f"_op_{op.op}")(op, bufs)
             for b in self._free_after[j]:   # what the schedule no longer needs is dropped, so
                 bufs.pop(b, None)           # recomputation is real, not a no-op
@@ -444,28 +445,14 @@ class Trainer:
 
     def checkpoint(self) -> bytes:
         """Everything needed to continue training bit-exactly (docs/checkpoint.md)."""
-        from tinylora.formats.checkpoint import encode
-        return encode(self)
+        return checkpoint.encode(self)
 
     def restore(self, data: bytes) -> None:
         """Continue from a checkpoint made by a trainer with the same model and config;
         CheckpointError for anything damaged or foreign (nothing is changed then)."""
-        from tinylora.formats.checkpoint import decode
-        decode(self, data)
+        checkpoint.decode(self, data)
 
     # ----------------------------------------------------------------- memory
-
-    def plan(self, budget: int | None = None, board: str | None = None):
-        """The static arena plan of one training step; BudgetError if it exceeds the budget
-        (default 512 KB, or the named board's arena budget)."""
-        from tinylora.plan import arena as planning
-        source = ""
-        if board is not None:
-            from tinylora.plan.boards import load_board
-            b = load_board(board)
-            budget, source = b.arena_budget, f"{b.name}: {b.ram_app // 1024} KB for the app"
-        p = planning.plan_trainer(self, budget, source)
-        return planning.check_budget(p, suggest=lambda: _alternatives(self, p.budget))
 
     def run_in_arena(self, plan) -> np.ndarray:
         """From now on keep every planned buffer inside one byte array at the plan's offsets
@@ -476,7 +463,7 @@ class Trainer:
             by_name.setdefault(b.name, b)
         for i, ad in self.adapters.items():
             views = {}
-            for name, arr in ad.arrays.items():
+            for name in ad.arrays:
                 b = by_name.get(f"{name}{i}")
                 if b is not None:
                     views[name] = _view(arena, b)
@@ -531,7 +518,7 @@ class Trainer:
         return np.argmax(self.logits(X), axis=-1)
 
     @property
-    def adapter(self) -> "Adapter":
+    def adapter(self) -> Adapter:
         return Adapter.from_trainer(self)
 
 
@@ -581,35 +568,6 @@ class _ArenaBufs(dict):
         v = _view(self.arena.data, b).copy().astype(np.int64 if b.dtype == "int16" else b.dtype)
         v = v.reshape((1,) + tuple(b.shape))
         return (v, self.exponent[name]) if name in self.exponent else v
-
-
-def _alternatives(trainer, budget: int) -> list[tuple[str, int]]:
-    """Smaller configurations of the same trainer that fit `budget`: (label, bytes)."""
-    from tinylora.plan import arena as planning
-    from tinylora.ref.trainer import LoRAConfig as _Cfg
-    fits = []
-    base = dict(lr=trainer.lr, seed=trainer.seed, accum_steps=trainer.accum_steps,
-                grad_density=trainer.grad_density, grad_capacity=trainer.grad_capacity)
-    ranks = {i: ad.k.rank for i, ad in trainer.adapters.items()}
-    top = max(ranks)
-    trials = [("recompute all", trainer.config, "all")]
-    r = max(ranks.values())
-    while r > 1:
-        r //= 2
-        trials.append((f"rank {r}", _Cfg(rank=r, alpha=trainer.config.alpha, targets=tuple(ranks)), trainer.recompute))
-        trials.append((f"rank {r} + recompute all", _Cfg(rank=r, alpha=trainer.config.alpha, targets=tuple(ranks)), "all"))
-    if len(ranks) > 1:
-        trials.append((f"only layer {top}, rank {ranks[top]}", _Cfg(rank=ranks[top], targets=(top,)), trainer.recompute))
-        trials.append((f"only layer {top}, rank 1", _Cfg(rank=1, targets=(top,)), trainer.recompute))
-    for label, cfg, rc in trials:
-        try:
-            t = Trainer(trainer.model, cfg, recompute=rc, **base)
-            n = planning.plan_trainer(t).total_bytes
-        except (ConfigError, BudgetError):
-            continue
-        if n <= budget:
-            fits.append((label, n))
-    return fits[:4]
 
 
 def _STEP_BUFFERS(name: str) -> bool:
@@ -672,7 +630,7 @@ class Adapter:
         self.model_crc = model_crc
 
     @classmethod
-    def from_trainer(cls, t: Trainer) -> "Adapter":
+    def from_trainer(cls, t: Trainer) -> Adapter:
         layers = []
         for i, ad in sorted(t.adapters.items()):
             layers.append(dict(index=i, rank=ad.k.rank, s_a=ad.k.s_a, s_b=ad.k.s_b, s_h=ad.k.s_h,
@@ -691,7 +649,7 @@ class Adapter:
         return bytes(out)
 
     @classmethod
-    def from_bytes(cls, data: bytes, model: Model) -> "Adapter":
+    def from_bytes(cls, data: bytes, model: Model) -> Adapter:
         data = bytes(data)
         if len(data) < 16 or data[:4] != ADAPTER_MAGIC:
             raise ModelError("not a tinylora adapter (bad magic)")

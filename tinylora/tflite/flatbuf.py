@@ -14,10 +14,7 @@ import struct
 
 import numpy as np
 
-
-class FlatBufferError(ValueError):
-    """The bytes are not a well-formed FlatBuffer (out-of-range offset or length)."""
-
+from tinylora.errors import FlatBufferError
 
 _SCALARS = {
     "bool": ("<?", 1), "int8": ("<b", 1), "uint8": ("<B", 1), "int16": ("<h", 2),
@@ -45,7 +42,7 @@ class Buffer:
         self.check(pos, size, what)
         return struct.unpack_from(fmt, self.data, pos)[0]
 
-    def root(self, identifier: bytes | None = None) -> "Table":
+    def root(self, identifier: bytes | None = None) -> Table:
         if self.size < 8:
             raise FlatBufferError(f"file is {self.size} bytes, too short for a FlatBuffer")
         if identifier is not None and bytes(self.data[4:8]) != identifier:
@@ -89,7 +86,7 @@ class Table:
             return None
         return pos + self.buf.scalar(pos, "uint32", f"{what} offset")
 
-    def table(self, slot: int, name: str) -> "Table | None":
+    def table(self, slot: int, name: str) -> Table | None:
         target = self._ref(slot, name)
         return None if target is None else Table(self.buf, target, name)
 
@@ -117,7 +114,7 @@ class Table:
         start, length = vec
         return np.frombuffer(self.buf.data, dtype=dtype, count=length, offset=start).copy()
 
-    def tables(self, slot: int, name: str) -> list["Table"]:
+    def tables(self, slot: int, name: str) -> list[Table]:
         """A vector of tables (empty list when absent)."""
         vec = self._vector(slot, 4, f"{name} vector")
         if vec is None:

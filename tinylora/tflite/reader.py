@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinylora.errors import ModelError
 from tinylora.tflite import flatbuf
 from tinylora.tflite.opnames import BUILTIN_OPS
-from tinylora.errors import ModelError
 
 FILE_IDENTIFIER = b"TFL3"
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pathlib
 from xml.sax.saxutils import escape
 
+from tinylora.errors import InputError
+
 COLORS = {"activation": "#4e79a7", "input": "#76b7b2", "gradient": "#e15759",
           "LoRA intermediate": "#f28e2b", "gradient accumulator": "#edc948",
           "sparse gradient (index, value)": "#b07aa1", "masters": "#59a14f",
@@ -30,13 +32,13 @@ def plot_plan(plan, path) -> None:
         path.write_text(_svg(plan))
         return
     if path.suffix.lower() != ".png":
-        raise ValueError(f"plot to .svg or .png, not {path.suffix!r}")
+        raise InputError(f"plot to .svg or .png, not {path.suffix!r}")
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("PNG plots need matplotlib (pip install matplotlib); .svg needs nothing") from None
+        raise InputError("PNG plots need matplotlib (pip install matplotlib); .svg needs nothing") from None
     fig, ax = plt.subplots(figsize=(10, 5))
     for b, x0, x1, y, h in _rects(plan):
         ax.add_patch(plt.Rectangle((x0, y), x1 - x0, h, facecolor=_color(b.what), edgecolor="black", lw=0.4))
@@ -58,9 +60,12 @@ def _svg(plan) -> str:
     cols = len(plan.ops) + 1
     sx = (width - left - 10) / cols
     sy = (height - bottom - 30) / max(plan.total_bytes, 1)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">',
-           f'<text x="{left}" y="16" font-size="13">arena {plan.total_bytes:,} B, lower bound '
-           f'{plan.lower_bound_bytes:,} B, budget {plan.budget:,} B</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="10">',
+        f'<text x="{left}" y="16" font-size="13">arena {plan.total_bytes:,} B, lower bound '
+        f"{plan.lower_bound_bytes:,} B, budget {plan.budget:,} B</text>",
+    ]
     for b, x0, x1, y, h in _rects(plan):
         top = height - bottom - (y + h) * sy
         out.append(f'<rect x="{left + x0 * sx:.1f}" y="{top:.1f}" width="{(x1 - x0) * sx:.1f}" '

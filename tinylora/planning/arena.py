@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylora.errors import BudgetError
+from tinylora.errors import BudgetError, ConfigError
+from tinylora.planning.boards import load_board
+from tinylora.planning.plotting import plot_plan
+from tinylora.ref.lora import lora_rows
+from tinylora.ref.trainer import LoRAConfig, Trainer, act
 
 ALIGN = 16
 DEFAULT_BUDGET = 512 * 1024
@@ -43,10 +47,10 @@ class Buffer:
     def padded(self) -> int:
         return _align(self.size)
 
-    def overlaps_in_time(self, other: "Buffer") -> bool:
+    def overlaps_in_time(self, other: Buffer) -> bool:
         return not (self.last < other.first or other.last < self.first)
 
-    def overlaps_in_memory(self, other: "Buffer") -> bool:
+    def overlaps_in_memory(self, other: Buffer) -> bool:
         return not (self.offset + self.padded <= other.offset or other.offset + other.padded <= self.offset)
 
 
@@ -129,18 +133,9 @@ class ArenaPlan:
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
-    def to_dict(self) -> dict:
-        return {"total_bytes": self.total_bytes, "lower_bound_bytes": self.lower_bound_bytes,
-                "persistent_bytes": self.persistent_bytes, "scratch_bytes": self.scratch_bytes,
-                "budget": self.budget, "ops": list(self.ops),
-                "buffers": [dict(name=b.name, kind=b.kind, what=b.what, dtype=b.dtype,
-                                 shape=list(b.shape), size=b.size, offset=b.offset,
-                                 first=b.first, last=b.last) for b in self.buffers]}
-
     def plot(self, path) -> None:
         """Draw the arena (offset, vertical) over the step's timeline (op, horizontal).
         ``.svg`` needs nothing; ``.png`` needs matplotlib."""
-        from tinylora.plan.plotting import plot_plan
         plot_plan(self, path)
 
 
@@ -232,7 +227,6 @@ def lifetimes(trainer) -> list[Buffer]:
 
 
 def _step_buffer_shapes(trainer) -> dict[str, tuple[str, tuple, str]]:
-    from tinylora.ref.trainer import act
     layers = trainer.model.layers
     shapes = {"x": ("int8", layers[0].input_shape, "input")}
     for layer in layers[: trainer.logits_layer + 1]:
@@ -240,10 +234,7 @@ def _step_buffer_shapes(trainer) -> dict[str, tuple[str, tuple, str]]:
         if layer.index >= trainer.lowest:
             shapes[f"grad{layer.index}"] = ("int16", layer.output_shape, "gradient")
     for i, ad in trainer.adapters.items():
-        rows = int(np.prod(ad.layer.input_shape)) // ad.layer.weights.shape[-1]
-        if ad.layer.kind == "CONV_2D":
-            rows = int(np.prod(ad.layer.output_shape[:2]))
-        shapes[f"h{i}"] = ("int8", (rows, ad.k.rank), "LoRA intermediate")
+        shapes[f"h{i}"] = ("int8", (lora_rows(ad.layer), ad.k.rank), "LoRA intermediate")
     return shapes
 
 
@@ -255,8 +246,7 @@ def _op_scratch(trainer, op, sparse: bool):
     if op.op != "backward" or layers[op.layer].kind == "RESHAPE":
         return []
     layer = layers[op.layer]
-    depth, c_out = layer.weights.shape[-1], layer.weights.shape[0]
-    rows = int(np.prod(layer.input_shape)) // depth if layer.kind != "CONV_2D" else int(np.prod(layer.output_shape[:2]))
+    rows, depth = lora_rows(layer), layer.weights.shape[-1]
     out = []
     if op.layer in trainer.adapters:
         out.append((f"dh{op.layer}", "int64", (rows, trainer.adapters[op.layer].k.rank), "LoRA backward"))
@@ -316,3 +306,46 @@ def check_budget(plan: ArenaPlan, suggest=None) -> ArenaPlan:
     msg += " Lower --rank, use fewer target layers, or enable --recompute all."
     raise BudgetError(msg, plan=plan)
 
+
+def checked_plan(trainer, budget: int | None = None, board: str | None = None) -> ArenaPlan:
+    """The static arena plan of one training step of ``trainer``; BudgetError if it exceeds the
+    budget (default 512 KB, or the named board's arena budget), naming smaller configs that fit."""
+    source = ""
+    if board is not None:
+        b = load_board(board)
+        budget, source = b.arena_budget, f"{b.name}: {b.ram_app // 1024} KB for the app"
+    p = plan_trainer(trainer, budget, source)
+    return check_budget(p, suggest=lambda: _alternatives(trainer, p.budget))
+
+
+def _alternatives(trainer, budget: int) -> list[tuple[str, int]]:
+    """Smaller configurations of the same trainer that fit `budget`: (label, bytes)."""
+    fits = []
+    base = dict(lr=trainer.lr, seed=trainer.seed, accum_steps=trainer.accum_steps,
+                grad_density=trainer.grad_density, grad_capacity=trainer.grad_capacity)
+    ranks = {i: ad.k.rank for i, ad in trainer.adapters.items()}
+    top = max(ranks)
+    trials = [("recompute all", trainer.config, "all")]
+    r = max(ranks.values())
+    while r > 1:
+        r //= 2
+        trials.append(
+            (f"rank {r}", LoRAConfig(rank=r, alpha=trainer.config.alpha, targets=tuple(ranks)), trainer.recompute)
+        )
+        trials.append(
+            (f"rank {r} + recompute all", LoRAConfig(rank=r, alpha=trainer.config.alpha, targets=tuple(ranks)), "all")
+        )
+    if len(ranks) > 1:
+        trials.append(
+            (f"only layer {top}, rank {ranks[top]}", LoRAConfig(rank=ranks[top], targets=(top,)), trainer.recompute)
+        )
+        trials.append((f"only layer {top}, rank 1", LoRAConfig(rank=1, targets=(top,)), trainer.recompute))
+    for label, cfg, rc in trials:
+        try:
+            t = Trainer(trainer.model, cfg, recompute=rc, **base)
+            n = plan_trainer(t).total_bytes
+        except (ConfigError, BudgetError):
+            continue
+        if n <= budget:
+            fits.append((label, n))
+    return fits[:4]

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinylora.ref import lora
-from tinylora.plan.arena import ArenaPlan, plan_trainer
 from tinylora.errors import BudgetError, ConfigError
+from tinylora.planning.arena import ArenaPlan, plan_trainer
+from tinylora.planning.boards import load_board
+from tinylora.ref import lora
+from tinylora.ref.floatref import FloatLoRA
 from tinylora.ref.layers import Reshape
 from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
 
@@ -43,7 +45,6 @@ def candidates(model) -> list[int]:
 
 
 def sensitivity(model, calibration, labels=None, layers=None) -> dict[int, float]:
-    from tinylora.ref.floatref import FloatLoRA
     layers = layers or candidates(model)
     t = Trainer(model, LoRAConfig(rank=1, targets=tuple(layers)), calibration=calibration)
     x = np.asarray(calibration)
@@ -71,7 +72,6 @@ def auto_rank(model, budget: int | None = None, board: str | None = None, calibr
     """Per-layer ranks and a recompute mode that fit `budget` (or the board's arena budget)."""
     source = "given"
     if board is not None:
-        from tinylora.plan.boards import load_board
         b = load_board(board)
         budget, source = b.arena_budget, f"{b.name} arena budget"
     if budget is None:

@@ -5,15 +5,13 @@ import difflib
 import tomllib
 from dataclasses import dataclass
 
+from tinylora.errors import BoardError
 from tinylora.resources import resource_dir
 
 MAX_ARENA = 512 * 1024
 REQUIRED = ("name", "title", "pio_board", "platform", "framework", "cpu", "isa", "ram_total_kb",
             "ram_app_kb", "reserve_kb", "flash_kb", "backend", "emulation")
 
-
-class BoardError(ValueError):
-    """An unknown board name or a malformed board file."""
 
 
 @dataclass(frozen=True)

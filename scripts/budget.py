@@ -1,0 +1,63 @@
+"""Line budget: no Python module over 400 lines, no function over 60 lines.
+
+Counts physical lines (docstrings and comments included: they are read too). Exceptions are
+listed in ALLOWED below, each with the reason; an entry that no longer needs its exception is
+reported too, so the list only shrinks. Usage: python scripts/budget.py [--list]
+"""
+from __future__ import annotations
+
+import ast
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHECKED = ["tinylora", "scripts", "tests/support"]
+MODULE_LINES = 400
+FUNCTION_LINES = 60
+
+# path or path::qualified.function -> why it may exceed the budget (until it is split).
+ALLOWED = {
+}
+
+
+def _functions(tree: ast.AST, prefix: str = ""):
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            name = prefix + node.name
+            yield name, node.end_lineno - node.lineno + 1 + len(node.decorator_list)
+            yield from _functions(node, name + ".")
+        elif isinstance(node, ast.ClassDef):
+            yield from _functions(node, prefix + node.name + ".")
+
+
+def over_budget() -> dict[str, int]:
+    """Every module and function over its budget: key (as in ALLOWED) -> lines."""
+    out = {}
+    for top in CHECKED:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            text = path.read_text()
+            if len(text.splitlines()) > MODULE_LINES:
+                out[rel] = len(text.splitlines())
+            for name, n in _functions(ast.parse(text)):
+                if n > FUNCTION_LINES:
+                    out[f"{rel}::{name}"] = n
+    return out
+
+
+def main(argv: list[str]) -> int:
+    over = over_budget()
+    if "--list" in argv:
+        for key, n in sorted(over.items(), key=lambda kv: -kv[1]):
+            print(f"{n:5d}  {key}")
+        return 0
+    bad = [f"{key}: {n} lines (budget {FUNCTION_LINES if '::' in key else MODULE_LINES}); split it, or "
+           f"add it to ALLOWED in scripts/budget.py with the reason" for key, n in over.items() if key not in ALLOWED]
+    stale = [f"{key}: within budget now; remove it from ALLOWED" for key in ALLOWED if key not in over]
+    for line in bad + stale:
+        print(f"budget: {line}", file=sys.stderr)
+    return 1 if bad or stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
