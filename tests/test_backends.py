@@ -24,12 +24,12 @@ from support import backends
 from support.randmodel import random_input
 from test_emulated import _Case, _example_case, _qp, _requant, _require, _single_layer_model, _synthetic_cases
 
-from tinylora import emulate
+from tinylora import emulate, targets
 from tinylora.codegen.frozen import generate_frozen_c, output_name
 from tinylora.codegen.selftest import runner_main_c
 from tinylora.ref.layers import FullyConnected
 
-TARGET = {"cmsis-nn": "cortex-m4", "esp-nn": "xtensa"}
+TARGET = {b: targets.backend_variant(b).toolchain for b in ("cmsis-nn", "esp-nn")}
 TL_ERR_ARENA = 5
 
 

@@ -32,7 +32,7 @@ from support import backends
 from support.randmodel import describe, random_input, random_model
 
 import tinylora
-from tinylora import emulate
+from tinylora import emulate, targets
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
 from tinylora.codegen.selftest import STATUS_CASES_SOURCE, TL_STATUS_CASES_EXPECTED, QuantCases, runner_main_c
 from tinylora.datasets import digits_split, to_model_input
@@ -41,17 +41,8 @@ from tinylora.ref.layers import Conv2D, FullyConnected, QuantParams, Softmax, _o
 from tinylora.ref.softmax import softmax_params
 
 # (test id, emulate target, defines)
-VARIANTS = [
-    ("host", "host", None),
-    ("host-sanitize", "host-sanitize", None),
-    ("cortex-m4-portable", "cortex-m4", {"TL_NO_DSP": 1}),
-    ("cortex-m4-dsp", "cortex-m4", None),
-    ("cortex-m7", "cortex-m7", None),
-    ("xtensa", "xtensa", None),
-    ("rv32imc", "rv32imc", None),
-    ("cortex-m4-cmsis-nn", "cortex-m4", {"TL_USE_CMSIS_NN": 1}),
-    ("xtensa-esp-nn", "xtensa", {"TL_USE_ESP_NN": 1}),
-]
+VARIANTS = [(v.name, v.toolchain, None if v.defines is None else dict(v.defines))
+            for v in targets.VARIANTS.values()]
 # 5 random models per variant; TINYLORA_EMULATED_MODELS=N for a deeper local run.
 RANDOM_KINDS = tuple(("mlp", "cnn", "wide", "cnn", "mlp")[i % 5]
                      for i in range(int(os.environ.get("TINYLORA_EMULATED_MODELS", 5))))

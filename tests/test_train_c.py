@@ -34,7 +34,7 @@ from support import randmodel
 from support.train_c import CProgram, lit, lora_params, optim_params, report_u8_bytes, step_program
 
 import tinylora
-from tinylora import emulate
+from tinylora import emulate, targets
 from tinylora.codegen import tables
 from tinylora.datasets import digits_split, to_model_input
 from tinylora.errors import CheckpointError
@@ -45,7 +45,7 @@ from tinylora.ref.loss import LOSS_LUT, xent_grad
 from tinylora.ref.softmax import softmax_int8, softmax_params
 from tinylora.ref.trainer import AdaptedLayer, LoRAConfig, ScheduleOp, Trainer, act, sparsify
 
-TARGETS = ("host", "host-sanitize", "cortex-m4", "cortex-m7", "xtensa", "rv32imc")
+TARGETS = tuple(targets.TOOLCHAINS)
 N_RANDOM = 20           # hypothesis-chosen seeds per kernel
 TRAIN_STEPS = 20
 I32_MIN, I32_MAX = -2**31, 2**31 - 1

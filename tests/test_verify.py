@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from support.randmodel import describe, random_input, random_model
 
 import tinylora
-from tinylora import cli, emulate, verify
+from tinylora import cli, emulate, targets, verify
 from tinylora.codegen.step import VectorSet, generate_step, generate_vectors
 from tinylora.errors import ConfigError
 from tinylora.planning.arena import checked_plan
@@ -159,8 +159,8 @@ ALLOWED_EXTERNAL = {"memcpy", "memset", "memmove", "__muldi3", "__aeabi_lmul", "
 FORBIDDEN = re.compile(r"^(malloc|calloc|realloc|free|_malloc_r|_free_r|__aeabi_[fd].*|"
                        r"__aeabi_[ui]?l?2[fd]|__(add|sub|mul|div|neg|cmp|eq|ne|lt|le|gt|ge|unord|"
                        r"fix|fixuns|float|floatun|extend|trunc)[sdtx]f\d.*|.*printf.*)$")
-NM = {"host": "nm", "cortex-m4": "arm-none-eabi-nm", "cortex-m4-dsp": "arm-none-eabi-nm",
-      "rv32imc": "riscv64-unknown-elf-nm", "xtensa": "xtensa-lx106-elf-nm"}
+NM = {name: targets.TOOLCHAINS[verify.TARGETS[name][0]].nm
+      for name in ("host", "cortex-m4", "cortex-m4-dsp", "rv32imc", "xtensa")}
 
 
 @pytest.mark.parametrize("target", list(NM))

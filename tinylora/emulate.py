@@ -1,6 +1,6 @@
 """Build C with the tinylora runtime and run it on the host or on emulated microcontrollers.
 
-Targets (``TARGETS``):
+Targets (``TARGETS``; their compilers, flags and QEMU commands are :data:`tinylora.targets.TOOLCHAINS`):
 
 =================  ==================================================================
 ``host``           the machine's gcc, run natively
@@ -31,92 +31,21 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tinylora.errors import EmulationError, InputError
 from tinylora.resources import resource_dir
+from tinylora.targets import TOOLCHAINS, WARNINGS, Toolchain
 
 __all__ = ["TARGETS", "EmulationError", "Report", "RunResult", "available", "build", "run",
            "build_and_run", "parse_report", "firmware_dir", "runtime_sources", "compile_objects"]
 
-#: Every target name, in a stable order.
-TARGETS = ("host", "host-sanitize", "cortex-m4", "cortex-m7", "xtensa", "rv32imc")
-
-WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+#: Every target name, in a stable order (the toolchains of tinylora.targets).
+TARGETS = tuple(TOOLCHAINS)
 _SETUP_HINT = "run scripts/setup.sh test as root"
-
-
-
-@dataclass(frozen=True)
-class _Target:
-    name: str
-    cc: str
-    cflags: tuple[str, ...]
-    ldflags: tuple[str, ...] = ()
-    support: tuple[str, ...] = ()          # files under firmware/targets/
-    qemu: tuple[str, ...] | None = None    # command before the ELF path; None: run natively
-    env: Mapping[str, str] = field(default_factory=dict)
-    needs_files: tuple[str, ...] = ()      # files the compiler must find (-print-file-name)
-    apt: str = ""                          # Debian package(s) providing it, for messages
-
-
-_ARM_SUPPORT = ("cortex-m/startup.c", "stdio/tl_target_stdio.c")
-
-
-def _arm(name: str, cpu_flags: tuple[str, ...], machine: str) -> _Target:
-    return _Target(
-        name=name, cc="arm-none-eabi-gcc",
-        cflags=("-O2", "-mthumb", *cpu_flags, "-ffunction-sections", "-fdata-sections"),
-        ldflags=("--specs=rdimon.specs", "-Wl,--gc-sections", "-T", "{targets}/cortex-m/mps2.ld"),
-        support=_ARM_SUPPORT,
-        qemu=("qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none",
-              "-semihosting", "-kernel"),
-        needs_files=("rdimon.specs",), apt="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
-
-
-_TARGETS: dict[str, _Target] = {
-    "host": _Target("host", "gcc", ("-O2",), support=("stdio/tl_target_stdio.c",), apt="gcc"),
-    "host-sanitize": _Target(
-        "host-sanitize", "gcc",
-        ("-O1", "-g", "-fsanitize=undefined,address", "-fno-sanitize-recover=all",
-         "-fno-omit-frame-pointer"),
-        ldflags=("-fsanitize=undefined,address",), support=("stdio/tl_target_stdio.c",),
-        env={"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:exitcode=86",
-             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=87"},
-        needs_files=("libasan.so", "libubsan.so"), apt="gcc (libasan, libubsan)"),
-    "cortex-m4": _arm("cortex-m4", ("-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
-                      "mps2-an386"),
-    "cortex-m7": _arm("cortex-m7", ("-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
-                      "mps2-an500"),
-    "xtensa": _Target(
-        "xtensa", "xtensa-lx106-elf-gcc",
-        ("-O2", "-mlongcalls", "-mtext-section-literals", "-fno-builtin",
-         "-fno-tree-loop-distribute-patterns", "-ffunction-sections", "-fdata-sections"),
-        ldflags=("-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-T",
-                 "{targets}/xtensa/xtensa-sim.ld", "-lgcc"),
-        support=("xtensa/start.S", "xtensa/tl_target.c"),
-        qemu=("qemu-system-xtensa", "-M", "sim", "-cpu", "lx106", "-nographic", "-semihosting",
-              "-monitor", "none", "-kernel"),
-        apt="gcc-xtensa-lx106 picolibc-xtensa-lx106-elf qemu-system-misc"),
-    "rv32imc": _Target(
-        "rv32imc", "riscv64-unknown-elf-gcc",
-        ("-O2", "-march=rv32imc", "-mabi=ilp32", "--specs=picolibc.specs",
-         "-ffunction-sections", "-fdata-sections"),
-        ldflags=("--oslib=semihost", "--crt0=semihost", "-Wl,--gc-sections",
-                 "-Wl,--defsym=__flash=0x80000000", "-Wl,--defsym=__flash_size=0x100000",
-                 "-Wl,--defsym=__ram=0x80100000", "-Wl,--defsym=__ram_size=0x100000"),
-        support=("stdio/tl_target_stdio.c",),
-        # picolibc writes stdout to the semihosting console, which QEMU sends to stderr
-        # unless it is given a chardev: route it to stdio (hence no -nographic).
-        qemu=("qemu-system-riscv32", "-M", "virt", "-display", "none", "-serial", "none",
-              "-monitor", "none", "-bios", "none", "-chardev", "stdio,id=semihosting",
-              "-semihosting-config", "enable=on,target=native,chardev=semihosting", "-kernel"),
-        needs_files=("picolibc.specs",),
-        apt="gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"),
-}
 
 
 def firmware_dir() -> Path:
@@ -130,9 +59,9 @@ def runtime_sources() -> list[Path]:
     return [fw / "tl_quant.c", fw / "tl_kernels.c", fw / "testing" / "tl_report.c"]
 
 
-def _spec(target: str) -> _Target:
+def _spec(target: str) -> Toolchain:
     try:
-        return _TARGETS[target]
+        return TOOLCHAINS[target]
     except KeyError:
         raise InputError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}") from None
 

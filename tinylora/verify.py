@@ -33,20 +33,14 @@ from tinylora.codegen.step import (
 from tinylora.errors import InputError
 from tinylora.examples import example_model
 from tinylora.ref.trainer import LoRAConfig, Trainer
+from tinylora.targets import VARIANTS, VERIFY_TARGETS
 
 __all__ = ["TARGETS", "Case", "CaseResult", "VerifyResult", "training_sources", "run_cases",
            "example_case", "model_case", "verify"]
 
-#: verify target -> (emulate target, defines, description)
+#: verify target -> (emulate target, defines, description): a view of tinylora.targets.VARIANTS.
 TARGETS: dict[str, tuple[str, dict | None, str]] = {
-    "host": ("host", None, "the machine's gcc, native"),
-    "host-sanitize": ("host-sanitize", None, "gcc -fsanitize=undefined,address, native"),
-    "cortex-m4": ("cortex-m4", {"TL_NO_DSP": 1}, "Cortex-M4F on QEMU mps2-an386, portable C kernels"),
-    "cortex-m4-dsp": ("cortex-m4", None, "Cortex-M4F on QEMU mps2-an386, DSP-extension kernels"),
-    "cortex-m7": ("cortex-m7", None, "Cortex-M7 on QEMU mps2-an500, DSP-extension kernels"),
-    "xtensa": ("xtensa", None, "Xtensa LX106 on QEMU sim (ESP32's ISA family)"),
-    "rv32imc": ("rv32imc", None, "RV32IMC on QEMU virt (ESP32-C3's ISA)"),
-}
+    name: (VARIANTS[name].toolchain, VARIANTS[name].defines, VARIANTS[name].description) for name in VERIFY_TARGETS}
 
 DEFAULT_LR = 0.02
 

@@ -60,6 +60,7 @@ from tinylora.planning.arena import ALIGN, checked_plan
 from tinylora.planning.boards import Board, load_board
 from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.resources import resource_dir
+from tinylora.targets import PIO_ENVS
 
 __all__ = ["ModelCode", "Project", "ProjectError", "QEMU_ENVS", "model_code",
            "frozen_model_code", "training_model_code", "simulate_app", "plan_project",
@@ -105,23 +106,9 @@ class QemuEnv:
 
 _ELF = "${platformio.build_dir}/${this.__env__}/firmware.elf"
 _TIMEOUT = ("timeout", "120")
-_ARM = ("-nographic", "-monitor", "none", "-semihosting-config", "enable=on,target=native",
-        "-kernel", _ELF)
-QEMU_ENVS = (
-    QemuEnv("qemu_cm4", "tl_qemu_cm4", "cortex-m4", "QEMU mps2-an386, Arm Cortex-M4F",
-            _TIMEOUT + ("qemu-system-arm", "-M", "mps2-an386") + _ARM),
-    QemuEnv("qemu_cm7", "tl_qemu_cm7", "cortex-m7", "QEMU mps2-an500, Arm Cortex-M7",
-            _TIMEOUT + ("qemu-system-arm", "-M", "mps2-an500") + _ARM),
-    QemuEnv("qemu_xtensa", "tl_qemu_lx106", "xtensa",
-            "QEMU sim, Xtensa LX106 (the ESP32 family's ISA; no ESP32-S3 SIMD)",
-            _TIMEOUT + ("qemu-system-xtensa", "-M", "sim", "-cpu", "lx106", "-nographic",
-                        "-monitor", "none", "-semihosting", "-kernel", _ELF)),
-    QemuEnv("qemu_rv32imc", "tl_qemu_rv32imc", "rv32imc", "QEMU virt, RISC-V rv32imc (the ESP32-C3's ISA)",
-            _TIMEOUT + ("qemu-system-riscv32", "-M", "virt", "-display", "none", "-serial", "none",
-                        "-monitor", "none", "-bios", "none", "-chardev", "stdio,id=semihosting",
-                        "-semihosting-config", "enable=on,target=native,chardev=semihosting",
-                        "-kernel", _ELF)),
-)
+#: The QEMU environments of platformio.ini: tinylora.targets' toolchains, run under a timeout.
+QEMU_ENVS = tuple(QemuEnv(t.pio.env, t.pio.board, t.name, t.pio.title, _TIMEOUT + t.qemu + (_ELF,))
+                  for t in PIO_ENVS)
 
 
 @dataclass
