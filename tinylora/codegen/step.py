@@ -383,7 +383,11 @@ def generate_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str =
     ``static_arena=False``: the header defines ``<P>_NO_STATIC_ARENA``, so the step has no
     arena of its own and ``<p>_init`` needs the caller's (an application that places the
     arena itself, e.g. on the heap)."""
-    sp = plan_step(trainer, plan, prefix)
+    return render_step(plan_step(trainer, plan, prefix), command, static_arena)
+
+
+def render_step(sp: StepPlan, command: str | None = None, static_arena: bool = True) -> dict[str, str]:
+    """:func:`generate_step` for a step already planned with :func:`plan_step`."""
     ctx = _context(sp, command)
     ctx["static_arena"] = bool(static_arena)
     return {f"{sp.prefix}.h": render("c/train_step.h.j2", **ctx),

@@ -1,0 +1,165 @@
+"""Every file of a project: the explicit template -> output table and the context of each."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinylora import __version__
+from tinylora.codegen import c_array_rows, c_comment, render
+from tinylora.codegen.project.common import (
+    CMSIS_NN_VERSION,
+    ESP_NN_VERSION,
+    PLATFORM_DIR,
+    QEMU_ENVS,
+    VECTOR_STEPS,
+    Project,
+    _aligned,
+    _header,
+    _hex,
+    _pin,
+    _ram_storage,
+    _stm32_family,
+    _storage_name,
+)
+from tinylora.errors import ProjectError
+from tinylora.resources import resource_dir
+
+
+def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
+                  command: str | None) -> dict[str, bytes]:
+    b = p.board
+    esp = b.platform == "espressif32"
+    family = _stm32_family(b)
+    files: dict[str, str | bytes] = {}
+
+    def add(path: str, template: str, **context):
+        files[path] = render(template, header=_header(path, command), **context)
+
+    # --- board data for the templates
+    storage = dict(b.storage or {})
+    console = dict(b.console or {})
+    if not storage or not console:
+        raise ProjectError(f"board {b.name}: boards/{b.name}.toml needs [console] and [storage]")
+    storage["size_hex"] = _hex(storage["size"])
+    storage["erase_unit_hex"] = _hex(storage["erase_unit"])
+    if "address" in storage:
+        storage["address_hex"] = f"0x{int(storage['address']):08X}"
+    if storage["size"] % storage["erase_unit"] or storage["size"] < 2 * storage["erase_unit"]:
+        raise ProjectError(f"board {b.name}: storage must be at least two whole erase units")
+    stm32 = None
+    if family:
+        tx_port, tx_pin = _pin(console["tx"])
+        rx_port, rx_pin = _pin(console["rx"])
+        if tx_port != rx_port:
+            raise ProjectError(f"board {b.name}: console TX and RX must share a GPIO port")
+        console.update(port=tx_port, tx_pin=tx_pin, rx_pin=rx_pin)
+        stm32 = {"family": family, "hal_header": f"stm32{family.lower()}xx_hal.h"}
+    own = b.emulation
+    width = max(len(b.name), *(len(q.env) for q in QEMU_ENVS))
+    qemu = [{"env": q.env, "board": q.board, "title": q.title, "own": q.emulation == own,
+             "pad": " " * (width - len(q.env)), "command": q.command} for q in QEMU_ENVS]
+    if esp:
+        board_options = ["board_build.partitions = partitions.csv",
+                         "monitor_filters = esp32_exception_decoder"]
+    else:
+        board_options = ["upload_protocol = stlink", "build_flags =", f"    -D TL_STM32_{family}",
+                         "; CMSIS-NN: vendor it into lib/cmsis_nn (lib/cmsis_nn/README.md). The",
+                         "; runtime's TL_USE_CMSIS_NN dispatch is verified only against a test",
+                         "; double, and this project does not yet register kernel scratch",
+                         "; (tl_kernels_set_scratch): keep -D TL_USE_CMSIS_NN off for now."]
+    ctx = dict(board=b, esp=esp, stm32=stm32, storage=storage, console=console,
+               ram_storage=_ram_storage(p.code.checkpoint_bytes), qemu=qemu,
+               board_options=board_options,
+               board_pad=" " * (width - len(b.name)), version=__version__,
+               esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
+               cmsis_nn_tag=f"v{CMSIS_NN_VERSION}")
+
+    # --- the project
+    add("platformio.ini", "project/platformio.ini.j2", **ctx)
+    add(".gitignore", "project/gitignore.j2")
+    add("src/main.c", "project/src/main.c.j2")
+    if esp:
+        add("CMakeLists.txt", "project/CMakeLists.txt.j2")
+        add("src/CMakeLists.txt", "project/src/CMakeLists.txt.j2")
+        add("src/idf_component.yml", "project/src/idf_component.yml.j2", **ctx)
+        add("sdkconfig.defaults", "project/sdkconfig.defaults.j2")
+        app_partition = "0x200000" if b.flash_kb >= 4096 else "0x100000"
+        add("partitions.csv", "project/partitions.csv.j2", app_partition_size=app_partition, **ctx)
+    else:
+        files["lib/cmsis_nn/library.json"] = render("project/lib/cmsis_nn/library.json.j2", **ctx)
+        add("lib/cmsis_nn/README.md", "project/lib/cmsis_nn/README.md.j2", **ctx)
+
+    # --- lib/tinylora: runtime + model code + application interface
+    fw = resource_dir("firmware")
+    for name in p.code.runtime:
+        files[f"lib/tinylora/src/{name}"] = (fw / name).read_bytes()
+    for name, text in sorted(p.code.lib_files.items()):
+        files[f"lib/tinylora/src/{name}"] = text
+    files["lib/tinylora/library.json"] = render("project/lib/tinylora/library.json.j2", **ctx)
+    add("lib/tinylora/src/tl_app_model.h", "project/lib/tinylora/tl_app_model.h.j2")
+    app = {"model": c_comment(p.model_name).replace('"', "'"), "input_size": x[0].size,
+           "classes": int(np.prod(model.output_shape)), "arena_size": p.arena_bytes,
+           "arena_note": c_comment(f"training step plan {p.training_arena_bytes}, model code "
+                                   f"{p.code.arena_bytes}; {b.name}'s budget {b.arena_budget}"),
+           "can_train": int(p.code.can_train), "code_note": c_comment(p.code.description),
+           "samples": len(x), "samples_note": c_comment(samples_note), "epochs": epochs,
+           "checkpoint_every": p.checkpoint_every}
+    add("lib/tinylora/src/tl_app_config.h", "project/lib/tinylora/tl_app_config.h.j2", app=app)
+    add("lib/tinylora/src/tl_app_samples.c", "project/lib/tinylora/tl_app_samples.c.j2",
+        samples_note=c_comment(samples_note), rows=c_array_rows(x.reshape(len(x), -1)),
+        label_rows=c_array_rows(y))
+
+    # --- lib/tl_app, lib/tl_board
+    for lib, names in (("tl_app", ("tl_storage.h", "tl_storage.c", "tl_protocol.h", "tl_protocol.c")),
+                       ("tl_board", ("tl_board.h", "tl_board_config.h", "tl_board_common.c",
+                                     "tl_board_qemu.c", "tl_board_espidf.c", "tl_board_stm32.c",
+                                     "tl_storage_esp_partition.c", "tl_storage_esp_nvs.c",
+                                     "tl_storage_stm32_flash.c"))):
+        files[f"lib/{lib}/library.json"] = render(f"project/lib/{lib}/library.json.j2", **ctx)
+        for name in names:
+            add(f"lib/{lib}/src/{name}", f"project/lib/{lib}/{name}.j2", **ctx)
+
+    # --- test/
+    add("test/tl_unit.h", "project/test/tl_unit.h.j2")
+    add("test/tl_unit.c", "project/test/tl_unit.c.j2")
+    add("test/test_custom_runner.py", "project/test/test_custom_runner.py.j2")
+    add("test/test_storage/test_main.c", "project/test/test_storage/test_main.c.j2")
+    add("test/test_protocol/test_main.c", "project/test/test_protocol/test_main.c.j2")
+    for name, text in sorted(p.code.test_files.items()):
+        files[f"test/{name}"] = text
+
+    # --- the local QEMU platform, with the targets' startup code and linker scripts
+    platform = fw / "pio" / "platform-tinylora-qemu"
+    for src in sorted(platform.rglob("*")):
+        if src.is_file() and "__pycache__" not in src.parts:
+            files[f"{PLATFORM_DIR}/{src.relative_to(platform).as_posix()}"] = src.read_bytes()
+    for rel in ("cortex-m/mps2.ld", "cortex-m/startup.c", "stdio/tl_target_stdio.c",
+                "xtensa/start.S", "xtensa/tl_target.c", "xtensa/xtensa-sim.ld"):
+        files[f"{PLATFORM_DIR}/targets/{rel}"] = (fw / "targets" / rel).read_bytes()
+    files[f"{PLATFORM_DIR}/targets/include/tl_report.h"] = (fw / "testing" / "tl_report.h").read_bytes()
+
+    # --- README last: it lists the files
+    unit = int(storage["erase_unit"])
+    slot = -(-max(p.code.checkpoint_bytes, 1) // unit) * unit
+    suites = sorted({f.split("/")[1] for f in files if f.startswith("test/test_") and f.count("/") == 2})
+    cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 7}
+    add("README.md", "project/README.md.j2", project=p, samples_note=samples_note,
+        epochs=epochs, test_suites=suites, test_cases=cases,
+        test_total=sum(cases.get(t, 0) for t in suites), ckpt_slot=slot,
+        ckpt_slot_hex=_hex(slot), storage_name=_storage_name(b),
+        lr=f"{p.lr:.6g}", vector_steps=VECTOR_STEPS, boot_steps=epochs * len(x),
+        uniform_loss=f"{math.log(app['classes']):.3f}",
+        qemu_own=next(q for q in qemu if q["own"]), classes=app["classes"],
+        test_commands=_aligned([(f"pio test -e {b.name}", "on the connected board (flashes the test firmware)")]
+                               + [(f"pio test -e {q['env']}", q["title"]) for q in qemu]),
+        input_size=app["input_size"], **ctx)
+
+    out = {}
+    for path, content in sorted(files.items()):
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if path.endswith((".c", ".h", ".ini", ".md", ".json", ".py", ".yml", ".csv", ".txt")) \
+                and b"\r" in data:
+            raise ProjectError(f"{path}: generated text must use \\n line ends")
+        out[path] = data
+    return out

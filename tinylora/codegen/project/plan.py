@@ -1,0 +1,126 @@
+"""Deciding a whole project (:func:`plan_project`): board, model, LoRA configuration, arena
+plan checked against the board's budget, embedded samples, every file's bytes."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from tinylora import load_tflite, tasks
+from tinylora.codegen.project.common import _REGION_FILES, FRAMEWORKS, GEN_LR, Project, _argmax_first, _storage_name
+from tinylora.codegen.project.files import _render_files
+from tinylora.codegen.project.model_code import ModelCodeFactory, model_code
+from tinylora.codegen.project.regions import _region_names
+from tinylora.codegen.project.simulate import simulate_app
+from tinylora.errors import BudgetError, InputError, ProjectError
+from tinylora.examples import example_model
+from tinylora.planning import autorank
+from tinylora.planning.arena import checked_plan
+from tinylora.planning.boards import Board, load_board
+from tinylora.ref.trainer import LoRAConfig, Trainer
+
+# ---------------------------------------------------------------------------------- samples
+
+def _default_samples(model, model_path: str | None, data: str | None, count: int):
+    """(int8 samples, labels, description) embedded in the application."""
+    if data is not None:
+        with np.load(data) as z:
+            names = set(z.files)
+            if {"x_train", "y_train"} <= names:
+                x, y = z["x_train"], z["y_train"]
+            elif {"x", "y"} <= names:
+                x, y = z["x"], z["y"]
+            else:
+                raise InputError(f"{data} lacks x_train and y_train (or x and y)")
+        x = x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
+        x, _ = model._check_input(np.asarray(x)[:count])
+        return x.astype(np.int8), np.asarray(y[:count]).astype(np.int64), f"the first {len(x)} of {Path(data).name}"
+    if model_path is None:
+        t = tasks.task("sensor", 0)
+        x = model.quantize(t["x_train"][:count])
+        return (x.astype(np.int8), t["y_train"][:count].astype(np.int64),
+                f"{len(x)} digits of the bundled 'sensor' task ({t['description']})")
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (count,) + tuple(model.input_shape)).astype(np.int8)
+    y = _argmax_first(np.asarray(model.forward(x)).reshape(count, -1))
+    return x, y.astype(np.int64), (f"{count} random inputs labelled with the model's own "
+                                   "predictions (give --data for real samples)")
+
+
+# ---------------------------------------------------------------------------------- planning
+
+def plan_project(board: str | Board, model_path: str | None = None, rank: int = 3,
+                 auto_rank: bool = False, data: str | None = None, samples: int = 32,
+                 epochs: int = 3, command: str | None = None,
+                 model_code_factory: ModelCodeFactory | None = None,
+                 lr: float = GEN_LR) -> Project:
+    """Decide the whole project for ``board`` (nothing is written).
+
+    Raises :class:`~tinylora.errors.BudgetError` if the training step's arena does not fit
+    the board's arena budget, :class:`~tinylora.planning.boards.BoardError` for an unknown board.
+    """
+
+    b = board if isinstance(board, Board) else load_board(board)
+    if b.platform not in FRAMEWORKS or b.framework not in FRAMEWORKS[b.platform]:
+        raise ProjectError(f"board {b.name}: platform {b.platform!r} / framework {b.framework!r} "
+                           f"is not one tinylora generates projects for ({FRAMEWORKS})")
+    if samples < 1 or samples > 4096:
+        raise InputError("samples must be in [1, 4096]")
+    if epochs < 1 or epochs > 1000:
+        raise InputError("epochs must be in [1, 1000]")
+    path = model_path if model_path is not None else str(example_model())
+    model = load_tflite(path)
+    x, y, samples_note = _default_samples(model, model_path, data, samples)
+    classes = int(np.prod(model.output_shape))
+    if np.any(y < 0) or np.any(y >= classes) or np.any(y > 255):
+        raise InputError(f"labels must be class numbers in [0, {min(classes, 256)})")
+
+    # The plan is checked against the board's budget before anything else happens.
+    if auto_rank:
+        result = autorank.auto_rank(model, budget=b.arena_budget, calibration=x[:32])
+        config, recompute = result.config, result.recompute
+        config_text = f"auto-rank for {b.name}: {result.config.rank}, recompute {recompute}"
+    else:
+        config, recompute = LoRAConfig(rank=rank), "none"
+        config_text = f"rank {rank} on every FULLY_CONNECTED layer"
+    if not 0 < lr < 1:
+        raise InputError("lr must be in (0, 1)")
+    trainer = Trainer(model, config, lr=lr, recompute=recompute, calibration=x[:64])
+    # BudgetError when it does not fit (a Board given as data: its own budget)
+    plan = checked_plan(trainer, board=b.name) if not isinstance(board, Board) else \
+        checked_plan(trainer, budget=b.arena_budget)
+
+    factory = model_code_factory or model_code
+    code = factory(model, trainer, x, y, command=command, plan=plan)
+    arena = max(plan.total_bytes, code.arena_bytes)
+    arena = (arena + 7) // 8 * 8
+    if arena > b.arena_budget:
+        raise BudgetError(f"the model code needs an arena of {arena:,} B but {b.name}'s budget is "
+                          f"{b.arena_budget:,} B: choose a smaller model or a larger board",
+                          plan=plan)
+
+    if code.checkpoint_bytes:
+        storage = b.storage or {}
+        unit = int(storage.get("erase_unit", 0) or 0)
+        slot = -(-code.checkpoint_bytes // unit) * unit if unit else 0
+        if not unit or 2 * slot > int(storage.get("size", 0)):
+            raise BudgetError(f"a checkpoint of {code.checkpoint_bytes:,} B needs two slots of "
+                              f"{slot:,} B (whole {unit:,} B erase units), more than {b.name}'s "
+                              f"checkpoint storage of {int(storage.get('size', 0)):,} B: "
+                              "choose a smaller rank or model", plan=plan)
+
+    name = Path(path).name if model_path is not None else f"bundled {Path(path).name}"
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    every = max(1, len(x))
+    project = Project(board=b, model_name=f"{name} (sha256 {digest})", config_text=config_text,
+                      arena_bytes=arena, training_arena_bytes=plan.total_bytes,
+                      budget=b.arena_budget, plan_report=plan.report(), samples=len(x), code=code,
+                      epochs=epochs, checkpoint_every=every, lr=trainer.lr, trainer=trainer)
+    project.expected_output = simulate_app(trainer, x, y, epochs, every, code.checkpoint_bytes,
+                                           _storage_name(b), can_train=code.can_train,
+                                           model=model)
+    project.files = _render_files(project, model, x, y, samples_note, epochs, command)
+    project.regions = {p: tuple(_region_names(t.decode())) for p, t in project.files.items()
+                       if p in _REGION_FILES}
+    return project

@@ -1,0 +1,171 @@
+"""Writing a planned project to disk (keeping USER CODE regions, refusing to lose edits),
+``generate_project`` and the ``platformio.ini`` name check."""
+from __future__ import annotations
+
+import configparser
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinylora import __version__
+from tinylora.codegen.project.common import (
+    _REGION_FILES,
+    FRAMEWORKS,
+    MANIFEST,
+    PLATFORM_DIR,
+    QEMU_ENVS,
+    Project,
+    _json_text,
+)
+from tinylora.codegen.project.plan import plan_project
+from tinylora.codegen.project.regions import _digest, _merge, _split_regions, canonical
+from tinylora.errors import ProjectError
+from tinylora.planning.boards import Board, load_board
+
+# ---------------------------------------------------------------------------------- writing
+
+@dataclass
+class WriteReport:
+    out_dir: Path
+    written: list[str]
+    unchanged: list[str]
+    removed: list[str]
+    preserved_regions: dict[str, list[str]]
+
+
+def write_project(project: Project, out_dir: Path | str, force: bool = False) -> WriteReport:
+    """Write ``project`` into ``out_dir``.
+
+    A file already there is replaced only if tinylora wrote it (``.tinylora/manifest.json``)
+    and nobody changed it outside its USER CODE regions, whose contents are carried over.
+    Files of an earlier generation that this one no longer has are deleted on the same
+    condition. Anything else is a :class:`ProjectError` listing every conflict, and then
+    nothing is written -- unless ``force``, which overwrites (regions are still kept).
+    """
+    out = Path(out_dir)
+    manifest_path = out / MANIFEST
+    old_manifest: dict[str, str] = {}
+    if manifest_path.is_file():
+        try:
+            old_manifest = json.loads(manifest_path.read_text())["files"]
+        except (ValueError, KeyError, TypeError):
+            raise ProjectError(f"{manifest_path} is damaged: restore it or delete the project "
+                               "folder (or use --force)") from None
+    conflicts: list[str] = []
+    final: dict[str, bytes] = {}
+    preserved: dict[str, list[str]] = {}
+    for rel, data in project.files.items():
+        target = out / rel
+        if target.is_dir():
+            conflicts.append(f"{rel}: a folder is in the way")
+            continue
+        if not target.is_file():
+            final[rel] = data
+            continue
+        old = target.read_bytes()
+        if rel in old_manifest:
+            if _digest(old) != old_manifest[rel] and not force:
+                conflicts.append(f"{rel}: changed outside its USER CODE regions since tinylora "
+                                 "wrote it")
+                continue
+        elif old != data and canonical(old) != canonical(data) and not force:
+            conflicts.append(f"{rel}: exists and was not written by tinylora")
+            continue
+        if rel in _REGION_FILES:
+            try:
+                merged = _merge(data, old, rel)
+            except ProjectError as e:
+                if not force:
+                    conflicts.append(str(e))
+                    continue
+                merged = data
+            kept = [n for n, body in _split_regions(old.decode())[1].items() if "".join(body).strip()]
+            if kept:
+                preserved[rel] = kept
+            final[rel] = merged
+        else:
+            final[rel] = data
+    stale = sorted(set(old_manifest) - set(project.files))
+    removable = []
+    for rel in stale:
+        target = out / rel
+        if not target.is_file():
+            continue
+        if _digest(target.read_bytes()) != old_manifest[rel] and not force:
+            conflicts.append(f"{rel}: no longer generated, but changed since tinylora wrote it")
+        else:
+            removable.append(rel)
+    if conflicts:
+        raise ProjectError("tinylora gen would overwrite your changes; nothing was written:\n  "
+                           + "\n  ".join(conflicts)
+                           + "\nMove your changes into USER CODE regions, restore the files, "
+                             "choose another --out, or use --force to overwrite.")
+
+    written, unchanged = [], []
+    for rel, data in final.items():
+        target = out / rel
+        if target.is_file() and target.read_bytes() == data:
+            unchanged.append(rel)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        written.append(rel)
+    for rel in removable:
+        (out / rel).unlink()
+    manifest = {"generator": f"tinylora {__version__}", "board": project.board.name,
+                "note": "sha256 of each file tinylora wrote, USER CODE regions excluded: "
+                        "tinylora gen uses it to find edits it must not overwrite",
+                "files": {rel: _digest(data) for rel, data in sorted(final.items())}}
+    text = _json_text(manifest).encode()
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    if not manifest_path.is_file() or manifest_path.read_bytes() != text:
+        manifest_path.write_bytes(text)
+    return WriteReport(out, sorted(written), sorted(unchanged), removable, preserved)
+
+
+def generate_project(board: str, out_dir: Path | str, force: bool = False, **options):
+    """:func:`plan_project` then :func:`write_project`; returns (project, report)."""
+    project = plan_project(board, **options)
+    return project, write_project(project, out_dir, force=force)
+
+
+# ---------------------------------------------------------------------------------- checks
+
+def check_names(project_dir: Path | str, board: str | Board) -> list[str]:
+    """Problems with the names in a generated ``platformio.ini``: the board environment's
+    platform, board and framework must be the board data's (PlatformIO cannot check them
+    offline), and each QEMU environment's board must exist in the project's local platform.
+    Returns [] when everything checks out."""
+    b = board if isinstance(board, Board) else load_board(board)
+    root = Path(project_dir)
+    ini = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    ini.read(root / "platformio.ini")
+    problems = []
+    section = f"env:{b.name}"
+    if section not in ini:
+        return [f"platformio.ini has no [{section}]"]
+    for key, want in (("platform", b.platform), ("board", b.pio_board), ("framework", b.framework)):
+        got = ini[section].get(key, "").strip()
+        if got != want:
+            problems.append(f"[{section}] {key} = {got!r}, the board data says {want!r}")
+    framework = ini[section].get("framework", "").strip()
+    if framework not in FRAMEWORKS.get(ini[section].get("platform", "").strip(), ()):
+        problems.append(f"[{section}] framework {framework!r} does not belong to its platform")
+    platform_json = root / PLATFORM_DIR / "platform.json"
+    try:
+        platform_name = json.loads(platform_json.read_text())["name"]
+    except (OSError, ValueError, KeyError):
+        return problems + [f"{platform_json} is missing or broken"]
+    for q in QEMU_ENVS:
+        sec = f"env:{q.env}"
+        if sec not in ini:
+            problems.append(f"platformio.ini has no [{sec}]")
+            continue
+        board_id = ini[sec].get("board", "").strip()
+        if not (root / PLATFORM_DIR / "boards" / f"{board_id}.json").is_file():
+            problems.append(f"[{sec}] board {board_id!r} is not a board of {platform_name}")
+        if ini[sec].get("extends", "").strip() != "qemu":
+            problems.append(f"[{sec}] does not extend [qemu]")
+    if ini.get("qemu", "platform", fallback="") != f"symlink://${{PROJECT_DIR}}/{PLATFORM_DIR}":
+        problems.append("[qemu] platform does not point at the project's local platform")
+    return problems
