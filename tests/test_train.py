@@ -241,3 +241,13 @@ def test_gradient_cases_are_not_vacuous():
     """The comparison above has something to compare for nearly every seed."""
     compared = sum(bool(gradient_case(seed)[0]) for seed in range(20))
     assert compared >= 17
+
+
+def test_step_returns_the_loss_and_the_logits_of_its_forward(model, data):
+    X, Y = data
+    t = Trainer(model, LoRAConfig(rank=4), lr=0.01, calibration=X[:32])
+    for i in range(5):
+        before = np.asarray(t.logits(X[i: i + 1]), np.int8).reshape(-1)
+        result = t.step(X[i], Y[i])
+        assert isinstance(result, int) and result == result.loss > 0
+        np.testing.assert_array_equal(result.logits, before)

@@ -467,10 +467,9 @@ def expected_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_tra
         if i == vectors.restore_at:
             out[names["ckpt_mid"]] = trainer.checkpoint()
             out[names["restore"]] = np.int32(0).tobytes()
-        bufs = {"x": x[i: i + 1], "label": int(label)}
-        loss = trainer._run(bufs, 0)
-        out[f"{names['logits']}_{i:x}"] = np.asarray(bufs["logits"], np.int8).tobytes()
-        out[f"{names['loss']}_{i:x}"] = np.int32(loss).astype("<i4").tobytes()
+        result = trainer.step(x[i: i + 1], int(label))
+        out[f"{names['logits']}_{i:x}"] = result.logits.tobytes()
+        out[f"{names['loss']}_{i:x}"] = np.int32(result.loss).astype("<i4").tobytes()
     if vectors.restore_at >= len(vectors.labels):
         out[names["ckpt_mid"]] = trainer.checkpoint()
         out[names["restore"]] = np.int32(0).tobytes()

@@ -124,7 +124,6 @@ class LayerConstants:
     m_join: tuple[np.ndarray, np.ndarray]
     m_update_b: tuple[int, int] = (0, 0)
     m_update_a: tuple[int, int] = (0, 0)
-    grad_scale_out: float = 0.0      # real dL/dy per gradient unit at this layer's output
     extra: dict = field(default_factory=dict)
 
 

@@ -61,10 +61,6 @@ class Model:
         q = np.sign(v) * np.floor(np.abs(v) + 0.5) + self.input_zero_point
         return np.clip(q, -128, 127).astype(np.int8)
 
-    def dequantize(self, y) -> np.ndarray:
-        """int8 model output -> real values."""
-        return (np.asarray(y, np.float64) - self.output_zero_point) * self.output_scale
-
     def _check_input(self, x) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
         if not np.issubdtype(x.dtype, np.integer):

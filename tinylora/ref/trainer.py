@@ -232,12 +232,10 @@ class Trainer:
     def _backward_constants(self) -> None:
         """Static gradient scales and the update / input-gradient multipliers (before training)."""
         scale = self.beta / 256.0   # real dL/dlogit per gradient unit
-        self.grad_scale = {}
         self.input_grad = {}
         f = 2.0 ** (lora.MASTER_FRAC_BITS + lora.ACCUM_FRAC_BITS)
         lr = self.lr / self.accum_steps
         for layer in reversed(self.model.layers[self.lowest: self.logits_layer + 1]):
-            self.grad_scale[layer.index] = scale
             if isinstance(layer, Reshape):
                 continue
             ad = self.adapters.get(layer.index)
@@ -291,14 +289,15 @@ class Trainer:
 
     # ----------------------------------------------------------------- execution
 
-    def step(self, x, label: int) -> int:
-        """One training step on one sample (int8 input); returns the loss in Q10."""
+    def step(self, x, label: int) -> StepResult:
+        """One training step on one sample (int8 input). Returns its loss in Q10 (a
+        :class:`StepResult`: an ``int`` as before, with ``.loss`` and the step's ``.logits``)."""
         x, _ = self.model._check_input(x)
         if x.shape[0] != 1:
             raise InputError("step() takes one sample; use fit() for many")
         return self._run({"x": x, "label": int(label)}, start=0)
 
-    def _run(self, bufs: dict, start: int) -> int:
+    def _run(self, bufs: dict, start: int) -> StepResult:
         if self._arena is not None:
             bufs = _ArenaBufs(self._arena, start - 1, bufs)
         for j in range(start, len(self.schedule)):
@@ -314,7 +313,7 @@ class Trainer:
         self.step_count += 1
         if self.step_count % self.accum_steps == 0:
             self.updates += 1
-        return bufs["loss"]
+        return StepResult(bufs["loss"], bufs["logits"])
 
     def _op_forward(self, op, bufs):
         bufs[act(op.layer)] = self.model.layers[op.layer].forward(bufs[act(op.layer - 1)])
@@ -495,8 +494,9 @@ class Trainer:
             total, correct = 0, 0
             for n, idx in enumerate(order):
                 bufs = {act(self.lowest - 1): seg[idx: idx + 1], "label": int(Y[idx])}
-                total += self._run(bufs, start)
-                correct += int(np.argmax(bufs["logits"]) == Y[idx])
+                result = self._run(bufs, start)
+                total += result.loss
+                correct += int(np.argmax(result.logits) == Y[idx])
                 if callback is not None:
                     callback(epoch, n + 1, len(order))
             history.append({"epoch": epoch + 1, "loss": loss_real(total) / len(Y),
@@ -540,6 +540,22 @@ class _Arena:
             if (b.first == t) if writing else (b.first <= t <= b.last):
                 return b
         return None
+
+
+class StepResult(int):
+    """The result of :meth:`Trainer.step`: the loss in Q10 (the int itself, so code that
+    treats the step's result as the loss keeps working) and the step's int8 logits."""
+
+    logits: np.ndarray
+
+    def __new__(cls, loss: int, logits) -> StepResult:
+        result = super().__new__(cls, int(loss))
+        result.logits = np.asarray(logits, np.int8).reshape(-1).copy()
+        return result
+
+    @property
+    def loss(self) -> int:
+        return int(self)
 
 
 class _ArenaBufs(dict):

@@ -116,9 +116,9 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     for i in range(n):
         if i == half:
             ckpt_mid = t.checkpoint()
-        bufs = {"x": x[i % count: i % count + 1], "label": int(y[i % count])}
-        losses.append(int(t._run(bufs, 0)))
-        logits.append(np.asarray(bufs["logits"], np.int8).reshape(-1))
+        result = t.step(x[i % count: i % count + 1], int(y[i % count]))
+        losses.append(result.loss)
+        logits.append(result.logits)
     ckpt_final = t.checkpoint()
     predict = min(VECTOR_PREDICT, count)
     predicted = np.asarray(t.logits(x[:predict]), np.int8).reshape(predict, -1)

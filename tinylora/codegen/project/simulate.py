@@ -60,10 +60,9 @@ def simulate_app(trainer, samples: np.ndarray, labels: np.ndarray, epochs: int,
 
     def train(inp, label) -> tuple[int, int]:
         nonlocal steps
-        bufs = {"x": inp[None], "label": int(label)}
-        loss = int(t._run(bufs, 0))
+        result = t.step(inp[None], int(label))
         steps += 1
-        return _first_argmax(bufs["logits"]), loss
+        return _first_argmax(result.logits), result.loss
 
     def checkpoint():
         nonlocal saved
