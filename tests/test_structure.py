@@ -33,8 +33,12 @@ def _imports(module: str) -> list[tuple[str, bool]]:
     """(imported tinylora module, at module level?) for each import statement of `module`."""
     tree = ast.parse(_path(module).read_text())
     top = set(map(id, tree.body))
+    typing_only = {id(n) for block in tree.body if isinstance(block, ast.If)
+                   and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
     out = []
     for node in ast.walk(tree):
+        if id(node) in typing_only:   # annotations only: never imported at run time
+            continue
         if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("tinylora"):
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"

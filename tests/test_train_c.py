@@ -31,11 +31,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from support import randmodel
-from support.train_c import CProgram, lit, lora_params, optim_params, report_u8_bytes, step_program
+from support.train_c import CProgram, lit, lora_params, optim_params, report_u8_bytes
 
 import tinylora
-from tinylora import emulate, targets
+from tinylora import emulate, targets, verify
 from tinylora.codegen import tables
+from tinylora.codegen.step import VectorSet
 from tinylora.datasets import digits_split, to_model_input
 from tinylora.errors import CheckpointError
 from tinylora.formats import checkpoint as ckpt
@@ -43,7 +44,7 @@ from tinylora.ref import lora, quant
 from tinylora.ref.layers import Conv2D, FullyConnected, QuantParams
 from tinylora.ref.loss import LOSS_LUT, xent_grad
 from tinylora.ref.softmax import softmax_int8, softmax_params
-from tinylora.ref.trainer import AdaptedLayer, LoRAConfig, ScheduleOp, Trainer, act, sparsify
+from tinylora.ref.trainer import AdaptedLayer, LoRAConfig, ScheduleOp, Trainer, sparsify
 
 TARGETS = tuple(targets.TOOLCHAINS)
 N_RANDOM = 20           # hypothesis-chosen seeds per kernel
@@ -1078,47 +1079,16 @@ class CrcCase:
 
 # ==================================================================== whole training runs
 
-class TrainingRun:
-    kernel = "training"
-
-    def __init__(self, prefix: str, trainer: Trainer, seg: np.ndarray, labels: np.ndarray):
-        self.prefix, self.t = prefix, trainer
-        self.seg, self.labels = seg, labels
-
-    def emit(self, prog):
-        # the C program starts from the trainer's current state; numpy then runs the steps
-        step_program(prog, self.t, self.seg, self.labels, self.prefix)
-        t = self.t
-        self.logits, self.losses = [], []
-        for n in range(len(self.labels)):
-            bufs = {act(t.lowest - 1): self.seg[n:n + 1], "label": int(self.labels[n])}
-            self.losses.append(t._run(bufs, t.lowest))
-            self.logits.append(bufs["logits"].copy())
-        self.checkpoint = t.checkpoint()
-
-    def check(self, r, bad):
-        p = self.prefix
-        for n in range(len(self.labels)):
-            bad.compare(f"{p} step {n} logits", r.int8(f"{p}_logits_{n:x}"), self.logits[n])
-            bad.compare(f"{p} step {n} loss", r.int32(f"{p}_loss_{n:x}"), [self.losses[n]])
-        for i, ad in self.t.adapters.items():
-            bad.compare(f"{p} final A{i} masters", r.int32(f"{p}_A_{i:x}"), ad.a_master)
-            bad.compare(f"{p} final B{i} masters", r.int32(f"{p}_B_{i:x}"), ad.b_master)
-        for name in ("ckpt", "ckrt"):
-            got = report_u8_bytes(r.values, f"{p}_{name}", 0)
-            if got != self.checkpoint:
-                first = next((i for i, (a, b) in enumerate(zip(got, self.checkpoint)) if a != b), None)
-                bad.append(f"{p} {name}: {len(got)} bytes vs {len(self.checkpoint)}, first "
-                           f"difference at {first}")
-
-
-def _training_runs() -> list:
+def _training_cases() -> list[verify.Case]:
+    """Whole training runs under several trainer options, as `tinylora verify` cases: their C
+    comes from tinylora.codegen (the one step generator), the expected bytes from numpy.
+    Fresh trainers each call (a case's trainer is trained in place for the expected values)."""
     model = tinylora.load_tflite(tinylora.example_model())
     d = digits_split()
     x = to_model_input(model, d["x_train"][:TRAIN_STEPS])
     y_true = np.asarray(d["y_train"][:TRAIN_STEPS])
     y_new = (y_true + 3) % 10           # a new labelling: large gradients from the first step
-    runs = []
+    cases = []
     configs = [("ex", {}, y_true),
                ("exrel", {"lr": 0.3}, y_new),
                ("exsparse", {"lr": 0.3, "momentum": 0.9, "grad_density": 0.2}, y_new),
@@ -1128,7 +1098,7 @@ def _training_runs() -> list:
     for prefix, kw, labels in configs:
         t = Trainer(model, LoRAConfig(), **kw)
         assert sorted(t.adapters) == [5, 6]
-        runs.append(TrainingRun(prefix, t, t.segment_inputs(x), labels))
+        cases.append(verify.Case(prefix, t, VectorSet(x, labels), about=f"bundled model {kw}"))
     # a strided 1x1 CONV_2D adapter under a RESHAPE and an FC adapter
     rng = np.random.default_rng(4)
     mb = randmodel.random_model(rng, "cnn", input_shape=(5, 6, 3), softmax=True, edge="none",
@@ -1139,8 +1109,21 @@ def _training_runs() -> list:
     fc = m.layers[-2].index
     assert m.layers[0].kind == "CONV_2D" and m.layers[0].kernel == (1, 1)
     t = Trainer(m, LoRAConfig(rank=2, targets=(0, fc)), lr=0.5, calibration=xs)
-    runs.append(TrainingRun("conv", t, t.segment_inputs(xs), np.arange(TRAIN_STEPS) % 5))
-    return runs
+    cases.append(verify.Case("conv", t, VectorSet(xs, np.arange(TRAIN_STEPS) % 5), about="strided 1x1 conv"))
+    return cases
+
+
+#: The verify variant of each toolchain here: its default kernels (no defines).
+VERIFY_VARIANT = {tc: next(v.name for v in targets.VARIANTS.values()
+                           if v.verify and v.toolchain == tc and v.defines is None) for tc in TARGETS}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_training_runs_match_numpy(target, tmp_path):
+    _require(target)
+    result = verify.run_cases(VERIFY_VARIANT[target], _training_cases(), tmp_path)
+    assert result.ok and len(result.cases) == 6 and result.bytes_compared > 6 * TRAIN_STEPS * 10, \
+        result.summary()
 
 
 # ==================================================================== the program per target
@@ -1159,7 +1142,6 @@ class Suite:
         }
         trainers, _, _ = _trainers()
         self.groups["checkpoint"] = [CheckpointCodec(trainers)]
-        self.groups["training"] = _training_runs()
         prog = CProgram()
         prog.decl(FORGE_C)
         prog.calls.append("    (void)forge;")
@@ -1292,7 +1274,7 @@ def _check_group(suite, report, group: str) -> None:
 
 
 @pytest.mark.parametrize("group", ["normalize", "forward", "loss", "backward", "update", "crc",
-                                   "checkpoint", "store", "training"])
+                                   "checkpoint", "store"])
 def test_kernels_match_numpy(outcome, suite, group):
     target, report = outcome
     _check_group(suite, report, group)

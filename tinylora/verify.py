@@ -26,9 +26,9 @@ from tinylora.codegen.step import (
     VectorSet,
     expected_vectors,
     generate_shared_arena,
-    generate_step,
     generate_vectors,
     plan_step,
+    render_step,
 )
 from tinylora.errors import InputError
 from tinylora.examples import example_model
@@ -162,7 +162,7 @@ def write_program(cases: Sequence[Case], out_dir: Path, command: str | None = No
             arena = SHARED_ARENA
             shared = max(shared, step.plan.total_bytes)
             defines[f"{step.macro}_NO_STATIC_ARENA"] = 1
-        for name, text in generate_step(case.trainer, prefix=case.prefix, command=command).items():
+        for name, text in render_step(step, command=command).items():
             (out_dir / name).write_text(text)
             if name.endswith(".c"):
                 files.append(out_dir / name)

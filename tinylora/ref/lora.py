@@ -212,3 +212,19 @@ def output_gradient_mask(layer: Layer, y: np.ndarray, g: np.ndarray) -> np.ndarr
 def saturation_mask(h: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Gradient through int8 saturation alone (the directional rule above)."""
     return np.where(((h == -128) & (g > 0)) | ((h == 127) & (g < 0)), 0, g)
+
+
+def sparsify(delta: np.ndarray, threshold: int, capacity: int | None) -> np.ndarray:
+    """Keep the nonzero entries with |delta| >= threshold, at most `capacity` of them (the
+    largest, ties to the lower flat index); zero the rest. threshold 0 and no capacity is the
+    identity: dense training exactly."""
+    if threshold <= 0 and capacity is None:
+        return delta
+    mag = np.abs(delta).ravel()
+    keep = (mag >= threshold) & (mag > 0)
+    if capacity is not None and np.count_nonzero(keep) > capacity:
+        order = np.lexsort((np.arange(mag.size), -mag))   # by |delta| desc, then index asc
+        top = np.zeros(mag.size, bool)
+        top[order[:capacity]] = True
+        keep &= top
+    return np.where(keep.reshape(delta.shape), delta, 0)

@@ -9,108 +9,22 @@ prints it as straight-line C, so the three cannot disagree about what a step is.
 from __future__ import annotations
 
 import math
-import struct
-import zlib
-from dataclasses import dataclass
 
 import numpy as np
 
-from tinylora.errors import ConfigError, InputError, ModelError, ScheduleError
+from tinylora.errors import ConfigError, InputError, ScheduleError
 from tinylora.formats import checkpoint
+from tinylora.formats.adapter import Adapter
 from tinylora.ref import lora, quant
+from tinylora.ref.adapted import AdaptedLayer
+from tinylora.ref.arena_exec import ArenaBuffers, ArenaLifetimes, arena_view
+from tinylora.ref.config import RECOMPUTE_MODES, LoRAConfig, short_name
 from tinylora.ref.layers import Layer, Reshape, Softmax
+from tinylora.ref.lora import sparsify
 from tinylora.ref.loss import loss_real, xent_grad
 from tinylora.ref.model import Model
+from tinylora.ref.schedule import ScheduleOp, act, dead_after, is_step_buffer
 from tinylora.ref.softmax import softmax_params
-
-RECOMPUTE_MODES = ("none", "all", "auto")
-
-
-@dataclass(frozen=True)
-class LoRAConfig:
-    """Where adapters go and how big they are.
-
-    rank:    an int for every target, or {layer name or index: rank} for per-layer ranks.
-    alpha:   LoRA's alpha (the adapter output is scaled by alpha / rank); default rank.
-    targets: layer names or indices; default: every FULLY_CONNECTED layer. 1x1 CONV_2D
-             layers may be named too (the same math per pixel).
-    """
-    rank: int | dict = 3
-    alpha: float | None = None
-    targets: tuple | None = None
-
-    def rank_of(self, layer: Layer) -> int:
-        if isinstance(self.rank, dict):
-            for key in (layer.index, layer.name, short_name(layer.name)):
-                if key in self.rank:
-                    return int(self.rank[key])
-            raise ConfigError(f"no rank given for target layer {layer.index} ({short_name(layer.name)})")
-        return int(self.rank)
-
-    def alpha_of(self, layer: Layer) -> float:
-        return float(self.alpha) if self.alpha is not None else float(self.rank_of(layer))
-
-
-def short_name(name: str) -> str:
-    """A readable layer name: the first of the converter's ';'-joined names, middle path part."""
-    first = name.split(";")[0].split("/")
-    return first[1] if len(first) > 2 else name.split(";")[0]
-
-
-@dataclass
-class ScheduleOp:
-    """One operation of a training step: what it does, to which layer, and its buffers."""
-    op: str               # forward | lora_forward | loss | backward | update
-    layer: int
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-    recompute: bool = False
-
-    def __str__(self) -> str:
-        tag = " (recompute)" if self.recompute else ""
-        return f"{self.op}[{self.layer}]{tag}: {', '.join(self.reads)} -> {', '.join(self.writes)}"
-
-
-def act(i: int) -> str:
-    return "x" if i < 0 else f"act{i}"
-
-
-class AdaptedLayer:
-    """Persistent state of one adapter, in the device's dtypes: int16 masters A and B, their
-    int8 views Aq and Bq (what the forward multiplies with), int32 update accumulators
-    dA and dB, and int32 momentum mA and mB when momentum is on. Updates are in place, so the
-    arrays can be views into a planned arena."""
-
-    def __init__(self, layer: Layer, k: lora.LayerConstants, a_master, b_master, momentum: bool):
-        self.layer, self.k = layer, k
-        r, depth, c_out = a_master.shape[0], a_master.shape[1], b_master.shape[0]
-        self.arrays = {"A": np.asarray(a_master, np.int16), "B": np.asarray(b_master, np.int16),
-                       "Aq": np.zeros((r, depth), np.int8), "Bq": np.zeros((c_out, r), np.int8),
-                       "dA": np.zeros((r, depth), np.int32), "dB": np.zeros((c_out, r), np.int32)}
-        if momentum:
-            self.arrays["mA"] = np.zeros((r, depth), np.int32)
-            self.arrays["mB"] = np.zeros((c_out, r), np.int32)
-        self.refresh()
-
-    a_master = property(lambda self: self.arrays["A"], lambda self, v: self._set("A", v))
-    b_master = property(lambda self: self.arrays["B"], lambda self, v: self._set("B", v))
-    a8 = property(lambda self: self.arrays["Aq"])
-    b8 = property(lambda self: self.arrays["Bq"])
-    acc_a = property(lambda self: self.arrays["dA"], lambda self, v: self._set("dA", v))
-    acc_b = property(lambda self: self.arrays["dB"], lambda self, v: self._set("dB", v))
-
-    def _set(self, name: str, value) -> None:
-        self.arrays[name][...] = value
-
-    def refresh(self) -> None:
-        self.arrays["Aq"][...] = lora.to_int8(self.arrays["A"])
-        self.arrays["Bq"][...] = lora.to_int8(self.arrays["B"])
-
-    def bind(self, views: dict[str, np.ndarray]) -> None:
-        """Move every array into the given views (same shapes and dtypes), keeping values."""
-        for name, view in views.items():
-            view[...] = self.arrays[name]
-            self.arrays[name] = view
 
 
 class Trainer:
@@ -148,7 +62,7 @@ class Trainer:
         self._setup_targets(calibration)
         self.recompute = self._resolve_recompute(recompute)
         self.schedule = self._build_schedule()
-        self._free_after = _dead_after(self.schedule)
+        self._free_after = dead_after(self.schedule)
         self._arena = None
 
     # ----------------------------------------------------------------- structure
@@ -299,12 +213,12 @@ class Trainer:
 
     def _run(self, bufs: dict, start: int) -> StepResult:
         if self._arena is not None:
-            bufs = _ArenaBufs(self._arena, start - 1, bufs)
+            bufs = ArenaBuffers(self._arena, start - 1, bufs)
         for j in range(start, len(self.schedule)):
             op = self.schedule[j]
             if self._arena is not None:
                 bufs.now = j
-            missing = [b for b in op.reads if _STEP_BUFFERS(b) and b not in bufs]
+            missing = [b for b in op.reads if is_step_buffer(b) and b not in bufs]
             if missing:
                 raise ScheduleError(f"schedule op {op} reads {missing}, which are not live")
             getattr(self, f"_op_{op.op}")(op, bufs)
@@ -465,9 +379,9 @@ class Trainer:
             for name in ad.arrays:
                 b = by_name.get(f"{name}{i}")
                 if b is not None:
-                    views[name] = _view(arena, b)
+                    views[name] = arena_view(arena, b)
             ad.bind(views)
-        self._arena = _Arena(arena, [b for b in plan.buffers if b.kind == "scratch"])
+        self._arena = ArenaLifetimes(arena, [b for b in plan.buffers if b.kind == "scratch"])
         return arena
 
     # ----------------------------------------------------------------- conveniences
@@ -522,26 +436,6 @@ class Trainer:
         return Adapter.from_trainer(self)
 
 
-def _view(arena: np.ndarray, b) -> np.ndarray:
-    return arena[b.offset: b.offset + b.size].view(b.dtype).reshape(b.shape)
-
-
-class _Arena:
-    """Where each lifetime of each per-step buffer lives (from an ArenaPlan)."""
-
-    def __init__(self, data: np.ndarray, scratch):
-        self.data = data
-        self.versions: dict[str, list] = {}
-        for b in scratch:
-            self.versions.setdefault(b.name, []).append(b)
-
-    def at(self, name: str, t: int, writing: bool):
-        for b in self.versions.get(name, ()):
-            if (b.first == t) if writing else (b.first <= t <= b.last):
-                return b
-        return None
-
-
 class StepResult(int):
     """The result of :meth:`Trainer.step`: the loss in Q10 (the int itself, so code that
     treats the step's result as the loss keeps working) and the step's int8 logits."""
@@ -558,134 +452,6 @@ class StepResult(int):
         return int(self)
 
 
-class _ArenaBufs(dict):
-    """The executor's buffers, with every planned per-step buffer read from and written to
-    the arena at the planned offset of its current lifetime."""
-
-    def __init__(self, arena: _Arena, now: int, initial: dict):
-        super().__init__()
-        self.arena, self.now, self.exponent = arena, now, {}
-        for k, v in initial.items():
-            self[k] = v
-
-    def __setitem__(self, name, value):
-        b = self.arena.at(name, self.now, writing=True)
-        if b is None:
-            return super().__setitem__(name, value)
-        if isinstance(value, tuple):          # a gradient: int16 mantissas + exponent
-            value, self.exponent[name] = value
-        _view(self.arena.data, b)[...] = np.asarray(value).reshape(b.shape)
-        super().__setitem__(name, None)
-
-    def __getitem__(self, name):
-        b = self.arena.at(name, self.now, writing=False)
-        if b is None:
-            return super().__getitem__(name)
-        v = _view(self.arena.data, b).copy().astype(np.int64 if b.dtype == "int16" else b.dtype)
-        v = v.reshape((1,) + tuple(b.shape))
-        return (v, self.exponent[name]) if name in self.exponent else v
-
-
-def _STEP_BUFFERS(name: str) -> bool:
-    """Per-step buffers (activations, h, gradients): the ones that live and die in a step."""
-    return name.startswith(("act", "h", "grad")) or name == "x"
-
-
-def _dead_after(schedule: list[ScheduleOp]) -> list[list[str]]:
-    """For each op, the per-step buffers whose current value nobody reads afterwards."""
-    dead = [[] for _ in schedule]
-    for j, op in enumerate(schedule):
-        for b in set(op.reads) | set(op.writes):
-            if not _STEP_BUFFERS(b):
-                continue
-            later = None
-            for k in range(j + 1, len(schedule)):
-                if b in schedule[k].reads:
-                    later = k
-                    break
-                if b in schedule[k].writes:
-                    break
-            if later is None:
-                dead[j].append(b)
-    return dead
-
-
-def sparsify(delta: np.ndarray, threshold: int, capacity: int | None) -> np.ndarray:
-    """Keep the nonzero entries with |delta| >= threshold, at most `capacity` of them (the
-    largest, ties to the lower flat index); zero the rest. threshold 0 and no capacity is the
-    identity: dense training exactly."""
-    if threshold <= 0 and capacity is None:
-        return delta
-    mag = np.abs(delta).ravel()
-    keep = (mag >= threshold) & (mag > 0)
-    if capacity is not None and np.count_nonzero(keep) > capacity:
-        order = np.lexsort((np.arange(mag.size), -mag))   # by |delta| desc, then index asc
-        top = np.zeros(mag.size, bool)
-        top[order[:capacity]] = True
-        keep &= top
-    return np.where(keep.reshape(delta.shape), delta, 0)
-
-
 # --------------------------------------------------------------------------- adapter file
 
-ADAPTER_MAGIC = b"TLAD"
-ADAPTER_VERSION = 1
 
-
-class Adapter:
-    """The trained adapter: per-layer int16 masters and the constants that interpret them.
-
-    Byte format (little-endian): magic "TLAD", u16 version, u16 layer count, u32 CRC32
-    of the model file; per layer: u16 layer index, u16 rank, u32 depth, u32 out channels,
-    f32 s_A, f32 s_B, f32 s_h, f32 alpha; then A masters (rank x depth int16) and
-    B masters (out x rank int16); finally u32 CRC32 of everything before it.
-    """
-
-    def __init__(self, layers: list[dict], model_crc: int):
-        self.layers = layers
-        self.model_crc = model_crc
-
-    @classmethod
-    def from_trainer(cls, t: Trainer) -> Adapter:
-        layers = []
-        for i, ad in sorted(t.adapters.items()):
-            layers.append(dict(index=i, rank=ad.k.rank, s_a=ad.k.s_a, s_b=ad.k.s_b, s_h=ad.k.s_h,
-                               alpha=t.config.alpha_of(ad.layer),
-                               a=ad.a_master.copy(), b=ad.b_master.copy()))
-        return cls(layers, zlib.crc32(t.model.source))
-
-    def to_bytes(self) -> bytes:
-        out = bytearray(ADAPTER_MAGIC + struct.pack("<HHI", ADAPTER_VERSION, len(self.layers), self.model_crc))
-        for l in self.layers:
-            r, depth = l["a"].shape
-            out += struct.pack("<HHII4f", l["index"], r, depth, l["b"].shape[0],
-                               l["s_a"], l["s_b"], l["s_h"], l["alpha"])
-            out += l["a"].astype("<i2").tobytes() + l["b"].astype("<i2").tobytes()
-        out += struct.pack("<I", zlib.crc32(bytes(out)))
-        return bytes(out)
-
-    @classmethod
-    def from_bytes(cls, data: bytes, model: Model) -> Adapter:
-        data = bytes(data)
-        if len(data) < 16 or data[:4] != ADAPTER_MAGIC:
-            raise ModelError("not a tinylora adapter (bad magic)")
-        if struct.unpack_from("<I", data, len(data) - 4)[0] != zlib.crc32(data[:-4]):
-            raise ModelError("adapter file is damaged (CRC mismatch)")
-        version, count, crc = struct.unpack_from("<HHI", data, 4)
-        if version != ADAPTER_VERSION:
-            raise ModelError(f"adapter format version {version}; this tinylora reads {ADAPTER_VERSION}")
-        if crc != zlib.crc32(model.source):
-            raise ModelError("adapter was trained for a different base model")
-        pos, layers = 12, []
-        for _ in range(count):
-            index, r, depth, c_out, s_a, s_b, s_h, alpha = struct.unpack_from("<HHII4f", data, pos)
-            pos += 28
-            a = np.frombuffer(data, "<i2", r * depth, pos).astype(np.int64).reshape(r, depth)
-            pos += 2 * r * depth
-            b = np.frombuffer(data, "<i2", c_out * r, pos).astype(np.int64).reshape(c_out, r)
-            pos += 2 * c_out * r
-            layers.append(dict(index=index, rank=r, s_a=s_a, s_b=s_b, s_h=s_h, alpha=alpha, a=a, b=b))
-        return cls(layers, crc)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Adapter) and self.to_bytes() == other.to_bytes()

@@ -1,0 +1,40 @@
+"""What to train: :class:`LoRAConfig` (rank, alpha, target layers) and the recompute modes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinylora.errors import ConfigError
+from tinylora.ref.layers import Layer
+
+RECOMPUTE_MODES = ("none", "all", "auto")
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """Where adapters go and how big they are.
+
+    rank:    an int for every target, or {layer name or index: rank} for per-layer ranks.
+    alpha:   LoRA's alpha (the adapter output is scaled by alpha / rank); default rank.
+    targets: layer names or indices; default: every FULLY_CONNECTED layer. 1x1 CONV_2D
+             layers may be named too (the same math per pixel).
+    """
+    rank: int | dict = 3
+    alpha: float | None = None
+    targets: tuple | None = None
+
+    def rank_of(self, layer: Layer) -> int:
+        if isinstance(self.rank, dict):
+            for key in (layer.index, layer.name, short_name(layer.name)):
+                if key in self.rank:
+                    return int(self.rank[key])
+            raise ConfigError(f"no rank given for target layer {layer.index} ({short_name(layer.name)})")
+        return int(self.rank)
+
+    def alpha_of(self, layer: Layer) -> float:
+        return float(self.alpha) if self.alpha is not None else float(self.rank_of(layer))
+
+
+def short_name(name: str) -> str:
+    """A readable layer name: the first of the converter's ';'-joined names, middle path part."""
+    first = name.split(";")[0].split("/")
+    return first[1] if len(first) > 2 else name.split(";")[0]
