@@ -46,6 +46,7 @@ from tinylora.formats import checkpoint as ckpt
 from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
 from tinylora.ref import lora
 from tinylora.ref.layers import Reshape
+from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import Trainer, act
 
 __all__ = ["StepPlan", "plan_step", "generate_step", "generate_vectors", "expected_vectors",
@@ -203,9 +204,9 @@ def _grad_buffer(sp: StepPlan, life: _Lifetimes, i: int, p: str, t: int, writing
     if sparse:
         pairs = _at(find(f"s{p}{i}", t))
     else:
-        acc = _at(find(f"d{p}{i}", t))
+        acc = _at(find(BufferName.adapter("d" + p, i), t))
     if tr.momentum_q[0]:
-        mom = _at(life.read(f"m{p}{i}", t))
+        mom = _at(life.read(BufferName.adapter("m" + p, i), t))
     return {"acc": acc, "pairs": pairs, "capacity": int(cap or 0), "momentum": mom}
 
 
@@ -218,11 +219,17 @@ def _forward_op(sp: StepPlan, life: _Lifetimes, frozen_steps: dict, t: int, op) 
     comment = c_comment(f"op {t}: {op.op}[{op.layer}]{tag} {layer.kind} "
                         f"{list(layer.input_shape)} -> {list(layer.output_shape)}")
     if op.op == "lora_forward":
-        h = life.write(f"h{op.layer}", t)
-        return {"kind": "lora_forward", "comment": comment,
-                "params": f"{sp.prefix}_l{op.layer}_lora", "input": _at(src),
-                "a8": _at(life.read(f"Aq{op.layer}", t)), "b8": _at(life.read(f"Bq{op.layer}", t)),
-                "output": _at(dst), "h": _at(h)}
+        h = life.write(BufferName.h(op.layer), t)
+        return {
+            "kind": "lora_forward",
+            "comment": comment,
+            "params": f"{sp.prefix}_l{op.layer}_lora",
+            "input": _at(src),
+            "a8": _at(life.read(BufferName.adapter("Aq", op.layer), t)),
+            "b8": _at(life.read(BufferName.adapter("Bq", op.layer), t)),
+            "output": _at(dst),
+            "h": _at(h),
+        }
     if isinstance(layer, Reshape):
         return {"kind": "copy", "comment": comment, "src": _at(src), "dst": _at(dst),
                 "bytes": int(np.prod(layer.output_shape))}
@@ -244,7 +251,7 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
         comment = c_comment(f"op {t}: {op}")
         if op.op == "loss":
             logits = life.read(act(i), t)
-            grad = life.write(f"grad{i}", t)
+            grad = life.write(BufferName.grad(i), t)
             exponents.append(f"exp_grad{i}")
             sp.logits_offset = logits.offset
             sp.ops.append({"kind": "loss", "comment": comment, "logits": _at(logits),
@@ -252,8 +259,8 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
                            "exponent": f"exp_grad{i}", "classes": sp.classes})
         elif op.op == "backward":
             layer = model.layers[i]
-            grad = life.read(f"grad{i}", t)
-            grad_in = life.write(f"grad{i - 1}", t) if i > tr.lowest else None
+            grad = life.read(BufferName.grad(i), t)
+            grad_in = life.write(BufferName.grad(i - 1), t) if i > tr.lowest else None
             if grad_in is not None:
                 exponents.append(f"exp_grad{i - 1}")
             if isinstance(layer, Reshape):
@@ -264,16 +271,20 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
                 continue
             lora_t = None
             if i in tr.adapters:
-                lora_t = {"a8": _at(life.read(f"Aq{i}", t)), "b8": _at(life.read(f"Bq{i}", t)),
-                          "h": _at(life.read(f"h{i}", t)), "dh": _at(life.write(f"dh{i}", t)),
-                          "da": _grad_buffer(sp, life, i, "A", t, writing=tr.accum_steps == 1),
-                          "db": _grad_buffer(sp, life, i, "B", t, writing=tr.accum_steps == 1)}
+                lora_t = {
+                    "a8": _at(life.read(BufferName.adapter("Aq", i), t)),
+                    "b8": _at(life.read(BufferName.adapter("Bq", i), t)),
+                    "h": _at(life.read(BufferName.h(i), t)),
+                    "dh": _at(life.write(BufferName.dh(i), t)),
+                    "da": _grad_buffer(sp, life, i, "A", t, writing=tr.accum_steps == 1),
+                    "db": _grad_buffer(sp, life, i, "B", t, writing=tr.accum_steps == 1),
+                }
             sp.ops.append({"kind": "backward", "comment": comment,
                            "params": f"{sp.prefix}_l{i}_lora",
                            "input": _at(life.read(act(i - 1), t)),
                            "output": _at(life.read(act(i), t)), "grad": _at(grad),
                            "exponent": f"exp_grad{i}", "lora": lora_t,
-                           "dx": _at(life.write(f"dx{i}", t)) if grad_in is not None else "NULL",
+                           "dx": _at(life.write(BufferName.dx(i), t)) if grad_in is not None else "NULL",
                            "grad_in": _at(grad_in) if grad_in is not None else "NULL",
                            "exponent_in": f"&exp_grad{i - 1}" if grad_in is not None else "NULL"})
         elif op.op == "update":
@@ -282,8 +293,8 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
             for p in "AB":
                 params.append({"count": int(ad.arrays[p].size),
                                "grad": _grad_buffer(sp, life, i, p, t, writing=False),
-                               "master": _at(life.read(f"{p}{i}", t)),
-                               "view": _at(life.read(f"{p}q{i}", t))})
+                               "master": _at(life.read(BufferName.adapter(p, i), t)),
+                               "view": _at(life.read(BufferName.adapter(p + "q", i), t))})
             sp.ops.append({"kind": "update", "comment": comment, "params": params})
         else:  # pragma: no cover - the schedule has no other kinds
             raise InputError(f"no C for schedule op {op}")
@@ -317,7 +328,7 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
             names[p] = init
         entry = {"index": i, "a_size": int(ad.a_master.size), "b_size": int(ad.b_master.size)}
         for name in ("A", "B", "Aq", "Bq", "dA", "dB", "mA", "mB"):
-            b = life.persistent.get(f"{name}{i}")
+            b = life.persistent.get(BufferName.adapter(name, i))
             entry[name] = _at(b) if b is not None else "NULL"
             entry[f"{name}_offset"] = b.offset if b is not None else -1
         entry["a_init"], entry["b_init"] = names["A"], names["B"]

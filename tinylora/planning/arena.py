@@ -17,6 +17,7 @@ from tinylora.errors import BudgetError, ConfigError
 from tinylora.planning.boards import load_board
 from tinylora.planning.plotting import plot_plan
 from tinylora.ref.lora import lora_rows
+from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import LoRAConfig, Trainer, act
 
 ALIGN = 16
@@ -214,7 +215,7 @@ def lifetimes(trainer) -> list[Buffer]:
                     out.append(Buffer(f"s{p}{op.layer}", "int32", (cap, 2), t, upd, "scratch",
                                       "sparse gradient (index, value)"))
                 else:
-                    out.append(Buffer(f"d{p}{op.layer}", "int32", arr.shape, t, upd, "scratch",
+                    out.append(Buffer(BufferName.adapter("d" + p, op.layer), "int32", arr.shape, t, upd, "scratch",
                                       "gradient accumulator"))
     for i, ad in sorted(trainer.adapters.items()):
         for name, arr in ad.arrays.items():
@@ -222,7 +223,9 @@ def lifetimes(trainer) -> list[Buffer]:
                 continue   # per-step (placed above); persistent only across micro-batches
             what = {"A": "masters", "B": "masters", "Aq": "int8 views", "Bq": "int8 views",
                     "dA": "accumulators", "dB": "accumulators", "mA": "momentum", "mB": "momentum"}[name]
-            out.append(Buffer(f"{name}{i}", str(arr.dtype), arr.shape, -1, len(sched), "persistent", what))
+            out.append(
+                Buffer(BufferName.adapter(name, i), str(arr.dtype), arr.shape, -1, len(sched), "persistent", what)
+            )
     return out
 
 
@@ -232,9 +235,9 @@ def _step_buffer_shapes(trainer) -> dict[str, tuple[str, tuple, str]]:
     for layer in layers[: trainer.logits_layer + 1]:
         shapes[act(layer.index)] = ("int8", layer.output_shape, "activation")
         if layer.index >= trainer.lowest:
-            shapes[f"grad{layer.index}"] = ("int16", layer.output_shape, "gradient")
+            shapes[BufferName.grad(layer.index)] = ("int16", layer.output_shape, "gradient")
     for i, ad in trainer.adapters.items():
-        shapes[f"h{i}"] = ("int8", (lora_rows(ad.layer), ad.k.rank), "LoRA intermediate")
+        shapes[BufferName.h(i)] = ("int8", (lora_rows(ad.layer), ad.k.rank), "LoRA intermediate")
     return shapes
 
 
@@ -249,9 +252,9 @@ def _op_scratch(trainer, op, sparse: bool):
     rows, depth = lora_rows(layer), layer.weights.shape[-1]
     out = []
     if op.layer in trainer.adapters:
-        out.append((f"dh{op.layer}", "int64", (rows, trainer.adapters[op.layer].k.rank), "LoRA backward"))
+        out.append((BufferName.dh(op.layer), "int64", (rows, trainer.adapters[op.layer].k.rank), "LoRA backward"))
     if op.layer > trainer.lowest:
-        out.append((f"dx{op.layer}", "int64", (rows, depth), "input gradient (64-bit)"))
+        out.append((BufferName.dx(op.layer), "int64", (rows, depth), "input gradient (64-bit)"))
     return out
 
 
@@ -281,7 +284,7 @@ def inference_plan(model) -> ArenaPlan:
     """The same planner on inference alone (forward ops, activations only)."""
     bufs = [Buffer("x", "int8", model.input_shape, -1, 0, "scratch", "input")]
     for layer in model.layers:
-        bufs.append(Buffer(f"act{layer.index}", "int8", layer.output_shape, layer.index,
+        bufs.append(Buffer(act(layer.index), "int8", layer.output_shape, layer.index,
                            layer.index + 1 if layer.index + 1 < len(model.layers) else layer.index,
                            "scratch", "activation"))
     if len(model.layers) > 1:

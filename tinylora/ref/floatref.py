@@ -11,6 +11,7 @@ import numpy as np
 
 from tinylora.ref import lora
 from tinylora.ref.layers import Reshape
+from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import Trainer, act
 
 
@@ -94,7 +95,7 @@ class FloatLoRA:
             pre = _deq(layer.output_q, y)
             h = None
             if layer.index in self.params:
-                h_real = trace[f"h{layer.index}"].astype(np.float32) * self.params[layer.index]["s_h"]
+                h_real = trace[BufferName.h(layer.index)].astype(np.float32) * self.params[layer.index]["s_h"]
                 h = (h_real, h_real)
             tape.append((layer, lora.rows_view(layer, x), h, pre.reshape(x.shape[0], -1, layer.weights.shape[0])))
         top = self._layers()[-1]

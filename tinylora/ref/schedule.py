@@ -21,7 +21,47 @@ class ScheduleOp:
 
 
 def act(i: int) -> str:
+    """The int8 activation after layer ``i`` (``x``, the step's input, for i < 0)."""
     return "x" if i < 0 else f"act{i}"
+
+
+#: The persistent arrays of one adapter: int16 masters, their int8 views, int32 update
+#: accumulators, momentum.
+ADAPTER_ARRAYS = ("A", "B", "Aq", "Bq", "dA", "dB", "mA", "mB")
+
+
+class BufferName:
+    """The one place that spells a training step's buffer names (the arena plan, the numpy
+    executor and the generated C's offset macros all use these strings)."""
+
+    act = staticmethod(act)
+
+    @staticmethod
+    def grad(i: int) -> str:
+        """int16 gradient mantissas at layer ``i``'s output (with a shared exponent)."""
+        return f"grad{i}"
+
+    @staticmethod
+    def h(i: int) -> str:
+        """int8 LoRA intermediate x A^T of layer ``i``."""
+        return f"h{i}"
+
+    @staticmethod
+    def dh(i: int) -> str:
+        """int64 scratch: the gradient at ``h`` of layer ``i``."""
+        return f"dh{i}"
+
+    @staticmethod
+    def dx(i: int) -> str:
+        """int64 scratch: the input gradient of layer ``i`` before normalisation."""
+        return f"dx{i}"
+
+    @staticmethod
+    def adapter(kind: str, i: int) -> str:
+        """A persistent array (one of :data:`ADAPTER_ARRAYS`) of the adapter on layer ``i``."""
+        if kind not in ADAPTER_ARRAYS:
+            raise ValueError(f"no adapter array {kind!r}; one of {ADAPTER_ARRAYS}")
+        return f"{kind}{i}"
 
 
 def is_step_buffer(name: str) -> bool:

@@ -23,7 +23,7 @@ from tinylora.ref.layers import Layer, Reshape, Softmax
 from tinylora.ref.lora import sparsify
 from tinylora.ref.loss import loss_real, xent_grad
 from tinylora.ref.model import Model
-from tinylora.ref.schedule import ScheduleOp, act, dead_after, is_step_buffer
+from tinylora.ref.schedule import BufferName, ScheduleOp, act, dead_after, is_step_buffer
 from tinylora.ref.softmax import softmax_params
 
 
@@ -180,25 +180,38 @@ class Trainer:
         top, low = self.logits_layer, self.lowest
         for layer in self.model.layers[: top + 1]:
             ops.append(self._forward_op(layer.index))
-        ops.append(ScheduleOp("loss", top, (act(top), "label"), (f"grad{top}", "loss")))
+        ops.append(ScheduleOp("loss", top, (act(top), "label"), (BufferName.grad(top), "loss")))
         for i in range(top, low - 1, -1):
             if self.recompute == "all" and i > low:
                 ops += [self._forward_op(j, recompute=True) for j in range(low, i + 1)]
             elif self.recompute == "all":
                 ops.append(self._forward_op(low, recompute=True))
-            reads = [f"grad{i}", act(i), act(i - 1)]
-            writes = [f"grad{i - 1}"] if i > low else []
+            reads = [BufferName.grad(i), act(i), act(i - 1)]
+            writes = [BufferName.grad(i - 1)] if i > low else []
             if i in self.adapters:
-                reads += [f"h{i}", f"A{i}", f"B{i}"]
-                writes += [f"dA{i}", f"dB{i}"]
+                reads += [BufferName.h(i), BufferName.adapter("A", i), BufferName.adapter("B", i)]
+                writes += [BufferName.adapter("dA", i), BufferName.adapter("dB", i)]
             ops.append(ScheduleOp("backward", i, tuple(reads), tuple(writes)))
-            if i in self.adapters:   # nothing below reads this adapter: update it right away,
-                ops.append(ScheduleOp("update", i, (f"dA{i}", f"dB{i}"), (f"A{i}", f"B{i}")))
+            if i in self.adapters:  # nothing below reads this adapter: update it right away,
+                ops.append(
+                    ScheduleOp(
+                        "update",
+                        i,
+                        (BufferName.adapter("dA", i), BufferName.adapter("dB", i)),
+                        (BufferName.adapter("A", i), BufferName.adapter("B", i)),
+                    )
+                )
         return ops                   # so its gradient buffers die before the next backward
 
     def _forward_op(self, i: int, recompute: bool = False) -> ScheduleOp:
         if i in self.adapters:
-            return ScheduleOp("lora_forward", i, (act(i - 1), f"A{i}", f"B{i}"), (act(i), f"h{i}"), recompute)
+            return ScheduleOp(
+                "lora_forward",
+                i,
+                (act(i - 1), BufferName.adapter("A", i), BufferName.adapter("B", i)),
+                (act(i), BufferName.h(i)),
+                recompute,
+            )
         return ScheduleOp("forward", i, (act(i - 1),), (act(i),), recompute)
 
     # ----------------------------------------------------------------- execution
@@ -235,21 +248,21 @@ class Trainer:
     def _op_lora_forward(self, op, bufs):
         ad = self.adapters[op.layer]
         y, h = lora.lora_forward(ad.layer, bufs[act(op.layer - 1)], ad.a8, ad.b8, ad.k)
-        bufs[act(op.layer)], bufs[f"h{op.layer}"] = y, h
+        bufs[act(op.layer)], bufs[BufferName.h(op.layer)] = y, h
 
     def _op_loss(self, op, bufs):
         logits = bufs[act(op.layer)][0]
         g, loss = xent_grad(logits, bufs["label"], self.softmax)
-        bufs[f"grad{op.layer}"] = (g[None], 0)
+        bufs[BufferName.grad(op.layer)] = (g[None], 0)
         bufs["loss"] = loss
         bufs["logits"] = logits.copy()
 
     def _op_backward(self, op, bufs):
         i = op.layer
         layer = self.model.layers[i]
-        g, e = bufs[f"grad{i}"]
+        g, e = bufs[BufferName.grad(i)]
         if isinstance(layer, Reshape):
-            bufs[f"grad{i - 1}"] = (g.reshape((1,) + layer.input_shape), e)
+            bufs[BufferName.grad(i - 1)] = (g.reshape((1,) + layer.input_shape), e)
             return
         g = lora.output_gradient_mask(layer, bufs[act(i)], g)
         c_out = layer.weights.shape[0]
@@ -259,7 +272,7 @@ class Trainer:
         ad = self.adapters.get(i)
         dh = None
         if ad is not None:
-            h = bufs[f"h{i}"][0].astype(np.int64)
+            h = bufs[BufferName.h(i)][0].astype(np.int64)
             gb, eb = lora.normalize(g_rows.T @ h, 31)
             dh, eh = lora.normalize(lora.saturation_mask(h, g_rows @ ad.b8))
             ga, ea = lora.normalize(dh.T @ x_rows, 31)
@@ -279,7 +292,7 @@ class Trainer:
                 q, s = ad.k.extra["lora_to_input"]
                 dx = dx + lora.rescale(dh, q, s + eh) @ ad.a8
             dx, ex = lora.normalize(dx)
-            bufs[f"grad{i - 1}"] = (self._to_input_shape(layer, dx), e + ex)
+            bufs[BufferName.grad(i - 1)] = (self._to_input_shape(layer, dx), e + ex)
 
     def _to_input_shape(self, layer, dx_rows):
         shape = (1,) + layer.input_shape
@@ -377,7 +390,7 @@ class Trainer:
         for i, ad in self.adapters.items():
             views = {}
             for name in ad.arrays:
-                b = by_name.get(f"{name}{i}")
+                b = by_name.get(BufferName.adapter(name, i))
                 if b is not None:
                     views[name] = arena_view(arena, b)
             ad.bind(views)
