@@ -2,25 +2,20 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
-import time
 
-import numpy as np
-
-from tinylora import __version__, datasets, emulate, load_tflite, tasks
-from tinylora.codegen.project import GEN_LR, check_names, plan_project, write_project
-from tinylora.errors import InputError, ModelError
-from tinylora.examples import example_model
-from tinylora.pio import lint
-from tinylora.planning.arena import checked_plan, inference_plan
-from tinylora.planning.autorank import auto_rank
-from tinylora.planning.boards import board_names, load_board
-from tinylora.ref.layers import build_layer
-from tinylora.ref.model import Model
-from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
-from tinylora.tflite import reader as tflite
-from tinylora.verify import DEFAULT_LR, TARGETS, verify
+from tinylora import __version__, tasks
+from tinylora.codegen.project import GEN_LR
+from tinylora.commands import (
+    cmd_boards,
+    cmd_eval,
+    cmd_gen,
+    cmd_inspect,
+    cmd_plan,
+    cmd_train,
+    cmd_verify,
+)
+from tinylora.verify import DEFAULT_LR, TARGETS
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -28,284 +23,7 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
                    help="a full-int8 .tflite file (default: the bundled digits CNN)")
 
 
-def _model_path(arg: str | None) -> str:
-    if arg is not None:
-        return arg
-    return str(example_model())
-
-
-def _short(name: str, width: int = 28) -> str:
-    """A readable layer name (train.short_name), cut to `width` characters."""
-    short = short_name(name)
-    return short if len(short) <= width else short[: width - 1] + "~"
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def _quant_text(t: tflite.Tensor | None) -> str:
-    if t is None or not t.quantized:
-        return "-"
-    if t.scale.size == 1:
-        return f"s={float(t.scale[0]):.4g} zp={int(t.zero_point[0])}"
-    return f"per-ch x{t.scale.size}"
-
-
-def cmd_inspect(args) -> int:
-    path = _model_path(args.model)
-    graph = tflite.parse(path)
-    rows, macs, problems = [], 0, []
-    for op in graph.ops:
-        ins = [graph.tensors[i] for i in op.inputs if 0 <= i < len(graph.tensors)]
-        out = graph.tensors[op.outputs[0]] if op.outputs and 0 <= op.outputs[0] < len(graph.tensors) else None
-        try:
-            layer = build_layer(graph, op)
-            status, op_macs = "yes", layer.macs
-            act = layer.activation if hasattr(layer, "activation") else "NONE"
-        except ModelError as e:
-            status, op_macs, act = "NO", 0, op.options.get("activation", "-")
-            problems.append(str(e))
-        macs += op_macs
-        w = ins[1] if len(ins) > 1 else None
-        rows.append([str(op.index), op.name, _short(out.name if out else "?"),
-                     "x".join(map(str, ins[0].shape)) if ins else "?",
-                     "x".join(map(str, out.shape)) if out else "?",
-                     _quant_text(ins[0] if ins else None), _quant_text(out),
-                     _quant_text(w) if op.name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D") else "-",
-                     str(act), f"{op_macs:,}", status])
-    print(f"{path}: {len(graph.ops)} ops, {len(graph.tensors)} tensors, {macs:,} MACs per inference")
-    print(_table(rows, ["#", "op", "name", "input", "output", "input q", "output q", "weights q",
-                        "act", "MACs", "supported"]))
-    if problems:
-        print("\nnot supported:")
-        for p in problems:
-            print(f"  {p}")
-        return 1
-    try:
-        Model(graph, b"")
-    except ModelError as e:
-        print(f"\nnot supported: {e}")
-        return 1
-    print("\nevery op is supported: tinylora runs this model bit-exactly")
-    return 0
-
-
-def cmd_eval(args) -> int:
-    model = load_tflite(_model_path(args.model))
-    split = datasets.digits_split(seed=0)
-    x = datasets.to_model_input(model, split["x_test"])
-    logits = model.forward(x)
-    acc = float(np.mean(np.argmax(logits, axis=-1) == split["y_test"]))
-    print(f"int8 accuracy on the digits test split ({len(x)} images): {acc:.4f}")
-    return 0
-
-
-class _Progress:
-    """A one-line progress bar on stderr (no dependency)."""
-
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream, self.width, self.last = stream, width, -1
-
-    def __call__(self, epoch: int, done: int, total: int) -> None:
-        if not self.stream.isatty():   # logs and pipes get the per-epoch table instead
-            return
-        pct = done * 100 // total
-        if pct == self.last and done != total:
-            return
-        self.last = pct
-        fill = done * self.width // total
-        self.stream.write(f"\repoch {epoch + 1}  [{'#' * fill}{'.' * (self.width - fill)}] {pct:3d}%")
-        if done == total:
-            self.stream.write("\n")
-            self.last = -1
-        self.stream.flush()
-
-
-def _load_data(args, model):
-    """(x_train, y_train, x_test, y_test, description) from --data or the bundled task."""
-    if args.data:
-        try:
-            with np.load(args.data) as z:
-                names = set(z.files)
-                need = {"x_train", "y_train"} if "x_train" in names else {"x", "y"}
-                missing = need - names
-                if missing:
-                    raise InputError(f"{args.data} lacks {sorted(missing)}: give arrays x_train, y_train "
-                                     "(and optionally x_test, y_test), or x and y")
-                if "x_train" in names:
-                    xtr, ytr = z["x_train"], z["y_train"]
-                    xte, yte = (z["x_test"], z["y_test"]) if {"x_test", "y_test"} <= names else (xtr, ytr)
-                else:
-                    xtr, ytr, xte, yte = z["x"], z["y"], z["x"], z["y"]
-        except OSError as e:
-            raise InputError(f"cannot read --data {args.data}: {e}") from None
-        prep = lambda x: x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
-        return prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64), args.data
-    t = tasks.task(args.task, args.seed)
-    return (model.quantize(t["x_train"]), t["y_train"], model.quantize(t["x_test"]), t["y_test"],
-            f"bundled digits, task '{args.task}' ({t['description']})")
-
-
-def cmd_train(args) -> int:
-    model = load_tflite(_model_path(args.model))
-    xtr, ytr, xte, yte, what = _load_data(args, model)
-    trainer = Trainer(model, LoRAConfig(rank=args.rank), lr=args.lr, seed=args.seed,
-                      grad_density=args.density, recompute=args.recompute, calibration=xtr[:64])
-    base = float(np.mean(trainer.predict(xte) == yte))
-    targets = ", ".join(f"{i}:{_short(ad.layer.name)}" for i, ad in trainer.adapters.items())
-    print(f"data: {what}: {len(ytr)} training, {len(yte)} test samples")
-    print(f"LoRA rank {args.rank} on layers {targets}; lr {trainer.lr:.6g} (exact fixed point); "
-          f"recompute {trainer.recompute}")
-    t0 = time.perf_counter()
-    history = trainer.fit(xtr, ytr, epochs=args.epochs, callback=None if args.quiet else _Progress())
-    seconds = time.perf_counter() - t0
-    acc = float(np.mean(trainer.predict(xte) == yte))
-    blob = trainer.adapter.to_bytes()
-    rows = [[str(h["epoch"]), f"{h['loss']:.4f}", f"{h['train_accuracy']:.2%}"] for h in history]
-    print(_table(rows, ["epoch", "train loss", "train acc"]))
-    steps = args.epochs * len(ytr)
-    print(_table([["test accuracy (base int8)", f"{base:.2%}"], ["test accuracy (adapted)", f"{acc:.2%}"],
-                  ["steps", f"{steps} ({steps / seconds:.0f} steps/s)"],
-                  ["adapter", f"{len(blob)} bytes"],
-                  ["checkpoint", f"{len(trainer.checkpoint())} bytes"],
-                  ["training arena", f"{checked_plan(trainer).total_bytes:,} bytes"]], ["result", "value"]))
-    if args.out:
-        out = pathlib.Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(blob)
-        print(f"wrote {out}")
-    return 0
-
-
-def cmd_plan(args) -> int:
-    model = load_tflite(_model_path(args.model))
-    budget, board = args.budget, args.board
-    if args.auto_rank:
-        t = tasks.task("sensor")
-        calib = model.quantize(t["x_train"][:32]) if args.model is None else None
-        if calib is None:
-            calib = np.random.default_rng(0).integers(-128, 128, (16,) + model.input_shape).astype(np.int8)
-        result = auto_rank(model, budget=budget, board=board, calibration=calib)
-        print(result.explanation)
-        config, recompute = result.config, result.recompute
-    else:
-        config, recompute = LoRAConfig(rank=args.rank), args.recompute
-    trainer = Trainer(model, config, recompute=recompute)
-    plan = checked_plan(trainer, budget=budget, board=board)
-    print(plan.report())
-    print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
-    if args.plot:
-        plan.plot(args.plot)
-        print(f"wrote {args.plot}")
-    return 0
-
-
-def cmd_boards(args) -> int:
-    rows = []
-    for name in board_names():
-        b = load_board(name)
-        rows.append([b.name, b.pio_board, b.cpu, f"{b.ram_app_kb} KB", f"{b.arena_budget // 1024} KB",
-                     f"{b.flash_kb} KB", b.backend, b.emulation])
-    print(_table(rows, ["board", "PlatformIO id", "CPU", "RAM for app", "arena budget", "flash",
-                        "kernels", "emulated as"]))
-    return 0
-
-
-def cmd_verify(args) -> int:
-    targets = list(TARGETS) if args.target == "all" else [args.target]
-    command = (f"tinylora verify --target {args.target} --steps {args.steps} --rank {args.rank} "
-               f"--recompute {args.recompute} --lr {args.lr} --seed {args.seed}"
-               + (f" --density {args.density}" if args.density is not None else "")
-               + (" --model <file>" if args.model else ""))
-    failed = False
-    for target in targets:
-        ok, why = emulate.available(TARGETS[target][0])
-        if not ok:
-            print(f"target {target}: not available here: {why}")
-            if args.target != "all":
-                return 2
-            continue
-        t0 = time.perf_counter()
-        keep = None
-        if args.keep:
-            keep = pathlib.Path(args.keep) / target if args.target == "all" else args.keep
-        try:
-            result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
-                            recompute=args.recompute, density=args.density, seed=args.seed,
-                            keep=keep, lr=args.lr, command=command)
-        except emulate.EmulationError as e:
-            print(f"target {target}: {e}")
-            failed = True
-            continue
-        print(result.summary())
-        print(f"  total {time.perf_counter() - t0:.2f} s" + (f"; sources kept in {keep}" if keep else ""))
-        failed |= not result.ok
-    return 1 if failed else 0
-
-
-def _gen_command(args) -> str:
-    """The command recorded in generated files: options that change their content, paths
-    reduced to file names (so the bytes do not depend on where things are)."""
-    parts = ["tinylora gen", f"--board {args.board}"]
-    if args.model:
-        parts.append(f"--model {pathlib.Path(args.model).name}")
-    parts.append("--auto-rank" if args.auto_rank else f"--rank {args.rank}")
-    if args.data:
-        parts.append(f"--data {pathlib.Path(args.data).name}")
-    if args.samples != 32:
-        parts.append(f"--samples {args.samples}")
-    if args.epochs != 3:
-        parts.append(f"--epochs {args.epochs}")
-    if args.lr != GEN_LR:
-        parts.append(f"--lr {args.lr:g}")
-    return " ".join(parts)
-
-
-def cmd_gen(args) -> int:
-    out = pathlib.Path(args.out or f"tinylora-{args.board}")
-    project = plan_project(args.board, model_path=args.model, rank=args.rank,
-                           auto_rank=args.auto_rank, data=args.data, samples=args.samples,
-                           epochs=args.epochs, lr=args.lr, command=_gen_command(args))
-    b = project.board
-    print(f"board {b.name} ({b.title}): {b.platform} / {b.pio_board} / {b.framework}")
-    print(f"model {project.model_name}; LoRA {project.config_text}")
-    print(f"arena {project.arena_bytes:,} B within the budget of {project.budget:,} B "
-          f"(training step plan {project.training_arena_bytes:,} B; {project.code.description})")
-    report = write_project(project, out, force=args.force)
-    print(f"wrote {len(report.written)} files to {out} ({len(report.unchanged)} unchanged"
-          + (f", {len(report.removed)} removed" if report.removed else "") + ")")
-    for path, names in report.preserved_regions.items():
-        print(f"kept your USER CODE regions in {path}: {', '.join(names)}")
-    problems = check_names(out, b)
-    for problem in problems:
-        print(f"tinylora: error: {problem}", file=sys.stderr)
-    try:
-        result = lint(out)
-        for kind in ("errors", "warnings"):
-            for msg in result[kind]:
-                print(f"platformio.ini lint {kind[:-1]}: {msg}", file=sys.stderr)
-        if not result["errors"] and not result["warnings"]:
-            print("platformio.ini: PlatformIO's lint finds no errors and no warnings")
-        if result["errors"]:
-            problems.append("lint")
-    except ImportError:
-        print("platformio.ini: not linted (PlatformIO is not installed: pip install platformio)")
-    print(f"next: cd {out} && pio run -t upload && pio device monitor   (README.md; tests: pio test)")
-    return 1 if problems else 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="tinylora", formatter_class=fmt,
-        description="Train LoRA adapters on microcontrollers, bit-exactly.",
-        epilog="example:\n  tinylora inspect                # the bundled digits CNN\n"
-               "  tinylora inspect model.tflite")
-    parser.add_argument("--version", action="version", version=f"tinylora {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _add_inspect(sub, fmt) -> None:
     p = sub.add_parser("inspect", formatter_class=fmt,
                        help="list a model's layers, shapes, quantization, MACs and support",
                        description="Print every op of a .tflite model with its shapes, "
@@ -314,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "exit status 1 when an op is not supported")
     _model_arg(p)
     p.set_defaults(func=cmd_inspect)
+
+
+def _add_eval(sub, fmt) -> None:
     p = sub.add_parser("eval", formatter_class=fmt,
                        help="int8 accuracy of a digits model on the bundled test split",
                        description="Run the int8 model (tinylora's bit-exact interpreter) on "
@@ -321,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  tinylora eval")
     _model_arg(p)
     p.set_defaults(func=cmd_eval)
+
+
+def _add_train(sub, fmt) -> None:
     p = sub.add_parser("train", formatter_class=fmt,
                        help="train a LoRA adapter with the integer reference trainer",
                        description="Train LoRA adapters on a frozen int8 model with the "
@@ -349,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the adapter here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+
+def _add_plan(sub, fmt) -> None:
     p = sub.add_parser("plan", formatter_class=fmt,
                        help="the static arena plan of one training step, against a RAM budget",
                        description="Place every buffer of a training step (forward, backward, "
@@ -366,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
     p.set_defaults(func=cmd_plan)
+
+
+def _add_verify(sub, fmt) -> None:
     p = sub.add_parser("verify", formatter_class=fmt,
                        help="run the generated C training step on a target and compare with numpy",
                        description="Generate the C of a training step (frozen model, LoRA "
@@ -394,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", default=None, help="write the generated C and the build here")
     p.set_defaults(func=cmd_verify)
+
+
+def _add_gen(sub, fmt) -> None:
     p = sub.add_parser("gen", formatter_class=fmt,
                        help="write a complete PlatformIO project for a board",
                        description="Write a PlatformIO project that trains on the device: "
@@ -420,10 +153,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="project folder (default tinylora-<board>)")
     p.add_argument("--force", action="store_true", help="overwrite files changed outside USER CODE regions")
     p.set_defaults(func=cmd_gen)
+
+
+def _add_boards(sub, fmt) -> None:
     p = sub.add_parser("boards", formatter_class=fmt, help="list the supported boards",
                        description="List the boards tinylora knows (boards/*.toml).",
                        epilog="example:\n  tinylora boards")
     p.set_defaults(func=cmd_boards)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="tinylora", formatter_class=fmt,
+        description="Train LoRA adapters on microcontrollers, bit-exactly.",
+        epilog="example:\n  tinylora inspect                # the bundled digits CNN\n"
+               "  tinylora inspect model.tflite")
+    parser.add_argument("--version", action="version", version=f"tinylora {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_inspect(sub, fmt)
+    _add_eval(sub, fmt)
+    _add_train(sub, fmt)
+    _add_plan(sub, fmt)
+    _add_verify(sub, fmt)
+    _add_gen(sub, fmt)
+    _add_boards(sub, fmt)
     return parser
 
 
