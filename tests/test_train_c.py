@@ -36,7 +36,7 @@ from support.train_c import CProgram, lit, lora_params, optim_params, report_u8_
 import tinylora
 from tinylora import emulate, targets, verify
 from tinylora.codegen import tables
-from tinylora.codegen.step import VectorSet
+from tinylora.codegen.vectors import VectorSet
 from tinylora.datasets import digits_split, to_model_input
 from tinylora.errors import CheckpointError
 from tinylora.formats import checkpoint as ckpt

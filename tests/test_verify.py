@@ -35,7 +35,8 @@ from support.randmodel import describe, random_input, random_model
 
 import tinylora
 from tinylora import cli, emulate, targets, verify
-from tinylora.codegen.step import VectorSet, generate_step, generate_vectors
+from tinylora.codegen.step import generate_step
+from tinylora.codegen.vectors import VectorSet, generate_vectors
 from tinylora.errors import ConfigError
 from tinylora.planning.arena import checked_plan
 from tinylora.ref import lora

@@ -22,14 +22,8 @@ import numpy as np
 
 from tinylora import emulate, load_tflite, tasks
 from tinylora.codegen.selftest import runner_main_c
-from tinylora.codegen.step import (
-    VectorSet,
-    expected_vectors,
-    generate_shared_arena,
-    generate_vectors,
-    plan_step,
-    render_step,
-)
+from tinylora.codegen.step import plan_step, render_step
+from tinylora.codegen.vectors import VectorSet, expected_vectors, generate_shared_arena, generate_vectors
 from tinylora.errors import InputError
 from tinylora.examples import example_model
 from tinylora.ref.trainer import LoRAConfig, Trainer

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylora.codegen import c_array_rows, c_comment, c_identifier, c_int, provenance, render
+from tinylora.codegen import c_comment, c_identifier, c_int, provenance, render
 from tinylora.codegen.frozen import _Array, plan_frozen
+from tinylora.codegen.vectors import VectorSet, expected_vectors, generate_shared_arena, generate_vectors
 from tinylora.errors import InputError
 from tinylora.formats import checkpoint as ckpt
 from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
@@ -53,7 +54,6 @@ __all__ = ["StepPlan", "plan_step", "generate_step", "generate_vectors", "expect
            "generate_shared_arena", "VectorSet"]
 
 FUNCTION = "tinylora.codegen.step.generate_step"
-VECTORS_FUNCTION = "tinylora.codegen.step.generate_vectors"
 
 _CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t"}
 
@@ -405,92 +405,5 @@ def render_step(sp: StepPlan, command: str | None = None, static_arena: bool = T
             f"{sp.prefix}.c": render("c/train_step.c.j2", **ctx)}
 
 
-# ----------------------------------------------------------------------------- test vectors
-
-@dataclass
-class VectorSet:
-    """Samples to train on (full model inputs, int8) and their labels; ``restore_at``: the
-    step after which the runner saves a checkpoint, re-initialises and restores it."""
-    inputs: np.ndarray
-    labels: np.ndarray
-    restore_at: int | None = None
-    predict: int = 4            # predict() on this many of the samples after training
-
-    def __post_init__(self):
-        self.inputs = np.asarray(self.inputs, np.int8)
-        self.labels = np.asarray(self.labels, np.int64).reshape(-1)
-        if len(self.inputs) != len(self.labels) or len(self.labels) == 0:
-            raise InputError("need one label per sample, and at least one sample")
-        if self.restore_at is None:
-            self.restore_at = len(self.labels) // 2
-        self.predict = min(self.predict, len(self.labels))
 
 
-def _names(prefix: str) -> dict:
-    return {k: f"{prefix}_{k}" for k in ("init", "step", "logits", "loss", "ckpt_mid",
-                                         "restore", "ckpt", "predict", "bad_restore")}
-
-
-def generate_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_train",
-                     command: str | None = None, arena: str | None = None) -> str:
-    """C of ``void <prefix>_run_vectors(void)`` (see the module docstring); link it with the
-    files of :func:`generate_step` for the same trainer and prefix. ``arena``: the name of a
-    caller-owned arena (an external ``uint8_t`` array of at least ``<P>_ARENA_SIZE`` bytes,
-    16-byte aligned, e.g. :func:`generate_shared_arena`'s) to pass to ``<prefix>_init``
-    instead of NULL (the static arena; build with ``-D<P>_NO_STATIC_ARENA`` to drop it)."""
-    prefix = c_identifier(prefix)
-    if arena is not None:
-        c_identifier(arena)
-    x, _ = trainer.model._check_input(vectors.inputs)
-    n = len(vectors.labels)
-    return render("c/train_vectors.c.j2",
-                  header=provenance(VECTORS_FUNCTION, command,
-                                    [f"{n} training steps on embedded samples; compared with "
-                                     "tinylora.train.Trainer.step byte for byte."]),
-                  prefix=prefix, macro=prefix.upper(), count=n,
-                  inputs=c_array_rows(x.reshape(n, -1)),
-                  labels=c_array_rows(vectors.labels),
-                  restore_at=int(vectors.restore_at), predict=int(vectors.predict),
-                  arena=arena or "NULL", extern_arena=arena,
-                  names=_names(prefix),
-                  masters=[{"name": f"{prefix}_{p}{i}", "offset": f"{prefix.upper()}_OFFSET_{p}{i}",
-                            "count": int(ad.arrays[p].size)}
-                           for i, ad in sorted(trainer.adapters.items()) for p in "AB"],
-                  scratch_s16=max(int(ad.arrays[p].size) for ad in trainer.adapters.values()
-                                  for p in "AB"))
-
-
-def generate_shared_arena(name: str, size: int, command: str | None = None) -> str:
-    """C defining ``uint8_t <name>[size]``, 16-byte aligned: one arena for several generated
-    steps that never run at the same time."""
-    return render("c/shared_arena.c.j2",
-                  header=provenance("tinylora.codegen.step.generate_shared_arena", command),
-                  name=c_identifier(name), size=int(size), align=ALIGN)
-
-
-def expected_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_train") -> dict[str, bytes]:
-    """The report lines (name -> bytes) the runner of :func:`generate_vectors` must print,
-    from the numpy reference. ``trainer`` is trained in place (pass a fresh one)."""
-    names = _names(prefix)
-    x, _ = trainer.model._check_input(vectors.inputs)
-    out: dict[str, bytes] = {}
-    for i, label in enumerate(vectors.labels):
-        if i == vectors.restore_at:
-            out[names["ckpt_mid"]] = trainer.checkpoint()
-            out[names["restore"]] = np.int32(0).tobytes()
-        result = trainer.step(x[i: i + 1], int(label))
-        out[f"{names['logits']}_{i:x}"] = result.logits.tobytes()
-        out[f"{names['loss']}_{i:x}"] = np.int32(result.loss).astype("<i4").tobytes()
-    if vectors.restore_at >= len(vectors.labels):
-        out[names["ckpt_mid"]] = trainer.checkpoint()
-        out[names["restore"]] = np.int32(0).tobytes()
-    for i, ad in sorted(trainer.adapters.items()):
-        for p in "AB":
-            out[f"{prefix}_{p}{i}"] = ad.arrays[p].astype("<i2").tobytes()
-    out[names["ckpt"]] = trainer.checkpoint()
-    # a checkpoint with one flipped byte is refused (CRC) and changes nothing
-    out[names["bad_restore"]] = np.int32(5).astype("<i4").tobytes()
-    logits = trainer.logits(x[: vectors.predict])
-    for i in range(vectors.predict):
-        out[f"{names['predict']}_{i:x}"] = logits[i].astype(np.int8).tobytes()
-    return out

@@ -25,18 +25,49 @@ from tinylora.codegen.project.common import (
 from tinylora.errors import ProjectError
 from tinylora.resources import resource_dir
 
+#: The template -> output table. Each row: (output path, template under templates/, whether the
+#: file starts with the provenance header). Rendered with the board context (``_board_context``).
+TEMPLATES = {
+    "all": (
+        ("platformio.ini", "project/platformio.ini.j2", True),
+        (".gitignore", "project/gitignore.j2", True),
+        ("src/main.c", "project/src/main.c.j2", True),
+        ("lib/tinylora/library.json", "project/lib/tinylora/library.json.j2", False),
+        ("lib/tinylora/src/tl_app_model.h", "project/lib/tinylora/tl_app_model.h.j2", True),
+        ("lib/tl_app/library.json", "project/lib/tl_app/library.json.j2", False),
+        ("lib/tl_board/library.json", "project/lib/tl_board/library.json.j2", False),
+        ("test/tl_unit.h", "project/test/tl_unit.h.j2", True),
+        ("test/tl_unit.c", "project/test/tl_unit.c.j2", True),
+        ("test/test_custom_runner.py", "project/test/test_custom_runner.py.j2", True),
+        ("test/test_storage/test_main.c", "project/test/test_storage/test_main.c.j2", True),
+        ("test/test_protocol/test_main.c", "project/test/test_protocol/test_main.c.j2", True),
+    ),
+    "espressif32": (
+        ("CMakeLists.txt", "project/CMakeLists.txt.j2", True),
+        ("src/CMakeLists.txt", "project/src/CMakeLists.txt.j2", True),
+        ("src/idf_component.yml", "project/src/idf_component.yml.j2", True),
+        ("sdkconfig.defaults", "project/sdkconfig.defaults.j2", True),
+        ("partitions.csv", "project/partitions.csv.j2", True),
+    ),
+    "ststm32": (
+        ("lib/cmsis_nn/library.json", "project/lib/cmsis_nn/library.json.j2", False),
+        ("lib/cmsis_nn/README.md", "project/lib/cmsis_nn/README.md.j2", True),
+    ),
+}
+#: Static sources of the app libraries: lib/<lib>/src/<name> from templates/project/lib/<lib>/<name>.j2.
+LIB_SOURCES = {
+    "tl_app": ("tl_storage.h", "tl_storage.c", "tl_protocol.h", "tl_protocol.c"),
+    "tl_board": ("tl_board.h", "tl_board_config.h", "tl_board_common.c", "tl_board_qemu.c",
+                 "tl_board_espidf.c", "tl_board_stm32.c", "tl_storage_esp_partition.c",
+                 "tl_storage_esp_nvs.c", "tl_storage_stm32_flash.c"),
+}
+#: Files of firmware/targets copied into the local QEMU platform.
+TARGET_FILES = ("cortex-m/mps2.ld", "cortex-m/startup.c", "stdio/tl_target_stdio.c",
+                "xtensa/start.S", "xtensa/tl_target.c", "xtensa/xtensa-sim.ld")
 
-def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
-                  command: str | None) -> dict[str, bytes]:
-    b = p.board
-    esp = b.platform == "espressif32"
-    family = _stm32_family(b)
-    files: dict[str, str | bytes] = {}
 
-    def add(path: str, template: str, **context):
-        files[path] = render(template, header=_header(path, command), **context)
-
-    # --- board data for the templates
+def _board_storage_console(b) -> tuple[dict, dict, dict | None]:
+    """The board's storage and console data for the templates (checked), and STM32 facts."""
     storage = dict(b.storage or {})
     console = dict(b.console or {})
     if not storage or not console:
@@ -48,6 +79,7 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
     if storage["size"] % storage["erase_unit"] or storage["size"] < 2 * storage["erase_unit"]:
         raise ProjectError(f"board {b.name}: storage must be at least two whole erase units")
     stm32 = None
+    family = _stm32_family(b)
     if family:
         tx_port, tx_pin = _pin(console["tx"])
         rx_port, rx_pin = _pin(console["rx"])
@@ -55,106 +87,107 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
             raise ProjectError(f"board {b.name}: console TX and RX must share a GPIO port")
         console.update(port=tx_port, tx_pin=tx_pin, rx_pin=rx_pin)
         stm32 = {"family": family, "hal_header": f"stm32{family.lower()}xx_hal.h"}
-    own = b.emulation
+    return storage, console, stm32
+
+
+def _board_context(p: Project) -> dict:
+    """What every template of the project may use: board, storage, console, QEMU environments."""
+    b = p.board
+    esp = b.platform == "espressif32"
+    storage, console, stm32 = _board_storage_console(b)
     width = max(len(b.name), *(len(q.env) for q in QEMU_ENVS))
-    qemu = [{"env": q.env, "board": q.board, "title": q.title, "own": q.emulation == own,
+    qemu = [{"env": q.env, "board": q.board, "title": q.title, "own": q.emulation == b.emulation,
              "pad": " " * (width - len(q.env)), "command": q.command} for q in QEMU_ENVS]
     if esp:
         board_options = ["board_build.partitions = partitions.csv",
                          "monitor_filters = esp32_exception_decoder"]
     else:
-        board_options = ["upload_protocol = stlink", "build_flags =", f"    -D TL_STM32_{family}",
+        board_options = ["upload_protocol = stlink", "build_flags =", f"    -D TL_STM32_{stm32['family']}",
                          "; CMSIS-NN: vendor it into lib/cmsis_nn (lib/cmsis_nn/README.md). The",
                          "; runtime's TL_USE_CMSIS_NN dispatch is verified only against a test",
                          "; double, and this project does not yet register kernel scratch",
                          "; (tl_kernels_set_scratch): keep -D TL_USE_CMSIS_NN off for now."]
-    ctx = dict(board=b, esp=esp, stm32=stm32, storage=storage, console=console,
-               ram_storage=_ram_storage(p.code.checkpoint_bytes), qemu=qemu,
-               board_options=board_options,
-               board_pad=" " * (width - len(b.name)), version=__version__,
-               esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
-               cmsis_nn_tag=f"v{CMSIS_NN_VERSION}")
+    return dict(board=b, esp=esp, stm32=stm32, storage=storage, console=console,
+                ram_storage=_ram_storage(p.code.checkpoint_bytes), qemu=qemu,
+                board_options=board_options,
+                board_pad=" " * (width - len(b.name)), version=__version__,
+                esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
+                cmsis_nn_tag=f"v{CMSIS_NN_VERSION}",
+                app_partition_size="0x200000" if b.flash_kb >= 4096 else "0x100000")
 
-    # --- the project
-    add("platformio.ini", "project/platformio.ini.j2", **ctx)
-    add(".gitignore", "project/gitignore.j2")
-    add("src/main.c", "project/src/main.c.j2")
-    if esp:
-        add("CMakeLists.txt", "project/CMakeLists.txt.j2")
-        add("src/CMakeLists.txt", "project/src/CMakeLists.txt.j2")
-        add("src/idf_component.yml", "project/src/idf_component.yml.j2", **ctx)
-        add("sdkconfig.defaults", "project/sdkconfig.defaults.j2")
-        app_partition = "0x200000" if b.flash_kb >= 4096 else "0x100000"
-        add("partitions.csv", "project/partitions.csv.j2", app_partition_size=app_partition, **ctx)
-    else:
-        files["lib/cmsis_nn/library.json"] = render("project/lib/cmsis_nn/library.json.j2", **ctx)
-        add("lib/cmsis_nn/README.md", "project/lib/cmsis_nn/README.md.j2", **ctx)
 
-    # --- lib/tinylora: runtime + model code + application interface
+def _app_context(p: Project, model, x, samples_note: str, epochs: int) -> dict:
+    b = p.board
+    return {"model": c_comment(p.model_name).replace('"', "'"), "input_size": x[0].size,
+            "classes": int(np.prod(model.output_shape)), "arena_size": p.arena_bytes,
+            "arena_note": c_comment(f"training step plan {p.training_arena_bytes}, model code "
+                                    f"{p.code.arena_bytes}; {b.name}'s budget {b.arena_budget}"),
+            "can_train": int(p.code.can_train), "code_note": c_comment(p.code.description),
+            "samples": len(x), "samples_note": c_comment(samples_note), "epochs": epochs,
+            "checkpoint_every": p.checkpoint_every}
+
+
+def _copied_files(p: Project) -> dict[str, bytes | str]:
+    """Runtime, model code and the local QEMU platform: copied or generated elsewhere."""
     fw = resource_dir("firmware")
+    files: dict[str, bytes | str] = {}
     for name in p.code.runtime:
         files[f"lib/tinylora/src/{name}"] = (fw / name).read_bytes()
     for name, text in sorted(p.code.lib_files.items()):
         files[f"lib/tinylora/src/{name}"] = text
-    files["lib/tinylora/library.json"] = render("project/lib/tinylora/library.json.j2", **ctx)
-    add("lib/tinylora/src/tl_app_model.h", "project/lib/tinylora/tl_app_model.h.j2")
-    app = {"model": c_comment(p.model_name).replace('"', "'"), "input_size": x[0].size,
-           "classes": int(np.prod(model.output_shape)), "arena_size": p.arena_bytes,
-           "arena_note": c_comment(f"training step plan {p.training_arena_bytes}, model code "
-                                   f"{p.code.arena_bytes}; {b.name}'s budget {b.arena_budget}"),
-           "can_train": int(p.code.can_train), "code_note": c_comment(p.code.description),
-           "samples": len(x), "samples_note": c_comment(samples_note), "epochs": epochs,
-           "checkpoint_every": p.checkpoint_every}
-    add("lib/tinylora/src/tl_app_config.h", "project/lib/tinylora/tl_app_config.h.j2", app=app)
-    add("lib/tinylora/src/tl_app_samples.c", "project/lib/tinylora/tl_app_samples.c.j2",
-        samples_note=c_comment(samples_note), rows=c_array_rows(x.reshape(len(x), -1)),
-        label_rows=c_array_rows(y))
-
-    # --- lib/tl_app, lib/tl_board
-    for lib, names in (("tl_app", ("tl_storage.h", "tl_storage.c", "tl_protocol.h", "tl_protocol.c")),
-                       ("tl_board", ("tl_board.h", "tl_board_config.h", "tl_board_common.c",
-                                     "tl_board_qemu.c", "tl_board_espidf.c", "tl_board_stm32.c",
-                                     "tl_storage_esp_partition.c", "tl_storage_esp_nvs.c",
-                                     "tl_storage_stm32_flash.c"))):
-        files[f"lib/{lib}/library.json"] = render(f"project/lib/{lib}/library.json.j2", **ctx)
-        for name in names:
-            add(f"lib/{lib}/src/{name}", f"project/lib/{lib}/{name}.j2", **ctx)
-
-    # --- test/
-    add("test/tl_unit.h", "project/test/tl_unit.h.j2")
-    add("test/tl_unit.c", "project/test/tl_unit.c.j2")
-    add("test/test_custom_runner.py", "project/test/test_custom_runner.py.j2")
-    add("test/test_storage/test_main.c", "project/test/test_storage/test_main.c.j2")
-    add("test/test_protocol/test_main.c", "project/test/test_protocol/test_main.c.j2")
     for name, text in sorted(p.code.test_files.items()):
         files[f"test/{name}"] = text
-
-    # --- the local QEMU platform, with the targets' startup code and linker scripts
     platform = fw / "pio" / "platform-tinylora-qemu"
     for src in sorted(platform.rglob("*")):
         if src.is_file() and "__pycache__" not in src.parts:
             files[f"{PLATFORM_DIR}/{src.relative_to(platform).as_posix()}"] = src.read_bytes()
-    for rel in ("cortex-m/mps2.ld", "cortex-m/startup.c", "stdio/tl_target_stdio.c",
-                "xtensa/start.S", "xtensa/tl_target.c", "xtensa/xtensa-sim.ld"):
+    for rel in TARGET_FILES:
         files[f"{PLATFORM_DIR}/targets/{rel}"] = (fw / "targets" / rel).read_bytes()
     files[f"{PLATFORM_DIR}/targets/include/tl_report.h"] = (fw / "testing" / "tl_report.h").read_bytes()
+    return files
 
-    # --- README last: it lists the files
-    unit = int(storage["erase_unit"])
+
+def _readme(p: Project, files: dict, ctx: dict, app: dict, samples_note: str, epochs: int,
+            command: str | None) -> str:
+    """README.md, rendered last: it lists the test suites among ``files``."""
+    b, qemu = p.board, ctx["qemu"]
+    unit = int(ctx["storage"]["erase_unit"])
     slot = -(-max(p.code.checkpoint_bytes, 1) // unit) * unit
     suites = sorted({f.split("/")[1] for f in files if f.startswith("test/test_") and f.count("/") == 2})
     cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 7}
-    add("README.md", "project/README.md.j2", project=p, samples_note=samples_note,
-        epochs=epochs, test_suites=suites, test_cases=cases,
-        test_total=sum(cases.get(t, 0) for t in suites), ckpt_slot=slot,
-        ckpt_slot_hex=_hex(slot), storage_name=_storage_name(b),
-        lr=f"{p.lr:.6g}", vector_steps=VECTOR_STEPS, boot_steps=epochs * len(x),
-        uniform_loss=f"{math.log(app['classes']):.3f}",
-        qemu_own=next(q for q in qemu if q["own"]), classes=app["classes"],
-        test_commands=_aligned([(f"pio test -e {b.name}", "on the connected board (flashes the test firmware)")]
-                               + [(f"pio test -e {q['env']}", q["title"]) for q in qemu]),
-        input_size=app["input_size"], **ctx)
+    return render("project/README.md.j2", header=_header("README.md", command), project=p,
+                  samples_note=samples_note, epochs=epochs, test_suites=suites, test_cases=cases,
+                  test_total=sum(cases.get(t, 0) for t in suites), ckpt_slot=slot,
+                  ckpt_slot_hex=_hex(slot), storage_name=_storage_name(b),
+                  lr=f"{p.lr:.6g}", vector_steps=VECTOR_STEPS, boot_steps=epochs * app["samples"],
+                  uniform_loss=f"{math.log(app['classes']):.3f}",
+                  qemu_own=next(q for q in qemu if q["own"]), classes=app["classes"],
+                  test_commands=_aligned([(f"pio test -e {b.name}",
+                                           "on the connected board (flashes the test firmware)")]
+                                         + [(f"pio test -e {q['env']}", q["title"]) for q in qemu]),
+                  input_size=app["input_size"], **ctx)
 
+
+def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
+                  command: str | None) -> dict[str, bytes]:
+    """Every file of the project (path -> bytes): the TEMPLATES table, the app's generated
+    configuration and samples, the copied runtime and platform, and the README."""
+    ctx = _board_context(p)
+    files = _copied_files(p)
+    rows = TEMPLATES["all"] + TEMPLATES[p.board.platform]
+    rows += tuple((f"lib/{lib}/src/{name}", f"project/lib/{lib}/{name}.j2", True)
+                  for lib, names in LIB_SOURCES.items() for name in names)
+    for path, template, header in rows:
+        extra = {"header": _header(path, command)} if header else {}
+        files[path] = render(template, **extra, **ctx)
+    app = _app_context(p, model, x, samples_note, epochs)
+    files["lib/tinylora/src/tl_app_config.h"] = render(
+        "project/lib/tinylora/tl_app_config.h.j2", header=_header("lib/tinylora/src/tl_app_config.h", command),
+        app=app)
+    files["lib/tinylora/src/tl_app_samples.c"] = render(
+        "project/lib/tinylora/tl_app_samples.c.j2", header=_header("lib/tinylora/src/tl_app_samples.c", command),
+        samples_note=c_comment(samples_note), rows=c_array_rows(x.reshape(len(x), -1)), label_rows=c_array_rows(y))
+    files["README.md"] = _readme(p, files, ctx, app, samples_note, epochs, command)
     out = {}
     for path, content in sorted(files.items()):
         data = content.encode("utf-8") if isinstance(content, str) else content
