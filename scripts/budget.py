@@ -17,6 +17,25 @@ FUNCTION_LINES = 60
 
 # path or path::qualified.function -> why it may exceed the budget (until it is split).
 ALLOWED = {
+    # Test support: a FlatBuffers writer of random int8 models for the oracle comparisons; one
+    # builder per op family would be the split (left for a later step).
+    "tests/support/randmodel.py": "random .tflite writer, not yet split per op family",
+    "tests/support/randmodel.py::_Net._quantize": "one pass over the whole random graph",
+    # The spec of a step: state + the executor's op kinds (_op_*). Next split: the executor's
+    # ops into ref/executor.py operating on the state.
+    "tinylora/ref/trainer.py": "state + executor of the step, executor not yet split out",
+    # One branch per schedule op kind, mirroring the executor; 9 lines over the module budget.
+    "tinylora/codegen/step.py": "the step's C plan: one branch per op kind",
+    "tinylora/codegen/step.py::_step_ops": "one branch per schedule op kind (forward .. update)",
+    # The app's main loop written out in Python line by line as main.c runs it; splitting it
+    # would hide the correspondence with templates/project/src/main.c.j2.
+    "tinylora/codegen/project/simulate.py::simulate_app": "mirrors main.c's loop step by step",
+    # Sequential checks of a write (regions, manifest, refusals) that share many locals.
+    "tinylora/codegen/project/write.py::write_project": "one pass: merge regions, refuse, write",
+    "tinylora/codegen/project/model_code.py::training_model_code": "vectors + checkpoint layout of test_training",
+    "tinylora/codegen/project/plan.py::plan_project": "the checks of a project, in the order gen reports them",
+    "tinylora/planning/autorank.py::auto_rank": "the search loop with its reporting",
+    "scripts/make_example_model.py::main": "a linear script: train, convert, write the bundled model",
 }
 
 
