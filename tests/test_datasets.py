@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tinylora
 from tinylora import datasets
+from tinylora.codegen.project import plan as project_plan
 
 
 def test_load_digits_shapes_and_dtypes():
@@ -111,3 +113,20 @@ def test_pixel_scaling(seed):
     d = datasets.digits_split(seed)
     levels = np.unique(d["x_train"] * 16)
     np.testing.assert_array_equal(levels, np.round(levels))
+
+
+def test_one_npz_reader_for_train_and_gen(tmp_path):
+    """datasets.load_npz reads --data for `tinylora train` and `tinylora gen` alike."""
+    model = tinylora.load_tflite(tinylora.example_model())
+    rng = np.random.default_rng(3)
+    real = rng.uniform(0, 16, (7,) + tuple(model.input_shape)).astype(np.float32)
+    np.savez(tmp_path / "xy.npz", x=real, y=np.arange(7) % 10)
+    xtr, ytr, xte, yte = datasets.load_npz(tmp_path / "xy.npz", model)
+    np.testing.assert_array_equal(xtr, model.quantize(real))
+    assert xtr.dtype == np.int8 and ytr.dtype == np.int64 and np.array_equal(xte, xtr) and np.array_equal(yte, ytr)
+    x, y, note = project_plan._default_samples(model, "m.tflite", str(tmp_path / "xy.npz"), 5)
+    np.testing.assert_array_equal(x, xtr[:5])
+    assert y.tolist() == [0, 1, 2, 3, 4] and note == "the first 5 of xy.npz"
+    np.savez(tmp_path / "bad.npz", x_train=real)
+    with pytest.raises(tinylora.InputError, match=r"lacks \['y_train'\]"):
+        datasets.load_npz(tmp_path / "bad.npz", model)

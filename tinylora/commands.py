@@ -9,7 +9,7 @@ import numpy as np
 
 from tinylora import datasets, emulate, load_tflite, tasks
 from tinylora.codegen.project import GEN_LR, check_names, plan_project, write_project
-from tinylora.errors import InputError, ModelError
+from tinylora.errors import ModelError
 from tinylora.examples import example_model
 from tinylora.pio import lint
 from tinylora.planning.arena import checked_plan, inference_plan
@@ -100,23 +100,7 @@ def cmd_eval(args) -> int:
 def _load_data(args, model):
     """(x_train, y_train, x_test, y_test, description) from --data or the bundled task."""
     if args.data:
-        try:
-            with np.load(args.data) as z:
-                names = set(z.files)
-                need = {"x_train", "y_train"} if "x_train" in names else {"x", "y"}
-                missing = need - names
-                if missing:
-                    raise InputError(f"{args.data} lacks {sorted(missing)}: give arrays x_train, y_train "
-                                     "(and optionally x_test, y_test), or x and y")
-                if "x_train" in names:
-                    xtr, ytr = z["x_train"], z["y_train"]
-                    xte, yte = (z["x_test"], z["y_test"]) if {"x_test", "y_test"} <= names else (xtr, ytr)
-                else:
-                    xtr, ytr, xte, yte = z["x"], z["y"], z["x"], z["y"]
-        except OSError as e:
-            raise InputError(f"cannot read --data {args.data}: {e}") from None
-        prep = lambda x: x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
-        return prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64), args.data
+        return (*datasets.load_npz(args.data, model), args.data)
     t = tasks.task(args.task, args.seed)
     return (model.quantize(t["x_train"]), t["y_train"], model.quantize(t["x_test"]), t["y_test"],
             f"bundled digits, task '{args.task}' ({t['description']})")

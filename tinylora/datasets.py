@@ -12,6 +12,8 @@ from importlib import resources
 
 import numpy as np
 
+from tinylora.errors import InputError
+
 __all__ = [
     "load_digits",
     "digits_split",
@@ -85,3 +87,29 @@ def to_model_input(model, x_float) -> np.ndarray:
     from ``tinylora.load_tflite``).
     """
     return quantize_input(x_float, float(model.input_scale), int(model.input_zero_point))
+
+
+def load_npz(path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test) from a user's .npz: arrays x_train, y_train (and
+    optionally x_test, y_test; the training data otherwise), or x and y. Real-valued inputs are
+    quantized with ``model.quantize``; labels become int64. The one reader of --data files."""
+    try:
+        with np.load(path) as z:
+            names = set(z.files)
+            need = {"x_train", "y_train"} if "x_train" in names else {"x", "y"}
+            missing = need - names
+            if missing:
+                raise InputError(f"{path} lacks {sorted(missing)}: give arrays x_train, y_train "
+                                 "(and optionally x_test, y_test), or x and y")
+            if "x_train" in names:
+                xtr, ytr = z["x_train"], z["y_train"]
+                xte, yte = (z["x_test"], z["y_test"]) if {"x_test", "y_test"} <= names else (xtr, ytr)
+            else:
+                xtr, ytr, xte, yte = z["x"], z["y"], z["x"], z["y"]
+    except OSError as e:
+        raise InputError(f"cannot read --data {path}: {e}") from None
+
+    def prep(x):
+        return x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
+
+    return prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64)

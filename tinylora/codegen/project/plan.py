@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylora import load_tflite, tasks
+from tinylora import datasets, load_tflite, tasks
 from tinylora.codegen.project.common import _REGION_FILES, FRAMEWORKS, GEN_LR, Project, _argmax_first, _storage_name
 from tinylora.codegen.project.files import _render_files
 from tinylora.codegen.project.model_code import ModelCodeFactory, model_code
@@ -25,15 +25,7 @@ from tinylora.ref.trainer import LoRAConfig, Trainer
 def _default_samples(model, model_path: str | None, data: str | None, count: int):
     """(int8 samples, labels, description) embedded in the application."""
     if data is not None:
-        with np.load(data) as z:
-            names = set(z.files)
-            if {"x_train", "y_train"} <= names:
-                x, y = z["x_train"], z["y_train"]
-            elif {"x", "y"} <= names:
-                x, y = z["x"], z["y"]
-            else:
-                raise InputError(f"{data} lacks x_train and y_train (or x and y)")
-        x = x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
+        x, y, _, _ = datasets.load_npz(data, model)
         x, _ = model._check_input(np.asarray(x)[:count])
         return x.astype(np.int8), np.asarray(y[:count]).astype(np.int64), f"the first {len(x)} of {Path(data).name}"
     if model_path is None:
