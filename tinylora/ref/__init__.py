@@ -1,7 +1,9 @@
 """The numpy fixed-point reference: the specification every C path must equal byte for byte.
 
 ``quant`` (rounding helpers), ``softmax``, ``layers`` (frozen int8 ops, TFLM-exact), ``model``
-(a frozen graph), ``lora`` (adapter arithmetic), ``loss`` (the Q10 loss table), ``trainer``
-(LoRAConfig + Trainer: schedule of typed buffers and its executor), ``floatref`` (float twin
-used by tests and auto-rank).
+(a frozen graph), ``lora`` (adapter arithmetic, the rows rule, sparsify), ``loss`` (the Q10 loss
+table), ``schedule`` (the step as data: ops and buffer names), ``config`` (LoRAConfig),
+``adapted`` (one adapter's persistent state), ``trainer`` (Trainer: builds the schedule and
+executes it), ``arena_exec`` (executing inside an arena plan), ``floatref`` (float twin used by
+tests and auto-rank).
 """
