@@ -8,8 +8,12 @@ from support.gradcase import gradient_case
 
 import tinylora
 from tinylora import datasets
+from tinylora.errors import ConfigError
+from tinylora.formats.adapter import Adapter
 from tinylora.ref import lora, quant
-from tinylora.ref.trainer import Adapter, ConfigError, LoRAConfig, Trainer, sparsify
+from tinylora.ref.config import LoRAConfig
+from tinylora.ref.lora import sparsify
+from tinylora.ref.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

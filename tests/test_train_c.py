@@ -41,10 +41,14 @@ from tinylora.datasets import digits_split, to_model_input
 from tinylora.errors import CheckpointError
 from tinylora.formats import checkpoint as ckpt
 from tinylora.ref import lora, quant
+from tinylora.ref.adapted import AdaptedLayer
+from tinylora.ref.config import LoRAConfig
 from tinylora.ref.layers import Conv2D, FullyConnected, QuantParams
+from tinylora.ref.lora import sparsify
 from tinylora.ref.loss import LOSS_LUT, xent_grad
+from tinylora.ref.schedule import ScheduleOp
 from tinylora.ref.softmax import softmax_int8, softmax_params
-from tinylora.ref.trainer import AdaptedLayer, LoRAConfig, ScheduleOp, Trainer, sparsify
+from tinylora.ref.trainer import Trainer
 
 TARGETS = tuple(targets.TOOLCHAINS)
 N_RANDOM = 20           # hypothesis-chosen seeds per kernel

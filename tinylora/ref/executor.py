@@ -1,0 +1,98 @@
+"""The executor of a training step: one method per schedule op kind (forward, lora_forward,
+loss, backward, update), each reading and writing the step's buffers by name. Mixed into
+:class:`tinylora.ref.trainer.Trainer`, whose state (adapters, constants, schedule) they use."""
+from __future__ import annotations
+
+import numpy as np
+
+from tinylora.ref import lora, quant
+from tinylora.ref.layers import Reshape
+from tinylora.ref.lora import sparsify
+from tinylora.ref.loss import xent_grad
+from tinylora.ref.schedule import BufferName, act
+
+
+class StepExecutor:
+    """The ops of :attr:`Trainer.schedule` (``_op_<kind>(op, bufs)``); state lives in the Trainer."""
+
+    def _op_forward(self, op, bufs):
+        bufs[act(op.layer)] = self.model.layers[op.layer].forward(bufs[act(op.layer - 1)])
+
+    def _op_lora_forward(self, op, bufs):
+        ad = self.adapters[op.layer]
+        y, h = lora.lora_forward(ad.layer, bufs[act(op.layer - 1)], ad.a8, ad.b8, ad.k)
+        bufs[act(op.layer)], bufs[BufferName.h(op.layer)] = y, h
+
+    def _op_loss(self, op, bufs):
+        logits = bufs[act(op.layer)][0]
+        g, loss = xent_grad(logits, bufs["label"], self.softmax)
+        bufs[BufferName.grad(op.layer)] = (g[None], 0)
+        bufs["loss"] = loss
+        bufs["logits"] = logits.copy()
+
+    def _op_backward(self, op, bufs):
+        i = op.layer
+        layer = self.model.layers[i]
+        g, e = bufs[BufferName.grad(i)]
+        if isinstance(layer, Reshape):
+            bufs[BufferName.grad(i - 1)] = (g.reshape((1,) + layer.input_shape), e)
+            return
+        g = lora.output_gradient_mask(layer, bufs[act(i)], g)
+        c_out = layer.weights.shape[0]
+        g_rows, eg = lora.normalize(g.reshape(-1, c_out))   # full 15-bit mantissas from here
+        e += eg
+        x_rows = lora.rows_view(layer, bufs[act(i - 1)])[0].astype(np.int64) - int(layer.input_q.zero_point[0])
+        ad = self.adapters.get(i)
+        dh = None
+        if ad is not None:
+            h = bufs[BufferName.h(i)][0].astype(np.int64)
+            gb, eb = lora.normalize(g_rows.T @ h, 31)
+            dh, eh = lora.normalize(lora.saturation_mask(h, g_rows @ ad.b8))
+            ga, ea = lora.normalize(dh.T @ x_rows, 31)
+            # one micro-batch per window: the backward writes the gradient buffer (it is per-step
+            # scratch); with accumulation it adds to the persistent accumulator
+            carry = self.accum_steps > 1
+            q, s = ad.k.m_update_b
+            ad.acc_b = quant.saturate((ad.acc_b if carry else 0) + lora.rescale(gb, q, s + e + eb),
+                                      quant.INT32_MIN, quant.INT32_MAX)
+            q, s = ad.k.m_update_a
+            ad.acc_a = quant.saturate((ad.acc_a if carry else 0) + lora.rescale(ga, q, s + e + eh + ea),
+                                      quant.INT32_MIN, quant.INT32_MAX)
+        if i > self.lowest:
+            ratio_q, ratio_s = self.input_grad[i]
+            dx = lora.rescale(g_rows, ratio_q, ratio_s) @ lora.base_weights(layer)
+            if dh is not None:
+                q, s = ad.k.extra["lora_to_input"]
+                dx = dx + lora.rescale(dh, q, s + eh) @ ad.a8
+            dx, ex = lora.normalize(dx)
+            bufs[BufferName.grad(i - 1)] = (self._to_input_shape(layer, dx), e + ex)
+
+    def _to_input_shape(self, layer, dx_rows):
+        shape = (1,) + layer.input_shape
+        if layer.kind == "CONV_2D":
+            sh, sw = layer.options["stride_h"], layer.options["stride_w"]
+            full = np.zeros(shape, np.int64)
+            view = full[:, ::sh, ::sw, :]
+            full[:, ::sh, ::sw, :] = dx_rows.reshape(view.shape)
+            return full
+        return dx_rows.reshape(shape)
+
+    def _op_update(self, op, bufs):
+        if (self.step_count + 1) % self.accum_steps:
+            return
+        ad = self.adapters[op.layer]
+        for p in "AB":
+            self._apply(ad.arrays, p)
+        ad.refresh()
+
+    def _apply(self, arrays: dict, p: str) -> None:
+        """master -= sparsify(delta); delta from the accumulator (and momentum); acc reset."""
+        delta = quant.rounding_divide_by_pot(arrays["d" + p], lora.ACCUM_FRAC_BITS)
+        if self.momentum_q[0]:
+            mom = quant.saturate(lora.rescale(arrays["m" + p], *self.momentum_q) + delta,
+                                 quant.INT32_MIN, quant.INT32_MAX)
+            arrays["m" + p][...] = mom
+            delta = mom
+        delta = sparsify(delta, self.grad_threshold, self.capacity(arrays[p].size))
+        arrays[p][...] = quant.saturate(arrays[p] - delta, lora.MASTER_MIN, lora.MASTER_MAX)
+        arrays["d" + p][...] = 0
