@@ -67,6 +67,29 @@ CMSIS_NN_VERSION = "7.0.0"
 RUNTIME = ("tl_types.h", "tl_quant.h", "tl_quant.c", "tl_kernels.h", "tl_kernels.c")
 #: ... and the training step's (kernels of the backward and update, checkpoints).
 TRAINING_RUNTIME = RUNTIME + ("tl_train.h", "tl_train.c", "tl_checkpoint.h", "tl_checkpoint.c")
+
+# The application's plain C files (firmware/app, firmware/boards): output path -> firmware/ path.
+# The generator copies them under the provenance header; nothing in them varies per project.
+STATIC_C = {
+    "src/main.c": "app/main.c",
+    "lib/tinylora/src/tl_app_model.h": "app/tl_app_model.h",
+    "lib/tl_app/src/tl_storage.h": "app/tl_storage.h",
+    "lib/tl_app/src/tl_storage.c": "app/tl_storage.c",
+    "lib/tl_app/src/tl_protocol.h": "app/tl_protocol.h",
+    "lib/tl_app/src/tl_protocol.c": "app/tl_protocol.c",
+    "lib/tl_board/src/tl_board.h": "boards/tl_board.h",
+    "lib/tl_board/src/tl_board_common.c": "boards/tl_board_common.c",
+    "lib/tl_board/src/tl_board_qemu.c": "boards/tl_board_qemu.c",
+    "lib/tl_board/src/tl_board_espidf.c": "boards/tl_board_espidf.c",
+    "lib/tl_board/src/tl_board_stm32.c": "boards/tl_board_stm32.c",
+    "lib/tl_board/src/tl_storage_esp_partition.c": "boards/tl_storage_esp_partition.c",
+    "lib/tl_board/src/tl_storage_esp_nvs.c": "boards/tl_storage_esp_nvs.c",
+    "lib/tl_board/src/tl_storage_stm32_flash.c": "boards/tl_storage_stm32_flash.c",
+    "test/tl_unit.h": "app/test/tl_unit.h",
+    "test/tl_unit.c": "app/test/tl_unit.c",
+    "test/test_storage/test_main.c": "app/test/test_storage.c",
+    "test/test_protocol/test_main.c": "app/test/test_protocol.c",
+}
 #: The QEMU storage medium (RAM with flash rules): small enough for the Xtensa sim's 256 KB
 #: (grown to two checkpoint slots when a checkpoint needs more).
 RAM_STORAGE = {"size": 16384, "erase_unit": 1024}
@@ -628,6 +651,10 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
     def add(path: str, template: str, **context):
         files[path] = render(template, header=_header(path, command), **context)
 
+    def copy(path: str):   # a plain C file of firmware/ (STATIC_C), under the provenance header
+        files[path] = (render("project/_static.j2", header=_header(path, command))
+                       + (resource_dir("firmware") / STATIC_C[path]).read_text())
+
     # --- board data for the templates
     storage = dict(b.storage or {})
     console = dict(b.console or {})
@@ -670,7 +697,7 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
     # --- the project
     add("platformio.ini", "project/platformio.ini.j2", **ctx)
     add(".gitignore", "project/gitignore.j2")
-    add("src/main.c", "project/src/main.c.j2")
+    copy("src/main.c")
     if esp:
         add("CMakeLists.txt", "project/CMakeLists.txt.j2")
         add("src/CMakeLists.txt", "project/src/CMakeLists.txt.j2")
@@ -689,7 +716,7 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
     for name, text in sorted(p.code.lib_files.items()):
         files[f"lib/tinylora/src/{name}"] = text
     files["lib/tinylora/library.json"] = render("project/lib/tinylora/library.json.j2", **ctx)
-    add("lib/tinylora/src/tl_app_model.h", "project/lib/tinylora/tl_app_model.h.j2")
+    copy("lib/tinylora/src/tl_app_model.h")
     app = {"model": c_comment(p.model_name).replace('"', "'"), "input_size": x[0].size,
            "classes": int(np.prod(model.output_shape)), "arena_size": p.arena_bytes,
            "arena_note": c_comment(f"training step plan {p.training_arena_bytes}, model code "
@@ -710,14 +737,17 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
                                      "tl_storage_stm32_flash.c"))):
         files[f"lib/{lib}/library.json"] = render(f"project/lib/{lib}/library.json.j2", **ctx)
         for name in names:
-            add(f"lib/{lib}/src/{name}", f"project/lib/{lib}/{name}.j2", **ctx)
+            if f"lib/{lib}/src/{name}" in STATIC_C:
+                copy(f"lib/{lib}/src/{name}")
+            else:
+                add(f"lib/{lib}/src/{name}", f"project/lib/{lib}/{name}.j2", **ctx)
 
     # --- test/
-    add("test/tl_unit.h", "project/test/tl_unit.h.j2")
-    add("test/tl_unit.c", "project/test/tl_unit.c.j2")
+    copy("test/tl_unit.h")
+    copy("test/tl_unit.c")
     add("test/test_custom_runner.py", "project/test/test_custom_runner.py.j2")
-    add("test/test_storage/test_main.c", "project/test/test_storage/test_main.c.j2")
-    add("test/test_protocol/test_main.c", "project/test/test_protocol/test_main.c.j2")
+    copy("test/test_storage/test_main.c")
+    copy("test/test_protocol/test_main.c")
     for name, text in sorted(p.code.test_files.items()):
         files[f"test/{name}"] = text
 

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_storage on an ESP-IDF data partition: the "tinylora" entry of partitions.csv (type 0x40,
  * an application-defined partition type, subtype 0x00). SPI NOR flash: 4 KB erase sectors,

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_board: console output helpers shared by every board (over tl_board_write).
  */

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_storage: the flash rules of tl_storage.h on the RAM implementation (with this board's
  * program unit), and the board's own storage geometry. The board's medium is only opened and

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_protocol: the serial line protocol of the application, parsed one character at a time
  * (no line buffer: a sample's hex digits go straight into the caller's sample buffer).

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_board for QEMU and other hosted builds (neither ESP-IDF nor STM32Cube): the console is
  * semihosting (output through tl_target_write from the platform's targets/; input from QEMU's

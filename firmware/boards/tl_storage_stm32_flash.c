@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_storage on STM32 internal flash, through the HAL (HAL_FLASH_Unlock, HAL_FLASHEx_Erase,
  * HAL_FLASH_Program). The region (TL_STORAGE_ADDRESS, TL_STORAGE_SIZE) is the end of the

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_unit (see tl_unit.h): Unity-format results on the board's console.
  */

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_board for ESP-IDF (ESP32, ESP32-S3, ESP32-C3): console on UART TL_CONSOLE_UART_NUM
  * through the UART driver (115200 8N1, the devkit's USB-UART bridge), FreeRTOS for time,

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_storage on ESP-IDF's NVS (select it with -D TL_STORAGE_NVS): the region is kept as
  * blobs of TL_STORAGE_NVS_CHUNK bytes, keys "c0", "c1", ... in namespace "tinylora" of the

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_protocol: the serial line protocol (README.md, "Sending samples") on good and bad lines.
  */

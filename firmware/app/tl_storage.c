@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_storage: argument checks shared by every implementation, the RAM implementation, and
  * byte-sized writes over whole program units (tl_storage_stream).

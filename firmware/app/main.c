@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * The tinylora application: on-device training on the embedded samples at boot, then on
  * samples arriving over the serial port; progress, accuracy and checkpoints on the console.

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_app_model: what the application (src/main.c) needs from the generated model code.
  *

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_protocol: the line parser (see tl_protocol.h), a state machine over characters.
  */

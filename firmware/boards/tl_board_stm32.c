@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_board for STM32Cube (the NUCLEO boards): HAL, console on the ST-LINK virtual COM port
  * (TL_CONSOLE_UART, 115200 8N1), SysTick for time, checkpoints in internal flash

@@ -1,5 +1,3 @@
-{% import "project/_header.j2" as h %}
-{{ h.c(header) -}}
 /*
  * tl_unit: this project's test framework, C side. It prints Unity's output format,
  *
