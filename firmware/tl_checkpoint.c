@@ -422,6 +422,14 @@ static int tl_slot_complete(const tl_ckpt_storage *st, uint32_t k, tl_slot_info 
 }
 
 /* CheckpointStore._latest: *found = 0 when neither slot is complete. */
+/* Whether sequence number a is newer than b: serial-number arithmetic on 32 bits (RFC 1982;
+ * tinylora.checkpoint.sequence_newer), so that numbers wrap and none beats every later one. */
+static int tl_sequence_newer(uint32_t a, uint32_t b)
+{
+    const uint32_t distance = a - b;
+    return distance != 0u && distance < 0x80000000u;
+}
+
 static tl_ckpt_status tl_latest(const tl_ckpt_storage *st, int *found, uint32_t *slot,
                                 tl_slot_info *best)
 {
@@ -433,7 +441,7 @@ static tl_ckpt_status tl_latest(const tl_ckpt_storage *st, int *found, uint32_t 
         if (ok < 0) {
             return TL_CKPT_ERR_IO;
         }
-        if (ok && (!*found || info.sequence > best->sequence)) {
+        if (ok && (!*found || tl_sequence_newer(info.sequence, best->sequence))) {
             *found = 1;
             *slot = k;
             *best = info;

@@ -118,7 +118,8 @@ typedef struct {
 tl_ckpt_status tl_ckpt_store_save(const tl_ckpt_storage *st, const uint8_t *checkpoint,
                                   uint32_t len);
 
-/* CheckpointStore.load: the newest complete checkpoint (highest sequence; slot 0 on a tie)
+/* CheckpointStore.load: the newest complete checkpoint (sequence numbers compared with
+ * wraparound, RFC 1982 serial-number arithmetic; slot 0 on a tie)
  * in inline form (split flag cleared, length and CRC recomputed) into out[cap]; *len its
  * size, *sequence (may be NULL) its sequence number. TL_CKPT_ERR_EMPTY if there is none. */
 tl_ckpt_status tl_ckpt_store_load(const tl_ckpt_storage *st, uint8_t *out, uint32_t cap,

@@ -926,7 +926,7 @@ class StoreScenario:
     """A sequence of saves (some torn), loads and bit flips on a two-slot store."""
     kernel = "store"
 
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int, wrap: bool = False):
         rng = np.random.default_rng(seed)
         self.n = n
         self.record_slot = int(rng.choice([64, 128, 1024]))
@@ -948,6 +948,10 @@ class StoreScenario:
                 size = 2 * (self.record_slot + self.adapter_slot)
                 self.ops.append(("flip", int(rng.integers(0, size)), int(rng.integers(0, 8))))
         self.ops.append(("load", 0, 0))
+        if wrap:   # a crafted sequence 0xFFFFFFFF must not beat the checkpoints saved after it
+            self.ops = [("save", 0, -1), ("wrap", 0, 0), ("load", 0, 0), ("save", 1, -1),
+                        ("load", 0, 0), ("save", 2, -1), ("load", 0, 0), ("save", 0, -1),
+                        ("load", 0, 0)]
         self._reference()
 
     def _reference(self):
@@ -967,6 +971,9 @@ class StoreScenario:
                 self.expected.append((0, zlib.crc32(store.medium), None))
             elif kind == "forge":
                 store.medium[:] = _forge(bytes(store.medium), self.record_slot)
+                self.expected.append((0, zlib.crc32(store.medium), None))
+            elif kind == "wrap":
+                store.medium[:] = _wrap(bytes(store.medium))
                 self.expected.append((0, zlib.crc32(store.medium), None))
             else:
                 try:
@@ -995,6 +1002,8 @@ class StoreScenario:
                 body.append(f"{medium}[{a}] ^= (uint8_t){1 << b}u; status = 0;")
             elif kind == "forge":
                 body.append(f"forge({medium}, {self.record_slot}u); status = 0;")
+            elif kind == "wrap":
+                body.append(f"wrap({medium}); status = 0;")
             else:
                 body += [f"len = 0; status = tl_ckpt_store_load(&st, {out}, "
                          f"{max(len(c) for c in self.checkpoints)}u, &len, &seq);",
@@ -1032,7 +1041,36 @@ def _forge(medium: bytes, record_slot: int) -> bytes:
     return bytes(m)
 
 
+def _wrap(medium: bytes) -> bytes:
+    """Record slot 0 with its sequence number set to 0xFFFFFFFF and the CRC resealed, when
+    it holds a sealed record."""
+    m = bytearray(medium)
+    length = struct.unpack_from("<I", m, 8)[0]
+    if m[:4] != ckpt.MAGIC or not 44 <= length <= len(m):
+        return bytes(m)
+    m[12:16] = b"\xff\xff\xff\xff"
+    m[length - 4:length] = struct.pack("<I", zlib.crc32(bytes(m[:length - 4])))
+    return bytes(m)
+
+
 FORGE_C = r"""
+static void wrap(uint8_t *m)
+{
+    uint32_t length = (uint32_t)m[8] | ((uint32_t)m[9] << 8) | ((uint32_t)m[10] << 16) |
+                      ((uint32_t)m[11] << 24);
+    uint32_t i, c;
+    if (m[0] != 'T' || m[1] != 'L' || m[2] != 'C' || m[3] != 'K' || length < 44u) {
+        return;
+    }
+    for (i = 12u; i < 16u; ++i) {
+        m[i] = 0xFFu;
+    }
+    c = tl_crc32(0u, m, length - 4u);
+    for (i = 0; i < 4u; ++i) {
+        m[length - 4u + i] = (uint8_t)(c >> (8u * i));
+    }
+}
+
 static void forge(uint8_t *m, uint32_t record_slot)
 {
     uint32_t length = (uint32_t)m[8] | ((uint32_t)m[9] << 8) | ((uint32_t)m[10] << 16) |
@@ -1156,7 +1194,8 @@ class Suite:
             "backward": _backward_cases(),
             "update": _update_cases(),
             "crc": [CrcCase(i, s) for i, s in enumerate(_seeds("crc", 8))],
-            "store": [StoreScenario(i, s) for i, s in enumerate(_seeds("store"))],
+            "store": [StoreScenario(i, s) for i, s in enumerate(_seeds("store"))]
+                     + [StoreScenario(len(_seeds("store")), 7, wrap=True)],
         }
         trainers, _, _ = _trainers()
         self.groups["checkpoint"] = [CheckpointCodec(trainers)]
