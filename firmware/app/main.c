@@ -233,7 +233,78 @@ static void tl_status_line(void)
     tl_line_end();
 }
 
-/* Serial samples until the input ends (QEMU) -- on a device, forever. */
+/* The C command: a checkpoint now, and always a reply (a '#' line when none is written). */
+static void tl_checkpoint_command(void)
+{
+    if (!TL_APP_CAN_TRAIN) {
+        tl_print("# checkpoint: none in this build (it does not train)");
+        tl_line_end();
+    } else if (tl_app_model_steps() == tl_saved_steps) {
+        tl_print("# checkpoint: nothing new since step ");
+        tl_print_u32(tl_saved_steps);
+        tl_line_end();
+    } else {
+        tl_checkpoint();
+    }
+}
+
+/* The answer to one serial line. */
+static void tl_serve_event(const tl_proto *proto, tl_proto_event event, const int8_t *sample)
+{
+    int32_t predicted = -1;
+    int32_t loss_q10 = -1;
+    tl_status status;
+    switch (event) {
+    case TL_PROTO_SAMPLE:
+    case TL_PROTO_PREDICT:
+        status = tl_handle_sample(sample, proto->label, event == TL_PROTO_SAMPLE, &predicted,
+                                  &loss_q10);
+        if (status != TL_OK) {
+            tl_error("step failed", (int32_t)status);
+            break;
+        }
+        tl_print("R ");
+        if (event == TL_PROTO_SAMPLE) {
+            tl_print_i32(proto->label);
+        } else {
+            tl_print("-");
+        }
+        tl_print(" ");
+        tl_print_i32(predicted);
+        tl_print(" ");
+        if (loss_q10 >= 0) {
+            tl_print_q10(loss_q10);
+        } else {
+            tl_print("-");
+        }
+        tl_line_end();
+        /* USER CODE BEGIN serial_sample */
+        /* USER CODE END serial_sample */
+        if (event == TL_PROTO_SAMPLE) {
+            tl_checkpoint_due();
+        }
+        break;
+    case TL_PROTO_EVALUATE:
+        tl_evaluate();
+        break;
+    case TL_PROTO_CHECKPOINT:
+        tl_checkpoint_command();
+        break;
+    case TL_PROTO_STATUS:
+        tl_status_line();
+        break;
+    case TL_PROTO_ERROR:
+        tl_print("! ");
+        tl_print(tl_proto_error_text(proto->error));
+        tl_line_end();
+        break;
+    default:
+        break;
+    }
+}
+
+/* Serial samples until the input ends (QEMU) -- on a device, forever. A last line without
+ * its line end counts when the input ends. */
 static void tl_serve(void)
 {
     static int8_t sample[TL_APP_INPUT_SIZE];
@@ -242,65 +313,15 @@ static void tl_serve(void)
     tl_print("# ready: send lines 'S <label> <hex>' (train), 'P <hex>' (predict), 'E', 'C' or '?'");
     tl_line_end();
     for (;;) {
-        int32_t predicted = -1;
-        int32_t loss_q10 = -1;
-        tl_status status;
-        tl_proto_event event;
         const int c = tl_board_read_char(1000);
-        if (c == TL_BOARD_EOF) {
-            return;
-        }
         if (c == TL_BOARD_NO_CHAR) {
             continue;
         }
-        event = tl_proto_feed(&proto, c);
-        switch (event) {
-        case TL_PROTO_SAMPLE:
-        case TL_PROTO_PREDICT:
-            status = tl_handle_sample(sample, proto.label, event == TL_PROTO_SAMPLE, &predicted,
-                                      &loss_q10);
-            if (status != TL_OK) {
-                tl_error("step failed", (int32_t)status);
-                break;
-            }
-            tl_print("R ");
-            if (event == TL_PROTO_SAMPLE) {
-                tl_print_i32(proto.label);
-            } else {
-                tl_print("-");
-            }
-            tl_print(" ");
-            tl_print_i32(predicted);
-            tl_print(" ");
-            if (loss_q10 >= 0) {
-                tl_print_q10(loss_q10);
-            } else {
-                tl_print("-");
-            }
-            tl_line_end();
-            /* USER CODE BEGIN serial_sample */
-            /* USER CODE END serial_sample */
-            if (event == TL_PROTO_SAMPLE) {
-                tl_checkpoint_due();
-            }
-            break;
-        case TL_PROTO_EVALUATE:
-            tl_evaluate();
-            break;
-        case TL_PROTO_CHECKPOINT:
-            tl_checkpoint();
-            break;
-        case TL_PROTO_STATUS:
-            tl_status_line();
-            break;
-        case TL_PROTO_ERROR:
-            tl_print("! ");
-            tl_print(tl_proto_error_text(proto.error));
-            tl_line_end();
-            break;
-        default:
-            break;
+        if (c == TL_BOARD_EOF) {
+            tl_serve_event(&proto, tl_proto_finish(&proto), sample);
+            return;
         }
+        tl_serve_event(&proto, tl_proto_feed(&proto, c), sample);
     }
 }
 

@@ -23,6 +23,7 @@ void tl_proto_init(tl_proto *p, int8_t *sample, uint32_t size, int32_t classes)
     p->command = 0;
     p->digits = 0;
     p->value = -1;
+    p->after_cr = 0;
 }
 
 static int tl_hex_value(int c)
@@ -77,10 +78,12 @@ static tl_proto_event tl_end_line(tl_proto *p)
 tl_proto_event tl_proto_feed(tl_proto *p, int c)
 {
     int v;
-    if (c == '\r') {
+    if (c == '\n' && p->after_cr) { /* the '\n' of "\r\n": the line has ended */
+        p->after_cr = 0;
         return TL_PROTO_NONE;
     }
-    if (c == '\n') {
+    p->after_cr = c == '\r';
+    if (c == '\r' || c == '\n') {
         return tl_end_line(p);
     }
     switch (p->state) {
@@ -160,6 +163,12 @@ tl_proto_event tl_proto_feed(tl_proto *p, int c)
         break;
     }
     return TL_PROTO_NONE;
+}
+
+tl_proto_event tl_proto_finish(tl_proto *p)
+{
+    p->after_cr = 0;
+    return tl_end_line(p);
 }
 
 const char *tl_proto_error_text(tl_proto_error error)

@@ -2,7 +2,8 @@
  * tl_protocol: the serial line protocol of the application, parsed one character at a time
  * (no line buffer: a sample's hex digits go straight into the caller's sample buffer).
  *
- * Host -> device, one command per line ('\n'; a '\r' is ignored; spaces separate fields):
+ * Host -> device, one command per line (ended by '\n', '\r' or "\r\n": terminals such as minicom
+ * and screen send '\r' alone; the input's end also ends a last line; spaces separate fields):
  *   S <label> <hex>   train on one sample: label in [0, classes), hex = the int8 input
  *                     as 2 hex digits per byte (two's complement), exactly 2 * size digits
  *   P <hex>           predict one sample (no training)
@@ -50,12 +51,16 @@ typedef struct {
     int command;
     uint32_t digits;
     int32_t value;
+    int after_cr;       /* the last character was '\r': a '\n' now ends nothing */
 } tl_proto;
 
 void tl_proto_init(tl_proto *p, int8_t *sample, uint32_t size, int32_t classes);
 
 /* Feed one character; returns the event when it ends a line, else TL_PROTO_NONE. */
 tl_proto_event tl_proto_feed(tl_proto *p, int c);
+
+/* The input ended: the event of a last line that had no line end (else TL_PROTO_NONE). */
+tl_proto_event tl_proto_finish(tl_proto *p);
 
 /* A short English reason for p->error. */
 const char *tl_proto_error_text(tl_proto_error error);

@@ -77,9 +77,20 @@ void tl_board_exit(int status)
     (void)status; /* main returns it: the C runtime ends QEMU with it */
 }
 
+/* The emulated core: the one this program was compiled for, not the project's board. */
+#if defined(__XTENSA__)
+#define TL_QEMU_CORE "Xtensa"
+#elif defined(__riscv)
+#define TL_QEMU_CORE "RISC-V"
+#elif defined(__arm__)
+#define TL_QEMU_CORE "Arm Cortex-M"
+#else
+#define TL_QEMU_CORE "host"
+#endif
+
 const char *tl_board_name(void)
 {
-    return "QEMU (" TL_BOARD_NAME "'s ISA family)";
+    return "QEMU " TL_QEMU_CORE " (the " TL_BOARD_NAME " project)";
 }
 
 uint8_t *tl_board_arena(uint8_t *static_arena, uint32_t size, const char **where)

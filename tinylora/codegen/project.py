@@ -123,8 +123,10 @@ class QemuEnv:
 
 _ELF = "${platformio.build_dir}/${this.__env__}/firmware.elf"
 _TIMEOUT = ("timeout", "120")
-_ARM = ("-nographic", "-monitor", "none", "-semihosting-config", "enable=on,target=native",
-        "-kernel", _ELF)
+# No -nographic: its stdio chardev makes QEMU's standard input non-blocking, and newlib's
+# semihosting read then takes "nothing waiting yet" for the end of the input.
+_ARM = ("-display", "none", "-serial", "none", "-monitor", "none", "-semihosting-config",
+        "enable=on,target=native", "-kernel", _ELF)
 QEMU_ENVS = (
     QemuEnv("qemu_cm4", "tl_qemu_cm4", "cortex-m4", "QEMU mps2-an386, Arm Cortex-M4F",
             _TIMEOUT + ("qemu-system-arm", "-M", "mps2-an386") + _ARM),
@@ -765,7 +767,7 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
     unit = int(storage["erase_unit"])
     slot = -(-max(p.code.checkpoint_bytes, 1) // unit) * unit
     suites = sorted({f.split("/")[1] for f in files if f.startswith("test/test_") and f.count("/") == 2})
-    cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 7}
+    cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 8}
     add("README.md", "project/README.md.j2", project=p, samples_note=samples_note,
         epochs=epochs, test_suites=suites, test_cases=cases,
         test_total=sum(cases.get(t, 0) for t in suites), ckpt_slot=slot,

@@ -129,6 +129,23 @@ static void test_a_good_line_after_a_bad_one(void)
     TL_CHECK(tl_unit_first_difference(tl_sample, tl_pattern, TL_APP_INPUT_SIZE) < 0);
 }
 
+static void test_cr_alone_ends_a_line_and_the_input_end_ends_the_last(void)
+{
+    tl_setup();
+    TL_CHECK(tl_proto_feed(&tl_p, 'E') == TL_PROTO_NONE);
+    TL_CHECK(tl_proto_feed(&tl_p, '\r') == TL_PROTO_EVALUATE); /* minicom, screen */
+    TL_CHECK(tl_proto_feed(&tl_p, 'C') == TL_PROTO_NONE);
+    TL_CHECK(tl_proto_feed(&tl_p, '\r') == TL_PROTO_CHECKPOINT);
+    TL_CHECK(tl_proto_feed(&tl_p, '\n') == TL_PROTO_NONE); /* CRLF: one line end */
+    TL_CHECK(tl_proto_feed(&tl_p, '\n') == TL_PROTO_NONE); /* then an empty line */
+    TL_CHECK(tl_feed("?\r\r") == TL_PROTO_STATUS);
+    TL_CHECK(tl_proto_finish(&tl_p) == TL_PROTO_NONE); /* nothing pending */
+    (void)tl_feed("P ");
+    tl_feed_hex(TL_APP_INPUT_SIZE, 0);
+    TL_CHECK(tl_proto_finish(&tl_p) == TL_PROTO_PREDICT); /* no line end before the input's end */
+    TL_CHECK(tl_unit_first_difference(tl_sample, tl_pattern, TL_APP_INPUT_SIZE) < 0);
+}
+
 static int tl_run_tests(void)
 {
     tl_unit_begin("test/test_protocol/test_main.c");
@@ -139,6 +156,7 @@ static int tl_run_tests(void)
     TL_RUN(test_wrong_hex_is_an_error);
     TL_RUN(test_unknown_command_and_extra_text_are_errors);
     TL_RUN(test_a_good_line_after_a_bad_one);
+    TL_RUN(test_cr_alone_ends_a_line_and_the_input_end_ends_the_last);
     return tl_unit_end();
 }
 
