@@ -3,6 +3,8 @@
  */
 #include "tl_checkpoint.h"
 
+#include "tl_quant.h"
+
 #define TL_CKPT_SPLIT_RECORD (TL_CKPT_HEADER_SIZE + 8u + 4u) /* header, (length, CRC), CRC */
 #define TL_CKPT_CHUNK 64u                                    /* stack buffer for medium reads */
 
@@ -72,11 +74,6 @@ static uint64_t tl_get64(const uint8_t *p)
 static int16_t tl_i16(uint32_t u)
 {
     return (int16_t)(u < 0x8000u ? (int32_t)u : (int32_t)u - 0x10000);
-}
-
-static int32_t tl_i32(uint32_t u)
-{
-    return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
 }
 
 static int tl_magic_ok(const uint8_t *p)
@@ -244,7 +241,7 @@ static const uint8_t *tl_get_i32s(const uint8_t *p, int32_t *v, int32_t n)
 {
     int32_t i;
     for (i = 0; i < n; ++i, p += 4) {
-        v[i] = tl_i32(tl_get32(p));
+        v[i] = tl_wrap32(tl_get32(p));
     }
     return p;
 }

@@ -3,29 +3,6 @@
  */
 #include "tl_quant.h"
 
-/* Arithmetic (floor) right shifts written without implementation-defined behaviour:
- * for v < 0, ~v = -v - 1 >= 0 and floor(v / 2^n) = ~(~v >> n). Compilers emit one shift. */
-static int32_t tl_asr32(int32_t v, int32_t n)
-{
-    return v >= 0 ? (v >> n) : ~(~v >> n);
-}
-
-static int64_t tl_asr64(int64_t v, int32_t n)
-{
-    return v >= 0 ? (v >> n) : ~(~v >> n);
-}
-
-static int32_t tl_sat32(int64_t v)
-{
-    if (v > INT32_MAX) {
-        return INT32_MAX;
-    }
-    if (v < INT32_MIN) {
-        return INT32_MIN;
-    }
-    return (int32_t)v;
-}
-
 int32_t tl_srdhm(int32_t a, int32_t b)
 {
     int64_t ab;
@@ -34,7 +11,7 @@ int32_t tl_srdhm(int32_t a, int32_t b)
     }
     /* |a*b| <= 2^62 - 2^31 here, so adding 2^30 cannot overflow and the result fits int32. */
     ab = (int64_t)a * (int64_t)b;
-    return (int32_t)tl_asr64(ab + ((int64_t)1 << 30), 31);
+    return (int32_t)tl_floor_shift64(ab + ((int64_t)1 << 30), 31);
 }
 
 int32_t tl_rounding_divide_by_pot(int32_t x, int32_t exponent)
@@ -52,7 +29,7 @@ int32_t tl_rounding_divide_by_pot(int32_t x, int32_t exponent)
     remainder = (uint32_t)x & mask;
     threshold = (mask >> 1) + (x < 0 ? 1u : 0u);
     /* floor(x / 2^e) + 1 <= INT32_MAX / 2 + 1: no overflow. */
-    return tl_asr32(x, exponent) + (remainder > threshold ? 1 : 0);
+    return tl_floor_shift32(x, exponent) + (remainder > threshold ? 1 : 0);
 }
 
 int32_t tl_requantize(int32_t acc, int32_t multiplier, int32_t shift)
@@ -82,7 +59,7 @@ int32_t tl_requantize_single(int32_t acc, int32_t multiplier, int32_t shift)
         }
         right = (int32_t)total;
         /* |prod| <= 2^62 and the rounding term <= 2^61: no overflow. */
-        return tl_sat32(tl_asr64(prod + ((int64_t)1 << (right - 1)), right));
+        return tl_sat32_64(tl_floor_shift64(prod + ((int64_t)1 << (right - 1)), right));
     } else {
         const int32_t left = total < -32 ? 32 : (int32_t)(-total);
         const int64_t limit = (int64_t)INT32_MAX >> left;
@@ -94,7 +71,7 @@ int32_t tl_requantize_single(int32_t acc, int32_t multiplier, int32_t shift)
         }
         /* |prod * 2^left| <= 2^32 here: exact in int64, then saturated (only left == 32
          * with prod == -1 leaves the int32 range). */
-        return tl_sat32(prod * ((int64_t)1 << left));
+        return tl_sat32_64(prod * ((int64_t)1 << left));
     }
 }
 
@@ -159,4 +136,12 @@ int8_t tl_requantize_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t 
         return (int8_t)act_min;
     }
     return (int8_t)(y + output_offset);
+}
+
+int64_t tl_rounding_divide_by_pot64(int64_t x, int32_t exponent)
+{
+    const uint64_t mask = ((uint64_t)1 << exponent) - 1u;
+    const uint64_t remainder = (uint64_t)x & mask;
+    const uint64_t threshold = (mask >> 1) + (x < 0 ? 1u : 0u);
+    return tl_floor_shift64(x, exponent) + (remainder > threshold ? 1 : 0);
 }

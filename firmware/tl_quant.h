@@ -74,6 +74,45 @@ static inline int32_t tl_add_wrap(int32_t a, int32_t b)
     return tl_wrap32((uint32_t)a + (uint32_t)b);
 }
 
+/* x / 2^exponent rounded half away from zero on int64 (quant.rounding_divide_by_pot on int64
+ * values), exponent in [1, 63]. */
+int64_t tl_rounding_divide_by_pot64(int64_t x, int32_t exponent);
+
+/* uint64 -> int64 two's complement, without the implementation-defined conversion. */
+static inline int64_t tl_wrap64(uint64_t x)
+{
+    return x <= (uint64_t)INT64_MAX ? (int64_t)x : -(int64_t)(~x) - 1;
+}
+
+/* Arithmetic (floor) right shifts written without implementation-defined behaviour:
+ * for v < 0, ~v = -v - 1 >= 0 and floor(v / 2^n) = ~(~v >> n). Compilers emit one shift.
+ * n in [0, width - 1]. */
+static inline int32_t tl_floor_shift32(int32_t v, int32_t n)
+{
+    return v >= 0 ? (v >> n) : ~(~v >> n);
+}
+
+static inline int64_t tl_floor_shift64(int64_t v, int32_t n)
+{
+    return v >= 0 ? (v >> n) : ~(~v >> n);
+}
+
+/* Saturation: int64 -> int32, int64 -> int16, int32 -> int8 within [lo, hi]. */
+static inline int32_t tl_sat32_64(int64_t v)
+{
+    return v > INT32_MAX ? INT32_MAX : (v < INT32_MIN ? INT32_MIN : (int32_t)v);
+}
+
+static inline int16_t tl_sat16_64(int64_t v)
+{
+    return (int16_t)(v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v));
+}
+
+static inline int8_t tl_sat8(int32_t v, int32_t lo, int32_t hi)
+{
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,18 +11,6 @@
 
 /* ------------------------------------------------------------------ small helpers */
 
-/* Floor shift of a signed value without implementation-defined behaviour. */
-static int64_t tl_floor_shift64(int64_t v, int32_t n)
-{
-    return v >= 0 ? (v >> n) : ~(~v >> n);
-}
-
-/* uint64 -> int64 two's complement, without the implementation-defined conversion. */
-static int64_t tl_wrap64(uint64_t x)
-{
-    return x <= (uint64_t)INT64_MAX ? (int64_t)x : -(int64_t)(~x) - 1;
-}
-
 static uint64_t tl_mag64(int64_t v)
 {
     return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -40,36 +28,6 @@ static int32_t tl_bit_length64(uint64_t v)
         return 64 - tl_clz32(high);
     }
     return 32 - tl_clz32((uint32_t)v);
-}
-
-static int32_t tl_sat32_64(int64_t v)
-{
-    if (v > INT32_MAX) {
-        return INT32_MAX;
-    }
-    if (v < INT32_MIN) {
-        return INT32_MIN;
-    }
-    return (int32_t)v;
-}
-
-static int8_t tl_sat8(int32_t v, int32_t lo, int32_t hi)
-{
-    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
-}
-
-static int16_t tl_sat16_64(int64_t v)
-{
-    return (int16_t)(v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v));
-}
-
-/* x / 2^e rounded half away from zero, e in [1, 63] (quant.rounding_divide_by_pot on int64). */
-static int64_t tl_rdbp64(int64_t x, int32_t e)
-{
-    const uint64_t mask = ((uint64_t)1 << e) - 1u;
-    const uint64_t remainder = (uint64_t)x & mask;
-    const uint64_t threshold = (mask >> 1) + (x < 0 ? 1u : 0u);
-    return tl_floor_shift64(x, e) + (remainder > threshold ? 1 : 0);
 }
 
 /* A requantization shift plus block exponents. Every shift outside [-128, 128] gives the same
@@ -110,7 +68,7 @@ int64_t tl_normalize_value(int64_t x, int32_t e, int32_t bits)
     if (e >= 64) {
         return 0; /* |x| < 2^63 <= 2^(e-1): rounds to zero */
     }
-    m = tl_rdbp64(x, e);
+    m = tl_rounding_divide_by_pot64(x, e);
     limit = ((int64_t)1 << bits) - 1;
     return m > limit ? limit : (m < -limit ? -limit : m);
 }
@@ -260,7 +218,7 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
                              const int8_t *b8, int8_t *output, int8_t *h)
 {
     int32_t oy, ox, row = 0;
-    int32_t k, c, j;
+    int32_t c, j;
     const tl_status s = tl_check_layer(p);
     if (s != TL_OK) {
         return s;
@@ -280,11 +238,8 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
             int8_t *y = output + (size_t)row * (size_t)p->channels;
             /* u = x_off . A^T: |x_off| <= 255, |a| <= 128, K <= 2^16: below 2^31 */
             for (j = 0; j < r; ++j) {
-                const int8_t *a = a8 + (size_t)j * (size_t)K;
-                int32_t u = 0;
-                for (k = 0; k < K; ++k) {
-                    u += ((int32_t)x[k] + p->input_offset) * (int32_t)a[k];
-                }
+                const int32_t u =
+                    tl_wrap32(tl_dot_s8(x, a8 + (size_t)j * (size_t)K, K, p->input_offset));
                 hr[j] = tl_sat8(tl_requantize_single(u, p->h_multiplier, p->h_shift), -128, 127);
             }
             for (c = 0; c < p->channels; ++c) {
@@ -293,9 +248,7 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
                 uint32_t acc = p->bias != NULL ? (uint32_t)p->bias[c] : 0u; /* TFLM: wraps */
                 int32_t v = 0; /* h . B^T: |h|, |b| <= 128, r <= 255: below 2^23 */
                 int64_t joined;
-                for (k = 0; k < K; ++k) {
-                    acc += (uint32_t)(((int32_t)x[k] + p->input_offset) * (int32_t)w[k]);
-                }
+                acc += tl_dot_s8(x, w, K, p->input_offset); /* the DSP path on Cortex-M */
                 for (j = 0; j < r; ++j) {
                     v += (int32_t)hr[j] * (int32_t)b[j];
                 }
