@@ -20,7 +20,7 @@
 #define TL_AT_WINDOW 36u
 #define TL_AT_LAYERS 38u
 
-static const uint8_t tl_ckpt_magic[4] = {'T', 'L', 'C', 'K'};
+static const uint8_t tl_ckpt_magic[4] = { 'T', 'L', 'C', 'K' };
 
 /* ------------------------------------------------------------------ CRC-32 */
 
@@ -297,7 +297,8 @@ tl_ckpt_status tl_checkpoint_decode(const uint8_t *data, uint32_t len, tl_ckpt_s
         return TL_CKPT_ERR_FOREIGN;
     }
     if (flags != state->flags || tl_get16(data + TL_AT_LAYERS) != state->n_layers ||
-        !tl_state_ok(state) || tl_payload_bytes(state) != (uint64_t)len - TL_CKPT_HEADER_SIZE - 4u) {
+        !tl_state_ok(state) ||
+        tl_payload_bytes(state) != (uint64_t)len - TL_CKPT_HEADER_SIZE - 4u) {
         return TL_CKPT_ERR_LAYOUT;
     }
     /* Everything checks out: restore. */
@@ -393,7 +394,8 @@ static int tl_slot_complete(const tl_ckpt_storage *st, uint32_t k, tl_slot_info 
     if (tl_get32(head) != crc) {
         return 0;
     }
-    if (st->read(st->ctx, at, head, length < TL_CKPT_SPLIT_RECORD ? length : TL_CKPT_SPLIT_RECORD) != 0) {
+    if (st->read(st->ctx, at, head,
+                 length < TL_CKPT_SPLIT_RECORD ? length : TL_CKPT_SPLIT_RECORD) != 0) {
         return -1;
     }
     info->sequence = tl_get32(head + TL_AT_SEQUENCE);
@@ -515,7 +517,8 @@ tl_ckpt_status tl_ckpt_store_save(const tl_ckpt_storage *st, const uint8_t *chec
              tl_crc32(0u, checkpoint + TL_CKPT_HEADER_SIZE, payload_len));
     tl_put32(head + TL_CKPT_HEADER_SIZE + 8u, tl_crc32(0u, head, TL_CKPT_HEADER_SIZE + 8u));
     if (st->erase(st->ctx, tl_adapter_at(st, k), st->adapter_slot) != 0 ||
-        st->write(st->ctx, tl_adapter_at(st, k), checkpoint + TL_CKPT_HEADER_SIZE, payload_len) != 0 ||
+        st->write(st->ctx, tl_adapter_at(st, k), checkpoint + TL_CKPT_HEADER_SIZE, payload_len) !=
+            0 ||
         st->erase(st->ctx, tl_record_at(st, k), st->record_slot) != 0 ||
         st->write(st->ctx, tl_record_at(st, k), head, TL_CKPT_SPLIT_RECORD) != 0) {
         return TL_CKPT_ERR_IO;
@@ -557,8 +560,8 @@ tl_ckpt_status tl_ckpt_store_load(const tl_ckpt_storage *st, uint8_t *out, uint3
             return TL_CKPT_ERR_BUFFER;
         }
         if (st->read(st->ctx, tl_record_at(st, k), out, TL_CKPT_HEADER_SIZE) != 0 ||
-            (best.payload_len > 0u &&
-             st->read(st->ctx, tl_adapter_at(st, k), out + TL_CKPT_HEADER_SIZE, best.payload_len) != 0)) {
+            (best.payload_len > 0u && st->read(st->ctx, tl_adapter_at(st, k),
+                                               out + TL_CKPT_HEADER_SIZE, best.payload_len) != 0)) {
             return TL_CKPT_ERR_IO;
         }
         tl_put16(out + TL_AT_FLAGS, best.flags & ~(uint32_t)TL_CKPT_FLAG_SPLIT);

@@ -24,8 +24,8 @@ extern "C" {
 #define TL_CKPT_VERSION 1u
 #define TL_CKPT_HEADER_SIZE 40u
 #define TL_CKPT_FLAG_SPLIT 1u
-#define TL_CKPT_FLAG_ACCUM 2u    /* accumulators saved (accum_steps > 1) */
-#define TL_CKPT_FLAG_MOMENTUM 4u /* momentum saved (momentum on) */
+#define TL_CKPT_FLAG_ACCUM 2u     /* accumulators saved (accum_steps > 1) */
+#define TL_CKPT_FLAG_MOMENTUM 4u  /* momentum saved (momentum on) */
 #define TL_CKPT_RECORD_SLOT 1024u /* CheckpointStore's default record slot */
 
 /* Result of the checkpoint functions: TL_CKPT_OK is 0; every other value says why a
@@ -33,19 +33,19 @@ extern "C" {
  * the call was wrong. On any error nothing in the trainer state has been changed. */
 typedef enum {
     TL_CKPT_OK = 0,
-    TL_CKPT_ERR_NULL = 1,      /* a required pointer is NULL */
-    TL_CKPT_ERR_BUFFER = 2,    /* the caller's buffer is too small */
-    TL_CKPT_ERR_SHORT = 3,     /* shorter than a header and CRC */
-    TL_CKPT_ERR_MAGIC = 4,     /* does not start with "TLCK" */
-    TL_CKPT_ERR_CRC = 5,       /* CRC-32 mismatch: torn write or flipped bit */
-    TL_CKPT_ERR_LENGTH = 6,    /* the length field disagrees with the size */
-    TL_CKPT_ERR_VERSION = 7,   /* another format version */
-    TL_CKPT_ERR_SPLIT = 8,     /* a split record without its adapter (load it from the store) */
-    TL_CKPT_ERR_FOREIGN = 9,   /* binding differs: another model or training configuration */
-    TL_CKPT_ERR_LAYOUT = 10,   /* flags, layer count or payload size differ from the state's */
-    TL_CKPT_ERR_EMPTY = 11,    /* the store holds no complete checkpoint */
-    TL_CKPT_ERR_TOO_LARGE = 12,/* too big for a record slot, payload too big for an adapter slot */
-    TL_CKPT_ERR_IO = 13        /* the storage interface reported an error */
+    TL_CKPT_ERR_NULL = 1,       /* a required pointer is NULL */
+    TL_CKPT_ERR_BUFFER = 2,     /* the caller's buffer is too small */
+    TL_CKPT_ERR_SHORT = 3,      /* shorter than a header and CRC */
+    TL_CKPT_ERR_MAGIC = 4,      /* does not start with "TLCK" */
+    TL_CKPT_ERR_CRC = 5,        /* CRC-32 mismatch: torn write or flipped bit */
+    TL_CKPT_ERR_LENGTH = 6,     /* the length field disagrees with the size */
+    TL_CKPT_ERR_VERSION = 7,    /* another format version */
+    TL_CKPT_ERR_SPLIT = 8,      /* a split record without its adapter (load it from the store) */
+    TL_CKPT_ERR_FOREIGN = 9,    /* binding differs: another model or training configuration */
+    TL_CKPT_ERR_LAYOUT = 10,    /* flags, layer count or payload size differ from the state's */
+    TL_CKPT_ERR_EMPTY = 11,     /* the store holds no complete checkpoint */
+    TL_CKPT_ERR_TOO_LARGE = 12, /* too big for a record slot, payload too big for an adapter slot */
+    TL_CKPT_ERR_IO = 13         /* the storage interface reported an error */
 } tl_ckpt_status;
 
 /* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), zlib's crc32(): start with crc = 0
@@ -56,13 +56,13 @@ uint32_t tl_crc32(uint32_t crc, const uint8_t *data, size_t len);
 typedef struct {
     int32_t a_size;
     int32_t b_size;
-    int16_t *a_master;  /* A masters [r][K] */
-    int16_t *b_master;  /* B masters [C][r] */
-    int8_t *a_view;     /* int8 views, refreshed by a restore (NULL: none) */
+    int16_t *a_master; /* A masters [r][K] */
+    int16_t *b_master; /* B masters [C][r] */
+    int8_t *a_view;    /* int8 views, refreshed by a restore (NULL: none) */
     int8_t *b_view;
-    int32_t *acc_a;     /* accumulators: saved with TL_CKPT_FLAG_ACCUM; a restore without */
-    int32_t *acc_b;     /*   the flag zeroes them (NULL: none, e.g. per-step scratch) */
-    int32_t *mom_a;     /* momentum: saved with TL_CKPT_FLAG_MOMENTUM */
+    int32_t *acc_a; /* accumulators: saved with TL_CKPT_FLAG_ACCUM; a restore without */
+    int32_t *acc_b; /*   the flag zeroes them (NULL: none, e.g. per-step scratch) */
+    int32_t *mom_a; /* momentum: saved with TL_CKPT_FLAG_MOMENTUM */
     int32_t *mom_b;
 } tl_ckpt_layer;
 
@@ -71,7 +71,7 @@ typedef struct {
  * Trainer keeps (step_count, rng_state, updates, step_count % accum_steps). */
 typedef struct {
     uint64_t binding;
-    uint16_t flags;      /* TL_CKPT_FLAG_ACCUM | TL_CKPT_FLAG_MOMENTUM as configured */
+    uint16_t flags; /* TL_CKPT_FLAG_ACCUM | TL_CKPT_FLAG_MOMENTUM as configured */
     uint16_t n_layers;
     const tl_ckpt_layer *layers; /* ascending layer index */
     uint32_t step_count;

@@ -53,18 +53,17 @@ tl_status tl_fully_connected_s8(const tl_fc_params *params, const tl_per_channel
  * Output pixel (y, x) reads input rows y * stride_h - pad_h + ky * dilation_h (columns
  * alike); taps outside the input contribute nothing (zero in the offset domain). */
 tl_status tl_conv2d_s8(const tl_conv_params *params, const tl_per_channel_quant *quant,
-                       const tl_dims *input_dims, const int8_t *input,
-                       const tl_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                       const tl_dims *output_dims, int8_t *output);
+                       const tl_dims *input_dims, const int8_t *input, const tl_dims *filter_dims,
+                       const int8_t *filter, const int32_t *bias, const tl_dims *output_dims,
+                       int8_t *output);
 
 /* DEPTHWISE_CONV_2D: filter_dims n = 1, h = kh, w = kw, c = output channels
  * = input channels * depth_multiplier; output channel oc reads input channel
  * oc / depth_multiplier. Geometry as tl_conv2d_s8. */
-tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params,
-                                 const tl_per_channel_quant *quant, const tl_dims *input_dims,
-                                 const int8_t *input, const tl_dims *filter_dims,
-                                 const int8_t *filter, const int32_t *bias,
-                                 const tl_dims *output_dims, int8_t *output);
+tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params, const tl_per_channel_quant *quant,
+                                 const tl_dims *input_dims, const int8_t *input,
+                                 const tl_dims *filter_dims, const int8_t *filter,
+                                 const int32_t *bias, const tl_dims *output_dims, int8_t *output);
 
 /* Scratch memory for the optimised libraries (caller-owned, no malloc). Register one buffer
  * before the first kernel call; it is used by one kernel call at a time (not re-entrant) and may
@@ -98,7 +97,7 @@ uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset);
 
 /* The softmax building blocks, exposed for tests and for the training kernels' loss
  * (softmax.py functions of the same names; Q0 = 31 fractional bits). */
-int32_t tl_exp_on_negative_values_q5(int32_t a); /* Q5.26 input <= 0 -> Q0 */
+int32_t tl_exp_on_negative_values_q5(int32_t a);        /* Q5.26 input <= 0 -> Q0 */
 int32_t tl_one_over_one_plus_x_for_x_in_0_1(int32_t a); /* Q0 in [0, 1) -> Q0 */
 
 #ifdef __cplusplus

@@ -32,9 +32,9 @@
 extern "C" {
 #endif
 
-#define TL_MASTER_FRAC_BITS 8 /* int16 master = int8 value * 2^8 */
-#define TL_ACCUM_FRAC_BITS 8  /* int32 accumulators hold master units * 2^8 */
-#define TL_GRAD_BITS 15       /* gradient mantissas fit int16 */
+#define TL_MASTER_FRAC_BITS 8   /* int16 master = int8 value * 2^8 */
+#define TL_ACCUM_FRAC_BITS 8    /* int32 accumulators hold master units * 2^8 */
+#define TL_GRAD_BITS 15         /* gradient mantissas fit int16 */
 #define TL_LORA_MAX_DEPTH 65536 /* x_off . A stays exact in int32 up to here */
 #define TL_LOSS_LUT_SIZE 257
 
@@ -78,20 +78,20 @@ typedef struct {
     int32_t channels;           /* C */
     int32_t rank;               /* r in [1, 255]; 0 for a layer without an adapter */
     /* the frozen layer (as tl_fully_connected_s8) */
-    const int8_t *weights;      /* W [C][K] */
-    const int32_t *bias;        /* [C] or NULL */
+    const int8_t *weights;             /* W [C][K] */
+    const int32_t *bias;               /* [C] or NULL */
     tl_per_channel_quant output_quant; /* M[c]: double rounding, the frozen output stage */
-    int32_t input_offset;       /* -zp_x, in [-127, 128] */
-    int32_t output_offset;      /* zp_y */
-    int32_t act_min, act_max;   /* the fused activation's clamp */
+    int32_t input_offset;              /* -zp_x, in [-127, 128] */
+    int32_t output_offset;             /* zp_y */
+    int32_t act_min, act_max;          /* the fused activation's clamp */
     /* lora.output_gradient_mask: 1 when that bound is set by the fused activation (RELU's
      * zero, RELU6's six: no gradient there), 0 when it is only int8 saturation */
     int32_t act_min_is_activation, act_max_is_activation;
     /* LoRA forward */
-    int32_t h_multiplier, h_shift;  /* M_h = s_x s_A / s_h (single rounding) */
-    tl_per_channel_quant join;      /* M_join[c] (single rounding) */
+    int32_t h_multiplier, h_shift; /* M_h = s_x s_A / s_h (single rounding) */
+    tl_per_channel_quant join;     /* M_join[c] (single rounding) */
     /* backward */
-    tl_per_channel_quant input_ratio; /* s_w[c] / max s_w (Trainer.input_grad) */
+    tl_per_channel_quant input_ratio;            /* s_w[c] / max s_w (Trainer.input_grad) */
     int32_t update_a_multiplier, update_a_shift; /* M_uA (k.m_update_a) */
     int32_t update_b_multiplier, update_b_shift; /* M_uB (k.m_update_b) */
     int32_t to_input_multiplier, to_input_shift; /* k.extra["lora_to_input"] */
@@ -128,12 +128,12 @@ typedef struct {
 
 /* An adapted layer's per-step tensors for the backward. */
 typedef struct {
-    const int8_t *a8;   /* [r][K] */
-    const int8_t *b8;   /* [C][r] */
-    const int8_t *h;    /* [rows][r], from the forward */
-    int64_t *dh;        /* scratch [rows][r] (arena buffer dh<i>) */
-    tl_grad_buffer da;  /* gradient of A */
-    tl_grad_buffer db;  /* gradient of B */
+    const int8_t *a8;  /* [r][K] */
+    const int8_t *b8;  /* [C][r] */
+    const int8_t *h;   /* [rows][r], from the forward */
+    int64_t *dh;       /* scratch [rows][r] (arena buffer dh<i>) */
+    tl_grad_buffer da; /* gradient of A */
+    tl_grad_buffer db; /* gradient of B */
 } tl_lora_tensors;
 
 /* ------------------------------------------------------------------ kernels */

@@ -17,9 +17,9 @@ extern "C" {
 /* The one status enum of the runtime. New error codes are appended, never renumbered. */
 typedef enum {
     TL_OK = 0,
-    TL_ERR_NULL = 1,        /* a required pointer argument is NULL */
-    TL_ERR_SHAPE = 2,       /* dimensions are non-positive or inconsistent with each other */
-    TL_ERR_PARAM = 3,       /* a scalar parameter is out of range (stride, dilation, act range...) */
+    TL_ERR_NULL = 1,  /* a required pointer argument is NULL */
+    TL_ERR_SHAPE = 2, /* dimensions are non-positive or inconsistent with each other */
+    TL_ERR_PARAM = 3, /* a scalar parameter is out of range (stride, dilation, act range...) */
     TL_ERR_UNSUPPORTED = 4, /* a valid request this build does not implement */
     TL_ERR_ARENA = 5        /* a caller-owned arena / scratch buffer is too small */
 } tl_status;

@@ -102,8 +102,8 @@ static void tl_checkpoint_due(void)
 }
 
 /* One sample: a training step when the build can train (and `train`), else a prediction. */
-static tl_status tl_handle_sample(const int8_t *input, int32_t label, int train,
-                                  int32_t *predicted, int32_t *loss_q10)
+static tl_status tl_handle_sample(const int8_t *input, int32_t label, int train, int32_t *predicted,
+                                  int32_t *loss_q10)
 {
     *loss_q10 = -1;
     if (train && TL_APP_CAN_TRAIN) {
@@ -132,8 +132,8 @@ static void tl_evaluate(void)
     uint32_t correct = 0;
     for (i = 0; i < TL_APP_SAMPLES; ++i) {
         int32_t predicted = -1;
-        const tl_status status = tl_app_model_predict(tl_app_samples + (size_t)i * TL_APP_INPUT_SIZE,
-                                                      &predicted);
+        const tl_status status =
+            tl_app_model_predict(tl_app_samples + (size_t)i * TL_APP_INPUT_SIZE, &predicted);
         if (status != TL_OK) {
             tl_error("prediction failed", (int32_t)status);
             return;
@@ -257,8 +257,8 @@ static void tl_serve_event(const tl_proto *proto, tl_proto_event event, const in
     switch (event) {
     case TL_PROTO_SAMPLE:
     case TL_PROTO_PREDICT:
-        status = tl_handle_sample(sample, proto->label, event == TL_PROTO_SAMPLE, &predicted,
-                                  &loss_q10);
+        status =
+            tl_handle_sample(sample, proto->label, event == TL_PROTO_SAMPLE, &predicted, &loss_q10);
         if (status != TL_OK) {
             tl_error("step failed", (int32_t)status);
             break;
@@ -362,7 +362,8 @@ static int tl_app_run(void)
         }
         tl_line_end();
     } else {
-        tl_print("# training: not in this build (the frozen forward only): predictions, no checkpoints");
+        tl_print(
+            "# training: not in this build (the frozen forward only): predictions, no checkpoints");
         tl_line_end();
     }
 

@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 typedef enum {
-    TL_PROTO_NONE = 0,       /* no complete line yet (or an empty one) */
+    TL_PROTO_NONE = 0, /* no complete line yet (or an empty one) */
     TL_PROTO_SAMPLE = 'S',
     TL_PROTO_PREDICT = 'P',
     TL_PROTO_EVALUATE = 'E',
@@ -33,25 +33,25 @@ typedef enum {
 
 typedef enum {
     TL_PROTO_OK = 0,
-    TL_PROTO_ERR_COMMAND,    /* unknown command letter */
-    TL_PROTO_ERR_LABEL,      /* missing, not a decimal number, or >= classes */
-    TL_PROTO_ERR_HEX,        /* a character that is not a hex digit */
-    TL_PROTO_ERR_LENGTH,     /* not exactly 2 * size hex digits */
-    TL_PROTO_ERR_EXTRA       /* something after the last field */
+    TL_PROTO_ERR_COMMAND, /* unknown command letter */
+    TL_PROTO_ERR_LABEL,   /* missing, not a decimal number, or >= classes */
+    TL_PROTO_ERR_HEX,     /* a character that is not a hex digit */
+    TL_PROTO_ERR_LENGTH,  /* not exactly 2 * size hex digits */
+    TL_PROTO_ERR_EXTRA    /* something after the last field */
 } tl_proto_error;
 
 typedef struct {
-    int8_t *sample;     /* the caller's buffer, size bytes: the sample of S and P */
+    int8_t *sample; /* the caller's buffer, size bytes: the sample of S and P */
     uint32_t size;
     int32_t classes;
-    int32_t label;      /* the label of S */
+    int32_t label; /* the label of S */
     tl_proto_error error;
     /* parser state */
     int state;
     int command;
     uint32_t digits;
     int32_t value;
-    int after_cr;       /* the last character was '\r': a '\n' now ends nothing */
+    int after_cr; /* the last character was '\r': a '\n' now ends nothing */
 } tl_proto;
 
 void tl_proto_init(tl_proto *p, int8_t *sample, uint32_t size, int32_t classes);

@@ -35,10 +35,10 @@ extern "C" {
 
 typedef struct {
     void *ctx;
-    const char *name;      /* for messages: "RAM", "ESP32 partition tinylora", ... */
-    uint32_t size;         /* bytes, a multiple of erase_unit */
-    uint32_t erase_unit;   /* erase granularity (flash sector / page) */
-    uint32_t program_unit; /* write granularity */
+    const char *name;       /* for messages: "RAM", "ESP32 partition tinylora", ... */
+    uint32_t size;          /* bytes, a multiple of erase_unit */
+    uint32_t erase_unit;    /* erase granularity (flash sector / page) */
+    uint32_t program_unit;  /* write granularity */
     int (*open)(void *ctx); /* prepare the medium (idempotent) */
     int (*read)(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len);
     int (*erase)(void *ctx, uint32_t offset, uint32_t len);
@@ -71,8 +71,8 @@ const tl_storage *tl_storage_ram_init(tl_storage_ram *ram, uint8_t *buffer, uint
 
 typedef struct {
     const tl_storage *base;
-    uint32_t at;    /* medium offset of the pending unit (a multiple of the program unit) */
-    uint32_t used;  /* bytes of it collected so far */
+    uint32_t at;   /* medium offset of the pending unit (a multiple of the program unit) */
+    uint32_t used; /* bytes of it collected so far */
     uint8_t pending[TL_STORAGE_STREAM_UNIT_MAX];
 } tl_storage_stream;
 

@@ -85,11 +85,22 @@ const tl_storage *tl_board_storage(void);
 
 /* The program's entry point: `int run(void)` returns the exit status (0: success). */
 #if defined(ESP_PLATFORM)
-#define TL_BOARD_MAIN(run) \
-    void app_main(void) { tl_board_init(); tl_board_exit(run()); }
+#define TL_BOARD_MAIN(run)                                                                         \
+    void app_main(void)                                                                            \
+    {                                                                                              \
+        tl_board_init();                                                                           \
+        tl_board_exit(run());                                                                      \
+    }
 #else
-#define TL_BOARD_MAIN(run) \
-    int main(void) { int status; tl_board_init(); status = run(); tl_board_exit(status); return status; }
+#define TL_BOARD_MAIN(run)                                                                         \
+    int main(void)                                                                                 \
+    {                                                                                              \
+        int status;                                                                                \
+        tl_board_init();                                                                           \
+        status = run();                                                                            \
+        tl_board_exit(status);                                                                     \
+        return status;                                                                             \
+    }
 #endif
 
 #ifdef __cplusplus

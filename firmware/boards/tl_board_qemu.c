@@ -179,8 +179,9 @@ const tl_storage *tl_board_storage(void)
 const tl_storage *tl_board_storage(void)
 {
     if (tl_storage_instance == NULL) {
-        tl_storage_instance = tl_storage_ram_init(&tl_ram, tl_ram_medium, TL_STORAGE_RAM_SIZE,
-                                                  TL_STORAGE_RAM_ERASE_UNIT, TL_STORAGE_PROGRAM_UNIT);
+        tl_storage_instance =
+            tl_storage_ram_init(&tl_ram, tl_ram_medium, TL_STORAGE_RAM_SIZE,
+                                TL_STORAGE_RAM_ERASE_UNIT, TL_STORAGE_PROGRAM_UNIT);
     }
     return tl_storage_instance;
 }

@@ -16,9 +16,9 @@ static int tl_part_open(void *ctx)
 {
     (void)ctx;
     if (tl_partition == NULL) {
-        tl_partition = esp_partition_find_first((esp_partition_type_t)TL_STORAGE_PARTITION_TYPE,
-                                                (esp_partition_subtype_t)TL_STORAGE_PARTITION_SUBTYPE,
-                                                TL_STORAGE_PARTITION_LABEL);
+        tl_partition = esp_partition_find_first(
+            (esp_partition_type_t)TL_STORAGE_PARTITION_TYPE,
+            (esp_partition_subtype_t)TL_STORAGE_PARTITION_SUBTYPE, TL_STORAGE_PARTITION_LABEL);
     }
     if (tl_partition == NULL || tl_partition->size < TL_STORAGE_SIZE) {
         return TL_STORAGE_ERR_OPEN;
@@ -31,8 +31,15 @@ static int tl_part_erase(void *ctx, uint32_t offset, uint32_t len);
 static int tl_part_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
 
 static const tl_storage tl_part_storage = {
-    NULL, "ESP32 partition " TL_STORAGE_PARTITION_LABEL, TL_STORAGE_SIZE, TL_STORAGE_ERASE_UNIT,
-    TL_STORAGE_PROGRAM_UNIT, tl_part_open, tl_part_read, tl_part_erase, tl_part_write,
+    NULL,
+    "ESP32 partition " TL_STORAGE_PARTITION_LABEL,
+    TL_STORAGE_SIZE,
+    TL_STORAGE_ERASE_UNIT,
+    TL_STORAGE_PROGRAM_UNIT,
+    tl_part_open,
+    tl_part_read,
+    tl_part_erase,
+    tl_part_write,
 };
 
 static int tl_part_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)

@@ -8,8 +8,8 @@
 #include "tl_storage.h"
 #include "tl_unit.h"
 
-#define TL_UNIT 64u                            /* erase unit of the RAM medium under test */
-#define TL_PROGRAM TL_STORAGE_PROGRAM_UNIT     /* the board's program unit */
+#define TL_UNIT 64u                        /* erase unit of the RAM medium under test */
+#define TL_PROGRAM TL_STORAGE_PROGRAM_UNIT /* the board's program unit */
 #define TL_SIZE (4u * TL_UNIT)
 
 static uint8_t tl_medium[TL_SIZE];

@@ -32,12 +32,12 @@ int tl_unit_end(void);
 void tl_unit_fail(int line, const char *message);
 
 #define TL_RUN(test) tl_unit_run(test, #test, __LINE__)
-#define TL_CHECK(condition)                                                                    \
-    do {                                                                                       \
-        if (!(condition)) {                                                                    \
-            tl_unit_fail(__LINE__, "expected " #condition);                                    \
-            return;                                                                            \
-        }                                                                                      \
+#define TL_CHECK(condition)                                                                        \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            tl_unit_fail(__LINE__, "expected " #condition);                                        \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 /* The index of the first differing byte, or -1 if a and b are equal. */
