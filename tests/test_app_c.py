@@ -91,3 +91,60 @@ def test_emulated_input_blocks_until_it_arrives(q, tmp_path):
     core = {"xtensa": "Xtensa"}.get(q.emulation, "Arm Cortex-M")
     assert text.startswith(f"# tinylora on QEMU {core} (the fake project)"), text
     assert _replies(text) == ["R - 2 -", "R - 1 -", "A 0 2/2 100.0%"], text
+
+
+# ------------------------------------------------------------ every firmware C file compiles
+
+WARNINGS = emulate.WARNINGS
+FAKE_DIR = Path(__file__).parent / "fakes"
+# host: everything but the emulated targets' startup files; the board files also with the
+# ESP-IDF and STM32Cube test doubles, for every family branch they hold
+BOARD_VARIANTS = {
+    "host": [],
+    "esp-idf": ["-DESP_PLATFORM", f"-I{FAKE_DIR / 'esp_idf'}"],
+    "esp-idf-nvs": ["-DESP_PLATFORM", "-DTL_STORAGE_NVS", f"-I{FAKE_DIR / 'esp_idf'}"],
+    **{f"stm32-{f.lower()}": ["-DUSE_HAL_DRIVER", f"-DTL_STM32_{f}", f"-I{FAKE_DIR / 'stm32'}"]
+       for f in ("F4", "F7", "H7", "L4")},
+}
+CROSS = {"targets/cortex-m": "arm-none-eabi-gcc", "targets/xtensa": "xtensa-lx106-elf-gcc"}
+
+
+def _firmware_c() -> list[Path]:
+    return sorted(FW.rglob("*.c"))
+
+
+def test_every_firmware_c_file_is_listed():
+    # the compile test below covers these folders; a new folder needs a decision there
+    folders = {p.parent.relative_to(FW).as_posix() for p in _firmware_c()}
+    assert folders <= {".", "app", "app/test", "boards", "testing", "targets/cortex-m",
+                       "targets/xtensa", "targets/stdio"}, folders
+
+
+@pytest.mark.parametrize("variant", sorted(BOARD_VARIANTS))
+def test_firmware_c_compiles_warning_free(variant, tmp_path):
+    """Every firmware/**/*.c with -std=c99 -Wall -Wextra -Werror -pedantic: on the host, the
+    board files also against the ESP-IDF / STM32Cube header test doubles (tests/fakes)."""
+    includes = [f"-I{d}" for d in (FAKES, FW / "app", FW / "boards", FW / "app" / "test", FW,
+                                   FW / "testing")]
+    failures = []
+    for src in _firmware_c():
+        rel = src.relative_to(FW).as_posix()
+        folder = src.parent.relative_to(FW).as_posix()
+        if variant != "host" and folder != "boards":
+            continue
+        cc = CROSS.get(folder, "gcc")
+        flags = ["-mlongcalls"] if cc.startswith("xtensa") else (["-mthumb", "-mcpu=cortex-m4"]
+                                                                  if cc.startswith("arm") else [])
+        cmd = [cc, *WARNINGS, *flags, *BOARD_VARIANTS[variant], *includes, "-c", str(src), "-o",
+               str(tmp_path / (src.stem + ".o"))]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            failures.append(f"{rel}:\n{proc.stderr}")
+    assert not failures, "\n".join(failures)
+
+
+def test_firmware_c_is_clang_formatted():
+    root = Path(__file__).parent.parent
+    proc = subprocess.run(["bash", str(root / "scripts" / "lint_c.sh")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

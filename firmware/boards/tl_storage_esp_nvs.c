@@ -67,11 +67,15 @@ static int tl_nvs_erase(void *ctx, uint32_t offset, uint32_t len);
 static int tl_nvs_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
 
 static const tl_storage tl_nvs_storage = {
-    NULL,         "ESP32 NVS namespace tinylora",
-    TL_NVS_SIZE,  TL_STORAGE_NVS_CHUNK,
-    1u,           tl_nvs_open,
-    tl_nvs_read,  tl_nvs_erase,
-    tl_nvs_write,
+    .ctx = NULL,
+    .name = "ESP32 NVS namespace tinylora",
+    .size = TL_NVS_SIZE,
+    .erase_unit = TL_STORAGE_NVS_CHUNK,
+    .program_unit = 1u,
+    .open = tl_nvs_open,
+    .read = tl_nvs_read,
+    .erase = tl_nvs_erase,
+    .write = tl_nvs_write,
 };
 
 static int tl_nvs_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)

@@ -31,15 +31,15 @@ static int tl_part_erase(void *ctx, uint32_t offset, uint32_t len);
 static int tl_part_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
 
 static const tl_storage tl_part_storage = {
-    NULL,
-    "ESP32 partition " TL_STORAGE_PARTITION_LABEL,
-    TL_STORAGE_SIZE,
-    TL_STORAGE_ERASE_UNIT,
-    TL_STORAGE_PROGRAM_UNIT,
-    tl_part_open,
-    tl_part_read,
-    tl_part_erase,
-    tl_part_write,
+    .ctx = NULL,
+    .name = "ESP32 partition " TL_STORAGE_PARTITION_LABEL,
+    .size = TL_STORAGE_SIZE,
+    .erase_unit = TL_STORAGE_ERASE_UNIT,
+    .program_unit = TL_STORAGE_PROGRAM_UNIT,
+    .open = tl_part_open,
+    .read = tl_part_read,
+    .erase = tl_part_erase,
+    .write = tl_part_write,
 };
 
 static int tl_part_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)

@@ -26,15 +26,15 @@ static int tl_flash_erase(void *ctx, uint32_t offset, uint32_t len);
 static int tl_flash_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
 
 static const tl_storage tl_flash_storage = {
-    NULL,
-    "STM32 internal flash",
-    TL_STORAGE_SIZE,
-    TL_STORAGE_ERASE_UNIT,
-    TL_STORAGE_PROGRAM_UNIT,
-    tl_flash_open,
-    tl_flash_read,
-    tl_flash_erase,
-    tl_flash_write,
+    .ctx = NULL,
+    .name = "STM32 internal flash",
+    .size = TL_STORAGE_SIZE,
+    .erase_unit = TL_STORAGE_ERASE_UNIT,
+    .program_unit = TL_STORAGE_PROGRAM_UNIT,
+    .open = tl_flash_open,
+    .read = tl_flash_read,
+    .erase = tl_flash_erase,
+    .write = tl_flash_write,
 };
 
 static int tl_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
