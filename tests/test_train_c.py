@@ -1298,7 +1298,7 @@ def build_dir(tmp_path_factory):
 
 def _sources(src_dir):
     fw = emulate.firmware_dir()
-    return [src_dir / "train_cases.c", fw / "tl_train.c", fw / "tl_checkpoint.c"]
+    return [src_dir / "train_cases.c", fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"]
 
 
 @pytest.fixture(params=TARGETS)
@@ -1353,14 +1353,14 @@ def test_loss_table_and_status_codes(outcome):
 
 def test_loss_table_in_c_is_the_rendered_formula():
     assert tables.loss_lut() == LOSS_LUT.tolist()
-    source = (emulate.firmware_dir() / "tl_train.c").read_text()
+    source = (emulate.firmware_dir() / "src" / "tl_train.c").read_text()
     assert tables.embedded_block(source) == tables.render_loss_lut_c(), \
         "firmware/tl_train.c's loss table differs from tinylora.codegen.tables.render_loss_lut_c()"
 
 
 def test_training_runtime_has_no_float():
     fw = emulate.firmware_dir()
-    for name in ("tl_train.c", "tl_train.h", "tl_checkpoint.c", "tl_checkpoint.h"):
+    for name in ("src/tl_train.c", "include/tl_train.h", "src/tl_checkpoint.c", "include/tl_checkpoint.h"):
         text = re.sub(r"/\*.*?\*/", "", (fw / name).read_text(), flags=re.S)
         assert not re.search(r"\b(float|double)\b", text), f"{name} mentions float/double"
     if shutil.which("gcc"):   # no float or SSE registers at all (x86-64 only knows this flag)

@@ -64,7 +64,8 @@ PLATFORM_DIR = "tools/platform-tinylora-qemu"
 ESP_NN_VERSION = "1.1.2"
 CMSIS_NN_VERSION = "7.0.0"
 #: Runtime files every project carries (firmware/ -> lib/tinylora/src).
-RUNTIME = ("tl_types.h", "tl_quant.h", "tl_quant.c", "tl_kernels.h", "tl_kernels.c")
+RUNTIME = ("tl_types.h", "tl_quant.h", "tl_quant.c", "tl_kernels.h", "tl_kernels.c",
+           "tl_kernels_backend.h", "tl_kernels_cmsis_nn.c", "tl_kernels_esp_nn.c")
 #: ... and the training step's (kernels of the backward and update, checkpoints).
 TRAINING_RUNTIME = RUNTIME + ("tl_train.h", "tl_train.c", "tl_checkpoint.h", "tl_checkpoint.c")
 
@@ -713,8 +714,9 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
 
     # --- lib/tinylora: runtime + model code + application interface
     fw = resource_dir("firmware")
-    for name in p.code.runtime:
-        files[f"lib/tinylora/src/{name}"] = (fw / name).read_bytes()
+    for name in p.code.runtime:   # public headers in firmware/include, the rest in firmware/src
+        folder = "include" if (fw / "include" / name).is_file() else "src"
+        files[f"lib/tinylora/src/{name}"] = (fw / folder / name).read_bytes()
     for name, text in sorted(p.code.lib_files.items()):
         files[f"lib/tinylora/src/{name}"] = text
     files["lib/tinylora/library.json"] = render("project/lib/tinylora/library.json.j2", **ctx)
