@@ -695,6 +695,12 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
                board_options=board_options,
                board_pad=" " * (width - len(b.name)), version=__version__,
                esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
+               # decisions made here, not in templates: which ESP-NN kernels the chip gets
+               # (the board's backend) and whether the arena comes from the heap (the original
+               # ESP32: tl_board.h's CONFIG_IDF_TARGET_ESP32 branch)
+               esp_nn_kernels=("the ESP32-S3 SIMD path" if b.backend == "esp-nn"
+                               else "ANSI C on this chip"),
+               heap_arena=esp and b.name == "esp32",
                cmsis_nn_tag=f"v{CMSIS_NN_VERSION}")
 
     # --- the project
