@@ -1360,13 +1360,14 @@ def test_loss_table_in_c_is_the_rendered_formula():
 
 def test_training_runtime_has_no_float():
     fw = emulate.firmware_dir()
-    for name in ("src/tl_train.c", "include/tl_train.h", "src/tl_checkpoint.c", "include/tl_checkpoint.h"):
+    for name in ("src/tl_train.c", "include/tl_train.h", "src/tl_checkpoint.c",
+                 "include/tl_checkpoint.h"):
         text = re.sub(r"/\*.*?\*/", "", (fw / name).read_text(), flags=re.S)
         assert not re.search(r"\b(float|double)\b", text), f"{name} mentions float/double"
     if shutil.which("gcc"):   # no float or SSE registers at all (x86-64 only knows this flag)
         for name in ("tl_train.c", "tl_checkpoint.c"):
             proc = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                                   "-O2", "-mgeneral-regs-only", f"-I{fw}", "-c", str(fw / name),
+                                   "-O2", "-mgeneral-regs-only", f"-I{fw / 'include'}", "-c", str(fw / "src" / name),
                                    "-o", os.devnull], capture_output=True, text=True)
             if "unrecognized" in proc.stderr:
                 break
@@ -1377,7 +1378,7 @@ def test_training_runtime_has_no_float():
             obj = f"{os.environ.get('TMPDIR', '/tmp')}/tl_nofloat_{os.getpid()}_{name}.o"
             subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-Wall", "-Wextra", "-Werror",
                             "-pedantic", "-O2", "-mthumb", "-mcpu=cortex-m0", "-mfloat-abi=soft",
-                            f"-I{fw}", "-c", str(fw / name), "-o", obj], check=True)
+                            f"-I{fw / 'include'}", "-c", str(fw / "src" / name), "-o", obj], check=True)
             syms = subprocess.run(["arm-none-eabi-nm", "-u", obj], capture_output=True, text=True,
                                   check=True).stdout
             os.unlink(obj)
