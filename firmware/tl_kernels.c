@@ -158,22 +158,6 @@ static void tl_mac_2x2(const int8_t *x0, const int8_t *x1, const int8_t *w0, con
         a10 += (uint32_t)s10;
         a11 += (uint32_t)s11;
     }
-#else
-    while (n >= 2) {
-        const int32_t xa = (int32_t)x0[0] + offset, xb = (int32_t)x1[0] + offset;
-        const int32_t wa = w0[0], wb = w1[0];
-        const int32_t xc = (int32_t)x0[1] + offset, xd = (int32_t)x1[1] + offset;
-        const int32_t wc = w0[1], wd = w1[1];
-        a00 += (uint32_t)(xa * wa) + (uint32_t)(xc * wc);
-        a01 += (uint32_t)(xa * wb) + (uint32_t)(xc * wd);
-        a10 += (uint32_t)(xb * wa) + (uint32_t)(xd * wc);
-        a11 += (uint32_t)(xb * wb) + (uint32_t)(xd * wd);
-        x0 += 2;
-        x1 += 2;
-        w0 += 2;
-        w1 += 2;
-        n -= 2;
-    }
 #endif
     while (n > 0) {
         const int32_t xa = (int32_t)*x0++ + offset, xb = (int32_t)*x1++ + offset;
@@ -222,20 +206,6 @@ static void tl_mac_1x4(const int8_t *x, const int8_t *w, size_t stride, int32_t 
         a1 += (uint32_t)s1;
         a2 += (uint32_t)s2;
         a3 += (uint32_t)s3;
-    }
-#else
-    while (n >= 2) {
-        const int32_t xa = (int32_t)x[0] + offset, xb = (int32_t)x[1] + offset;
-        a0 += (uint32_t)(xa * w0[0]) + (uint32_t)(xb * w0[1]);
-        a1 += (uint32_t)(xa * w1[0]) + (uint32_t)(xb * w1[1]);
-        a2 += (uint32_t)(xa * w2[0]) + (uint32_t)(xb * w2[1]);
-        a3 += (uint32_t)(xa * w3[0]) + (uint32_t)(xb * w3[1]);
-        x += 2;
-        w0 += 2;
-        w1 += 2;
-        w2 += 2;
-        w3 += 2;
-        n -= 2;
     }
 #endif
     while (n > 0) {
@@ -1260,6 +1230,19 @@ tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params,
                         for (r = 0; r < rows; ++r) {
                             const int8_t *xp = x + (size_t)r * x_row + c;
                             const int8_t *wp = f + (size_t)r * f_row + c;
+                            const int8_t *const wend = wp + (size_t)cols * (size_t)in_c;
+                            if (x_col == (size_t)in_c) { /* dilation 1: one stride for both */
+                                const size_t step = (size_t)in_c;
+                                do {
+                                    a0 += (uint32_t)(((int32_t)xp[0] + offset) * wp[0]);
+                                    a1 += (uint32_t)(((int32_t)xp[1] + offset) * wp[1]);
+                                    a2 += (uint32_t)(((int32_t)xp[2] + offset) * wp[2]);
+                                    a3 += (uint32_t)(((int32_t)xp[3] + offset) * wp[3]);
+                                    xp += step;
+                                    wp += step;
+                                } while (wp != wend);
+                                continue;
+                            }
                             for (kx = 0; kx < cols; ++kx) {
                                 a0 += (uint32_t)(((int32_t)xp[0] + offset) * wp[0]);
                                 a1 += (uint32_t)(((int32_t)xp[1] + offset) * wp[1]);
