@@ -260,7 +260,7 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
                              const int8_t *b8, int8_t *output, int8_t *h)
 {
     int32_t oy, ox, row = 0;
-    int32_t k, c, j;
+    int32_t c, j;
     const tl_status s = tl_check_layer(p);
     if (s != TL_OK) {
         return s;
@@ -278,13 +278,11 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
             const int8_t *x = input + tl_pixel(p, oy, ox);
             int8_t *hr = h + (size_t)row * (size_t)r;
             int8_t *y = output + (size_t)row * (size_t)p->channels;
-            /* u = x_off . A^T: |x_off| <= 255, |a| <= 128, K <= 2^16: below 2^31 */
+            /* u = x_off . A^T: |x_off| <= 255, |a| <= 128, K <= 2^16: below 2^31, so the
+             * wrapping int8 dot product (SMLAD on Arm DSP cores) is the exact sum */
             for (j = 0; j < r; ++j) {
-                const int8_t *a = a8 + (size_t)j * (size_t)K;
-                int32_t u = 0;
-                for (k = 0; k < K; ++k) {
-                    u += ((int32_t)x[k] + p->input_offset) * (int32_t)a[k];
-                }
+                const int32_t u =
+                    tl_wrap32(tl_dot_s8(x, a8 + (size_t)j * (size_t)K, K, p->input_offset));
                 hr[j] = tl_sat8(tl_requantize_single(u, p->h_multiplier, p->h_shift), -128, 127);
             }
             for (c = 0; c < p->channels; ++c) {
@@ -293,9 +291,7 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
                 uint32_t acc = p->bias != NULL ? (uint32_t)p->bias[c] : 0u; /* TFLM: wraps */
                 int32_t v = 0; /* h . B^T: |h|, |b| <= 128, r <= 255: below 2^23 */
                 int64_t joined;
-                for (k = 0; k < K; ++k) {
-                    acc += (uint32_t)(((int32_t)x[k] + p->input_offset) * (int32_t)w[k]);
-                }
+                acc += tl_dot_s8(x, w, K, p->input_offset); /* the frozen kernel's sum */
                 for (j = 0; j < r; ++j) {
                     v += (int32_t)hr[j] * (int32_t)b[j];
                 }
