@@ -2,15 +2,13 @@
 # Check the C style of firmware/ with clang-format (the style: .clang-format at the top).
 #   scripts/lint_c.sh          list the files clang-format would change, exit 1 if any
 #   scripts/lint_c.sh --fix    format them in place
-# firmware/src/tl_kernels.c is left out until the kernel optimisation branch has merged (its
-# bodies are being rewritten there; formatting them here would only make the merge conflict).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v clang-format >/dev/null; then
   echo "lint_c: clang-format not found: run scripts/setup.sh test as root (Debian package clang-format)" >&2
   exit 2
 fi
-mapfile -t files < <(find firmware -name '*.c' -o -name '*.h' | grep -v '^firmware/src/tl_kernels\.c$' | sort)
+mapfile -t files < <(find firmware -name '*.c' -o -name '*.h' | sort)
 if [ "${1:-}" = --fix ]; then
   clang-format --style=file -i "${files[@]}"
   exit 0

@@ -239,7 +239,8 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
             const int8_t *x = input + tl_pixel(p, oy, ox);
             int8_t *hr = h + (size_t)row * (size_t)r;
             int8_t *y = output + (size_t)row * (size_t)p->channels;
-            /* u = x_off . A^T: |x_off| <= 255, |a| <= 128, K <= 2^16: below 2^31 */
+            /* u = x_off . A^T: |x_off| <= 255, |a| <= 128, K <= 2^16: below 2^31, so the
+             * wrapping int8 dot product (SMLAD on Arm DSP cores) is the exact sum */
             for (j = 0; j < r; ++j) {
                 const int32_t u =
                     tl_wrap32(tl_dot_s8(x, a8 + (size_t)j * (size_t)K, K, p->input_offset));
