@@ -71,7 +71,7 @@ def build(target: str, trainer: Trainer, x, y, out: Path) -> Path:
     fw = emulate.firmware_dir()
     emu, defines, _ = TARGETS[target]
     return emulate.build(emu, [HERE / "cost_main.c", out / "ex.c", out / "base.c",
-                               fw / "tl_train.c", fw / "tl_checkpoint.c"], out, defines,
+                               fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"], out, defines,
                          include_dirs=[out])
 
 

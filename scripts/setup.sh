@@ -11,7 +11,7 @@ if [ "$what" = test ]; then
   # The cross compilers and QEMU of the emulated targets (see docs and ../shared/notes/emulation.md).
   apt_packages="$apt_packages gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
     qemu-system-misc gcc-xtensa-lx106 picolibc-xtensa-lx106-elf gcc-riscv64-unknown-elf
-    picolibc-riscv64-unknown-elf"
+    picolibc-riscv64-unknown-elf clang-format"
 fi
 missing=""
 for p in $apt_packages; do

@@ -18,6 +18,8 @@ as in test_emulated.py.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from support import backends
@@ -83,34 +85,36 @@ def _run(tmp_path, backend_name, cases, defines=None, kernels_source=None):
     return report, wrong, dict(report.errors)
 
 
+GLUE = {"cmsis-nn": "tl_kernels_cmsis_nn.c", "esp-nn": "tl_kernels_esp_nn.c"}
+
+
 def _function(source: str, name: str) -> tuple[int, int]:
-    """Span of the definition of static function `name` in tl_kernels.c."""
-    start = source.index(f" {name}(")
-    start = source.rindex("\nstatic ", 0, start) + 1
+    """Span of the definition of function `name` in a glue file."""
+    start = re.search(rf"^[A-Za-z][\w \*]* {name}\(", source, re.M).start()
     return start, source.index("\n}\n", start) + 3
 
 
-def _mutate(tmp_path, function: str, edits) -> object:
-    """A copy of tl_kernels.c with each (old, new) applied exactly once inside `function`."""
-    source = (emulate.firmware_dir() / "tl_kernels.c").read_text()
+def _mutate(tmp_path, glue: str, function: str, edits) -> object:
+    """A copy of the glue file with each (old, new) applied exactly once inside `function`."""
+    source = (emulate.firmware_dir() / "src" / glue).read_text()
     start, end = _function(source, function)
     body = source[start:end]
     for old, new in edits:
         assert body.count(old) == 1, f"{function}: {old!r} occurs {body.count(old)} times"
         body = body.replace(old, new)
-    path = tmp_path / "tl_kernels.c"
+    path = tmp_path / glue
     path.write_text(source[:start] + body + source[end:])
     return path
 
 
 # (id, backend, function, edits, extra defines)
 MUTATIONS = [
-    ("cmsis-fc-input-offset-negated", "cmsis-nn", "tl_cmsis_fully_connected",
+    ("cmsis-fc-input-offset-negated", "cmsis-nn", "tl_backend_fully_connected",
      [("fc.input_offset = params->input_offset;", "fc.input_offset = -params->input_offset;")], None),
     ("cmsis-fc-filter-dims-tinylora-order", "cmsis-nn", "tl_cmsis_fc_dims",
      [("tl_cmsis_dims(filter_dims, depth, 1, 1, channels);",
        "tl_cmsis_dims(filter_dims, channels, 1, 1, depth);")], None),
-    ("cmsis-fc-output-offset-negated", "cmsis-nn", "tl_cmsis_fully_connected",
+    ("cmsis-fc-output-offset-negated", "cmsis-nn", "tl_backend_fully_connected",
      [("fc.output_offset = params->output_offset;", "fc.output_offset = -params->output_offset;")],
      None),
     ("cmsis-conv-input-offset-negated", "cmsis-nn", "tl_cmsis_conv_args",
@@ -122,10 +126,10 @@ MUTATIONS = [
     ("cmsis-dw-input-offset-negated", "cmsis-nn", "tl_cmsis_dw_args",
      [("dw->input_offset = params->input_offset;", "dw->input_offset = -params->input_offset;")],
      None),
-    ("esp-fc-input-offset-negated", "esp-nn", "tl_esp_fully_connected",
+    ("esp-fc-input-offset-negated", "esp-nn", "tl_backend_fully_connected",
      [("const int32_t input_offset = params->input_offset;",
        "const int32_t input_offset = -params->input_offset;")], None),
-    ("esp-fc-mult-before-shift", "esp-nn", "tl_esp_fully_connected",
+    ("esp-fc-mult-before-shift", "esp-nn", "tl_backend_fully_connected",
      [("output_offset, quant->shift[0],\n                                      quant->multiplier[0],",
        "output_offset, quant->multiplier[0],\n                                      quant->shift[0],")],
      None),
@@ -147,8 +151,8 @@ MUTATIONS = [
 @pytest.mark.parametrize("backend_name", ["cmsis-nn", "esp-nn"])
 def test_unmutated_copy_is_clean(tmp_path, cases, backend_name):
     """Control for the mutation tests: the same harness with an unchanged copy finds nothing."""
-    source = tmp_path / "tl_kernels.c"
-    source.write_text((emulate.firmware_dir() / "tl_kernels.c").read_text())
+    source = tmp_path / GLUE[backend_name]
+    source.write_text((emulate.firmware_dir() / "src" / GLUE[backend_name]).read_text())
     report, wrong, errors = _run(tmp_path, backend_name, cases, kernels_source=source)
     calls = backends.counts(report)
     assert wrong == 0 and not errors and calls["violations"] == 0, (wrong, errors, calls)
@@ -159,7 +163,7 @@ def test_unmutated_copy_is_clean(tmp_path, cases, backend_name):
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m[0] for m in MUTATIONS])
 def test_marshalling_mistake_is_caught(tmp_path, cases, mutation):
     _, backend_name, function, edits, defines = mutation
-    kernels = _mutate(tmp_path, function, edits)
+    kernels = _mutate(tmp_path, GLUE[backend_name], function, edits)
     report, wrong, errors = _run(tmp_path, backend_name, cases, defines, kernels_source=kernels)
     calls = backends.counts(report)
     assert wrong > 0 or errors or calls["violations"] > 0, \

@@ -1,10 +1,13 @@
 """Checkpoints: sub-1 KB, bit-exact resume, torn writes, bit flips, foreign data."""
+import struct
+import zlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinylora import CheckpointError, LoRAConfig, Trainer, tasks
-from tinylora.formats.checkpoint import CheckpointStore
+from tinylora.formats.checkpoint import CheckpointStore, sequence_newer
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +151,22 @@ def test_foreign_and_garbage_checkpoints_are_refused(model, data):
         _trainer(model, data).restore(b"TLCK")
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         CheckpointStore().load()
+
+
+def test_sequence_numbers_wrap_around(model, data):
+    """A record crafted with sequence 0xFFFFFFFF does not beat the checkpoints saved after
+    it: sequence numbers compare with serial-number arithmetic (RFC 1982), as in C."""
+    assert sequence_newer(0, 0xFFFFFFFF) and not sequence_newer(0xFFFFFFFF, 0)
+    assert sequence_newer(5, 4) and not sequence_newer(4, 4) and not sequence_newer(0x80000000, 0)
+    t = _trainer(model, data)
+    store = CheckpointStore()
+    store.save(t.checkpoint())
+    length = struct.unpack_from("<I", store.medium, 8)[0]
+    store.medium[12:16] = b"\xff\xff\xff\xff"
+    store.medium[length - 4:length] = struct.pack("<I", zlib.crc32(bytes(store.medium[:length - 4])))
+    crafted = store.load()
+    for _ in range(3):
+        t.step(data[0][0], data[1][0])
+        store.save(t.checkpoint())
+        got = store.load()
+        assert got != crafted and got[16:-4] == t.checkpoint()[16:-4]

@@ -22,7 +22,9 @@ def test_wheel_ships_data_firmware_templates_and_boards(wheel):
     names = set(wheel)
     for required in ("tinylora/data/digits_cnn.tflite", "tinylora/data/digits.npz",
                      "tinylora/data/digits_cnn.json", "tinylora/_data/boards/esp32s3.toml",
-                     "tinylora/_data/firmware/tl_quant.c", "tinylora/_data/firmware/tl_quant.h"):
+                     "tinylora/_data/firmware/src/tl_quant.c", "tinylora/_data/firmware/include/tl_quant.h",
+                     "tinylora/_data/firmware/app/main.c",
+                     "tinylora/_data/firmware/boards/tl_board_qemu.c"):
         assert required in names, required
     assert any(n.startswith("tinylora/_data/templates/") and n.endswith(".j2") for n in names)
     assert any(n.endswith("entry_points.txt") for n in names)

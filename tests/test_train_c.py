@@ -930,7 +930,7 @@ class StoreScenario:
     """A sequence of saves (some torn), loads and bit flips on a two-slot store."""
     kernel = "store"
 
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int, wrap: bool = False):
         rng = np.random.default_rng(seed)
         self.n = n
         self.record_slot = int(rng.choice([64, 128, 1024]))
@@ -952,6 +952,10 @@ class StoreScenario:
                 size = 2 * (self.record_slot + self.adapter_slot)
                 self.ops.append(("flip", int(rng.integers(0, size)), int(rng.integers(0, 8))))
         self.ops.append(("load", 0, 0))
+        if wrap:   # a crafted sequence 0xFFFFFFFF must not beat the checkpoints saved after it
+            self.ops = [("save", 0, -1), ("wrap", 0, 0), ("load", 0, 0), ("save", 1, -1),
+                        ("load", 0, 0), ("save", 2, -1), ("load", 0, 0), ("save", 0, -1),
+                        ("load", 0, 0)]
         self._reference()
 
     def _reference(self):
@@ -971,6 +975,9 @@ class StoreScenario:
                 self.expected.append((0, zlib.crc32(store.medium), None))
             elif kind == "forge":
                 store.medium[:] = _forge(bytes(store.medium), self.record_slot)
+                self.expected.append((0, zlib.crc32(store.medium), None))
+            elif kind == "wrap":
+                store.medium[:] = _wrap(bytes(store.medium))
                 self.expected.append((0, zlib.crc32(store.medium), None))
             else:
                 try:
@@ -999,6 +1006,8 @@ class StoreScenario:
                 body.append(f"{medium}[{a}] ^= (uint8_t){1 << b}u; status = 0;")
             elif kind == "forge":
                 body.append(f"forge({medium}, {self.record_slot}u); status = 0;")
+            elif kind == "wrap":
+                body.append(f"wrap({medium}); status = 0;")
             else:
                 body += [f"len = 0; status = tl_ckpt_store_load(&st, {out}, "
                          f"{max(len(c) for c in self.checkpoints)}u, &len, &seq);",
@@ -1036,7 +1045,36 @@ def _forge(medium: bytes, record_slot: int) -> bytes:
     return bytes(m)
 
 
+def _wrap(medium: bytes) -> bytes:
+    """Record slot 0 with its sequence number set to 0xFFFFFFFF and the CRC resealed, when
+    it holds a sealed record."""
+    m = bytearray(medium)
+    length = struct.unpack_from("<I", m, 8)[0]
+    if m[:4] != ckpt.MAGIC or not 44 <= length <= len(m):
+        return bytes(m)
+    m[12:16] = b"\xff\xff\xff\xff"
+    m[length - 4:length] = struct.pack("<I", zlib.crc32(bytes(m[:length - 4])))
+    return bytes(m)
+
+
 FORGE_C = r"""
+static void wrap(uint8_t *m)
+{
+    uint32_t length = (uint32_t)m[8] | ((uint32_t)m[9] << 8) | ((uint32_t)m[10] << 16) |
+                      ((uint32_t)m[11] << 24);
+    uint32_t i, c;
+    if (m[0] != 'T' || m[1] != 'L' || m[2] != 'C' || m[3] != 'K' || length < 44u) {
+        return;
+    }
+    for (i = 12u; i < 16u; ++i) {
+        m[i] = 0xFFu;
+    }
+    c = tl_crc32(0u, m, length - 4u);
+    for (i = 0; i < 4u; ++i) {
+        m[length - 4u + i] = (uint8_t)(c >> (8u * i));
+    }
+}
+
 static void forge(uint8_t *m, uint32_t record_slot)
 {
     uint32_t length = (uint32_t)m[8] | ((uint32_t)m[9] << 8) | ((uint32_t)m[10] << 16) |
@@ -1142,7 +1180,8 @@ class Suite:
             "backward": _backward_cases(),
             "update": _update_cases(),
             "crc": [CrcCase(i, s) for i, s in enumerate(_seeds("crc", 8))],
-            "store": [StoreScenario(i, s) for i, s in enumerate(_seeds("store"))],
+            "store": [StoreScenario(i, s) for i, s in enumerate(_seeds("store"))]
+                     + [StoreScenario(len(_seeds("store")), 7, wrap=True)],
         }
         trainers, _, _ = _trainers()
         self.groups["checkpoint"] = [CheckpointCodec(trainers)]
@@ -1244,7 +1283,7 @@ def build_dir(tmp_path_factory):
 
 def _sources(src_dir):
     fw = emulate.firmware_dir()
-    return [src_dir / "train_cases.c", fw / "tl_train.c", fw / "tl_checkpoint.c"]
+    return [src_dir / "train_cases.c", fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"]
 
 
 @pytest.fixture(params=TARGETS)
@@ -1300,20 +1339,21 @@ def test_loss_table_and_status_codes(outcome):
 def test_loss_table_in_c_is_the_rendered_formula():
     # the formula, written out here independently of tinylora.ref.loss
     assert tables.loss_lut() == LOSS_LUT.tolist() == [round(-math.log(max(k, 0.5) / 256) * 1024) for k in range(257)]
-    source = (emulate.firmware_dir() / "tl_train.c").read_text()
+    source = (emulate.firmware_dir() / "src" / "tl_train.c").read_text()
     assert tables.embedded_block(source) == tables.render_loss_lut_c(), \
         "firmware/tl_train.c's loss table differs from tinylora.codegen.tables.render_loss_lut_c()"
 
 
 def test_training_runtime_has_no_float():
     fw = emulate.firmware_dir()
-    for name in ("tl_train.c", "tl_train.h", "tl_checkpoint.c", "tl_checkpoint.h"):
+    for name in ("src/tl_train.c", "include/tl_train.h", "src/tl_checkpoint.c",
+                 "include/tl_checkpoint.h"):
         text = re.sub(r"/\*.*?\*/", "", (fw / name).read_text(), flags=re.S)
         assert not re.search(r"\b(float|double)\b", text), f"{name} mentions float/double"
     if shutil.which("gcc"):   # no float or SSE registers at all (x86-64 only knows this flag)
         for name in ("tl_train.c", "tl_checkpoint.c"):
             proc = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                                   "-O2", "-mgeneral-regs-only", f"-I{fw}", "-c", str(fw / name),
+                                   "-O2", "-mgeneral-regs-only", f"-I{fw / 'include'}", "-c", str(fw / "src" / name),
                                    "-o", os.devnull], capture_output=True, text=True)
             if "unrecognized" in proc.stderr:
                 break
@@ -1324,7 +1364,7 @@ def test_training_runtime_has_no_float():
             obj = f"{os.environ.get('TMPDIR', '/tmp')}/tl_nofloat_{os.getpid()}_{name}.o"
             subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-Wall", "-Wextra", "-Werror",
                             "-pedantic", "-O2", "-mthumb", "-mcpu=cortex-m0", "-mfloat-abi=soft",
-                            f"-I{fw}", "-c", str(fw / name), "-o", obj], check=True)
+                            f"-I{fw / 'include'}", "-c", str(fw / "src" / name), "-o", obj], check=True)
             syms = subprocess.run(["arm-none-eabi-nm", "-u", obj], capture_output=True, text=True,
                                   check=True).stdout
             os.unlink(obj)

@@ -174,8 +174,8 @@ def test_training_path_has_no_malloc_or_float(target, tmp_path):
     for name, text in generate_step(case.trainer, prefix="ex").items():
         (tmp_path / name).write_text(text)
     fw = emulate.firmware_dir()
-    sources = [tmp_path / "ex.c", fw / "tl_train.c", fw / "tl_checkpoint.c", fw / "tl_quant.c",
-               fw / "tl_kernels.c"]
+    sources = [tmp_path / "ex.c", *(fw / "src" / n for n in ("tl_train.c", "tl_checkpoint.c",
+               "tl_quant.c", "tl_kernels.c", "tl_kernels_cmsis_nn.c", "tl_kernels_esp_nn.c"))]
     emu, defines, _ = verify.TARGETS[target]
     objects = emulate.compile_objects(emu, sources, tmp_path / "obj", defines,
                                       include_dirs=[tmp_path])

@@ -54,9 +54,12 @@ def firmware_dir() -> Path:
 
 
 def runtime_sources() -> list[Path]:
-    """The runtime's C files every build links: kernels, quant helpers, test reporter."""
+    """The runtime's C files every build links: kernels (portable, and the optimised-library
+    glue, empty unless TL_USE_CMSIS_NN / TL_USE_ESP_NN), quant helpers, test reporter."""
     fw = firmware_dir()
-    return [fw / "tl_quant.c", fw / "tl_kernels.c", fw / "testing" / "tl_report.c"]
+    return [fw / "src" / "tl_quant.c", fw / "src" / "tl_kernels.c",
+            fw / "src" / "tl_kernels_cmsis_nn.c", fw / "src" / "tl_kernels_esp_nn.c",
+            fw / "testing" / "tl_report.c"]
 
 
 def _spec(target: str) -> Toolchain:
@@ -114,7 +117,7 @@ def build(target: str, sources: Sequence[Path | str], out_dir: Path | str,
     if runtime:
         files += [str(p) for p in runtime_sources()]
     files += [str(targets_dir / s) for s in spec.support]
-    includes = [f"-I{d}" for d in (fw, fw / "testing", *include_dirs)]
+    includes = [f"-I{d}" for d in (fw / "include", fw / "testing", *include_dirs)]
     ldflags = [f.replace("{targets}", str(targets_dir)) for f in spec.ldflags]
     cmd = [spec.cc, *WARNINGS, *spec.cflags, *_define_flags(defines), *includes, *files,
            *ldflags, "-o", str(out)]
@@ -138,7 +141,7 @@ def compile_objects(target: str, sources: Sequence[Path | str], out_dir: Path | 
     fw = firmware_dir()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    includes = [f"-I{d}" for d in (fw, fw / "testing", *include_dirs)]
+    includes = [f"-I{d}" for d in (fw / "include", fw / "testing", *include_dirs)]
     objects = []
     for src in sources:
         obj = out_dir / (Path(src).stem + ".o")

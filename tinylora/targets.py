@@ -60,7 +60,10 @@ class Variant:
 _ARM_SUPPORT = ("cortex-m/startup.c", "stdio/tl_target_stdio.c")
 # -semihosting-config enable=on,target=native: what -semihosting means without a debugger
 # attached, written out so the generated platformio.ini and emulate run the same command.
-_ARM_QEMU_TAIL = ("-nographic", "-monitor", "none", "-semihosting-config", "enable=on,target=native", "-kernel")
+# No -nographic: its stdio chardev makes QEMU's standard input non-blocking, and newlib's
+# semihosting read then takes "nothing waiting yet" for the end of the input.
+_ARM_QEMU_TAIL = ("-display", "none", "-serial", "none", "-monitor", "none", "-semihosting-config",
+                  "enable=on,target=native", "-kernel")
 
 
 def _arm(name: str, cpu_flags: tuple[str, ...], machine: str, pio: PioEnv) -> Toolchain:

@@ -42,7 +42,7 @@ DEFAULT_LR = 0.02
 def training_sources() -> list[Path]:
     """The runtime files a training program links besides :func:`emulate.runtime_sources`."""
     fw = emulate.firmware_dir()
-    return [fw / "tl_train.c", fw / "tl_checkpoint.c"]
+    return [fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"]
 
 
 @dataclass

@@ -57,14 +57,16 @@ def build(target: str, backend: Backend, sources: Sequence[Path | str], out_dir:
           defines: Mapping[str, object] | None = None, *, kernels_source: Path | None = None,
           name: str | None = None) -> Path:
     """``emulate.build`` with the backend's define, the fake's headers and sources; with
-    ``kernels_source`` that file replaces ``firmware/tl_kernels.c`` (mutation tests)."""
+    ``kernels_source`` that file replaces the runtime file of the same name (mutation tests)."""
     defines = {backend.define: 1, **(defines or {})}
     files = list(sources) + list(backend.sources)
     runtime = kernels_source is None
     if not runtime:
-        files += [kernels_source if p.name == "tl_kernels.c" else p for p in emulate.runtime_sources()]
+        files += [kernels_source if p.name == kernels_source.name else p
+                  for p in emulate.runtime_sources()]
+    # firmware/src: the glue's internal header, for a mutated copy built from elsewhere
     return emulate.build(target, files, out_dir, defines, name=name, runtime=runtime,
-                         include_dirs=[backend.fake_dir])
+                         include_dirs=[backend.fake_dir, emulate.firmware_dir() / "src"])
 
 
 def counts(report: emulate.Report) -> dict[str, int]:

@@ -73,6 +73,13 @@ def _fields(t, flags: int):
     return out
 
 
+def sequence_newer(a: int, b: int) -> bool:
+    """Whether sequence number ``a`` is newer than ``b``: serial-number arithmetic on 32 bits
+    (RFC 1982), so that numbers wrap and no value (0xFFFFFFFF, say) beats every later one.
+    ``a - b`` (mod 2**32) in [1, 2**31) is newer; a distance of exactly 2**31 is not."""
+    return 0 < ((a - b) & 0xFFFFFFFF) < 0x80000000
+
+
 def encode(t, sequence: int = 0) -> bytes:
     """The whole (inline) checkpoint of a trainer."""
     flags = _flags(t)
@@ -163,7 +170,7 @@ class CheckpointStore:
         body = _unseal(checkpoint, "checkpoint")
         latest = self._latest()
         k = 0 if latest is None else 1 - latest[0]
-        seq = 1 if latest is None else latest[1] + 1
+        seq = 1 if latest is None else (latest[1] + 1) & 0xFFFFFFFF
         head = bytearray(body[:HEADER.size])
         struct.pack_into("<I", head, SEQ_AT, seq)
         payload = body[HEADER.size:]
@@ -227,7 +234,7 @@ class CheckpointStore:
                 full = _seal(bytes(head) + payload)
             else:
                 full = _seal(body)
-            if best is None or seq > best[1]:
+            if best is None or sequence_newer(seq, best[1]):
                 best = (k, seq, full)
         return best
 

@@ -17,8 +17,7 @@ void tl_fault_handler(void);
 
 typedef void (*tl_vector)(void);
 
-__attribute__((section(".isr_vector"), used))
-const tl_vector tl_vectors[16] = {
+__attribute__((section(".isr_vector"), used)) const tl_vector tl_vectors[16] = {
     __stack_top,      /* initial stack pointer */
     tl_reset_handler, /* reset */
     tl_fault_handler, /* NMI */
@@ -26,7 +25,10 @@ const tl_vector tl_vectors[16] = {
     tl_fault_handler, /* MemManage */
     tl_fault_handler, /* BusFault */
     tl_fault_handler, /* UsageFault */
-    0, 0, 0, 0,       /* reserved */
+    0,
+    0,
+    0,
+    0,                /* reserved */
     tl_fault_handler, /* SVCall */
     tl_fault_handler, /* DebugMonitor */
     0,                /* reserved */

@@ -30,7 +30,8 @@ CMSIS_NN_VERSION = "7.0.0"
 
 
 #: Runtime files every project carries (firmware/ -> lib/tinylora/src).
-RUNTIME = ("tl_types.h", "tl_quant.h", "tl_quant.c", "tl_kernels.h", "tl_kernels.c")
+RUNTIME = ("tl_types.h", "tl_quant.h", "tl_quant.c", "tl_kernels.h", "tl_kernels.c",
+           "tl_kernels_backend.h", "tl_kernels_cmsis_nn.c", "tl_kernels_esp_nn.c")
 
 
 #: ... and the training step's (kernels of the backward and update, checkpoints).

@@ -31,16 +31,10 @@ TEMPLATES = {
     "all": (
         ("platformio.ini", "project/platformio.ini.j2", True),
         (".gitignore", "project/gitignore.j2", True),
-        ("src/main.c", "project/src/main.c.j2", True),
         ("lib/tinylora/library.json", "project/lib/tinylora/library.json.j2", False),
-        ("lib/tinylora/src/tl_app_model.h", "project/lib/tinylora/tl_app_model.h.j2", True),
         ("lib/tl_app/library.json", "project/lib/tl_app/library.json.j2", False),
         ("lib/tl_board/library.json", "project/lib/tl_board/library.json.j2", False),
-        ("test/tl_unit.h", "project/test/tl_unit.h.j2", True),
-        ("test/tl_unit.c", "project/test/tl_unit.c.j2", True),
         ("test/test_custom_runner.py", "project/test/test_custom_runner.py.j2", True),
-        ("test/test_storage/test_main.c", "project/test/test_storage/test_main.c.j2", True),
-        ("test/test_protocol/test_main.c", "project/test/test_protocol/test_main.c.j2", True),
     ),
     "espressif32": (
         ("CMakeLists.txt", "project/CMakeLists.txt.j2", True),
@@ -54,12 +48,31 @@ TEMPLATES = {
         ("lib/cmsis_nn/README.md", "project/lib/cmsis_nn/README.md.j2", True),
     ),
 }
-#: Static sources of the app libraries: lib/<lib>/src/<name> from templates/project/lib/<lib>/<name>.j2.
+#: Rendered sources of the app libraries: lib/<lib>/src/<name> from templates/project/lib/<lib>/<name>.j2.
 LIB_SOURCES = {
-    "tl_app": ("tl_storage.h", "tl_storage.c", "tl_protocol.h", "tl_protocol.c"),
-    "tl_board": ("tl_board.h", "tl_board_config.h", "tl_board_common.c", "tl_board_qemu.c",
-                 "tl_board_espidf.c", "tl_board_stm32.c", "tl_storage_esp_partition.c",
-                 "tl_storage_esp_nvs.c", "tl_storage_stm32_flash.c"),
+    "tl_board": ("tl_board_config.h",),
+}
+#: The application's plain C (firmware/app, firmware/boards): output path -> firmware/ path.
+#: Copied under the provenance header; nothing in them varies per project.
+STATIC_C = {
+    "src/main.c": "app/main.c",
+    "lib/tinylora/src/tl_app_model.h": "app/tl_app_model.h",
+    "lib/tl_app/src/tl_storage.h": "app/tl_storage.h",
+    "lib/tl_app/src/tl_storage.c": "app/tl_storage.c",
+    "lib/tl_app/src/tl_protocol.h": "app/tl_protocol.h",
+    "lib/tl_app/src/tl_protocol.c": "app/tl_protocol.c",
+    "lib/tl_board/src/tl_board.h": "boards/tl_board.h",
+    "lib/tl_board/src/tl_board_common.c": "boards/tl_board_common.c",
+    "lib/tl_board/src/tl_board_qemu.c": "boards/tl_board_qemu.c",
+    "lib/tl_board/src/tl_board_espidf.c": "boards/tl_board_espidf.c",
+    "lib/tl_board/src/tl_board_stm32.c": "boards/tl_board_stm32.c",
+    "lib/tl_board/src/tl_storage_esp_partition.c": "boards/tl_storage_esp_partition.c",
+    "lib/tl_board/src/tl_storage_esp_nvs.c": "boards/tl_storage_esp_nvs.c",
+    "lib/tl_board/src/tl_storage_stm32_flash.c": "boards/tl_storage_stm32_flash.c",
+    "test/tl_unit.h": "app/test/tl_unit.h",
+    "test/tl_unit.c": "app/test/tl_unit.c",
+    "test/test_storage/test_main.c": "app/test/test_storage.c",
+    "test/test_protocol/test_main.c": "app/test/test_protocol.c",
 }
 #: Files of firmware/targets copied into the local QEMU platform.
 TARGET_FILES = ("cortex-m/mps2.ld", "cortex-m/startup.c", "stdio/tl_target_stdio.c",
@@ -113,6 +126,12 @@ def _board_context(p: Project) -> dict:
                 board_pad=" " * (width - len(b.name)), version=__version__,
                 esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
                 cmsis_nn_tag=f"v{CMSIS_NN_VERSION}",
+                # decisions made here, not in templates: which ESP-NN kernels the chip gets
+                # (the board's backend) and whether the arena comes from the heap (the original
+                # ESP32: tl_board.h's CONFIG_IDF_TARGET_ESP32 branch)
+                esp_nn_kernels=("the ESP32-S3 SIMD path" if b.backend == "esp-nn"
+                                else "ANSI C on this chip"),
+                heap_arena=esp and b.name == "esp32",
                 app_partition_size="0x200000" if b.flash_kb >= 4096 else "0x100000")
 
 
@@ -127,12 +146,16 @@ def _app_context(p: Project, model, x, samples_note: str, epochs: int) -> dict:
             "checkpoint_every": p.checkpoint_every}
 
 
-def _copied_files(p: Project) -> dict[str, bytes | str]:
-    """Runtime, model code and the local QEMU platform: copied or generated elsewhere."""
+def _copied_files(p: Project, command: str | None) -> dict[str, bytes | str]:
+    """Runtime, the app's plain C, model code and the local QEMU platform: copied or generated
+    elsewhere."""
     fw = resource_dir("firmware")
     files: dict[str, bytes | str] = {}
-    for name in p.code.runtime:
-        files[f"lib/tinylora/src/{name}"] = (fw / name).read_bytes()
+    for name in p.code.runtime:   # public headers in firmware/include, the rest in firmware/src
+        folder = "include" if (fw / "include" / name).is_file() else "src"
+        files[f"lib/tinylora/src/{name}"] = (fw / folder / name).read_bytes()
+    for path, source in STATIC_C.items():
+        files[path] = render("project/_static.j2", header=_header(path, command)) + (fw / source).read_text()
     for name, text in sorted(p.code.lib_files.items()):
         files[f"lib/tinylora/src/{name}"] = text
     for name, text in sorted(p.code.test_files.items()):
@@ -154,7 +177,7 @@ def _readme(p: Project, files: dict, ctx: dict, app: dict, samples_note: str, ep
     unit = int(ctx["storage"]["erase_unit"])
     slot = -(-max(p.code.checkpoint_bytes, 1) // unit) * unit
     suites = sorted({f.split("/")[1] for f in files if f.startswith("test/test_") and f.count("/") == 2})
-    cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 7}
+    cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 8}
     return render("project/README.md.j2", header=_header("README.md", command), project=p,
                   samples_note=samples_note, epochs=epochs, test_suites=suites, test_cases=cases,
                   test_total=sum(cases.get(t, 0) for t in suites), ckpt_slot=slot,
@@ -173,7 +196,7 @@ def _render_files(p: Project, model, x, y, samples_note: str, epochs: int,
     """Every file of the project (path -> bytes): the TEMPLATES table, the app's generated
     configuration and samples, the copied runtime and platform, and the README."""
     ctx = _board_context(p)
-    files = _copied_files(p)
+    files = _copied_files(p, command)
     rows = TEMPLATES["all"] + TEMPLATES[p.board.platform]
     rows += tuple((f"lib/{lib}/src/{name}", f"project/lib/{lib}/{name}.j2", True)
                   for lib, names in LIB_SOURCES.items() for name in names)

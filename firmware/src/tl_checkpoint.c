@@ -1,0 +1,576 @@
+/*
+ * tinylora runtime: checkpoints (see tl_checkpoint.h; reference: tinylora/checkpoint.py).
+ */
+#include "tl_checkpoint.h"
+
+#include "tl_quant.h"
+
+#define TL_CKPT_SPLIT_RECORD (TL_CKPT_HEADER_SIZE + 8u + 4u) /* header, (length, CRC), CRC */
+#define TL_CKPT_CHUNK 64u                                    /* stack buffer for medium reads */
+
+/* Header field offsets. */
+#define TL_AT_VERSION 4u
+#define TL_AT_FLAGS 6u
+#define TL_AT_LENGTH 8u
+#define TL_AT_SEQUENCE 12u
+#define TL_AT_BINDING 16u
+#define TL_AT_STEP 24u
+#define TL_AT_RNG 28u
+#define TL_AT_UPDATES 32u
+#define TL_AT_WINDOW 36u
+#define TL_AT_LAYERS 38u
+
+static const uint8_t tl_ckpt_magic[4] = { 'T', 'L', 'C', 'K' };
+
+/* ------------------------------------------------------------------ CRC-32 */
+
+uint32_t tl_crc32(uint32_t crc, const uint8_t *data, size_t len)
+{
+    size_t i;
+    int bit;
+    crc = ~crc;
+    for (i = 0; i < len; ++i) {
+        crc ^= data[i];
+        for (bit = 0; bit < 8; ++bit) { /* reflected 0x04C11DB7, one bit at a time */
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+        }
+    }
+    return ~crc;
+}
+
+/* ------------------------------------------------------------------ little-endian fields */
+
+static void tl_put16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void tl_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t tl_get16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+}
+
+static uint32_t tl_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static uint64_t tl_get64(const uint8_t *p)
+{
+    return (uint64_t)tl_get32(p) | ((uint64_t)tl_get32(p + 4) << 32);
+}
+
+/* Two's complement values from their little-endian bytes (no implementation-defined
+ * unsigned -> signed conversion). */
+static int16_t tl_i16(uint32_t u)
+{
+    return (int16_t)(u < 0x8000u ? (int32_t)u : (int32_t)u - 0x10000);
+}
+
+static int tl_magic_ok(const uint8_t *p)
+{
+    return p[0] == tl_ckpt_magic[0] && p[1] == tl_ckpt_magic[1] && p[2] == tl_ckpt_magic[2] &&
+           p[3] == tl_ckpt_magic[3];
+}
+
+/* ------------------------------------------------------------------ encode / decode */
+
+/* Payload bytes of one layer under `flags`, or 0 if the layer is malformed. */
+static uint64_t tl_layer_bytes(const tl_ckpt_layer *l, uint32_t flags)
+{
+    uint64_t n;
+    if (l->a_size < 0 || l->b_size < 0) {
+        return 0u;
+    }
+    n = (uint64_t)(uint32_t)l->a_size + (uint32_t)l->b_size;
+    return 2u * n + ((flags & TL_CKPT_FLAG_ACCUM) ? 4u * n : 0u) +
+           ((flags & TL_CKPT_FLAG_MOMENTUM) ? 4u * n : 0u);
+}
+
+static uint64_t tl_payload_bytes(const tl_ckpt_state *s)
+{
+    uint64_t total = 0u;
+    uint32_t i;
+    for (i = 0; i < s->n_layers; ++i) {
+        total += tl_layer_bytes(&s->layers[i], s->flags);
+    }
+    return total;
+}
+
+static int tl_state_ok(const tl_ckpt_state *s)
+{
+    uint32_t i;
+    if (s->n_layers > 0u && s->layers == NULL) {
+        return 0;
+    }
+    if ((s->flags & ~(uint32_t)(TL_CKPT_FLAG_ACCUM | TL_CKPT_FLAG_MOMENTUM)) != 0u) {
+        return 0;
+    }
+    for (i = 0; i < s->n_layers; ++i) {
+        const tl_ckpt_layer *l = &s->layers[i];
+        if (l->a_size < 0 || l->b_size < 0 || (l->a_size > 0 && l->a_master == NULL) ||
+            (l->b_size > 0 && l->b_master == NULL)) {
+            return 0;
+        }
+        if ((s->flags & TL_CKPT_FLAG_ACCUM) &&
+            ((l->a_size > 0 && l->acc_a == NULL) || (l->b_size > 0 && l->acc_b == NULL))) {
+            return 0;
+        }
+        if ((s->flags & TL_CKPT_FLAG_MOMENTUM) &&
+            ((l->a_size > 0 && l->mom_a == NULL) || (l->b_size > 0 && l->mom_b == NULL))) {
+            return 0;
+        }
+    }
+    return tl_payload_bytes(s) <= 0xFFFFFFFFu - TL_CKPT_HEADER_SIZE - 4u;
+}
+
+uint32_t tl_checkpoint_size(const tl_ckpt_state *state)
+{
+    if (state == NULL || !tl_state_ok(state)) {
+        return 0u;
+    }
+    return (uint32_t)tl_payload_bytes(state) + TL_CKPT_HEADER_SIZE + 4u;
+}
+
+static uint8_t *tl_put_i16s(uint8_t *p, const int16_t *v, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i, p += 2) {
+        tl_put16(p, (uint32_t)(uint16_t)v[i]);
+    }
+    return p;
+}
+
+static uint8_t *tl_put_i32s(uint8_t *p, const int32_t *v, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i, p += 4) {
+        tl_put32(p, (uint32_t)v[i]);
+    }
+    return p;
+}
+
+tl_ckpt_status tl_checkpoint_encode(const tl_ckpt_state *state, uint32_t sequence, uint8_t *out,
+                                    uint32_t cap, uint32_t *len)
+{
+    uint32_t size, i;
+    uint8_t *p;
+    if (state == NULL || out == NULL || len == NULL) {
+        return TL_CKPT_ERR_NULL;
+    }
+    size = tl_checkpoint_size(state);
+    if (size == 0u) {
+        return TL_CKPT_ERR_LAYOUT;
+    }
+    if (cap < size) {
+        return TL_CKPT_ERR_BUFFER;
+    }
+    out[0] = tl_ckpt_magic[0];
+    out[1] = tl_ckpt_magic[1];
+    out[2] = tl_ckpt_magic[2];
+    out[3] = tl_ckpt_magic[3];
+    tl_put16(out + TL_AT_VERSION, TL_CKPT_VERSION);
+    tl_put16(out + TL_AT_FLAGS, state->flags);
+    tl_put32(out + TL_AT_LENGTH, size);
+    tl_put32(out + TL_AT_SEQUENCE, sequence);
+    tl_put32(out + TL_AT_BINDING, (uint32_t)state->binding);
+    tl_put32(out + TL_AT_BINDING + 4u, (uint32_t)(state->binding >> 32));
+    tl_put32(out + TL_AT_STEP, state->step_count);
+    tl_put32(out + TL_AT_RNG, state->rng_state);
+    tl_put32(out + TL_AT_UPDATES, state->updates);
+    tl_put16(out + TL_AT_WINDOW, state->window);
+    tl_put16(out + TL_AT_LAYERS, state->n_layers);
+    p = out + TL_CKPT_HEADER_SIZE;
+    for (i = 0; i < state->n_layers; ++i) {
+        const tl_ckpt_layer *l = &state->layers[i];
+        p = tl_put_i16s(p, l->a_master, l->a_size);
+        p = tl_put_i16s(p, l->b_master, l->b_size);
+        if (state->flags & TL_CKPT_FLAG_ACCUM) {
+            p = tl_put_i32s(p, l->acc_a, l->a_size);
+            p = tl_put_i32s(p, l->acc_b, l->b_size);
+        }
+        if (state->flags & TL_CKPT_FLAG_MOMENTUM) {
+            p = tl_put_i32s(p, l->mom_a, l->a_size);
+            p = tl_put_i32s(p, l->mom_b, l->b_size);
+        }
+    }
+    tl_put32(p, tl_crc32(0u, out, size - 4u));
+    *len = size;
+    return TL_CKPT_OK;
+}
+
+tl_ckpt_status tl_checkpoint_verify(const uint8_t *data, uint32_t len)
+{
+    if (data == NULL) {
+        return TL_CKPT_ERR_NULL;
+    }
+    if (len < TL_CKPT_HEADER_SIZE + 4u) {
+        return TL_CKPT_ERR_SHORT;
+    }
+    if (!tl_magic_ok(data)) {
+        return TL_CKPT_ERR_MAGIC;
+    }
+    if (tl_get32(data + len - 4u) != tl_crc32(0u, data, len - 4u)) {
+        return TL_CKPT_ERR_CRC;
+    }
+    if (tl_get32(data + TL_AT_LENGTH) != len) {
+        return TL_CKPT_ERR_LENGTH;
+    }
+    return TL_CKPT_OK;
+}
+
+static const uint8_t *tl_get_i16s(const uint8_t *p, int16_t *v, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i, p += 2) {
+        v[i] = tl_i16(tl_get16(p));
+    }
+    return p;
+}
+
+static const uint8_t *tl_get_i32s(const uint8_t *p, int32_t *v, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i, p += 4) {
+        v[i] = tl_wrap32(tl_get32(p));
+    }
+    return p;
+}
+
+static void tl_zero_i32s(int32_t *v, int32_t n)
+{
+    int32_t i;
+    if (v != NULL) {
+        for (i = 0; i < n; ++i) {
+            v[i] = 0;
+        }
+    }
+}
+
+/* lora.to_int8 of the restored masters (tl_train.h's tl_refresh_view_s8, kept local so the
+ * checkpoint module links on its own). */
+static void tl_view(const int16_t *master, int8_t *view, int32_t n)
+{
+    int32_t i;
+    if (view == NULL) {
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        /* rdbp(master, 8): floor((m + 128) / 256) except that ties round away from zero */
+        const int32_t m = master[i];
+        const int32_t floor_div = m >= 0 ? (m >> 8) : ~(~m >> 8);
+        const uint32_t remainder = (uint32_t)m & 0xFFu;
+        const int32_t q = floor_div + (remainder > (0x7Fu + (m < 0 ? 1u : 0u)) ? 1 : 0);
+        view[i] = (int8_t)(q > 127 ? 127 : (q < -127 ? -127 : q));
+    }
+}
+
+tl_ckpt_status tl_checkpoint_decode(const uint8_t *data, uint32_t len, tl_ckpt_state *state)
+{
+    tl_ckpt_status s;
+    uint32_t flags, i;
+    const uint8_t *p;
+    if (data == NULL || state == NULL) {
+        return TL_CKPT_ERR_NULL;
+    }
+    s = tl_checkpoint_verify(data, len);
+    if (s != TL_CKPT_OK) {
+        return s;
+    }
+    if (tl_get16(data + TL_AT_VERSION) != TL_CKPT_VERSION) {
+        return TL_CKPT_ERR_VERSION;
+    }
+    flags = tl_get16(data + TL_AT_FLAGS);
+    if (flags & TL_CKPT_FLAG_SPLIT) {
+        return TL_CKPT_ERR_SPLIT;
+    }
+    if (tl_get64(data + TL_AT_BINDING) != state->binding) {
+        return TL_CKPT_ERR_FOREIGN;
+    }
+    if (flags != state->flags || tl_get16(data + TL_AT_LAYERS) != state->n_layers ||
+        !tl_state_ok(state) ||
+        tl_payload_bytes(state) != (uint64_t)len - TL_CKPT_HEADER_SIZE - 4u) {
+        return TL_CKPT_ERR_LAYOUT;
+    }
+    /* Everything checks out: restore. */
+    p = data + TL_CKPT_HEADER_SIZE;
+    for (i = 0; i < state->n_layers; ++i) {
+        const tl_ckpt_layer *l = &state->layers[i];
+        p = tl_get_i16s(p, l->a_master, l->a_size);
+        p = tl_get_i16s(p, l->b_master, l->b_size);
+        if (flags & TL_CKPT_FLAG_ACCUM) {
+            p = tl_get_i32s(p, l->acc_a, l->a_size);
+            p = tl_get_i32s(p, l->acc_b, l->b_size);
+        } else {
+            tl_zero_i32s(l->acc_a, l->a_size);
+            tl_zero_i32s(l->acc_b, l->b_size);
+        }
+        if (flags & TL_CKPT_FLAG_MOMENTUM) {
+            p = tl_get_i32s(p, l->mom_a, l->a_size);
+            p = tl_get_i32s(p, l->mom_b, l->b_size);
+        }
+        tl_view(l->a_master, l->a_view, l->a_size);
+        tl_view(l->b_master, l->b_view, l->b_size);
+    }
+    state->step_count = tl_get32(data + TL_AT_STEP);
+    state->rng_state = tl_get32(data + TL_AT_RNG);
+    state->updates = tl_get32(data + TL_AT_UPDATES);
+    state->window = (uint16_t)tl_get16(data + TL_AT_WINDOW);
+    return TL_CKPT_OK;
+}
+
+/* ------------------------------------------------------------------ two-slot store */
+
+typedef struct {
+    uint32_t sequence;
+    uint32_t flags;
+    uint32_t length;      /* of the record in its slot */
+    uint32_t payload_len; /* split records: the payload in the adapter slot */
+} tl_slot_info;
+
+static uint32_t tl_record_at(const tl_ckpt_storage *st, uint32_t k)
+{
+    return k * st->record_slot;
+}
+
+static uint32_t tl_adapter_at(const tl_ckpt_storage *st, uint32_t k)
+{
+    return 2u * st->record_slot + k * st->adapter_slot;
+}
+
+static int tl_storage_ok(const tl_ckpt_storage *st)
+{
+    return st != NULL && st->read != NULL && st->erase != NULL && st->write != NULL;
+}
+
+/* CRC-32 of len medium bytes at offset; -1 on a read error. */
+static int tl_medium_crc(const tl_ckpt_storage *st, uint32_t offset, uint32_t len, uint32_t *crc)
+{
+    uint8_t chunk[TL_CKPT_CHUNK];
+    uint32_t c = 0u;
+    while (len > 0u) {
+        const uint32_t n = len < TL_CKPT_CHUNK ? len : TL_CKPT_CHUNK;
+        if (st->read(st->ctx, offset, chunk, n) != 0) {
+            return -1;
+        }
+        c = tl_crc32(c, chunk, n);
+        offset += n;
+        len -= n;
+    }
+    *crc = c;
+    return 0;
+}
+
+/* CheckpointStore._read_record + the split check of _latest: 1 if slot k holds a complete
+ * checkpoint (info filled), 0 if not, -1 on a read error. */
+static int tl_slot_complete(const tl_ckpt_storage *st, uint32_t k, tl_slot_info *info)
+{
+    uint8_t head[TL_CKPT_SPLIT_RECORD];
+    const uint32_t at = tl_record_at(st, k);
+    uint32_t length, crc, payload_crc;
+    if (st->read(st->ctx, at, head, TL_AT_LENGTH + 4u) != 0) {
+        return -1;
+    }
+    if (!tl_magic_ok(head)) {
+        return 0;
+    }
+    length = tl_get32(head + TL_AT_LENGTH);
+    if (length < TL_CKPT_HEADER_SIZE + 4u || length > st->record_slot) {
+        return 0;
+    }
+    if (tl_medium_crc(st, at, length - 4u, &crc) != 0 ||
+        st->read(st->ctx, at + length - 4u, head, 4u) != 0) {
+        return -1;
+    }
+    if (tl_get32(head) != crc) {
+        return 0;
+    }
+    if (st->read(st->ctx, at, head,
+                 length < TL_CKPT_SPLIT_RECORD ? length : TL_CKPT_SPLIT_RECORD) != 0) {
+        return -1;
+    }
+    info->sequence = tl_get32(head + TL_AT_SEQUENCE);
+    info->flags = tl_get16(head + TL_AT_FLAGS);
+    info->length = length;
+    info->payload_len = 0u;
+    if (info->flags & TL_CKPT_FLAG_SPLIT) {
+        if (length != TL_CKPT_SPLIT_RECORD) {
+            return 0;
+        }
+        info->payload_len = tl_get32(head + TL_CKPT_HEADER_SIZE);
+        if (info->payload_len > st->adapter_slot) {
+            return 0;
+        }
+        if (tl_medium_crc(st, tl_adapter_at(st, k), info->payload_len, &payload_crc) != 0) {
+            return -1;
+        }
+        if (payload_crc != tl_get32(head + TL_CKPT_HEADER_SIZE + 4u)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* CheckpointStore._latest: *found = 0 when neither slot is complete. */
+/* Whether sequence number a is newer than b: serial-number arithmetic on 32 bits (RFC 1982;
+ * tinylora.checkpoint.sequence_newer), so that numbers wrap and none beats every later one. */
+static int tl_sequence_newer(uint32_t a, uint32_t b)
+{
+    const uint32_t distance = a - b;
+    return distance != 0u && distance < 0x80000000u;
+}
+
+static tl_ckpt_status tl_latest(const tl_ckpt_storage *st, int *found, uint32_t *slot,
+                                tl_slot_info *best)
+{
+    uint32_t k;
+    *found = 0;
+    for (k = 0; k < 2u; ++k) {
+        tl_slot_info info;
+        const int ok = tl_slot_complete(st, k, &info);
+        if (ok < 0) {
+            return TL_CKPT_ERR_IO;
+        }
+        if (ok && (!*found || tl_sequence_newer(info.sequence, best->sequence))) {
+            *found = 1;
+            *slot = k;
+            *best = info;
+        }
+    }
+    return TL_CKPT_OK;
+}
+
+static tl_ckpt_status tl_store_check(const tl_ckpt_storage *st)
+{
+    if (!tl_storage_ok(st)) {
+        return TL_CKPT_ERR_NULL;
+    }
+    if (st->record_slot < TL_CKPT_SPLIT_RECORD) {
+        return TL_CKPT_ERR_BUFFER; /* a record slot must hold at least a split record */
+    }
+    return TL_CKPT_OK;
+}
+
+tl_ckpt_status tl_ckpt_store_save(const tl_ckpt_storage *st, const uint8_t *checkpoint,
+                                  uint32_t len)
+{
+    uint8_t head[TL_CKPT_SPLIT_RECORD];
+    uint8_t tail[4];
+    tl_slot_info latest;
+    uint32_t k = 0u, sequence = 1u, payload_len, i;
+    int found;
+    tl_ckpt_status s = tl_store_check(st);
+    if (s != TL_CKPT_OK) {
+        return s;
+    }
+    if (checkpoint == NULL) {
+        return TL_CKPT_ERR_NULL;
+    }
+    s = tl_checkpoint_verify(checkpoint, len);
+    if (s != TL_CKPT_OK) {
+        return s;
+    }
+    s = tl_latest(st, &found, &k, &latest);
+    if (s != TL_CKPT_OK) {
+        return s;
+    }
+    if (found) {
+        k = 1u - k;
+        sequence = latest.sequence + 1u;
+    }
+    for (i = 0; i < TL_CKPT_HEADER_SIZE; ++i) {
+        head[i] = checkpoint[i];
+    }
+    tl_put32(head + TL_AT_SEQUENCE, sequence);
+    payload_len = len - TL_CKPT_HEADER_SIZE - 4u;
+    if (len <= st->record_slot) {
+        /* inline: the same record with the new sequence number and CRC */
+        uint32_t crc = tl_crc32(0u, head, TL_CKPT_HEADER_SIZE);
+        crc = tl_crc32(crc, checkpoint + TL_CKPT_HEADER_SIZE, payload_len);
+        tl_put32(tail, crc);
+        if (st->erase(st->ctx, tl_record_at(st, k), st->record_slot) != 0 ||
+            st->write(st->ctx, tl_record_at(st, k), head, TL_CKPT_HEADER_SIZE) != 0 ||
+            (payload_len > 0u && st->write(st->ctx, tl_record_at(st, k) + TL_CKPT_HEADER_SIZE,
+                                           checkpoint + TL_CKPT_HEADER_SIZE, payload_len) != 0) ||
+            st->write(st->ctx, tl_record_at(st, k) + len - 4u, tail, 4u) != 0) {
+            return TL_CKPT_ERR_IO;
+        }
+        return TL_CKPT_OK;
+    }
+    if (payload_len > st->adapter_slot) {
+        return TL_CKPT_ERR_TOO_LARGE;
+    }
+    /* split: the payload to the adapter slot first, then the record that points at it */
+    tl_put16(head + TL_AT_FLAGS, tl_get16(head + TL_AT_FLAGS) | TL_CKPT_FLAG_SPLIT);
+    tl_put32(head + TL_AT_LENGTH, TL_CKPT_SPLIT_RECORD);
+    tl_put32(head + TL_CKPT_HEADER_SIZE, payload_len);
+    tl_put32(head + TL_CKPT_HEADER_SIZE + 4u,
+             tl_crc32(0u, checkpoint + TL_CKPT_HEADER_SIZE, payload_len));
+    tl_put32(head + TL_CKPT_HEADER_SIZE + 8u, tl_crc32(0u, head, TL_CKPT_HEADER_SIZE + 8u));
+    if (st->erase(st->ctx, tl_adapter_at(st, k), st->adapter_slot) != 0 ||
+        st->write(st->ctx, tl_adapter_at(st, k), checkpoint + TL_CKPT_HEADER_SIZE, payload_len) !=
+            0 ||
+        st->erase(st->ctx, tl_record_at(st, k), st->record_slot) != 0 ||
+        st->write(st->ctx, tl_record_at(st, k), head, TL_CKPT_SPLIT_RECORD) != 0) {
+        return TL_CKPT_ERR_IO;
+    }
+    return TL_CKPT_OK;
+}
+
+tl_ckpt_status tl_ckpt_store_load(const tl_ckpt_storage *st, uint8_t *out, uint32_t cap,
+                                  uint32_t *len, uint32_t *sequence)
+{
+    tl_slot_info best;
+    uint32_t k = 0u, size;
+    int found;
+    tl_ckpt_status s = tl_store_check(st);
+    if (s != TL_CKPT_OK) {
+        return s;
+    }
+    if (out == NULL || len == NULL) {
+        return TL_CKPT_ERR_NULL;
+    }
+    s = tl_latest(st, &found, &k, &best);
+    if (s != TL_CKPT_OK) {
+        return s;
+    }
+    if (!found) {
+        return TL_CKPT_ERR_EMPTY;
+    }
+    if (!(best.flags & TL_CKPT_FLAG_SPLIT)) {
+        if (cap < best.length) {
+            return TL_CKPT_ERR_BUFFER;
+        }
+        if (st->read(st->ctx, tl_record_at(st, k), out, best.length) != 0) {
+            return TL_CKPT_ERR_IO;
+        }
+        size = best.length;
+    } else {
+        size = TL_CKPT_HEADER_SIZE + best.payload_len + 4u;
+        if (cap < size) {
+            return TL_CKPT_ERR_BUFFER;
+        }
+        if (st->read(st->ctx, tl_record_at(st, k), out, TL_CKPT_HEADER_SIZE) != 0 ||
+            (best.payload_len > 0u && st->read(st->ctx, tl_adapter_at(st, k),
+                                               out + TL_CKPT_HEADER_SIZE, best.payload_len) != 0)) {
+            return TL_CKPT_ERR_IO;
+        }
+        tl_put16(out + TL_AT_FLAGS, best.flags & ~(uint32_t)TL_CKPT_FLAG_SPLIT);
+        tl_put32(out + TL_AT_LENGTH, size);
+        tl_put32(out + size - 4u, tl_crc32(0u, out, size - 4u));
+    }
+    *len = size;
+    if (sequence != NULL) {
+        *sequence = best.sequence;
+    }
+    return TL_CKPT_OK;
+}
