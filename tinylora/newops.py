@@ -206,39 +206,45 @@ def mean_params(q_in: Quant, q_out: Quant, count: int) -> tuple[int, int]:
 
 
 def mean(x, axes, q_in: Quant, q_out: Quant, keep_dims: bool = True) -> np.ndarray:
-    """MEAN over ``axes`` (TFLM's int8 path):
+    """MEAN over ``axes`` (TFLM's int8 QuantizedMeanOrSum):
+    requantize(sum - zp_in * count, m', shift') + zp_out, saturated to int8, with
+    (m', shift') from :func:`mean_params` (double rounding). No fused activation.
 
-    * same scale and zero point in and out: the raw int32 sum divided by the count, C
-      division (truncation toward zero);
-    * otherwise: requantize(sum - zp_in * count, m', shift') + zp_out, saturated to int8,
-      with (m', shift') from :func:`mean_params` (double rounding). No fused activation."""
+    The same arithmetic holds when input and output share their quantization: measured, the
+    tflite-micro reference does not take the plain ``sum / count`` (truncating) shortcut that
+    some TFLM sources show for that case."""
     x = _i64(x)
     axes = tuple(sorted({int(a) % x.ndim for a in np.atleast_1d(axes)}))
     count = int(np.prod([x.shape[a] for a in axes]))
+    if count < 1:
+        raise ValueError(f"MEAN over axes {axes} of shape {x.shape} averages nothing")
     total = x.sum(axis=axes, keepdims=keep_dims)
-    if q_in == q_out:
-        y = np.sign(total) * (np.abs(total) // count)
-    else:
-        m, s = mean_params(q_in, q_out, count)
-        y = requantize(wrap_int32(total - q_in.zero_point * count), m, s) + q_out.zero_point
+    m, s = mean_params(q_in, q_out, count)
+    y = requantize(wrap_int32(total - q_in.zero_point * count), m, s) + q_out.zero_point
     return _int8(y)
 
 
 # --------------------------------------------------------------------------- concatenation
 
 
-def concatenation(xs, axis: int) -> np.ndarray:
-    """CONCATENATION (int8): TFLM copies the input bytes along ``axis``; it does NOT
-    requantize inputs whose scale or zero point differ from the output's (its Prepare records
-    them, its Eval ignores them). The TF converter gives all inputs the output's
-    quantization, so the copy is exact there; callers must refuse models where they differ
-    (see :func:`concatenation_quant_mismatch`)."""
+def concatenation(xs, axis: int, q_inputs=None, q_out: Quant | None = None) -> np.ndarray:
+    """CONCATENATION (int8): the input bytes copied along ``axis``.
+
+    TFLM never requantizes here: its Prepare refuses a model whose inputs' scale or zero
+    point differ from the output's (measured: "input->params.scale != output->params.scale",
+    the model fails to allocate). The TF converter gives all inputs the output's
+    quantization. Given the quantizations, this function refuses the same models."""
+    if q_inputs is not None and q_out is not None:
+        bad = concatenation_quant_mismatch(q_inputs, q_out)
+        if bad:
+            raise ValueError(f"CONCATENATION inputs {bad} are quantized differently from the "
+                             f"output ({q_out}); TFLM refuses such a model. Insert a QUANTIZE "
+                             "op before those inputs (or re-convert the model)")
     return np.concatenate([np.asarray(x, np.int8) for x in xs], axis=axis)
 
 
 def concatenation_quant_mismatch(q_inputs, q_out: Quant) -> list[int]:
-    """Indices of inputs whose quantization differs from the output's (TFLM would reinterpret
-    their bytes)."""
+    """Indices of inputs whose quantization differs from the output's."""
     return [i for i, q in enumerate(q_inputs) if q != q_out]
 
 
