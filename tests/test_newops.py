@@ -360,6 +360,65 @@ def test_reshape_with_different_output_quant_copies_bytes(seed):
     assert_same(newops.reshape(x, (1, 128)), run_tflm(model, x), "RESHAPE")
 
 
+# --------------------------------------------------------------------------- negative scales
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pointwise_conv_with_negative_per_channel_scales(seed):
+    """A 1x1 CONV_2D whose per-channel weight scales are partly negative (as in MCUNet): TFLM
+    runs it with signed multipliers, and requantize() with quantize_multiplier_signed matches
+    every byte. Negating a channel's scale, weights and bias together gives the same bytes as
+    the all-positive model (srdhm(-a, -m) == srdhm(a, m))."""
+    from tinylora.quant import requantize, real_multipliers
+
+    rng = np.random.default_rng(12000 + seed)
+    cin, cout, n = int(rng.integers(2, 17)), int(rng.integers(2, 17)), 64
+    q_in, q_out = rand_quant(rng, 0.01, 0.1), rand_quant(rng, 0.05, 0.5)
+    w = rng.integers(-127, 128, size=(cout, 1, 1, cin)).astype(np.int8)
+    w_scale = np.exp(rng.uniform(np.log(1e-3), np.log(2e-2), cout)).astype(np.float32)
+    bias = rng.integers(-2000, 2000, cout).astype(np.int32)
+    sign = np.where(rng.random(cout) < 0.5, -1, 1)
+    sign[0] = -1
+
+    def conv_model(scales, weights, b):
+        g = OneOp()
+        i = g.tensor([1, n, 1, cin], quant=q_in)
+        wt = g.tensor([cout, 1, 1, cin], data=weights)
+        q = fb.QuantizationParametersT()
+        q.scale = [float(s) for s in scales]
+        q.zeroPoint = [0] * cout
+        q.quantizedDimension = 0
+        g.tensors[wt].quantization = q
+        bt = g.tensor([cout], fb.TensorType.INT32, data=b)
+        qb = fb.QuantizationParametersT()
+        qb.scale = [float(np.float32(q_in.scale) * s) for s in scales]
+        qb.zeroPoint = [0] * cout
+        g.tensors[bt].quantization = qb
+        o = g.tensor([1, n, 1, cout], quant=q_out)
+        opt = fb.Conv2DOptionsT()
+        opt.padding, opt.strideH, opt.strideW = fb.Padding.VALID, 1, 1
+        opt.dilationHFactor = opt.dilationWFactor = 1
+        return g.finish(fb.BuiltinOperator.CONV_2D, [i, wt, bt], o,
+                        fb.BuiltinOptions.Conv2DOptions, opt)
+
+    x = rand_int8(rng, (1, n, 1, cin))
+    signed = conv_model(w_scale * sign, w, bias)
+    got_tflm = run_tflm(signed, x)
+
+    acc = (x.astype(np.int64).reshape(n, cin) - q_in.zero_point) @ w.reshape(cout, cin).T.astype(
+        np.int64) + bias
+    reals = real_multipliers(q_in.scale, w_scale * sign, q_out.scale)
+    mults = np.array([newops.quantize_multiplier_signed(r) for r in reals])
+    y = requantize(acc, mults[:, 0], mults[:, 1]) + q_out.zero_point
+    ours = np.clip(y, -128, 127).astype(np.int8).reshape(1, n, 1, cout)
+    assert_same(ours, got_tflm, "CONV_2D negative scales")
+
+    # folding the sign into weights and bias reproduces the signed model exactly
+    folded = conv_model(w_scale, (w * sign[:, None, None, None]).astype(np.int8),
+                        (bias * sign).astype(np.int32))
+    assert_same(run_tflm(folded, x), got_tflm, "CONV_2D sign folded")
+
+
 # --------------------------------------------------------------------------- report
 
 

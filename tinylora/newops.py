@@ -22,7 +22,7 @@ from .quant import (INT32_MAX, activation_range, quantize_multiplier, requantize
 from .softmax import exp_on_negative_values, one_over_one_plus_x_for_x_in_0_1
 
 __all__ = [
-    "Quant", "pool_geometry", "average_pool_2d", "max_pool_2d", "add_params", "add",
+    "Quant", "quantize_multiplier_signed", "pool_geometry", "average_pool_2d", "max_pool_2d", "add_params", "add",
     "pad", "mean_params", "mean", "concatenation", "quantize_params", "requantize_int8",
     "quantize_float", "dequantize", "logistic_params", "logistic", "hard_swish_params",
     "hard_swish", "reshape",
@@ -58,6 +58,24 @@ def _check_nhwc(x: np.ndarray, what: str) -> None:
     if x.ndim != 4:
         raise ValueError(f"{what} expects a 4-D NHWC tensor, got shape {x.shape}; "
                          "reshape the input to [N, H, W, C] first")
+
+
+# --------------------------------------------------------------------------- signed scales
+
+
+def quantize_multiplier_signed(real: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier for any sign (per-channel weight scales can be negative:
+    TFLM runs such models). frexp keeps the sign, the rounding is half away from zero, so
+    m(-r) = -m(r), except that a mantissa rounding to 2^31 is renormalised only when positive
+    (a negative one stays -2^31 = INT32_MIN with the same exponent)."""
+    real = float(real)
+    if real >= 0:
+        return quantize_multiplier(real)
+    q, e = math.frexp(real)
+    q_fixed = -math.floor(-q * 2**31 + 0.5)
+    if e < -31:
+        return 0, 0
+    return int(q_fixed), int(e)
 
 
 # --------------------------------------------------------------------------- pooling
