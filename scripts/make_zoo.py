@@ -3,7 +3,8 @@
     python scripts/make_zoo.py OUT_DIR [--twice] [--only NAME ...]
 
 Writes OUT_DIR/<name>.tflite for each entry and prints one row per model: file size, build
-time, params, MACs, TFLM's arena (print_allocations' "Arena allocation total") and the ops with
+time, params, MACs, TFLM's arena (print_allocations' "Arena allocation total" and "head",
+the planned activations) and the ops with
 their counts. ``--twice`` converts every entry a second time and fails unless the bytes are
 identical (the zoo must be reproducible).
 """
@@ -42,13 +43,14 @@ def main(argv=None) -> int:
             print(f"{name}: NOT reproducible (two conversions differ)", file=sys.stderr)
             failed = True
         d = zoo.describe(data)
-        arena = zoo.tflm_arena_used(data)
+        arena = zoo.tflm_arena(data)
         ops = ", ".join(f"{k} x{v}" for k, v in d["ops"].items())
-        rows.append((name, len(data), dt, d["params"], d["macs"], arena, ops))
-    print(f"| model | .tflite bytes | build s | params | MACs | TFLM arena B | ops |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+        rows.append((name, len(data), dt, d["params"], d["macs"], arena["total"], arena["head"],
+                     ops))
+    print("| model | .tflite bytes | build s | params | MACs | TFLM arena total B | head B | ops |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]} | {r[4]} | {r[5]} | {r[6]} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]} | {r[4]} | {r[5]} | {r[6]} | {r[7]} |")
     print(f"total build time {time.perf_counter() - total:.1f} s for {len(names)} models"
           + (" (each converted twice)" if args.twice else ""))
     return 1 if failed else 0

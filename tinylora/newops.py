@@ -22,7 +22,8 @@ from .quant import (INT32_MAX, activation_range, quantize_multiplier, requantize
 from .softmax import exp_on_negative_values, one_over_one_plus_x_for_x_in_0_1
 
 __all__ = [
-    "Quant", "quantize_multiplier_signed", "pool_geometry", "average_pool_2d", "max_pool_2d", "add_params", "add",
+    "Quant", "quantize_multiplier_signed", "pool_geometry", "average_pool_2d", "max_pool_2d",
+    "add_params", "add",
     "pad", "mean_params", "mean", "concatenation", "quantize_params", "requantize_int8",
     "quantize_float", "dequantize", "logistic_params", "logistic", "hard_swish_params",
     "hard_swish", "reshape",

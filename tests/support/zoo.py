@@ -11,7 +11,8 @@ Public API
 ``convert(name) -> bytes``  build (seeded) and convert one entry; deterministic bytes
 ``build(name, cache_dir=None) -> bytes``  ``convert`` with an optional on-disk cache
 ``describe(model_bytes) -> dict``  ops (with counts), params, MACs, from the flatbuffer alone
-``tflm_arena_used(model_bytes) -> int``  TFLM's arena use, parsed from ``print_allocations()``
+``tflm_arena(model_bytes) -> dict``  TFLM's arena total/head/tail from ``print_allocations()``
+``tflm_arena_used(model_bytes) -> int``  the total
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MODELS", "FLOAT_IO", "convert", "build", "describe", "tflm_arena_used", "ZOO_VERSION"]
+__all__ = ["MODELS", "FLOAT_IO", "convert", "build", "describe", "tflm_arena", "tflm_arena_used",
+           "ZOO_VERSION"]
 
 ZOO_VERSION = 1
 N_CALIBRATION = 16
@@ -257,17 +259,27 @@ def describe(model_bytes: bytes) -> dict:
     return {"ops": dict(sorted(ops.items())), "params": params, "macs": macs}
 
 
-def tflm_arena_used(model_bytes: bytes) -> int:
-    """Bytes of arena TFLM uses: the "[RecordingMicroAllocator] Arena allocation total N bytes"
-    line of ``print_allocations()`` after one invoke."""
+def tflm_arena(model_bytes: bytes) -> dict:
+    """TFLM's arena use after one invoke, from the ``[RecordingMicroAllocator] Arena allocation
+    total/head/tail N bytes`` lines of ``print_allocations()``: ``total`` is what the model
+    needs; ``head`` the planned (non-persistent) activations and scratch, ``tail`` the
+    persistent allocations."""
     from tests.support.oracles import tflm_arena_report
 
     report = tflm_arena_report(model_bytes) if not _float_input(model_bytes) else \
         _float_arena_report(model_bytes)
-    found = re.search(r"Arena allocation total (\d+) bytes", report)
-    if not found:
-        raise RuntimeError(f"no arena total in TFLM's print_allocations() output:\n{report}")
-    return int(found.group(1))
+    out = {}
+    for key in ("total", "head", "tail"):
+        found = re.search(rf"Arena allocation {key} (\d+) bytes", report)
+        if not found:
+            raise RuntimeError(f"no arena {key} in TFLM's print_allocations() output:\n{report}")
+        out[key] = int(found.group(1))
+    return out
+
+
+def tflm_arena_used(model_bytes: bytes) -> int:
+    """Bytes of arena TFLM uses (the "Arena allocation total" of ``print_allocations()``)."""
+    return tflm_arena(model_bytes)["total"]
 
 
 def _float_input(model_bytes: bytes) -> bool:
