@@ -18,6 +18,7 @@ from tinylora.newops import Quant
 
 fb = pytest.importorskip("ai_edge_litert.schema_py_generated")
 pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow  # converts 8 Keras models (~45 s on 2 busy cores)
 
 OPS = {
     "ds_cnn": {"AVERAGE_POOL_2D": 1, "CONV_2D": 5, "DEPTHWISE_CONV_2D": 4,
