@@ -18,7 +18,7 @@ from tests.support.randmodel import _AlignedBufferT
 from tinylora import newops
 from tinylora.newops import Quant
 
-fb = pytest.importorskip("ai_edge_litert.schema_py_generated")
+from ai_edge_litert import schema_py_generated as fb  # noqa: E402
 
 BYTES: collections.Counter = collections.Counter()
 ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}

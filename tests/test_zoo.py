@@ -16,8 +16,7 @@ from tests.support.edit import pack, unpack
 from tinylora import newops
 from tinylora.newops import Quant
 
-fb = pytest.importorskip("ai_edge_litert.schema_py_generated")
-pytest.importorskip("tensorflow")
+from ai_edge_litert import schema_py_generated as fb  # noqa: E402
 pytestmark = pytest.mark.slow  # converts 8 Keras models (~45 s on 2 busy cores)
 
 OPS = {
