@@ -11,14 +11,13 @@ import collections
 
 import numpy as np
 import pytest
+from ai_edge_litert import schema_py_generated as fb  # noqa: E402
 
 from tests.support import oracles
-from tests.support.edit import pack, unpack
+from tests.support.edit import pack
 from tests.support.randmodel import _AlignedBufferT
 from tinylora import newops
 from tinylora.newops import Quant
-
-from ai_edge_litert import schema_py_generated as fb  # noqa: E402
 
 BYTES: collections.Counter = collections.Counter()
 ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
@@ -369,7 +368,7 @@ def test_pointwise_conv_with_negative_per_channel_scales(seed):
     runs it with signed multipliers, and requantize() with quantize_multiplier_signed matches
     every byte. Negating a channel's scale, weights and bias together gives the same bytes as
     the all-positive model (srdhm(-a, -m) == srdhm(a, m))."""
-    from tinylora.quant import requantize, real_multipliers
+    from tinylora.quant import real_multipliers, requantize
 
     rng = np.random.default_rng(12000 + seed)
     cin, cout, n = int(rng.integers(2, 17)), int(rng.integers(2, 17)), 64

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ai_edge_litert import schema_py_generated as fb  # noqa: E402
 
 from tests.support import oracles, zoo
 from tests.support.edit import pack, unpack
 from tinylora import newops
 from tinylora.newops import Quant
 
-from ai_edge_litert import schema_py_generated as fb  # noqa: E402
 pytestmark = pytest.mark.slow  # converts 8 Keras models (~45 s on 2 busy cores)
 
 OPS = {

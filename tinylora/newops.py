@@ -17,9 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .quant import (INT32_MAX, activation_range, quantize_multiplier, requantize,
-                    rounding_divide_by_pot, saturate, wrap_int32)
-from .softmax import exp_on_negative_values, one_over_one_plus_x_for_x_in_0_1
+from tinylora.ref.quant import (
+    INT32_MAX,
+    activation_range,
+    quantize_multiplier,
+    requantize,
+    rounding_divide_by_pot,
+    saturate,
+    wrap_int32,
+)
+from tinylora.ref.softmax import exp_on_negative_values, one_over_one_plus_x_for_x_in_0_1
 
 __all__ = [
     "Quant", "quantize_multiplier_signed", "pool_geometry", "average_pool_2d", "max_pool_2d",

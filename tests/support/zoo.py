@@ -175,8 +175,8 @@ def convert(name: str) -> bytes:
     if name not in MODELS:
         raise KeyError(f"unknown zoo model {name!r}; known: {sorted(MODELS)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     seed = _seed(name.replace("_float_io", ""))
     keras.backend.clear_session()
