@@ -21,7 +21,7 @@ from test_emulated import _conv_layer, _qp, _requant, _require, _single_layer_mo
 from tinylora import emulate
 from tinylora.codegen.frozen import generate_frozen_c, output_name
 from tinylora.codegen.selftest import runner_main_c
-from tinylora.layers import FullyConnected
+from tinylora.ref.layers import FullyConnected
 
 VARIANTS = [
     ("host-sanitize", "host-sanitize", None),

@@ -368,7 +368,7 @@ def test_pointwise_conv_with_negative_per_channel_scales(seed):
     runs it with signed multipliers, and requantize() with quantize_multiplier_signed matches
     every byte. Negating a channel's scale, weights and bias together gives the same bytes as
     the all-positive model (srdhm(-a, -m) == srdhm(a, m))."""
-    from tinylora.quant import real_multipliers, requantize
+    from tinylora.ref.quant import real_multipliers, requantize
 
     rng = np.random.default_rng(12000 + seed)
     cin, cout, n = int(rng.integers(2, 17)), int(rng.integers(2, 17)), 64
