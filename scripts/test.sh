@@ -5,4 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 bash scripts/lint.sh
+# the optimised libraries' unmodified sources for the --backend tests (tests/test_verify_backends.py)
+for pair in CMSIS_NN_DIR:CMSIS-NN ESP_NN_DIR:esp-nn; do
+    var=${pair%%:*} dir=../shared/third_party/${pair#*:}
+    if [ -z "${!var:-}" ] && [ -d "$dir" ]; then export "$var=$(cd "$dir" && pwd)"; fi
+done
 exec .venv/bin/python -m pytest "$@"

@@ -15,6 +15,13 @@ settings.register_profile("default", derandomize=True, deadline=None, print_blob
 settings.register_profile("thorough", derandomize=False, deadline=None, max_examples=2000)
 settings.load_profile(os.environ.get("TINYLORA_HYPOTHESIS_PROFILE", "default"))
 
+# The optimised libraries' unmodified sources (tinylora.targets.LIBRARIES): the repository's
+# sibling ../shared/third_party (CI), else the machine's shared copy, unless already set.
+for _var, _folder in (("CMSIS_NN_DIR", "CMSIS-NN"), ("ESP_NN_DIR", "esp-nn")):
+    for _base in (ROOT.parent / "shared" / "third_party", pathlib.Path("/work/shared/third_party")):
+        if not os.environ.get(_var) and (_base / _folder).is_dir():
+            os.environ[_var] = str(_base / _folder)
+
 
 @pytest.fixture(scope="session")
 def example_bytes():

@@ -15,6 +15,7 @@ from tinylora.commands import (
     cmd_train,
     cmd_verify,
 )
+from tinylora.targets import BACKENDS
 from tinylora.verify import DEFAULT_LR, TARGETS
 
 
@@ -108,12 +109,18 @@ def _add_verify(sub, fmt) -> None:
                        epilog="examples:\n  tinylora verify --target host\n"
                               "  tinylora verify --target cortex-m4 --steps 100 --density 0.1 "
                               "--recompute all\n"
-                              "  tinylora verify --target all --model m.tflite --keep build/\n\n"
+                              "  tinylora verify --target all --model m.tflite --keep build/\n"
+                              "  CMSIS_NN_DIR=../shared/third_party/CMSIS-NN tinylora verify "
+                              "--target cortex-m7 --backend cmsis-nn\n\n"
                               "targets:\n" + "\n".join(f"  {k:<14} {v[2]}" for k, v in TARGETS.items())
                               + "\n\nThe bundled model trains on the bundled 'sensor' task; "
                               "--model trains on random\ninputs and labels drawn from --seed.")
     p.add_argument("--target", required=True, choices=[*TARGETS, "all"],
                    help="where to run (all: every target available here)")
+    p.add_argument("--backend", default="portable", choices=BACKENDS,
+                   help="frozen kernels: portable C (default), cmsis-nn (Cortex-M; sources from "
+                        "$CMSIS_NN_DIR), esp-nn (generic-opt) or esp-nn-ansi (Xtensa, RISC-V, "
+                        "host; sources from $ESP_NN_DIR)")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")
     p.add_argument("--rank", type=int, default=3, help="LoRA rank (default 3)")

@@ -18,6 +18,7 @@ from tinylora.planning.boards import board_names, load_board
 from tinylora.ref.layers import build_layer
 from tinylora.ref.model import Model
 from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
+from tinylora.targets import LIBRARIES
 from tinylora.tflite import reader as tflite
 from tinylora.verify import TARGETS, verify
 
@@ -172,11 +173,15 @@ def cmd_boards(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    backend = getattr(args, "backend", "portable")
     targets = list(TARGETS) if args.target == "all" else [args.target]
+    if args.target == "all" and backend != "portable":  # the targets the library runs on
+        targets = [t for t in targets if TARGETS[t][0] in LIBRARIES[backend].toolchains]
     command = (f"tinylora verify --target {args.target} --steps {args.steps} --rank {args.rank} "
                f"--recompute {args.recompute} --lr {args.lr} --seed {args.seed}"
                + (f" --density {args.density}" if args.density is not None else "")
-               + (" --model <file>" if args.model else ""))
+               + (" --model <file>" if args.model else "")
+               + (f" --backend {backend}" if backend != "portable" else ""))
     failed = False
     for target in targets:
         ok, why = emulate.available(TARGETS[target][0])
@@ -192,7 +197,7 @@ def cmd_verify(args) -> int:
         try:
             result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
                             recompute=args.recompute, density=args.density, seed=args.seed,
-                            keep=keep, lr=args.lr, command=command)
+                            keep=keep, lr=args.lr, command=command, backend=backend)
         except emulate.EmulationError as e:
             print(f"target {target}: {e}")
             failed = True

@@ -97,8 +97,10 @@ def _define_flags(defines: Mapping[str, object] | None) -> list[str]:
 
 def build(target: str, sources: Sequence[Path | str], out_dir: Path | str,
           defines: Mapping[str, object] | None = None, *, name: str | None = None,
-          runtime: bool = True, include_dirs: Sequence[Path | str] = ()) -> Path:
-    """Compile and link ``sources`` (plus the runtime and the target's support files).
+          runtime: bool = True, include_dirs: Sequence[Path | str] = (),
+          libs: Sequence[Path | str] = ()) -> Path:
+    """Compile and link ``sources`` (plus the runtime and the target's support files, then the
+    static libraries ``libs``, e.g. :func:`tinylora.libraries.build_library`).
 
     ``defines`` maps macro names to values (``None``/``True``: defined without a value).
     Returns the executable (host) or ELF (emulated targets) in ``out_dir``. Raises
@@ -117,6 +119,7 @@ def build(target: str, sources: Sequence[Path | str], out_dir: Path | str,
     if runtime:
         files += [str(p) for p in runtime_sources()]
     files += [str(targets_dir / s) for s in spec.support]
+    files += [str(Path(lib)) for lib in libs]
     includes = [f"-I{d}" for d in (fw / "include", fw / "testing", *include_dirs)]
     ldflags = [f.replace("{targets}", str(targets_dir)) for f in spec.ldflags]
     cmd = [spec.cc, *WARNINGS, *spec.cflags, *_define_flags(defines), *includes, *files,

@@ -8,13 +8,19 @@ Two tables:
 * :data:`TOOLCHAINS`: a compiler + machine (``emulate`` target): how to compile, link and run.
 * :data:`VARIANTS`: a toolchain + preprocessor defines (portable, DSP, CMSIS-NN, ESP-NN
   kernels): what ``tinylora verify --target`` and the emulated test suites run.
+* :data:`LIBRARIES`: the optimised kernel libraries (``tinylora verify --backend``): where their
+  unmodified sources come from (an environment variable), which files and defines build them,
+  and on which toolchains they run.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["WARNINGS", "Toolchain", "Variant", "PioEnv", "TOOLCHAINS", "VARIANTS", "VERIFY_TARGETS", "PIO_ENVS"]
+from tinylora.errors import InputError
+
+__all__ = ["WARNINGS", "Toolchain", "Variant", "PioEnv", "Library", "TOOLCHAINS", "VARIANTS", "LIBRARIES",
+           "BACKENDS", "VERIFY_TARGETS", "PIO_ENVS", "backend_variant", "backend_build"]
 
 #: Every build of tinylora C: static C is C.
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
@@ -141,6 +147,59 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 VERIFY_TARGETS = tuple(name for name, v in VARIANTS.items() if v.verify)
 #: The QEMU environments of generated PlatformIO projects, with their toolchain.
 PIO_ENVS = tuple(t for t in TOOLCHAINS.values() if t.pio is not None)
+
+
+@dataclass(frozen=True)
+class Library:
+    """An optimised int8 kernel library the frozen layers can run on (one ``--backend``)."""
+    backend: str                            # --backend name
+    title: str
+    env: str                                # environment variable naming the source tree
+    folder: str                             # its folder in the shared third_party snapshot
+    version: str                            # the release generated projects pin
+    define: str                             # tinylora's switch (firmware/src/tl_kernels_*.c)
+    defines: Mapping[str, int]              # library configuration, for its files and tinylora's
+    include: tuple[str, ...]                # include folders, relative to the tree
+    sources: tuple[str, ...]                # glob patterns of its C files, relative to the tree
+    marker: str                             # a file every release tree has (sanity check)
+    toolchains: tuple[str, ...]             # where it builds and runs here
+
+
+_CMSIS = dict(title="CMSIS-NN", env="CMSIS_NN_DIR", folder="CMSIS-NN", version="v7.0.0",
+              define="TL_USE_CMSIS_NN", include=("Include",), marker="Include/arm_nnfunctions.h",
+              sources=("Source/ConvolutionFunctions/*.c", "Source/FullyConnectedFunctions/*.c",
+                       "Source/NNSupportFunctions/*.c"))
+_ESP = dict(title="ESP-NN", env="ESP_NN_DIR", folder="esp-nn", version="v1.1.2",
+            define="TL_USE_ESP_NN", include=("include", "src/common"), marker="include/esp_nn.h",
+            sources=("src/convolution/*_ansi.c", "src/convolution/*_opt.c",
+                     "src/fully_connected/*_ansi.c"))
+
+#: Optimised libraries by --backend name. "esp-nn" is what ESP-IDF builds by default on chips
+#: without the ESP32-S3 SIMD (CONFIG_NN_OPTIMIZED: the generic-opt kernels); "esp-nn-ansi" its
+#: reference C kernels. The S3 assembly kernels run on no emulator here.
+LIBRARIES: dict[str, Library] = {lib.backend: lib for lib in (
+    Library("cmsis-nn", defines={}, toolchains=("cortex-m4", "cortex-m7"), **_CMSIS),
+    Library("esp-nn", defines={"CONFIG_NN_OPTIMIZED": 1}, toolchains=("xtensa", "rv32imc", "host"), **_ESP),
+    Library("esp-nn-ansi", defines={}, toolchains=("xtensa", "rv32imc", "host"), **_ESP),
+)}
+#: Every --backend name: the portable C kernels, then the libraries.
+BACKENDS = ("portable", *LIBRARIES)
+
+
+def backend_build(target: str, backend: str) -> tuple[str, dict[str, int], Library | None]:
+    """(toolchain, defines, library or None) that build verify target ``target`` with the
+    frozen kernels of ``backend``. Raises InputError naming the valid choices."""
+    variant = VARIANTS[target]
+    defines = dict(variant.defines or {})
+    if backend == "portable":
+        return variant.toolchain, defines, None
+    lib = LIBRARIES.get(backend)
+    if lib is None:
+        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if variant.toolchain not in lib.toolchains:
+        raise InputError(f"backend {backend} does not run on target {target}: use it on "
+                         f"{', '.join(lib.toolchains)}, or --backend portable")
+    return variant.toolchain, {**defines, lib.define: 1, **lib.defines}, lib
 
 
 def backend_variant(backend: str) -> Variant:

@@ -20,16 +20,24 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylora import emulate, load_tflite, tasks
+from tinylora import emulate, libraries, load_tflite, tasks
+from tinylora.codegen.frozen import plan_frozen
 from tinylora.codegen.selftest import runner_main_c
 from tinylora.codegen.step import plan_step, render_step
-from tinylora.codegen.vectors import VectorSet, expected_vectors, generate_shared_arena, generate_vectors
+from tinylora.codegen.vectors import (
+    VectorSet,
+    expected_vectors,
+    generate_kernel_scratch,
+    generate_shared_arena,
+    generate_vectors,
+)
 from tinylora.errors import InputError
 from tinylora.examples import example_model
+from tinylora.planning.kernel_scratch import max_scratch
 from tinylora.ref.trainer import LoRAConfig, Trainer
-from tinylora.targets import VARIANTS, VERIFY_TARGETS
+from tinylora.targets import BACKENDS, VARIANTS, VERIFY_TARGETS, backend_build
 
-__all__ = ["TARGETS", "Case", "CaseResult", "VerifyResult", "training_sources", "run_cases",
+__all__ = ["TARGETS", "BACKENDS", "Case", "CaseResult", "VerifyResult", "training_sources", "run_cases",
            "example_case", "model_case", "verify"]
 
 #: verify target -> (emulate target, defines, description): a view of tinylora.targets.VARIANTS.
@@ -76,6 +84,8 @@ class VerifyResult:
     cases: list[CaseResult]
     seconds: dict[str, float]
     out_dir: Path | None = None
+    backend: str = "portable"
+    scratch_bytes: int = 0
 
     @property
     def steps(self) -> int:
@@ -95,7 +105,8 @@ class VerifyResult:
 
     def summary(self) -> str:
         s = self.seconds
-        lines = [f"target {self.target}: {TARGETS[self.target][2]}",
+        lines = [f"target {self.target}: {TARGETS[self.target][2]}; frozen kernels: {self.backend}"
+                 + (f" (kernel scratch {self.scratch_bytes} bytes)" if self.backend != "portable" else ""),
                  f"  {len(self.cases)} case(s), {self.steps} training steps; generate "
                  f"{s.get('generate', 0):.2f} s, build {s.get('build', 0):.2f} s, run "
                  f"{s.get('run', 0):.2f} s, numpy reference {s.get('reference', 0):.2f} s",
@@ -140,17 +151,22 @@ def _compare(case: Case, expected: dict[str, bytes], report: emulate.Report) -> 
 
 
 SHARED_ARENA = "tl_verify_arena"
+KERNEL_SCRATCH = "tl_verify_kernel_scratch"
 
 
-def write_program(cases: Sequence[Case], out_dir: Path, command: str | None = None):
+def write_program(cases: Sequence[Case], out_dir: Path, command: str | None = None,
+                  backend: str = "portable"):
     """Render every case's step and runner, and a main calling them; returns (C files, the
-    defines to build them with). The first case runs in its generated static arena, the
-    others in one shared caller-owned arena (built without their static arenas), so both
-    ways are exercised and a program of many cases fits small RAM."""
+    defines to build them with, kernel scratch bytes). The first case runs in its generated
+    static arena, the others in one shared caller-owned arena (built without their static
+    arenas), so both ways are exercised and a program of many cases fits small RAM. With an
+    optimised library, a runner first registers kernel scratch of the planned size (the largest
+    need over every case's frozen layers, kernel_scratch.max_scratch)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files, defines, shared = [], {}, 0
+    files, defines, shared, scratch = [], {}, 0, 0
     for k, case in enumerate(cases):
         step = plan_step(case.trainer, prefix=case.prefix)
+        scratch = max(scratch, max_scratch(backend, plan_frozen(case.trainer.model).steps))
         arena = None
         if k > 0:
             arena = SHARED_ARENA
@@ -168,31 +184,45 @@ def write_program(cases: Sequence[Case], out_dir: Path, command: str | None = No
         path = out_dir / "shared_arena.c"
         path.write_text(generate_shared_arena(SHARED_ARENA, shared, command))
         files.append(path)
+    runners = [f"{c.prefix}_run_vectors" for c in cases]
+    if backend != "portable":
+        path = out_dir / "kernel_scratch.c"
+        path.write_text(generate_kernel_scratch(KERNEL_SCRATCH, backend, scratch, command))
+        files.append(path)
+        runners.insert(0, KERNEL_SCRATCH)
     main = out_dir / "main.c"
-    main.write_text(runner_main_c([f"{c.prefix}_run_vectors" for c in cases], quant_cases=False,
-                                  command=command))
-    return files + [main], defines
+    main.write_text(runner_main_c(runners, quant_cases=False, command=command))
+    return files + [main], defines, scratch
 
 
-def build_program(target: str, cases: Sequence[Case], out_dir: Path, command: str | None = None):
-    """(elf, seconds) for the cases' program on a verify target."""
-    emu, defines, _ = TARGETS[target]
+def build_program(target: str, cases: Sequence[Case], out_dir: Path, command: str | None = None,
+                  backend: str = "portable"):
+    """(elf, seconds, kernel scratch bytes) for the cases' program on a verify target, with
+    the frozen kernels of ``backend`` (an optimised library is built from its sources, see
+    :mod:`tinylora.libraries`)."""
+    emu, defines, lib = backend_build(target, backend)
     t0 = time.perf_counter()
-    files, more = write_program(cases, out_dir, command)
+    libs, includes = [], []
+    if lib is not None:
+        archive, includes = libraries.build_library(emu, lib)
+        libs = [archive]
     t1 = time.perf_counter()
-    elf = emulate.build(emu, [*files, *training_sources()], out_dir, {**(defines or {}), **more},
-                        include_dirs=[out_dir])
-    return elf, {"generate": t1 - t0, "build": time.perf_counter() - t1}
+    files, more, scratch = write_program(cases, out_dir, command, backend)
+    t2 = time.perf_counter()
+    elf = emulate.build(emu, [*files, *training_sources()], out_dir, {**defines, **more},
+                        include_dirs=[out_dir, *includes], libs=libs)
+    return elf, {"generate": t2 - t1, "library": t1 - t0, "build": time.perf_counter() - t2}, scratch
 
 
 def run_cases(target: str, cases: Sequence[Case], out_dir: Path | str, command: str | None = None,
-              timeout: float = 300.0) -> VerifyResult:
-    """Build and run the cases' program on ``target`` and compare every reported byte.
-    Raises :class:`tinylora.emulate.EmulationError` if it cannot be built or run."""
+              timeout: float = 300.0, backend: str = "portable") -> VerifyResult:
+    """Build and run the cases' program on ``target`` (frozen kernels: ``backend``) and compare
+    every reported byte. Raises :class:`tinylora.emulate.EmulationError` if it cannot be built
+    or run, :class:`InputError` for an unknown target / backend or missing library sources."""
     if target not in TARGETS:
         raise InputError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     out_dir = Path(out_dir)
-    elf, seconds = build_program(target, cases, out_dir, command)
+    elf, seconds, scratch = build_program(target, cases, out_dir, command, backend)
     t0 = time.perf_counter()
     result = emulate.run(TARGETS[target][0], elf, timeout=timeout)
     seconds["run"] = time.perf_counter() - t0
@@ -204,7 +234,7 @@ def run_cases(target: str, cases: Sequence[Case], out_dir: Path | str, command: 
     t0 = time.perf_counter()
     outcomes = [_compare(c, expected_vectors(c.trainer, c.vectors, c.prefix), report) for c in cases]
     seconds["reference"] = time.perf_counter() - t0
-    return VerifyResult(target, outcomes, seconds, out_dir)
+    return VerifyResult(target, outcomes, seconds, out_dir, backend, scratch)
 
 
 def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
@@ -240,7 +270,7 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
 
 def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: str = "none",
            density: float | None = None, seed: int = 0, keep: Path | str | None = None,
-           lr: float = DEFAULT_LR, command: str | None = None) -> VerifyResult:
+           lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable") -> VerifyResult:
     """One model (a path, a :class:`tinylora.Model`, or None for the bundled example) trained
     ``steps`` steps in C on ``target`` and in numpy; see the module docstring."""
     if steps < 1:
@@ -251,8 +281,8 @@ def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: s
         m = model if hasattr(model, "layers") else load_tflite(model)
         case = model_case(m, steps, rank, recompute, density, seed, lr)
     if keep is not None:
-        return run_cases(target, [case], Path(keep), command)
+        return run_cases(target, [case], Path(keep), command, backend=backend)
     with tempfile.TemporaryDirectory(prefix="tinylora-verify-") as tmp:
-        result = run_cases(target, [case], Path(tmp), command)
+        result = run_cases(target, [case], Path(tmp), command, backend=backend)
         result.out_dir = None
         return result

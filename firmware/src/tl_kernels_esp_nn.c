@@ -129,10 +129,13 @@ static void tl_esp_conv_args(const tl_conv_params *params, const tl_dims *in, co
     tl_esp_dims(output_dims, out->w, out->h, out->c, 1);
 }
 
+/* ESP-NN's optimised builds send every 1x1 filter to a routine that ignores padding: a 1x1
+ * conv with padding (TFLite never writes one; the C API accepts it) stays portable. */
 static int tl_esp_conv_usable(const tl_conv_params *params, const tl_dims *in, const tl_dims *f,
                               const tl_dims *out)
 {
-    return params->dilation_h == 1 && params->dilation_w == 1 &&
+    const int padded_1x1 = f->h == 1 && f->w == 1 && (params->pad_h != 0 || params->pad_w != 0);
+    return !padded_1x1 && params->dilation_h == 1 && params->dilation_w == 1 &&
            tl_esp_dims_fit(in, f, out, params->stride_h, params->stride_w, params->pad_h,
                            params->pad_w);
 }

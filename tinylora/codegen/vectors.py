@@ -80,6 +80,14 @@ def generate_shared_arena(name: str, size: int, command: str | None = None) -> s
                   name=c_identifier(name), size=int(size), align=ALIGN)
 
 
+def generate_kernel_scratch(name: str, backend: str, need: int, command: str | None = None) -> str:
+    """C defining ``void <name>(void)``, which registers a static buffer of ``need`` bytes (at
+    least 1) as the optimised library's kernel scratch (``tl_kernels_set_scratch``)."""
+    return render("c/kernel_scratch.c.j2",
+                  header=provenance("tinylora.codegen.vectors.generate_kernel_scratch", command),
+                  name=c_identifier(name), backend=backend, need=int(need), size=max(int(need), 1))
+
+
 def expected_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_train") -> dict[str, bytes]:
     """The report lines (name -> bytes) the runner of :func:`generate_vectors` must print,
     from the numpy reference. ``trainer`` is trained in place (pass a fresh one)."""
