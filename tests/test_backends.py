@@ -1,20 +1,21 @@
-"""The CMSIS-NN / ESP-NN test doubles catch marshalling mistakes, and the backend plumbing
-(scratch registration and size queries, fallbacks) works.
+"""The glue to the real CMSIS-NN v7.0.0 / ESP-NN v1.1.2 (built from their unmodified sources,
+tests/support/backends.py) passes the right arguments, and the scratch plumbing works.
 
-``tests/test_emulated.py`` runs the full suite on ``cortex-m4-cmsis-nn`` and ``xtensa-esp-nn``
-against the doubles in ``tests/fakes``. Here:
+``tests/test_emulated.py`` runs the full suite on ``cortex-m4-cmsis-nn`` and ``xtensa-esp-nn``.
+Here:
 
-- mutation tests: ``firmware/tl_kernels.c`` is copied with one marshalling line changed (an input
-  offset negated, CMSIS-NN's FC filter dims in tinylora's order, ESP-NN's shift and multiplier
-  swapped, ...); the doubles must turn each into wrong bytes, an error status or a reported
-  contract violation, while the unchanged copy gives none;
-- the scratch size queries return what the doubles ask for (plus the 16-byte alignment slack),
-  and a too-small scratch makes the library kernels return TL_ERR_ARENA;
-- ESP-NN without ``esp_nn_fully_connected_per_ch_s8`` (older releases) and the ESP32-S3 FC
-  restrictions take the documented detours with identical bytes.
+- mutation tests: a glue file (``firmware/src/tl_kernels_cmsis_nn.c`` / ``tl_kernels_esp_nn.c``)
+  is copied with one marshalling line changed (an input offset negated, CMSIS-NN's FC filter
+  dims in tinylora's order, ESP-NN's shift and multiplier swapped, ...); the real library must
+  turn each into wrong bytes or an error status, while the unchanged copy gives neither;
+- the scratch size queries return what the real libraries ask for (plus the 16-byte alignment
+  slack), and a missing or too-small scratch makes the library kernels return TL_ERR_ARENA;
+- ESP-NN without ``esp_nn_fully_connected_per_ch_s8`` (older releases) takes the documented
+  detour with identical bytes.
 
-Every build runs on the variant's emulated target; a missing toolchain skips (fails under CI),
-as in test_emulated.py.
+The ESP32-S3 FC restrictions are not exercised: the S3 kernels are S3 assembly, which no
+emulator here runs. Every build runs on the variant's emulated target; a missing toolchain
+skips (fails under CI), as in test_emulated.py.
 """
 from __future__ import annotations
 
@@ -67,13 +68,14 @@ def _program(tmp_path, cases) -> list:
     return files + [main]
 
 
-def _run(tmp_path, backend_name, cases, defines=None, kernels_source=None):
-    """Build and run; returns (report, bytes that differ from numpy, kernel error lines)."""
+def _run(tmp_path, backend_name, cases, defines=None, kernels_source=None,
+         scratch=backends.DEFAULT_SCRATCH):
+    """Build and run; returns (report, bytes that differ from numpy, kernel error lines, elf)."""
     backend = backends.BACKENDS[backend_name]
     target = TARGET[backend_name]
     _require(target)
     elf = backends.build(target, backend, _program(tmp_path, cases), tmp_path, defines,
-                         kernels_source=kernels_source)
+                         kernels_source=kernels_source, scratch=scratch)
     result = emulate.run(target, elf, timeout=120)
     report = emulate.parse_report(result.stdout, result.returncode)
     wrong = 0
@@ -82,7 +84,7 @@ def _run(tmp_path, backend_name, cases, defines=None, kernels_source=None):
             name = output_name(case.prefix, i)
             if name in report.values:
                 wrong += int(np.count_nonzero(report.int8(name) != case.expected[i].reshape(-1)))
-    return report, wrong, dict(report.errors)
+    return report, wrong, dict(report.errors), elf
 
 
 GLUE = {"cmsis-nn": "tl_kernels_cmsis_nn.c", "esp-nn": "tl_kernels_esp_nn.c"}
@@ -141,33 +143,27 @@ MUTATIONS = [
      None),
     ("esp-dw-input-offset-negated", "esp-nn", "tl_esp_dw_args",
      [("dw->in_offset = params->input_offset;", "dw->in_offset = -params->input_offset;")], None),
-    ("esp-s3-fc-guard-removed", "esp-nn", "tl_esp_fc_call_ok",
-     [("return (depth & 7) == 0 && (channels & 7) == 0 && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0u;",
-       "(void)x; (void)w; (void)depth; (void)channels; return 1;")],
-     {"CONFIG_IDF_TARGET_ESP32S3": 1, "CONFIG_NN_OPTIMIZED": 1}),
 ]
 
 
 @pytest.mark.parametrize("backend_name", ["cmsis-nn", "esp-nn"])
 def test_unmutated_copy_is_clean(tmp_path, cases, backend_name):
-    """Control for the mutation tests: the same harness with an unchanged copy finds nothing."""
+    """Control for the mutation tests: the same harness with an unchanged copy finds nothing,
+    and the program links every library entry point the glue uses."""
     source = tmp_path / GLUE[backend_name]
     source.write_text((emulate.firmware_dir() / "src" / GLUE[backend_name]).read_text())
-    report, wrong, errors = _run(tmp_path, backend_name, cases, kernels_source=source)
-    calls = backends.counts(report)
-    assert wrong == 0 and not errors and calls["violations"] == 0, (wrong, errors, calls)
-    assert calls["fc"] > 0 and calls["fc_per_channel"] > 0 and calls["conv"] > 0 \
-        and calls["depthwise"] > 0, calls
+    report, wrong, errors, elf = _run(tmp_path, backend_name, cases, kernels_source=source)
+    backend = backends.BACKENDS[backend_name]
+    assert wrong == 0 and not errors, (wrong, errors)
+    assert backends.linked(TARGET[backend_name], backend, elf) == set(backend.entry_points)
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m[0] for m in MUTATIONS])
 def test_marshalling_mistake_is_caught(tmp_path, cases, mutation):
     _, backend_name, function, edits, defines = mutation
     kernels = _mutate(tmp_path, GLUE[backend_name], function, edits)
-    report, wrong, errors = _run(tmp_path, backend_name, cases, defines, kernels_source=kernels)
-    calls = backends.counts(report)
-    assert wrong > 0 or errors or calls["violations"] > 0, \
-        f"{mutation[0]} went unnoticed: {calls}"
+    report, wrong, errors, _ = _run(tmp_path, backend_name, cases, defines, kernels_source=kernels)
+    assert wrong > 0 or errors, f"{mutation[0]} went unnoticed"
 
 
 SIZES_MAIN = r"""
@@ -209,15 +205,17 @@ int main(void)
 }
 """
 
-# What the doubles ask for on SIZES_MAIN's shapes (C_IN 3, kernel 3x2), plus 15 bytes of
-# alignment slack whenever a size is non-zero: CMSIS-NN conv 2 int16 columns, ESP-NN conv one;
-# depthwise only with ch_mult 1 (one int16 column); FC none.
-EXPECTED_SIZES = {"cmsis-nn": (0, 2 * 18 * 2 + 15, 18 * 2 + 15, 0, 0),
-                  "esp-nn": (0, 18 * 2 + 15, 18 * 2 + 15, 0, 0),
+# What the real libraries ask for on SIZES_MAIN's shapes (C_IN 3, kernel 3x2, pad_h 1), plus
+# 15 bytes of alignment slack whenever a size is non-zero (planning/kernel_scratch.py):
+# CMSIS-NN (DSP, no MVE) conv: im2col of 2 int16 columns of 18 rounded up to 20 values;
+# depthwise with ch_mult 1 (not 3x3): one int16 per input channel and tap; ch_mult 2 and FC
+# none. ESP-NN's ANSI kernels need none.
+EXPECTED_SIZES = {"cmsis-nn": (0, 2 * 20 * 2 + 15, 3 * 3 * 2 * 2 + 15, 0, 0),
+                  "esp-nn": (0, 0, 0, 0, 0),
                   None: (0, 0, 0, 0, 0)}
-# Without scratch: conv and ch_mult-1 depthwise cannot run (TL_ERR_ARENA), the rest can.
+# Without scratch: the calls that need some cannot run (TL_ERR_ARENA), the rest can.
 EXPECTED_UNSET = {"cmsis-nn": (TL_ERR_ARENA, TL_ERR_ARENA, 0, 0),
-                  "esp-nn": (TL_ERR_ARENA, TL_ERR_ARENA, 0, 0),
+                  "esp-nn": (0, 0, 0, 0),
                   None: (0, 0, 0, 0)}
 
 
@@ -240,32 +238,31 @@ def test_scratch_queries_and_missing_scratch(tmp_path, backend_name):
     assert tuple(report.int32("unset_0").tolist()) == EXPECTED_UNSET[backend_name]
 
 
-@pytest.mark.parametrize("backend_name", ["cmsis-nn", "esp-nn"])
-def test_too_small_scratch_is_an_arena_error(tmp_path, cases, backend_name):
-    """A registered scratch smaller than the library asks for: TL_ERR_ARENA from the conv
-    layers, never a silent overrun; models without convolutions still run."""
-    report, wrong, errors = _run(tmp_path, backend_name, cases, {"TL_FAKE_SCRATCH_BYTES": 8})
+def test_too_small_scratch_is_an_arena_error(tmp_path, cases):
+    """A registered scratch smaller than CMSIS-NN asks for: TL_ERR_ARENA from the conv layers,
+    never a silent overrun; models without convolutions still run."""
+    report, wrong, errors, _ = _run(tmp_path, "cmsis-nn", cases, scratch=8)
     assert errors and set(errors.values()) == {TL_ERR_ARENA}, errors
     assert any(name.startswith("example_") for name in errors)
     assert not any(name.startswith(("syn4_", "fcpt_")) for name in errors)  # FC only
-    assert backends.counts(report)["violations"] == 0
+
+
+def test_esp_nn_needs_no_scratch(tmp_path, cases):
+    """ESP-NN's ANSI kernels take no scratch: 8 bytes are enough for every layer."""
+    report, wrong, errors, _ = _run(tmp_path, "esp-nn", cases, scratch=8)
+    assert wrong == 0 and not errors, (wrong, errors)
 
 
 def test_esp_nn_without_per_channel_entry_point(tmp_path, cases):
-    """Older ESP-NN releases lack esp_nn_fully_connected_per_ch_s8: per-channel FC layers go one
-    channel per esp_nn_fully_connected_s8 call, with the same bytes."""
-    report, wrong, errors = _run(tmp_path, "esp-nn", cases, {"TL_FAKE_ESP_NN_NO_PER_CH": 1})
-    calls = backends.counts(report)
-    assert wrong == 0 and not errors and calls["violations"] == 0, (wrong, errors, calls)
-    assert calls["fc_per_channel"] == 0 and calls["fc"] > 0, calls
-
-
-def test_esp32s3_fc_restrictions(tmp_path, cases):
-    """With CONFIG_IDF_TARGET_ESP32S3 + CONFIG_NN_OPTIMIZED the double enforces the S3 FC
-    kernels' documented limits; tinylora routes the calls that break them to the portable path
-    (same bytes, no violation). The guard-removed mutation above shows the double notices."""
-    report, wrong, errors = _run(tmp_path, "esp-nn", cases,
-                                 {"CONFIG_IDF_TARGET_ESP32S3": 1, "CONFIG_NN_OPTIMIZED": 1})
-    calls = backends.counts(report)
-    assert wrong == 0 and not errors and calls["violations"] == 0, (wrong, errors, calls)
-    assert calls["conv"] > 0 and calls["depthwise"] > 0, calls
+    """Older ESP-NN releases lack esp_nn_fully_connected_per_ch_s8 (the glue tests for its
+    macro): per-channel FC layers go one channel per esp_nn_fully_connected_s8 call, with the
+    same bytes. Shown on a copy of the glue that behaves as if the macro were missing."""
+    glue = (emulate.firmware_dir() / "src" / GLUE["esp-nn"]).read_text()
+    guard = "#if defined(esp_nn_fully_connected_per_ch_s8)"
+    assert glue.count(guard) == 1
+    source = tmp_path / GLUE["esp-nn"]
+    source.write_text(glue.replace(guard, "#if 0"))
+    report, wrong, errors, elf = _run(tmp_path, "esp-nn", cases, kernels_source=source)
+    assert wrong == 0 and not errors, (wrong, errors)
+    assert backends.linked(TARGET["esp-nn"], backends.BACKENDS["esp-nn"], elf) == \
+        set(backends.BACKENDS["esp-nn"].entry_points) - {"esp_nn_fully_connected_per_ch_s8_ansi"}

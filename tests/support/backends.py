@@ -1,40 +1,57 @@
-"""Building the C runtime against the CMSIS-NN / ESP-NN test doubles in ``tests/fakes``.
+"""Building the C runtime against the real CMSIS-NN / ESP-NN for the emulated suites.
 
-The real libraries are not available here, so ``TL_USE_CMSIS_NN`` / ``TL_USE_ESP_NN`` builds
-link the doubles instead: headers with the libraries' documented names, types and signatures
-and an independent implementation of their documented semantics that also checks their
-documented argument contracts (see ``tests/fakes/README.md``). A test program built this way
-calls ``tl_fake_setup`` first (registers scratch through ``tl_kernels_set_scratch``) and
-``tl_fake_report`` last, which prints ``T fake <int32 x len(COUNTERS)>``.
+``TL_USE_CMSIS_NN`` / ``TL_USE_ESP_NN`` builds link the libraries built from their unmodified
+sources (:func:`tinylora.libraries.build_library`; ``CMSIS_NN_DIR`` / ``ESP_NN_DIR``, which
+conftest.py points at ``../shared/third_party`` when unset). A test program built this way
+calls :data:`SCRATCH_RUNNER` first: it registers ``scratch`` bytes of kernel scratch (default
+32 KiB, one byte off a 16-byte boundary so that the runtime's realignment is exercised).
+Whether the library's kernels are in the program is read from the ELF (:func:`symbols`).
 """
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinylora import emulate
+from tinylora import emulate, libraries, targets
 
-FAKES = Path(__file__).resolve().parent.parent / "fakes"
+SCRATCH_RUNNER = "tl_test_kernel_scratch"
+DEFAULT_SCRATCH = 32768
 
-#: The values of the ``fake`` report line, in order (tests/fakes/fake_common.h).
-COUNTERS = ("fc", "fc_per_channel", "conv", "depthwise", "violations", "scratch_calls")
-REPORT_NAME = "fake"
+SCRATCH_C = r"""
+#include <stdint.h>
+
+#include "tl_kernels.h"
+
+static uint8_t tl_test_scratch[%(size)d + 1];
+
+void tl_test_kernel_scratch(void);
+
+void tl_test_kernel_scratch(void)
+{
+    /* one byte in: tl_kernels_set_scratch must realign it */
+    tl_kernels_set_scratch(tl_test_scratch + 1, sizeof(tl_test_scratch) - 1u);
+}
+"""
 
 
 @dataclass(frozen=True)
 class Backend:
     name: str
     define: str
-    fake_dir: Path
-    sources: tuple[Path, ...]
+    library: targets.Library
+    entry_points: tuple[str, ...]       # the library functions tinylora's glue calls
 
 
 BACKENDS = {
-    "cmsis-nn": Backend("cmsis-nn", "TL_USE_CMSIS_NN", FAKES / "cmsis_nn",
-                        (FAKES / "cmsis_nn" / "arm_nnfunctions_fake.c",)),
-    "esp-nn": Backend("esp-nn", "TL_USE_ESP_NN", FAKES / "esp_nn",
-                      (FAKES / "esp_nn" / "esp_nn_fake.c",)),
+    "cmsis-nn": Backend("cmsis-nn", "TL_USE_CMSIS_NN", targets.LIBRARIES["cmsis-nn"],
+                        ("arm_fully_connected_s8", "arm_fully_connected_per_channel_s8",
+                         "arm_convolve_wrapper_s8", "arm_depthwise_conv_wrapper_s8")),
+    # the ANSI C kernels (no CONFIG_NN_OPTIMIZED); tests/test_verify_backends.py runs generic-opt
+    "esp-nn": Backend("esp-nn", "TL_USE_ESP_NN", targets.LIBRARIES["esp-nn-ansi"],
+                      ("esp_nn_fully_connected_s8_ansi", "esp_nn_fully_connected_per_ch_s8_ansi",
+                       "esp_nn_conv_s8_ansi", "esp_nn_depthwise_conv_s8_ansi")),
 }
 
 
@@ -46,31 +63,41 @@ def backend_of(defines: Mapping[str, object] | None) -> Backend | None:
 
 
 def runners(model_runners: Sequence[str], quant_cases: bool = True) -> list[str]:
-    """Runner functions for ``runner_main_c(..., quant_cases=False)``: scratch setup first, the
-    quant / status cases (after the setup: their conv call needs scratch), the models, then the
-    fake's counters."""
-    first = ["tl_fake_setup"] + (["tl_quant_cases", "tl_status_cases"] if quant_cases else [])
-    return first + list(model_runners) + ["tl_fake_report"]
+    """Runner functions for ``runner_main_c(..., quant_cases=False)``: scratch registration
+    first, then the quant / status cases (their conv call needs scratch), then the models."""
+    first = [SCRATCH_RUNNER] + (["tl_quant_cases", "tl_status_cases"] if quant_cases else [])
+    return first + list(model_runners)
 
 
 def build(target: str, backend: Backend, sources: Sequence[Path | str], out_dir: Path | str,
           defines: Mapping[str, object] | None = None, *, kernels_source: Path | None = None,
-          name: str | None = None) -> Path:
-    """``emulate.build`` with the backend's define, the fake's headers and sources; with
+          name: str | None = None, scratch: int = DEFAULT_SCRATCH) -> Path:
+    """``emulate.build`` with the backend's define and the real library; with
     ``kernels_source`` that file replaces the runtime file of the same name (mutation tests)."""
-    defines = {backend.define: 1, **(defines or {})}
-    files = list(sources) + list(backend.sources)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archive, includes = libraries.build_library(target, backend.library)
+    scratch_c = out_dir / "kernel_scratch.c"
+    scratch_c.write_text(SCRATCH_C % {"size": scratch})
+    defines = {backend.define: 1, **backend.library.defines, **(defines or {})}
+    files = [*sources, scratch_c]
     runtime = kernels_source is None
     if not runtime:
         files += [kernels_source if p.name == kernels_source.name else p
                   for p in emulate.runtime_sources()]
     # firmware/src: the glue's internal header, for a mutated copy built from elsewhere
     return emulate.build(target, files, out_dir, defines, name=name, runtime=runtime,
-                         include_dirs=[backend.fake_dir, emulate.firmware_dir() / "src"])
+                         include_dirs=[*includes, emulate.firmware_dir() / "src"], libs=[archive])
 
 
-def counts(report: emulate.Report) -> dict[str, int]:
-    """The fake's counters from a parsed report."""
-    values = report.int32(REPORT_NAME).tolist()
-    assert len(values) == len(COUNTERS), values
-    return dict(zip(COUNTERS, values))
+def symbols(target: str, elf: Path | str) -> set[str]:
+    """The defined symbols of a built program (``nm``)."""
+    out = subprocess.run([targets.TOOLCHAINS[target].nm, str(elf)], capture_output=True,
+                         text=True, check=True).stdout
+    return {parts[-1] for parts in (line.split() for line in out.splitlines()) if len(parts) == 3}
+
+
+def linked(target: str, backend: Backend, elf: Path | str) -> set[str]:
+    """The library entry points the program links (it is built --gc-sections from an archive:
+    linked means tinylora's glue calls them)."""
+    return set(backend.entry_points) & symbols(target, elf)
