@@ -9,7 +9,9 @@ scripts/test.sh from ``../shared/third_party``), give the numpy reference's byte
   library sources) equals what the C asks the real library for, over random geometries;
 - a 1x1 CONV_2D with padding never reaches ESP-NN's 1x1 routine (which ignores padding): the
   bytes equal the portable build's, and a copy of the glue without that guard gives others;
-- a missing library tree is an error that names the variable and the fix.
+- a missing library tree is an error that names the variable and the fix;
+- the arena planner sizes each frozen call's kernel scratch from the same geometry as the
+  generated C, and ``tinylora plan`` shows it.
 """
 from __future__ import annotations
 
@@ -25,12 +27,13 @@ from support.randmodel import describe, random_input, random_model
 from test_verify import _assert_ok, _random_config, _require
 
 import tinylora
-from tinylora import emulate, libraries, targets, verify
+from tinylora import cli, emulate, libraries, targets, verify
 from tinylora.codegen.frozen import plan_frozen
 from tinylora.codegen.vectors import VectorSet
 from tinylora.errors import ConfigError, InputError
-from tinylora.planning.kernel_scratch import layer_scratch, max_scratch
-from tinylora.ref.trainer import Trainer
+from tinylora.planning.arena import checked_plan
+from tinylora.planning.kernel_scratch import frozen_call, layer_scratch, max_scratch
+from tinylora.ref.trainer import LoRAConfig, Trainer
 
 #: (verify target, backend) pairs of the issue's done-when list (+ ESP-NN's ANSI C on host).
 RUNS = [("cortex-m4", "cmsis-nn"), ("cortex-m7", "cmsis-nn"), ("xtensa", "esp-nn"),
@@ -258,3 +261,49 @@ def test_libraries_come_from_the_environment():
     for lib in targets.LIBRARIES.values():
         root = libraries.library_dir(lib)
         assert (root / lib.marker).is_file() and os.environ[lib.env]
+
+
+# ----------------------------------------------------------------------------- the planner
+
+def test_planner_geometry_equals_the_generated_calls():
+    """planning/kernel_scratch.frozen_call (what the arena planner sizes) describes each layer's
+    call exactly as the generated C makes it (codegen/frozen.plan_frozen), on random models."""
+    rng = np.random.default_rng(3)
+    compared = set()
+    for k in range(12):
+        data = random_model(rng, "cnn" if k % 3 else "wide")
+        model = tinylora.load_tflite(data)
+        calls = {s["index"]: s for s in plan_frozen(model).steps}
+        for layer in model.layers:
+            mine = frozen_call(layer)
+            if mine is None:
+                continue
+            step = calls[layer.index]
+            for key in ("input_dims", "filter_dims", "output_dims"):
+                assert mine[key] == step[key], (layer.kind, key)
+            assert all(step["params"][p] == v for p, v in mine["params"].items()), layer.kind
+            compared.add(layer.kind)
+    assert compared == {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+
+
+def test_arena_plans_kernel_scratch():
+    """With CMSIS-NN the plan holds one kernel-scratch buffer per frozen call that needs one,
+    live for that op only, of the size the C asks for; portable plans hold none."""
+    model = tinylora.load_tflite(tinylora.example_model())
+    trainer = Trainer(model, LoRAConfig(rank=3))
+    steps = {s["index"]: s for s in plan_frozen(model).steps}
+    plan = checked_plan(trainer, backend="cmsis-nn")
+    kernel = [b for b in plan.buffers if b.what == "kernel scratch (cmsis-nn)"]
+    assert kernel and all(b.first == b.last for b in kernel)
+    for b in kernel:
+        assert b.size == layer_scratch("cmsis-nn", steps[int(b.name[1:])]) > 0
+    assert not any(b.what.startswith("kernel") for b in checked_plan(trainer).buffers)
+    assert not any(b.what.startswith("kernel") for b in checked_plan(trainer, backend="esp-nn").buffers)
+
+
+def test_cli_plan_shows_kernel_scratch(capsys):
+    assert cli.main(["plan", "--board", "nucleo_f411re"]) == 0
+    out = capsys.readouterr().out
+    assert "frozen kernels: cmsis-nn" in out and "kernel scratch (cmsis-nn)" in out
+    assert cli.main(["plan", "--board", "nucleo_f411re", "--backend", "portable"]) == 0
+    assert "kernel scratch (" not in capsys.readouterr().out

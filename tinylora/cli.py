@@ -93,6 +93,9 @@ def _add_plan(sub, fmt) -> None:
     g2.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the budget")
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
+    p.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="frozen kernels whose scratch to plan (default: the board's backend with "
+                        "--board, else portable)")
     p.set_defaults(func=cmd_plan)
 
 

@@ -138,6 +138,11 @@ def cmd_train(args) -> int:
     return 0
 
 
+def plan_kernel_bytes(plan) -> int:
+    """The largest kernel scratch buffer of a plan (0: none)."""
+    return max((b.size for b in plan.buffers if b.what.startswith("kernel scratch")), default=0)
+
+
 def cmd_plan(args) -> int:
     model = load_tflite(_model_path(args.model))
     budget, board = args.budget, args.board
@@ -152,7 +157,10 @@ def cmd_plan(args) -> int:
     else:
         config, recompute = LoRAConfig(rank=args.rank), args.recompute
     trainer = Trainer(model, config, recompute=recompute)
-    plan = checked_plan(trainer, budget=budget, board=board)
+    backend = getattr(args, "backend", None) or (load_board(board).backend if board else "portable")
+    plan = checked_plan(trainer, budget=budget, board=board, backend=backend)
+    print(f"frozen kernels: {backend}" + ("" if backend == "portable" else
+          f" (kernel scratch planned in the arena: buffers k<layer>, {plan_kernel_bytes(plan):,} B at most)"))
     print(plan.report())
     print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
     if args.plot:

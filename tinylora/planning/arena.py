@@ -15,6 +15,7 @@ import numpy as np
 
 from tinylora.errors import BudgetError, ConfigError
 from tinylora.planning.boards import load_board
+from tinylora.planning.kernel_scratch import frozen_layer_scratch
 from tinylora.planning.plotting import plot_plan
 from tinylora.ref.lora import lora_rows
 from tinylora.ref.schedule import BufferName
@@ -182,8 +183,9 @@ def _greedy(order: list[Buffer], base: int):
 
 # ----------------------------------------------------------------------------- from a trainer
 
-def lifetimes(trainer) -> list[Buffer]:
-    """Every buffer lifetime of the trainer's training step, persistent state included."""
+def lifetimes(trainer, backend: str = "portable") -> list[Buffer]:
+    """Every buffer lifetime of the trainer's training step, persistent state included; with an
+    optimised library ``backend``, the kernel scratch each frozen layer's call needs."""
     sched = trainer.schedule
     shapes = _step_buffer_shapes(trainer)
     out: list[Buffer] = []
@@ -206,6 +208,11 @@ def lifetimes(trainer) -> list[Buffer]:
                 open_(name, t)
         for name, dtype, shape, what in _op_scratch(trainer, op, sparse):
             out.append(Buffer(name, dtype, shape, t, t, "scratch", what))
+        if op.op == "forward" and backend != "portable":
+            need = frozen_layer_scratch(backend, trainer.model.layers[op.layer])
+            if need:
+                out.append(Buffer(f"k{op.layer}", "int8", (need,), t, t, "scratch",
+                                  f"kernel scratch ({backend})"))
         if op.op == "backward" and op.layer in trainer.adapters and trainer.accum_steps == 1:
             ad = trainer.adapters[op.layer]   # per-step gradient buffers: backward .. update
             upd = next(k for k, o in enumerate(sched) if o.op == "update" and o.layer == op.layer)
@@ -258,8 +265,11 @@ def _op_scratch(trainer, op, sparse: bool):
     return out
 
 
-def plan_trainer(trainer, budget: int | None = None, budget_source: str = "") -> ArenaPlan:
-    bufs = place(lifetimes(trainer))
+def plan_trainer(trainer, budget: int | None = None, budget_source: str = "",
+                 backend: str = "portable") -> ArenaPlan:
+    """The arena plan of one training step (frozen kernels of ``backend``: its kernel scratch
+    is planned like every other buffer, planning/kernel_scratch.py)."""
+    bufs = place(lifetimes(trainer, backend))
     plan = ArenaPlan(bufs, [str(op) for op in trainer.schedule],
                      budget=DEFAULT_BUDGET if budget is None else int(budget),
                      budget_source=budget_source or ("given" if budget is not None else "default 512 KB"),
@@ -310,18 +320,20 @@ def check_budget(plan: ArenaPlan, suggest=None) -> ArenaPlan:
     raise BudgetError(msg, plan=plan)
 
 
-def checked_plan(trainer, budget: int | None = None, board: str | None = None) -> ArenaPlan:
-    """The static arena plan of one training step of ``trainer``; BudgetError if it exceeds the
-    budget (default 512 KB, or the named board's arena budget), naming smaller configs that fit."""
+def checked_plan(trainer, budget: int | None = None, board: str | None = None,
+                 backend: str = "portable") -> ArenaPlan:
+    """The static arena plan of one training step of ``trainer`` with the frozen kernels of
+    ``backend``; BudgetError if it exceeds the budget (default 512 KB, or the named board's
+    arena budget), naming smaller configs that fit."""
     source = ""
     if board is not None:
         b = load_board(board)
         budget, source = b.arena_budget, f"{b.name}: {b.ram_app // 1024} KB for the app"
-    p = plan_trainer(trainer, budget, source)
-    return check_budget(p, suggest=lambda: _alternatives(trainer, p.budget))
+    p = plan_trainer(trainer, budget, source, backend)
+    return check_budget(p, suggest=lambda: _alternatives(trainer, p.budget, backend))
 
 
-def _alternatives(trainer, budget: int) -> list[tuple[str, int]]:
+def _alternatives(trainer, budget: int, backend: str = "portable") -> list[tuple[str, int]]:
     """Smaller configurations of the same trainer that fit `budget`: (label, bytes)."""
     fits = []
     base = dict(lr=trainer.lr, seed=trainer.seed, accum_steps=trainer.accum_steps,
@@ -346,7 +358,7 @@ def _alternatives(trainer, budget: int) -> list[tuple[str, int]]:
     for label, cfg, rc in trials:
         try:
             t = Trainer(trainer.model, cfg, recompute=rc, **base)
-            n = plan_trainer(t).total_bytes
+            n = plan_trainer(t, backend=backend).total_bytes
         except (ConfigError, BudgetError):
             continue
         if n <= budget:

@@ -17,15 +17,20 @@ makes, so that scratch can be planned before any C runs:
 tinylora's C asks for the library's bytes plus 15 (it rounds the scratch start up to 16:
 ``tl_scratch_need``); :func:`layer_scratch` returns that, the number the C size queries
 (``tl_*_scratch_size``) give. The argument is a frozen step of
-:func:`tinylora.codegen.frozen.plan_frozen` (kind, params, dims as the C receives them).
+:func:`tinylora.codegen.frozen.plan_frozen` (kind, params, dims as the C receives them), or
+:func:`frozen_call` of a layer (the same geometry, for the arena planner).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from tinylora.errors import InputError
+import numpy as np
 
-__all__ = ["SCRATCH_ALIGN", "library_scratch", "layer_scratch", "max_scratch"]
+from tinylora.errors import InputError
+from tinylora.ref.layers import _padding_before
+
+__all__ = ["SCRATCH_ALIGN", "library_scratch", "layer_scratch", "max_scratch", "frozen_call",
+           "frozen_layer_scratch"]
 
 SCRATCH_ALIGN = 16
 _LIBRARY_BACKENDS = ("cmsis-nn", "esp-nn", "esp-nn-ansi")
@@ -75,3 +80,39 @@ def layer_scratch(backend: str, step: Mapping) -> int:
 def max_scratch(backend: str, steps: Iterable[Mapping]) -> int:
     """The scratch a model needs: the largest over its frozen steps (one call at a time)."""
     return max((layer_scratch(backend, s) for s in steps), default=0)
+
+
+def _dims(n: int, h: int, w: int, c: int) -> dict:
+    return {"n": int(n), "h": int(h), "w": int(w), "c": int(c)}
+
+
+def frozen_call(layer) -> dict | None:
+    """The geometry of a layer's frozen kernel call (kind, params, dims; None: no library call),
+    as tinylora.codegen.frozen passes it to the C."""
+    if layer.kind == "FULLY_CONNECTED":
+        out_ch, depth = layer.weights.shape
+        rows = int(np.prod(layer.input_shape)) // depth
+        return {"kind": layer.kind, "params": {}, "input_dims": _dims(rows, 1, 1, depth),
+                "filter_dims": _dims(out_ch, 1, 1, depth), "output_dims": _dims(rows, 1, 1, out_ch)}
+    if layer.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        return None
+    o = layer.options
+    h, w, c = layer.input_shape
+    oh, ow, oc = layer.output_shape
+    kh, kw = layer.kernel
+    params = {"stride_h": o["stride_h"], "stride_w": o["stride_w"],
+              "pad_h": _padding_before(h, kh, o["stride_h"], o["dilation_h"], oh),
+              "pad_w": _padding_before(w, kw, o["stride_w"], o["dilation_w"], ow),
+              "dilation_h": o["dilation_h"], "dilation_w": o["dilation_w"]}
+    depthwise = layer.kind == "DEPTHWISE_CONV_2D"
+    if depthwise:
+        params["depth_multiplier"] = o["depth_multiplier"]
+    return {"kind": layer.kind, "params": params, "input_dims": _dims(1, h, w, c),
+            "filter_dims": _dims(1, kh, kw, oc) if depthwise else _dims(oc, kh, kw, c),
+            "output_dims": _dims(1, oh, ow, oc)}
+
+
+def frozen_layer_scratch(backend: str, layer) -> int:
+    """:func:`layer_scratch` of a layer's frozen kernel call (0: none or no call)."""
+    call = frozen_call(layer)
+    return 0 if call is None else layer_scratch(backend, call)
