@@ -307,3 +307,13 @@ def test_cli_plan_shows_kernel_scratch(capsys):
     assert "frozen kernels: cmsis-nn" in out and "kernel scratch (cmsis-nn)" in out
     assert cli.main(["plan", "--board", "nucleo_f411re", "--backend", "portable"]) == 0
     assert "kernel scratch (" not in capsys.readouterr().out
+
+
+def test_cli_verify_backend(capsys, monkeypatch):
+    _require("host")
+    assert cli.main(["verify", "--target", "host", "--backend", "esp-nn", "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "frozen layers through esp-nn" in out and ": 0 differ" in out
+    monkeypatch.setenv("ESP_NN_DIR", "/nonexistent/esp-nn")
+    assert cli.main(["verify", "--target", "host", "--backend", "esp-nn", "--steps", "3"]) == 2
+    assert "ESP_NN_DIR=/nonexistent/esp-nn: no such directory" in capsys.readouterr().err

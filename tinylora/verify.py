@@ -105,8 +105,9 @@ class VerifyResult:
 
     def summary(self) -> str:
         s = self.seconds
-        lines = [f"target {self.target}: {TARGETS[self.target][2]}; frozen kernels: {self.backend}"
-                 + (f" (kernel scratch {self.scratch_bytes} bytes)" if self.backend != "portable" else ""),
+        lines = [f"target {self.target}: {TARGETS[self.target][2]}"
+                 + (f"; frozen layers through {self.backend} (kernel scratch {self.scratch_bytes} B; "
+                    "calls it cannot do exactly run tinylora's kernels)" if self.backend != "portable" else ""),
                  f"  {len(self.cases)} case(s), {self.steps} training steps; generate "
                  f"{s.get('generate', 0):.2f} s, build {s.get('build', 0):.2f} s, run "
                  f"{s.get('run', 0):.2f} s, numpy reference {s.get('reference', 0):.2f} s",
