@@ -135,8 +135,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("cortex-m7", "cortex-m7", None, "Cortex-M7 on QEMU mps2-an500, DSP-extension kernels"),
     Variant("xtensa", "xtensa", None, "Xtensa LX106 on QEMU sim (ESP32's ISA family)"),
     Variant("rv32imc", "rv32imc", None, "RV32IMC on QEMU virt (ESP32-C3's ISA)"),
-    # Frozen kernels through the optimised libraries (CMSIS_NN_DIR / ESP_NN_DIR): the emulated
-    # suites run them; `tinylora verify` does not offer them (they need the library sources).
+    # Frozen kernels through the optimised libraries (built from CMSIS_NN_DIR / ESP_NN_DIR, see
+    # LIBRARIES): the emulated suites run them; `tinylora verify` reaches every library through
+    # --backend on its own targets instead (backend_build).
     Variant("cortex-m4-cmsis-nn", "cortex-m4", {"TL_USE_CMSIS_NN": 1},
             "Cortex-M4F on QEMU mps2-an386, CMSIS-NN frozen kernels", backend="cmsis-nn", verify=False),
     Variant("xtensa-esp-nn", "xtensa", {"TL_USE_ESP_NN": 1},
