@@ -77,4 +77,12 @@ typedef struct {
     cmsis_nn_activation activation;
 } cmsis_nn_fc_params;
 
+/* Declared so that the glue of the pooling ops compiles against this double; the double does
+ * not implement the pooling / add functions (tests/test_ops_c.py runs the real CMSIS-NN). */
+typedef struct {
+    cmsis_nn_tile stride;
+    cmsis_nn_tile padding;
+    cmsis_nn_activation activation;
+} cmsis_nn_pool_params;
+
 #endif /* ARM_NN_TYPES_H */

@@ -62,6 +62,26 @@ int32_t arm_depthwise_conv_wrapper_s8_get_buffer_size(const cmsis_nn_dw_conv_par
                                                       const cmsis_nn_dims *filter_dims,
                                                       const cmsis_nn_dims *output_dims);
 
+/* Declared only (see arm_nn_types.h): the glue of tl_ops.c compiles; a build that calls them
+ * must link the real CMSIS-NN (tests/test_ops_c.py). */
+arm_cmsis_nn_status arm_avgpool_s8(const cmsis_nn_context *ctx,
+                                   const cmsis_nn_pool_params *pool_params,
+                                   const cmsis_nn_dims *input_dims, const int8_t *input_data,
+                                   const cmsis_nn_dims *filter_dims,
+                                   const cmsis_nn_dims *output_dims, int8_t *output_data);
+int32_t arm_avgpool_s8_get_buffer_size(const int output_x, const int ch_src);
+arm_cmsis_nn_status arm_max_pool_s8(const cmsis_nn_context *ctx,
+                                    const cmsis_nn_pool_params *pool_params,
+                                    const cmsis_nn_dims *input_dims, const int8_t *input_data,
+                                    const cmsis_nn_dims *filter_dims,
+                                    const cmsis_nn_dims *output_dims, int8_t *output_data);
+arm_cmsis_nn_status arm_elementwise_add_s8(
+    const int8_t *input_1_vect, const int8_t *input_2_vect, const int32_t input_1_offset,
+    const int32_t input_1_mult, const int32_t input_1_shift, const int32_t input_2_offset,
+    const int32_t input_2_mult, const int32_t input_2_shift, const int32_t left_shift,
+    int8_t *output, const int32_t out_offset, const int32_t out_mult, const int32_t out_shift,
+    const int32_t out_activation_min, const int32_t out_activation_max, const int32_t block_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -65,7 +65,35 @@ int esp_nn_get_depthwise_conv_scratch_size_ansi(const data_dims_t *input_dims,
                                                 const dw_conv_params_t *conv_params);
 void esp_nn_set_depthwise_conv_scratch_buf_ansi(const void *buf);
 
+/* Declared only: the glue of tl_ops.c compiles; a build that calls them must link the real
+ * ESP-NN (tests/test_ops_c.py). */
+void esp_nn_avg_pool_s8_ansi(const int8_t *input, const uint16_t input_wd,
+                             const uint16_t input_ht, int8_t *output, const uint16_t output_wd,
+                             const uint16_t output_ht, const uint16_t stride_wd,
+                             const uint16_t stride_ht, const uint16_t filter_wd,
+                             const uint16_t filter_ht, const uint16_t pad_wd, const uint16_t pad_ht,
+                             const int32_t activation_min, const int32_t activation_max,
+                             const uint16_t channels);
+void esp_nn_max_pool_s8_ansi(const int8_t *input, const uint16_t input_wd,
+                             const uint16_t input_ht, int8_t *output, const uint16_t output_wd,
+                             const uint16_t output_ht, const uint16_t stride_wd,
+                             const uint16_t stride_ht, const uint16_t filter_wd,
+                             const uint16_t filter_ht, const uint16_t pad_wd, const uint16_t pad_ht,
+                             const int32_t activation_min, const int32_t activation_max,
+                             const uint16_t channels);
+void esp_nn_add_elementwise_s8_ansi(const int8_t *input1_data, const int8_t *input2_data,
+                                    const int32_t input1_offset, const int32_t input2_offset,
+                                    const int32_t input1_mult, const int32_t input2_mult,
+                                    const int32_t input1_shift, const int32_t input2_shift,
+                                    const int32_t left_shift, int8_t *output,
+                                    const int32_t out_offset, const int32_t out_mult,
+                                    const int32_t out_shift, const int32_t activation_min,
+                                    const int32_t activation_max, const int32_t size);
+
 #define esp_nn_fully_connected_s8 esp_nn_fully_connected_s8_ansi
+#define esp_nn_avg_pool_s8 esp_nn_avg_pool_s8_ansi
+#define esp_nn_max_pool_s8 esp_nn_max_pool_s8_ansi
+#define esp_nn_add_elementwise_s8 esp_nn_add_elementwise_s8_ansi
 #if !defined(TL_FAKE_ESP_NN_NO_PER_CH)
 #define esp_nn_fully_connected_per_ch_s8 esp_nn_fully_connected_per_ch_s8_ansi
 #endif
