@@ -410,10 +410,18 @@ def program_c(prog: Program, cases: list[Case], calls: tuple[str, ...]) -> str:
     for k, (_, call, _) in enumerate(STATUS_CASES):
         lines.append(f"    st[{k}] = (int32_t){call};")
     lines += [f"    tl_report_i32(\"status\", st, {len(STATUS_CASES)});", "}", ""]
+    # the scratch query of a 2x2x3 average pool, and the call without registered scratch
+    lines += ["static void scratch_case(void)", "{",
+              "    tl_pool_params p = {1, 1, 2, 2, 0, 0, -128, 127};",
+              "    tl_dims di = {1, 2, 2, 3}, do_ = {1, 1, 1, 3};", "    int32_t r[2];",
+              "    r[0] = (int32_t)tl_avg_pool_s8_scratch_size(&p, &di, &do_);",
+              "    tl_kernels_set_scratch(NULL, 0);",
+              "    r[1] = (int32_t)tl_avg_pool_s8(&p, &di, in_0, &do_, out);",
+              "    tl_report_i32(\"scratch\", r, 2);", "}", ""]
     lines += ["int main(void)", "{", f"    static uint32_t scratch[{SCRATCH_BYTES // 4}];",
               "    tl_kernels_set_scratch(scratch, sizeof scratch);"]
     lines += [f"    case_{i}();" for i in range(len(cases))]
-    lines += ["    status_cases();"]
+    lines += ["    status_cases();", "    scratch_case();"]
     if calls:
         lines.append(f'    tl_report_i32("calls", tl_test_calls, {len(calls)});')
     lines += ["    return tl_report_done();", "}", ""]
@@ -575,6 +583,16 @@ def test_ops_equal_numpy(variant, tmp_path_factory):
     assert not bad, f"{variant}: " + "; ".join(bad[:10])
     assert rep.int32("status").tolist() == [c[2] for c in STATUS_CASES], \
         dict(zip([c[0] for c in STATUS_CASES], rep.int32("status").tolist()))
+
+
+@pytest.mark.parametrize("variant", [v[0] for v in VARIANTS])
+def test_avg_pool_scratch(variant, tmp_path_factory):
+    """Only CMSIS-NN's DSP average pool takes scratch (one int32 per channel, plus the 16-byte
+    alignment slack); without it registered that build returns TL_ERR_ARENA (5), others TL_OK."""
+    outcome = _outcome(variant, tmp_path_factory)
+    dsp_cmsis = variant == "cortex-m4-cmsis-nn"
+    expected = [3 * 4 + 15, 5] if dsp_cmsis else [0, 0]
+    assert outcome.report.int32("scratch").tolist() == expected
 
 
 @pytest.mark.parametrize("variant", [v[0] for v in VARIANTS if v[2] is not None])
