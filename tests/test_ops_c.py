@@ -129,6 +129,19 @@ def _pool_case(prog: Program, rng, i: int, average: bool) -> Case:
     return Case(op, setup, y.tobytes(), y.size)
 
 
+def _big_pool_case(prog: Program, rng, i: int) -> Case:
+    """A global average over 257 x 257 values: a window of more than 65535 values, whose
+    rounded mean takes the bit-wise quotient search instead of the reciprocal."""
+    x = rng.choice(np.array([-128, 127, 126, -3], np.int8), (1, 257, 257, 1),
+                   p=[0.2, 0.6, 0.1, 0.1])
+    y = newops.average_pool_2d(x, (257, 257), (1, 1), "VALID")
+    name = prog.array(f"in_{i}", x)
+    setup = ("tl_pool_params p = {1, 1, 257, 257, 0, 0, -128, 127};\n"
+             "    tl_dims di = {1, 257, 257, 1}, do_ = {1, 1, 1, 1};\n"
+             f"    s = tl_avg_pool_s8(&p, &di, {name}, &do_, out);")
+    return Case("avg_pool", setup, y.tobytes(), y.size)
+
+
 def _add_case(prog: Program, rng, i: int) -> Case:
     shape = (int(rng.integers(1, 3)), *map(int, rng.integers(1, 7, 2)), int(rng.integers(1, 9)))
     s2 = list(shape)
@@ -336,6 +349,7 @@ def _f32_arith_case(prog: Program, rng, i: int) -> Case:
 GENERATORS = {
     "avg_pool": (lambda p, r, i: _pool_case(p, r, i, True), 60),
     "max_pool": (lambda p, r, i: _pool_case(p, r, i, False), 60),
+    "avg_pool_big": (_big_pool_case, 1),
     "add": (_add_case, 60),
     "pad": (_pad_case, 12),
     "mean": (_mean_case, 40),

@@ -74,14 +74,38 @@ static void tl_window(int32_t o, int32_t stride, int32_t pad, int32_t filter, in
     *end = start + filter < in ? start + filter : in;
 }
 
-/* floor(num / den) for a quotient below 256, by a bit-wise search (no division: Xtensa's
- * libgcc has no __udivsi3, and the int8 paths divide nothing). (q | bit) * den <= 255 * den
- * fits uint32 for den < 2^24. */
-static uint32_t tl_small_quotient(uint32_t num, uint32_t den)
+/* floor(n / d), d > 0, by restoring long division (no division instruction: Xtensa's libgcc
+ * has no __udivsi3, and the int8 paths divide nothing). Once per pooling window. */
+static uint32_t tl_udiv32(uint32_t n, uint32_t d)
+{
+    uint32_t q = 0u, r = 0u;
+    int32_t i;
+    for (i = 31; i >= 0; --i) {
+        r = (r << 1) | ((n >> i) & 1u); /* r < d <= 2^31: no overflow */
+        if (r >= d) {
+            r -= d;
+            q |= (uint32_t)1 << i;
+        }
+    }
+    return q;
+}
+
+/* Counts below 2^16 divide by a multiply: recip = floor(2^24 / count). */
+#define TL_RECIP_MAX_COUNT 65535
+
+/* floor(num / count) for num <= 128.5 * count: q = (num * recip) >> 24 is at most one below
+ * (num * recip <= 128.5 * 2^24 fits uint32; the error num * (2^24 / count - recip) / 2^24 < 1
+ * as num < 2^24), then one correction. Larger counts: a bit-wise search of the 8-bit
+ * quotient ((q | bit) * count <= 255 * 2^22 fits uint32). */
+static uint32_t tl_small_quotient(uint32_t num, uint32_t count, uint32_t recip)
 {
     uint32_t q = 0u, bit;
+    if (count <= TL_RECIP_MAX_COUNT) {
+        q = (num * recip) >> 24;
+        return (q + 1u) * count <= num ? q + 1u : q;
+    }
     for (bit = 128u; bit != 0u; bit >>= 1) {
-        if ((q | bit) * den <= num) {
+        if ((q | bit) * count <= num) {
             q |= bit;
         }
     }
@@ -90,23 +114,65 @@ static uint32_t tl_small_quotient(uint32_t num, uint32_t den)
 
 /* The window mean rounded half away from zero: (acc +- count / 2) / count, truncated toward
  * zero as C division does (|acc| <= 128 * count: the quotient is at most 128). */
-static int32_t tl_rounded_mean(int32_t acc, int32_t count)
+static int32_t tl_rounded_mean(int32_t acc, int32_t count, uint32_t recip)
 {
     const uint32_t half = (uint32_t)count >> 1;
     if (acc > 0) {
-        return (int32_t)tl_small_quotient((uint32_t)acc + half, (uint32_t)count);
+        return (int32_t)tl_small_quotient((uint32_t)acc + half, (uint32_t)count, recip);
     }
-    return -(int32_t)tl_small_quotient((uint32_t)(-acc) + half, (uint32_t)count);
+    return -(int32_t)tl_small_quotient((uint32_t)(-acc) + half, (uint32_t)count, recip);
 }
 
 /* ------------------------------------------------------------------------------------------
  * AVERAGE_POOL_2D / MAX_POOL_2D.
  * ------------------------------------------------------------------------------------------ */
+/* Channels pooled together: the window is walked once per block, reading contiguous bytes. */
+#define TL_POOL_BLOCK 16
+
+/* One output pixel of channels [c0, c0 + nb): rows [y0, y1) and columns [x0, x1) of image. */
+static void tl_pool_pixel(const tl_pool_params *p, const int8_t *image, int32_t width,
+                          int32_t channels, int32_t y0, int32_t y1, int32_t x0, int32_t x1,
+                          int32_t c0, int32_t nb, int average, int8_t *y)
+{
+    int32_t acc[TL_POOL_BLOCK];
+    int32_t k, row, col;
+    for (k = 0; k < nb; ++k) {
+        acc[k] = average ? 0 : -128;
+    }
+    for (row = y0; row < y1; ++row) {
+        for (col = x0; col < x1; ++col) {
+            const int8_t *px =
+                image + ((size_t)row * (size_t)width + (size_t)col) * (size_t)channels + (size_t)c0;
+            if (average) {
+                for (k = 0; k < nb; ++k) {
+                    acc[k] += px[k];
+                }
+            } else {
+                for (k = 0; k < nb; ++k) {
+                    acc[k] = px[k] > acc[k] ? px[k] : acc[k];
+                }
+            }
+        }
+    }
+    if (average) {
+        const int32_t count = (y1 - y0) * (x1 - x0);
+        const uint32_t recip =
+            count <= TL_RECIP_MAX_COUNT ? tl_udiv32((uint32_t)1 << 24, (uint32_t)count) : 0u;
+        for (k = 0; k < nb; ++k) {
+            y[k] = tl_sat8(tl_rounded_mean(acc[k], count, recip), p->act_min, p->act_max);
+        }
+    } else {
+        for (k = 0; k < nb; ++k) {
+            y[k] = tl_sat8(acc[k], p->act_min, p->act_max);
+        }
+    }
+}
+
 static void tl_pool_portable(const tl_pool_params *p, const tl_dims *in, const int8_t *input,
                              const tl_dims *out, int8_t *output, int average)
 {
     const int32_t channels = in->c;
-    int32_t b, oy, ox, c, y, x;
+    int32_t b, oy, ox, c0;
     for (b = 0; b < in->n; ++b) {
         const int8_t *image = input + (size_t)b * (size_t)in->h * (size_t)in->w * (size_t)channels;
         for (oy = 0; oy < out->h; ++oy) {
@@ -114,20 +180,13 @@ static void tl_pool_portable(const tl_pool_params *p, const tl_dims *in, const i
             tl_window(oy, p->stride_h, p->pad_h, p->filter_h, in->h, &y0, &y1);
             for (ox = 0; ox < out->w; ++ox) {
                 tl_window(ox, p->stride_w, p->pad_w, p->filter_w, in->w, &x0, &x1);
-                for (c = 0; c < channels; ++c) {
-                    int32_t acc = average ? 0 : -128;
-                    for (y = y0; y < y1; ++y) {
-                        const int8_t *row = image + ((size_t)y * (size_t)in->w) * (size_t)channels;
-                        for (x = x0; x < x1; ++x) {
-                            const int32_t v = row[(size_t)x * (size_t)channels + (size_t)c];
-                            acc = average ? acc + v : (v > acc ? v : acc);
-                        }
-                    }
-                    if (average) {
-                        acc = tl_rounded_mean(acc, (y1 - y0) * (x1 - x0));
-                    }
-                    *output++ = tl_sat8(acc, p->act_min, p->act_max);
+                for (c0 = 0; c0 < channels; c0 += TL_POOL_BLOCK) {
+                    const int32_t nb =
+                        channels - c0 < TL_POOL_BLOCK ? channels - c0 : TL_POOL_BLOCK;
+                    tl_pool_pixel(p, image, in->w, channels, y0, y1, x0, x1, c0, nb, average,
+                                  output + c0);
                 }
+                output += channels;
             }
         }
     }
