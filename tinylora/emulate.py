@@ -55,9 +55,9 @@ def firmware_dir() -> Path:
 
 def runtime_sources() -> list[Path]:
     """The runtime's C files every build links: kernels (portable, and the optimised-library
-    glue, empty unless TL_USE_CMSIS_NN / TL_USE_ESP_NN), quant helpers, test reporter."""
+    glue, empty unless TL_USE_CMSIS_NN / TL_USE_ESP_NN), the other ops, quant helpers, test reporter."""
     fw = firmware_dir()
-    return [fw / "src" / "tl_quant.c", fw / "src" / "tl_kernels.c",
+    return [fw / "src" / "tl_quant.c", fw / "src" / "tl_kernels.c", fw / "src" / "tl_ops.c",
             fw / "src" / "tl_kernels_cmsis_nn.c", fw / "src" / "tl_kernels_esp_nn.c",
             fw / "testing" / "tl_report.c"]
 

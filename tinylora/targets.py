@@ -103,7 +103,7 @@ TOOLCHAINS: dict[str, Toolchain] = {t.name: t for t in (
          "-fno-tree-loop-distribute-patterns", "-ffunction-sections", "-fdata-sections"),
         ldflags=("-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-T",
                  "{targets}/xtensa/xtensa-sim.ld", "-lgcc"),
-        support=("xtensa/start.S", "xtensa/tl_target.c"),
+        support=("xtensa/start.S", "xtensa/tl_target.c", "xtensa/tl_softfloat.c"),
         qemu=("qemu-system-xtensa", "-M", "sim", "-cpu", "lx106", "-nographic",
               "-monitor", "none", "-semihosting", "-kernel"),
         apt="gcc-xtensa-lx106 picolibc-xtensa-lx106-elf qemu-system-misc",

@@ -97,7 +97,9 @@ uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset);
 
 /* The softmax building blocks, exposed for tests and for the training kernels' loss
  * (softmax.py functions of the same names; Q0 = 31 fractional bits). */
-int32_t tl_exp_on_negative_values_q5(int32_t a);        /* Q5.26 input <= 0 -> Q0 */
+int32_t tl_exp_on_negative_values_q5(int32_t a); /* Q5.26 input <= 0 -> Q0 */
+/* The same for a Q(integer_bits) input, integer_bits in [1, 5] (LOGISTIC uses Q4.27). */
+int32_t tl_exp_on_negative_values(int32_t a, int32_t integer_bits);
 int32_t tl_one_over_one_plus_x_for_x_in_0_1(int32_t a); /* Q0 in [0, 1) -> Q0 */
 
 #ifdef __cplusplus

@@ -91,6 +91,39 @@ typedef struct {
     int32_t diff_min;
 } tl_softmax_params;
 
+/* AVERAGE_POOL_2D / MAX_POOL_2D (tl_ops.h). The window of output pixel (y, x) starts at input
+ * row y * stride_h - pad_h (columns alike), spans filter_h x filter_w and is clipped to the
+ * input: padded positions are not counted (SAME and VALID padding are both expressed this
+ * way). [act_min, act_max] is the fused activation's int8 clamp. */
+typedef struct {
+    int32_t stride_h;
+    int32_t stride_w;
+    int32_t filter_h;
+    int32_t filter_w;
+    int32_t pad_h;
+    int32_t pad_w;
+    int32_t act_min;
+    int32_t act_max;
+} tl_pool_params;
+
+/* ADD as TFLM prepares it (tinylora.newops.add_params): each input, offset (= -zero point) and
+ * shifted left by left_shift (20), is requantized to a common scale; the wrapped sum is
+ * requantized to the output, offset (= +zero point) and clamped to [act_min, act_max]. */
+typedef struct {
+    int32_t input1_offset;
+    int32_t input1_multiplier;
+    int32_t input1_shift;
+    int32_t input2_offset;
+    int32_t input2_multiplier;
+    int32_t input2_shift;
+    int32_t left_shift;
+    int32_t output_offset;
+    int32_t output_multiplier;
+    int32_t output_shift;
+    int32_t act_min;
+    int32_t act_max;
+} tl_add_params;
+
 #ifdef __cplusplus
 }
 #endif

@@ -822,23 +822,28 @@ static int32_t tl_exp_on_interval_between_negative_one_quarter_and_0_excl(int32_
                        tl_srdhm(TL_EXP_MINUS_ONE_EIGHTH, tl_add_wrap(x, poly)));
 }
 
-int32_t tl_exp_on_negative_values_q5(int32_t a)
+int32_t tl_exp_on_negative_values(int32_t a, int32_t integer_bits)
 {
-    const int32_t frac_bits = 31 - TL_SOFTMAX_DIFF_INTEGER_BITS; /* 26 */
-    const int32_t one_quarter = (int32_t)1 << (frac_bits - 2);   /* 1/4 in Q5.26 */
+    const int32_t frac_bits = 31 - integer_bits;
+    const int32_t one_quarter = (int32_t)1 << (frac_bits - 2); /* 1/4 in Q(integer_bits) */
     const int32_t a_mod_quarter_minus_quarter =
         tl_add_wrap(tl_wrap32((uint32_t)a & (uint32_t)(one_quarter - 1)), -one_quarter);
     int32_t result = tl_exp_on_interval_between_negative_one_quarter_and_0_excl(
-        tl_saturating_left_shift(a_mod_quarter_minus_quarter, TL_SOFTMAX_DIFF_INTEGER_BITS));
+        tl_saturating_left_shift(a_mod_quarter_minus_quarter, integer_bits));
     const uint32_t remainder = (uint32_t)a_mod_quarter_minus_quarter - (uint32_t)a;
     int32_t k;
-    for (k = 0; k < 7; ++k) { /* bit of 2^(k-2) in Q5.26 */
+    for (k = 0; k < integer_bits + 2; ++k) { /* bit of 2^(k-2) */
         if (remainder & ((uint32_t)1 << (frac_bits - 2 + k))) {
             result = tl_srdhm(result, tl_exp_barrel[k]);
         }
     }
-    /* softmax.py's clamp for more than 5 integer bits does not apply to Q5. */
+    /* softmax.py's clamp for more than 5 integer bits does not apply up to Q5. */
     return a == 0 ? INT32_MAX : result;
+}
+
+int32_t tl_exp_on_negative_values_q5(int32_t a)
+{
+    return tl_exp_on_negative_values(a, TL_SOFTMAX_DIFF_INTEGER_BITS);
 }
 
 int32_t tl_one_over_one_plus_x_for_x_in_0_1(int32_t a)

@@ -110,6 +110,18 @@ int32_t tl_backend_conv_scratch(const tl_conv_params *params, const tl_dims *in,
                                 const tl_dims *out);
 int32_t tl_backend_dw_scratch(const tl_dw_conv_params *params, const tl_dims *in, const tl_dims *f,
                               const tl_dims *out);
+
+/* The ops of tl_ops.c a library can take (pooling of one NHWC tensor, ADD of two tensors of
+ * the same shape, `size` elements). What each library takes and what it declines: the glue
+ * files' comments. */
+int tl_backend_avg_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
+                        const tl_dims *out, int8_t *output);
+int tl_backend_max_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
+                        const tl_dims *out, int8_t *output);
+int32_t tl_backend_avg_pool_scratch(const tl_pool_params *params, const tl_dims *in,
+                                    const tl_dims *out);
+int tl_backend_add(const tl_add_params *params, int32_t size, const int8_t *input1,
+                   const int8_t *input2, int8_t *output);
 #endif /* TL_BACKEND */
 
 #endif /* TL_KERNELS_BACKEND_H */

@@ -227,6 +227,102 @@ int tl_backend_depthwise_conv2d(const tl_dw_conv_params *params, const tl_per_ch
     return TL_OK;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The ops of tl_ops.c. Read in CMSIS-NN v7.0.0's sources:
+ *   arm_avgpool_s8 / arm_max_pool_s8: the same clipped windows (padded positions not counted),
+ *     the mean as (sum +- count/2) / count in C division, clamped: bit-exact. The DSP path sums
+ *     in int32 with QADD (saturating; |sum| <= 128 * 2048^2 never saturates). One image per
+ *     call (the API documents [H, W, C]). avgpool needs ch * 4 bytes of scratch on DSP cores.
+ *   arm_elementwise_add_s8: TFLM's ADD with arm_nn_requantize (double rounding) for same-shape
+ *     inputs. Declined (portable path) when: shapes differ (broadcast); an offset is outside
+ *     the documented [-127, 128]; left_shift is outside [16, 20] (the DSP path masks the
+ *     offset input to 16 bits before shifting, exact only when the shift drops the upper
+ *     16 bits; <= 20 keeps the input sum inside int32: TFLM uses 20); a shift is outside
+ *     [-31, 0] or a multiplier negative (the library's high multiply does not saturate).
+ * ------------------------------------------------------------------------------------------ */
+static void tl_cmsis_pool_args(const tl_pool_params *params, const tl_dims *in, const tl_dims *out,
+                               cmsis_nn_pool_params *pool, cmsis_nn_dims *input_dims,
+                               cmsis_nn_dims *filter_dims, cmsis_nn_dims *output_dims)
+{
+    pool->stride.h = params->stride_h;
+    pool->stride.w = params->stride_w;
+    pool->padding.h = params->pad_h;
+    pool->padding.w = params->pad_w;
+    pool->activation.min = params->act_min;
+    pool->activation.max = params->act_max;
+    tl_cmsis_dims(input_dims, 1, in->h, in->w, in->c);
+    tl_cmsis_dims(filter_dims, 1, params->filter_h, params->filter_w, 1);
+    tl_cmsis_dims(output_dims, 1, out->h, out->w, out->c);
+}
+
+int32_t tl_backend_avg_pool_scratch(const tl_pool_params *params, const tl_dims *in,
+                                    const tl_dims *out)
+{
+    (void)params;
+    (void)in;
+    return arm_avgpool_s8_get_buffer_size(out->w, out->c);
+}
+
+static int tl_cmsis_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
+                         const tl_dims *out, int8_t *output, int average)
+{
+    cmsis_nn_context ctx;
+    cmsis_nn_pool_params pool;
+    cmsis_nn_dims input_dims, filter_dims, output_dims;
+    const size_t in_image = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    const size_t out_image = (size_t)out->h * (size_t)out->w * (size_t)out->c;
+    int32_t b;
+    tl_cmsis_pool_args(params, in, out, &pool, &input_dims, &filter_dims, &output_dims);
+    if (!tl_cmsis_context(&ctx, average ? arm_avgpool_s8_get_buffer_size(out->w, out->c) : 0)) {
+        return TL_ERR_ARENA;
+    }
+    for (b = 0; b < in->n; ++b) {
+        const int8_t *x = input + (size_t)b * in_image;
+        int8_t *y = output + (size_t)b * out_image;
+        const tl_status s = tl_cmsis_status(
+            average ? arm_avgpool_s8(&ctx, &pool, &input_dims, x, &filter_dims, &output_dims, y)
+                    : arm_max_pool_s8(&ctx, &pool, &input_dims, x, &filter_dims, &output_dims, y));
+        if (s != TL_OK) {
+            return (int)s;
+        }
+    }
+    return TL_OK;
+}
+
+int tl_backend_avg_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
+                        const tl_dims *out, int8_t *output)
+{
+    return tl_cmsis_pool(params, in, input, out, output, 1);
+}
+
+int tl_backend_max_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
+                        const tl_dims *out, int8_t *output)
+{
+    return tl_cmsis_pool(params, in, input, out, output, 0);
+}
+
+static int tl_cmsis_add_ok(const tl_add_params *p)
+{
+    return p->input1_offset >= -127 && p->input1_offset <= 128 && p->input2_offset >= -127 &&
+           p->input2_offset <= 128 && p->left_shift >= 16 && p->left_shift <= 20 &&
+           p->input1_shift >= -31 && p->input1_shift <= 0 && p->input2_shift >= -31 &&
+           p->input2_shift <= 0 && p->output_shift >= -31 && p->output_shift <= 0 &&
+           p->input1_multiplier >= 0 && p->input2_multiplier >= 0 && p->output_multiplier >= 0;
+}
+
+int tl_backend_add(const tl_add_params *params, int32_t size, const int8_t *input1,
+                   const int8_t *input2, int8_t *output)
+{
+    if (!tl_cmsis_add_ok(params)) {
+        return TL_DECLINED;
+    }
+    return (int)tl_cmsis_status(arm_elementwise_add_s8(
+        input1, input2, params->input1_offset, params->input1_multiplier, params->input1_shift,
+        params->input2_offset, params->input2_multiplier, params->input2_shift, params->left_shift,
+        output, params->output_offset, params->output_multiplier, params->output_shift,
+        params->act_min, params->act_max, size));
+}
+
 #endif /* TL_USE_CMSIS_NN */
 #if !defined(TL_USE_CMSIS_NN)
 typedef int tl_kernels_cmsis_nn_unused; /* ISO C: a translation unit is not empty */

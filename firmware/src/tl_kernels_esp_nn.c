@@ -264,6 +264,115 @@ int32_t tl_backend_fc_scratch(int32_t rows, int32_t depth, int32_t channels)
     (void)channels;
     return 0; /* ESP-NN's fully-connected kernels take no scratch */
 }
+/* ------------------------------------------------------------------------------------------
+ * The ops of tl_ops.c. Read in ESP-NN v1.1.2's sources:
+ *   esp_nn_avg_pool_s8 / esp_nn_max_pool_s8 (ANSI C, also what generic-opt builds use): the
+ *     same clipped windows, the mean as (sum +- count/2) / count in C division, clamped:
+ *     bit-exact. One image per call; dims, strides and padding travel as uint16.
+ *   esp_nn_add_elementwise_s8 (ANSI C): TFLM's ADD for same-shape inputs with a nudged
+ *     rounding high multiply (equal to tl_srdhm for every product) and a rounding right shift:
+ *     bit-exact for shifts in [-31, 0] (it shifts right only), non-negative multipliers and
+ *     left_shift <= 20 (no int32 overflow). Broadcasts and other parameters stay portable.
+ * On ESP32-S3 optimised builds the three are assembly (esp_nn_esp32s3.h; the pooling kernels
+ * require channels to be a multiple of 4): max pooling compares bytes, so it is exact and is
+ * taken when channels % 4 == 0; average pooling and ADD round in assembly this project cannot
+ * run (QEMU has no ESP32-S3 core), so they stay portable there.
+ * ------------------------------------------------------------------------------------------ */
+#if defined(CONFIG_IDF_TARGET_ESP32S3) && defined(CONFIG_NN_OPTIMIZED)
+#define TL_ESP_S3_ASM 1
+#endif
+
+static int tl_esp_pool_ok(const tl_pool_params *params, const tl_dims *in, const tl_dims *out,
+                          int average)
+{
+#if defined(TL_ESP_S3_ASM)
+    if (average || (in->c & 3) != 0) {
+        return 0;
+    }
+#else
+    (void)average;
+#endif
+    return tl_esp_fits(in->h) && tl_esp_fits(in->w) && tl_esp_fits(in->c) && tl_esp_fits(out->h) &&
+           tl_esp_fits(out->w) && tl_esp_fits(params->stride_h) && tl_esp_fits(params->stride_w) &&
+           tl_esp_fits(params->filter_h) && tl_esp_fits(params->filter_w) &&
+           tl_esp_fits(params->pad_h) && tl_esp_fits(params->pad_w);
+}
+
+static int tl_esp_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
+                       const tl_dims *out, int8_t *output, int average)
+{
+    const size_t in_image = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    const size_t out_image = (size_t)out->h * (size_t)out->w * (size_t)out->c;
+    int32_t b;
+    if (!tl_esp_pool_ok(params, in, out, average)) {
+        return TL_DECLINED;
+    }
+    for (b = 0; b < in->n; ++b) {
+        const int8_t *x = input + (size_t)b * in_image;
+        int8_t *y = output + (size_t)b * out_image;
+        if (average) {
+            esp_nn_avg_pool_s8(
+                x, (uint16_t)in->w, (uint16_t)in->h, y, (uint16_t)out->w, (uint16_t)out->h,
+                (uint16_t)params->stride_w, (uint16_t)params->stride_h, (uint16_t)params->filter_w,
+                (uint16_t)params->filter_h, (uint16_t)params->pad_w, (uint16_t)params->pad_h,
+                params->act_min, params->act_max, (uint16_t)in->c);
+        } else {
+            esp_nn_max_pool_s8(
+                x, (uint16_t)in->w, (uint16_t)in->h, y, (uint16_t)out->w, (uint16_t)out->h,
+                (uint16_t)params->stride_w, (uint16_t)params->stride_h, (uint16_t)params->filter_w,
+                (uint16_t)params->filter_h, (uint16_t)params->pad_w, (uint16_t)params->pad_h,
+                params->act_min, params->act_max, (uint16_t)in->c);
+        }
+    }
+    return TL_OK;
+}
+
+int tl_backend_avg_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
+                        const tl_dims *out, int8_t *output)
+{
+    return tl_esp_pool(params, in, input, out, output, 1);
+}
+
+int tl_backend_max_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
+                        const tl_dims *out, int8_t *output)
+{
+    return tl_esp_pool(params, in, input, out, output, 0);
+}
+
+int32_t tl_backend_avg_pool_scratch(const tl_pool_params *params, const tl_dims *in,
+                                    const tl_dims *out)
+{
+    (void)params;
+    (void)in;
+    (void)out;
+    return 0; /* ESP-NN's pooling kernels take no scratch */
+}
+
+int tl_backend_add(const tl_add_params *params, int32_t size, const int8_t *input1,
+                   const int8_t *input2, int8_t *output)
+{
+#if defined(TL_ESP_S3_ASM)
+    (void)params;
+    (void)size;
+    (void)input1;
+    (void)input2;
+    (void)output;
+    return TL_DECLINED;
+#else
+    const tl_add_params *p = params;
+    if (p->left_shift < 0 || p->left_shift > 20 || p->input1_shift < -31 || p->input1_shift > 0 ||
+        p->input2_shift < -31 || p->input2_shift > 0 || p->output_shift < -31 ||
+        p->output_shift > 0 || p->input1_multiplier < 0 || p->input2_multiplier < 0 ||
+        p->output_multiplier < 0) {
+        return TL_DECLINED;
+    }
+    esp_nn_add_elementwise_s8(input1, input2, p->input1_offset, p->input2_offset,
+                              p->input1_multiplier, p->input2_multiplier, p->input1_shift,
+                              p->input2_shift, p->left_shift, output, p->output_offset,
+                              p->output_multiplier, p->output_shift, p->act_min, p->act_max, size);
+    return TL_OK;
+#endif
+}
 #endif /* TL_USE_ESP_NN */
 #if !defined(TL_USE_ESP_NN)
 typedef int tl_kernels_esp_nn_unused; /* ISO C: a translation unit is not empty */
