@@ -209,7 +209,7 @@ def _concat_case(prog: Program, rng, i: int) -> Case:
     axis = int(rng.integers(4))
     k = int(rng.integers(1, 5))
     xs, sizes = [], []
-    for j in range(k):
+    for _j in range(k):
         shape = list(base)
         shape[axis] = int(rng.integers(1, 5))
         sizes.append(shape[axis])
@@ -398,7 +398,7 @@ def build_cases(seed: int) -> tuple[Program, list[Case]]:
     prog = Program()
     cases = []
     i = 0
-    for op, (gen, count) in GENERATORS.items():
+    for _op, (gen, count) in GENERATORS.items():
         for _ in range(count):
             cases.append(gen(prog, rng, i))
             i += 1
