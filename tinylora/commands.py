@@ -9,12 +9,14 @@ import numpy as np
 
 from tinylora import datasets, emulate, load_tflite, tasks
 from tinylora.codegen.project import GEN_LR, check_names, plan_project, write_project
+from tinylora.codegen.project.flash import model_bytes
 from tinylora.errors import ModelError
 from tinylora.examples import example_model
 from tinylora.pio import lint
 from tinylora.planning.arena import checked_plan, inference_plan
 from tinylora.planning.autorank import auto_rank
 from tinylora.planning.boards import board_names, load_board
+from tinylora.planning.flash import check_flash, flash_budget
 from tinylora.ref.layers import build_layer
 from tinylora.ref.model import Model
 from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
@@ -154,6 +156,13 @@ def cmd_plan(args) -> int:
     plan = checked_plan(trainer, budget=budget, board=board)
     print(plan.report())
     print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
+    if board is not None:   # the gen defaults: 32 embedded samples; gen also counts test vectors
+        frozen, lora = model_bytes(trainer, plan=plan)
+        size = int(np.prod(model.input_shape))
+        print()
+        print(check_flash(flash_budget(load_board(board), frozen, lora, 32 * size + 32,
+                                       samples_note=f"gen's default 32 samples of {size} B and labels"),
+                          plan).report())
     if args.plot:
         plan.plot(args.plot)
         print(f"wrote {args.plot}")
@@ -231,6 +240,9 @@ def cmd_gen(args) -> int:
     print(f"model {project.model_name}; LoRA {project.config_text}")
     print(f"arena {project.arena_bytes:,} B within the budget of {project.budget:,} B "
           f"(training step plan {project.training_arena_bytes:,} B; {project.code.description})")
+    fl = project.flash
+    print(f"flash {fl.need:,} B within the program region of {fl.limit:,} B (code estimate "
+          f"{fl.items[0][1]:,} B + embedded constants; tinylora plan --board {b.name} shows it)")
     report = write_project(project, out, force=args.force)
     print(f"wrote {len(report.written)} files to {out} ({len(report.unchanged)} unchanged"
           + (f", {len(report.removed)} removed" if report.removed else "") + ")")
