@@ -1,6 +1,7 @@
 """Flash budgets (issue 10 item 3): each board's flash layout is consistent, plan and gen refuse a
 program image that does not fit the program region, and the generated project's build refuses it too."""
 import dataclasses
+import re
 import shutil
 
 import numpy as np
@@ -12,7 +13,7 @@ from tinylora.codegen.project.files import _partition_rows
 from tinylora.codegen.project.flash import c_array_bytes
 from tinylora.errors import BoardError, BudgetError
 from tinylora.planning.boards import board_names, load_board
-from tinylora.planning.flash import flash_layout
+from tinylora.planning.flash import check_flash, flash_budget, flash_layout
 
 #: Datasheet sector maps (reference manuals' flash module organisation), KB
 SECTORS = {"nucleo_f411re": [16] * 4 + [64] + [128] * 3,          # RM0383
@@ -94,12 +95,24 @@ def test_too_big_model_is_refused_with_a_breakdown(big_model):
     with pytest.raises(BudgetError) as e:
         plan_project("nucleo_f411re", big_model, samples=4, epochs=1)
     text = str(e.value)
-    for part in ("code (estimate)", "frozen weights", "LoRA constants", "embedded samples",
-                 "test vectors", "262,144 B program region", "checkpoints 0x08040000",
-                 "fix: a smaller model", "--samples", "a board with a larger program region"):
+    assert "\n" not in text
+    for part in ("code (estimate) 65,536 B", "frozen weights", "LoRA constants", "embedded samples",
+                 "test vectors", "program region is 262,144 B", "checkpoints 0x08040000",
+                 "Fix: a smaller model", "--samples", "a board with a larger program region"):
         assert part in text, (part, text)
-    weights = int(next(ln for ln in text.splitlines() if "frozen weights" in ln).split()[2].replace(",", ""))
+    weights = int(re.search(r"frozen weights ([\d,]+) B", text).group(1).replace(",", ""))
     assert weights >= 288 * 1024 + 1024 * 10
+    need = int(re.search(r"needs ([\d,]+) B", text).group(1).replace(",", ""))
+    assert need > 256 * 1024
+
+
+def test_esp32s3_refuses_weights_beyond_its_app_partition():
+    """The issue's case: 3.6 MB of weights against the 2 MB factory partition."""
+    budget = flash_budget(load_board("esp32s3"), 3_600_000, 10_000, 2_080)
+    assert not budget.fits and budget.limit == 0x200000
+    with pytest.raises(BudgetError, match=r"program region is 2,097,152 B \(0x00010000..0x00210000"):
+        check_flash(budget)
+    assert check_flash(flash_budget(load_board("esp32s3"), 1_500_000, 10_000, 2_080)).fits
 
 
 def test_too_big_model_fits_h743(big_model):
@@ -115,7 +128,7 @@ def test_plan_prints_the_flash_breakdown_and_refuses(big_model, capsys):
     assert "flash of nucleo_h743zi" in out and "fits in the 1,572,864 B program region" in out
     assert main(["plan", "--board", "nucleo_f411re", "--model", big_model]) == 2
     err = capsys.readouterr().err
-    assert "does NOT fit" in err and "frozen weights" in err
+    assert err.count("\n") == 1 and "tinylora: error: the program image needs" in err
 
 
 def test_generated_build_check_trips(tmp_path, pio_core):

@@ -167,11 +167,15 @@ def flash_budget(board: Board, frozen: int, lora: int, samples: int, vectors: in
 
 
 def check_flash(budget: FlashBudget, plan=None) -> FlashBudget:
-    """``budget``, or a BudgetError with the breakdown and what to do."""
+    """``budget``, or a BudgetError (one line: the breakdown and what to do)."""
     if budget.fits:
         return budget
-    raise BudgetError(f"the program image does not fit {budget.layout.board}'s flash.\n"
-                      f"{budget.report()}\n"
-                      "fix: a smaller model (fewer or narrower layers), fewer embedded samples "
-                      "(gen --samples), or a board with a larger program region "
-                      "(tinylora boards)", plan=plan)
+    app, others = budget.layout.app, [r for r in budget.layout.regions if r.name != "program"]
+    items = ", ".join(f"{w} {n:,} B" for w, n, _ in budget.items)
+    raise BudgetError(
+        f"the program image needs {budget.need:,} B of flash but {budget.layout.board}'s program "
+        f"region is {budget.limit:,} B (0x{app.start:08X}..0x{app.end:08X}; beyond it: "
+        f"{'; '.join(r.describe() for r in others)}): {items}; the code estimate is "
+        f"boards/{budget.layout.board}.toml code_kb (docs/flash.md). "
+        "Fix: a smaller model (fewer or narrower layers), fewer embedded samples "
+        "(gen --samples), or a board with a larger program region (tinylora boards)", plan=plan)
