@@ -97,11 +97,13 @@ def flash_layout(board: Board) -> FlashLayout:
             raise BoardError(f"{where}: {r.describe()} is not inside the flash "
                              f"0x{base:08X}..0x{base + size:08X}")
         if r.start not in bounds or r.end not in bounds:
-            raise BoardError(f"{where}: {r.describe()} does not start and end on sector boundaries")
+            raise BoardError(f"{where}: {r.describe()} does not start and end on sector boundaries: "
+                             "align it to the [flash] sector map (an erase would reach past it)")
     ordered = sorted(regions, key=lambda r: r.start)
     for a, b in zip(ordered, ordered[1:], strict=False):
         if b.start < a.end:
-            raise BoardError(f"{where}: {a.describe()} overlaps {b.describe()}")
+            raise BoardError(f"{where}: {a.describe()} overlaps {b.describe()}: move or shrink one "
+                             "(erasing one would erase the other)")
     layout = FlashLayout(board.name, base, size, bounds, tuple(regions), int(flash["code_kb"]) * 1024,
                          int((board.adapters or {}).get("slots", 0)),
                          int((board.adapters or {}).get("slot_size", 0)))
