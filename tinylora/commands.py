@@ -9,12 +9,14 @@ import numpy as np
 
 from tinylora import datasets, emulate, load_tflite, tasks
 from tinylora.codegen.project import GEN_LR, check_names, plan_project, write_project
-from tinylora.errors import ModelError
+from tinylora.codegen.project.flash import model_bytes
+from tinylora.errors import InputError, ModelError
 from tinylora.examples import example_model
 from tinylora.pio import lint
 from tinylora.planning.arena import checked_plan, inference_plan
 from tinylora.planning.autorank import auto_rank
 from tinylora.planning.boards import board_names, load_board
+from tinylora.planning.flash import check_flash, flash_budget
 from tinylora.ref.layers import build_layer
 from tinylora.ref.model import Model
 from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
@@ -143,6 +145,21 @@ def plan_kernel_bytes(plan) -> int:
     return max((b.size for b in plan.buffers if b.what.startswith("kernel scratch")), default=0)
 
 
+def _print_flash(model, trainer, plan, board: str) -> None:
+    """plan --board: the flash breakdown with gen's default 32 samples (gen also counts the
+    test vectors); BudgetError when it does not fit."""
+    try:
+        frozen, lora = model_bytes(trainer, plan=plan)
+    except (ModelError, InputError) as e:   # no C for this model: gen refuses it anyway
+        print(f"\nflash: not counted, tinylora gen has no C for this model ({e})")
+        return
+    size = int(np.prod(model.input_shape))
+    budget = flash_budget(load_board(board), frozen, lora, 32 * size + 32,
+                          samples_note=f"gen's default 32 samples of {size} B and labels")
+    print()
+    print(check_flash(budget, plan).report())
+
+
 def cmd_plan(args) -> int:
     model = load_tflite(_model_path(args.model))
     budget, board = args.budget, args.board
@@ -163,6 +180,8 @@ def cmd_plan(args) -> int:
           f" (kernel scratch planned in the arena: buffers k<layer>, {plan_kernel_bytes(plan):,} B at most)"))
     print(plan.report())
     print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
+    if board is not None:
+        _print_flash(model, trainer, plan, board)
     if args.plot:
         plan.plot(args.plot)
         print(f"wrote {args.plot}")
@@ -244,6 +263,9 @@ def cmd_gen(args) -> int:
     print(f"model {project.model_name}; LoRA {project.config_text}")
     print(f"arena {project.arena_bytes:,} B within the budget of {project.budget:,} B "
           f"(training step plan {project.training_arena_bytes:,} B; {project.code.description})")
+    fl = project.flash
+    print(f"flash {fl.need:,} B within the program region of {fl.limit:,} B (code estimate "
+          f"{fl.items[0][1]:,} B + embedded constants; tinylora plan --board {b.name} shows it)")
     report = write_project(project, out, force=args.force)
     print(f"wrote {len(report.written)} files to {out} ({len(report.unchanged)} unchanged"
           + (f", {len(report.removed)} removed" if report.removed else "") + ")")

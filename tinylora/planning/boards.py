@@ -32,6 +32,8 @@ class Board:
     static_limit_kb: int | None = None
     console: dict | None = None   # the generated project's serial console (UART, pins)
     storage: dict | None = None   # where the generated project keeps checkpoints
+    flash: dict | None = None     # flash layout: sectors, program region, code estimate
+    adapters: dict | None = None  # adapter slots: address, slots, slot_size
 
     def __hash__(self) -> int:
         return hash(self.name)

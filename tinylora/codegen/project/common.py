@@ -128,6 +128,8 @@ class Project:
     #: the Trainer the model code was made for, untouched (its fresh state: the device's at
     #: first boot)
     trainer: object = None
+    #: the program image against the board's flash layout (tinylora.planning.flash.FlashBudget)
+    flash: object = None
     #: the application's console lines after boot (no '#' lines), as numpy computes them
     expected_output: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)

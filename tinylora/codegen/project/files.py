@@ -23,6 +23,7 @@ from tinylora.codegen.project.common import (
     _storage_name,
 )
 from tinylora.errors import ProjectError
+from tinylora.planning.flash import flash_layout
 from tinylora.resources import resource_dir
 
 #: The template -> output table. Each row: (output path, template under templates/, whether the
@@ -103,6 +104,18 @@ def _board_storage_console(b) -> tuple[dict, dict, dict | None]:
     return storage, console, stm32
 
 
+def _partition_rows(layout, storage: dict) -> list[str]:
+    """partitions.csv rows at the offsets of the board's flash layout."""
+    rows = [("nvs", "data", "nvs", 0x9000, 0x6000), ("phy_init", "data", "phy", 0xF000, 0x1000),
+            ("factory", "app", "factory", layout.app.start, layout.app.size),
+            (storage["label"], "0x40", "0x00", layout.region("checkpoints").start, storage["size"])]
+    if layout.adapter_slots:
+        slots = layout.region("adapter slots")
+        rows.append(("adapters", "0x40", "0x01", slots.start, slots.size))
+    return [f"{n + ',':<9} {t + ',':<5} {s + ',':<8} {_hex(o) + ',':<9} {_hex(z) + ','}"
+            for n, t, s, o, z in rows]
+
+
 def _board_context(p: Project) -> dict:
     """What every template of the project may use: board, storage, console, QEMU environments."""
     b = p.board
@@ -111,18 +124,26 @@ def _board_context(p: Project) -> dict:
     width = max(len(b.name), *(len(q.env) for q in QEMU_ENVS))
     qemu = [{"env": q.env, "board": q.board, "title": q.title, "own": q.emulation == b.emulation,
              "pad": " " * (width - len(q.env)), "command": q.command} for q in QEMU_ENVS]
+    layout = flash_layout(b)
+    app = layout.app
+    # PlatformIO's size check (checkprogsize, run by pio run / test / upload) refuses an image
+    # larger than the program region: on the board (ESP-IDF: also the factory partition's size)
+    # and in the QEMU environments, which build the same libraries and tests
+    size_check = [f"board_upload.maximum_size = {app.size}"]
+    partitions = _partition_rows(layout, storage) if esp else []
     if esp:
         board_options = ["board_build.partitions = partitions.csv",
                          "monitor_filters = esp32_exception_decoder"]
     else:
-        board_options = ["upload_protocol = stlink", "build_flags =", f"    -D TL_STM32_{stm32['family']}",
+        board_options = ["upload_protocol = stlink", *size_check, "build_flags =", f"    -D TL_STM32_{stm32['family']}",
                          "; CMSIS-NN: vendor it into lib/cmsis_nn (lib/cmsis_nn/README.md). The",
                          "; runtime's TL_USE_CMSIS_NN dispatch is verified only against a test",
                          "; double, and this project does not yet register kernel scratch",
                          "; (tl_kernels_set_scratch): keep -D TL_USE_CMSIS_NN off for now."]
     return dict(board=b, esp=esp, stm32=stm32, storage=storage, console=console,
                 ram_storage=_ram_storage(p.code.checkpoint_bytes), qemu=qemu,
-                board_options=board_options,
+                board_options=board_options, size_check=size_check, partitions=partitions,
+                adapters=layout.adapter_slots,
                 board_pad=" " * (width - len(b.name)), version=__version__,
                 esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
                 cmsis_nn_tag=f"v{CMSIS_NN_VERSION}",
@@ -131,8 +152,7 @@ def _board_context(p: Project) -> dict:
                 # ESP32: tl_board.h's CONFIG_IDF_TARGET_ESP32 branch)
                 esp_nn_kernels=("the ESP32-S3 SIMD path" if b.backend == "esp-nn"
                                 else "ANSI C on this chip"),
-                heap_arena=esp and b.name == "esp32",
-                app_partition_size="0x200000" if b.flash_kb >= 4096 else "0x100000")
+                heap_arena=esp and b.name == "esp32")
 
 
 def _app_context(p: Project, model, x, samples_note: str, epochs: int) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 from tinylora import datasets, load_tflite, tasks
 from tinylora.codegen.project.common import _REGION_FILES, FRAMEWORKS, GEN_LR, Project, _argmax_first, _storage_name
 from tinylora.codegen.project.files import _render_files
+from tinylora.codegen.project.flash import project_flash
 from tinylora.codegen.project.model_code import ModelCodeFactory, model_code
 from tinylora.codegen.project.regions import _region_names
 from tinylora.codegen.project.simulate import simulate_app
@@ -101,6 +102,8 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
                               f"{slot:,} B (whole {unit:,} B erase units), more than {b.name}'s "
                               f"checkpoint storage of {int(storage.get('size', 0)):,} B: "
                               "choose a smaller rank or model", plan=plan)
+    # BudgetError with the breakdown when code + constants exceed the board's program region
+    flash = project_flash(b, trainer, x, y, code, plan)
 
     name = Path(path).name if model_path is not None else f"bundled {Path(path).name}"
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
@@ -108,7 +111,8 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
     project = Project(board=b, model_name=f"{name} (sha256 {digest})", config_text=config_text,
                       arena_bytes=arena, training_arena_bytes=plan.total_bytes,
                       budget=b.arena_budget, plan_report=plan.report(), samples=len(x), code=code,
-                      epochs=epochs, checkpoint_every=every, lr=trainer.lr, trainer=trainer)
+                      epochs=epochs, checkpoint_every=every, lr=trainer.lr, trainer=trainer,
+                      flash=flash)
     project.expected_output = simulate_app(trainer, x, y, epochs, every, code.checkpoint_bytes,
                                            _storage_name(b), can_train=code.can_train,
                                            model=model)
