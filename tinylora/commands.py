@@ -123,7 +123,7 @@ def check_out_file(path: str, option: str = "--out") -> pathlib.Path:
     a file, or a folder without write permission (missing folders are made later)."""
     out = pathlib.Path(path)
     if out.is_dir():
-        raise InputError(f"{option} {path} is a folder: give a file name, e.g. {out / 'adapter.bin'}")
+        raise InputError(f"{option} {path} is a folder: give a file name in it")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -98,7 +98,7 @@ def _read_npz(path) -> dict[str, np.ndarray]:
         with open(path, "rb") as f:
             head = f.read(4)
             f.seek(0)
-            if head[:2] != b"PK":
+            if head not in (b"PK\x03\x04", b"PK\x05\x06"):   # a zip's first entry, or an empty zip
                 kind = "an .npy array" if head[:4] == b"\x93NUM" else "not a zip archive"
                 raise InputError(f"--data {path} is {kind}: give an .npz written by "
                                  "numpy.savez(path, x_train=..., y_train=...)")
