@@ -43,7 +43,7 @@ def tree():
 def _digest(root: pathlib.Path) -> dict[str, str]:
     """Every path under root except out/, with its content hash (folders too)."""
     out = {}
-    for dirpath, dirs, files in os.walk(root):
+    for dirpath, _, files in os.walk(root):
         rel = pathlib.Path(dirpath).relative_to(root)
         if rel.parts[:1] == ("out",):
             continue
@@ -84,8 +84,10 @@ Y_KINDS = ["ok", "-1", "3.9", "classes", "one-hot", "short", "0-d", "nan", "floa
 
 
 # (x kind, y kind, array names): every bad kind with good partners, then good data both ways
-DATA_KINDS = ([(k, "ok", ("x", "y")) for k in X_KINDS[1:]] + [("ok", k, ("x_train", "y_train")) for k in Y_KINDS[1:]]
-              + [("ok", "ok", ("x",)), ("ok", "ok", ("y_train",))] + [("ok", "ok", ("x", "y")), ("int", "ok", ("x", "y"))] * 4)
+DATA_KINDS = ([(k, "ok", ("x", "y")) for k in X_KINDS[1:]]
+              + [("ok", k, ("x_train", "y_train")) for k in Y_KINDS[1:]]
+              + [("ok", "ok", ("x",)), ("ok", "ok", ("y_train",))]
+              + [("ok", "ok", ("x", "y")), ("int", "ok", ("x", "y"))] * 4)
 
 
 def _x(kind: str, n: int, rng) -> np.ndarray:
