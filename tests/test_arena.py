@@ -49,7 +49,7 @@ def test_a_plan_with_overlapping_live_buffers_fails(model, data):
     clash = next(b for b in plan.buffers if b.name == "act5" and b.first > seg.first)
     assert seg.overlaps_in_time(clash)
     clash.offset = seg.offset                                          # a wrong plan
-    with pytest.raises(AssertionError, match="overlap"):
+    with pytest.raises(tinylora.errors.ScheduleError, match="overlap"):
         plan.check()
     inside.run_in_arena(plan)
     X, Y = data

@@ -15,8 +15,50 @@ from tinylora.commands import (
     cmd_train,
     cmd_verify,
 )
+from tinylora.errors import TinyLoRAError
 from tinylora.targets import BACKENDS
 from tinylora.verify import DEFAULT_LR, TARGETS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: `tinylora: error: <what> (see tinylora <cmd> --help)`."""
+
+    def error(self, message: str):
+        self.exit(2, f"tinylora: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(lo: int, hi: int | None = None):
+    """An argparse type: a whole number in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range: give {lo}..{hi}" if hi is not None else f"{value} < {lo}: give >= {lo}")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _real_in(lo: float, hi: float, hi_closed: bool = False):
+    """An argparse type: a finite number in (lo, hi) (or (lo, hi])."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (lo < value < hi or (hi_closed and value == hi)):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give a number in ({lo:g}, {hi:g}"
+                                             + ("]" if hi_closed else ")"))
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+RANK, COUNT, SEED = _int_in(1, 255), _int_in(1, 100000), _int_in(0, 2**32 - 1)
+LR, DENSITY = _real_in(0.0, 1.0), _real_in(0.0, 1.0, hi_closed=True)
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -63,14 +105,14 @@ def _add_train(sub, fmt) -> None:
     p.add_argument("--data", default=None, help="an .npz of training data (default: bundled task)")
     p.add_argument("--task", default="sensor", choices=tasks.TASKS,
                    help="bundled adaptation task when --data is not given (default: sensor)")
-    p.add_argument("--rank", type=int, default=3, help="LoRA rank (default 3)")
-    p.add_argument("--epochs", type=int, default=3, help="passes over the data (default 3)")
-    p.add_argument("--lr", type=float, default=0.004, help="SGD learning rate (default 0.004)")
-    p.add_argument("--density", type=float, default=None,
+    p.add_argument("--rank", type=RANK, default=3, help="LoRA rank, 1..255 (default 3)")
+    p.add_argument("--epochs", type=_int_in(1, 10000), default=3, help="passes over the data (default 3)")
+    p.add_argument("--lr", type=LR, default=0.004, help="SGD learning rate, in (0, 1) (default 0.004)")
+    p.add_argument("--density", type=DENSITY, default=None,
                    help="apply only this fraction of gradient entries per step (e.g. 0.1)")
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"],
                    help="keep activations for backward, or recompute them (same bits)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default=None, help="write the adapter here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -87,9 +129,9 @@ def _add_plan(sub, fmt) -> None:
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--board", default=None, help="use this board's arena budget (see tinylora boards)")
-    g.add_argument("--budget", type=int, default=None, help="RAM budget in bytes (default 524288)")
+    g.add_argument("--budget", type=_int_in(1), default=None, help="RAM budget in bytes (default 524288)")
     g2 = p.add_mutually_exclusive_group()
-    g2.add_argument("--rank", type=int, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
+    g2.add_argument("--rank", type=RANK, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
     g2.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the budget")
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
@@ -125,13 +167,13 @@ def _add_verify(sub, fmt) -> None:
                         "$CMSIS_NN_DIR), esp-nn (generic-opt) or esp-nn-ansi (Xtensa, RISC-V, "
                         "host; sources from $ESP_NN_DIR)")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
-    p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")
-    p.add_argument("--rank", type=int, default=3, help="LoRA rank (default 3)")
+    p.add_argument("--steps", type=COUNT, default=50, help="training steps (default 50)")
+    p.add_argument("--rank", type=RANK, default=3, help="LoRA rank, 1..255 (default 3)")
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
-    p.add_argument("--density", type=float, default=None,
+    p.add_argument("--density", type=DENSITY, default=None,
                    help="sparse updates: this fraction of gradient entries per tensor")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"learning rate (default {DEFAULT_LR})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=LR, default=DEFAULT_LR, help=f"learning rate (default {DEFAULT_LR})")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--keep", default=None, help="write the generated C and the build here")
     p.set_defaults(func=cmd_verify)
 
@@ -153,12 +195,12 @@ def _add_gen(sub, fmt) -> None:
     p.add_argument("--board", required=True, help="the board (see tinylora boards)")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--rank", type=int, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
+    g.add_argument("--rank", type=RANK, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
     g.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the board's budget")
     p.add_argument("--data", default=None, help="an .npz whose first samples are embedded (x_train/y_train or x/y)")
-    p.add_argument("--samples", type=int, default=32, help="embedded samples (default 32)")
-    p.add_argument("--epochs", type=int, default=3, help="passes over them at boot (default 3)")
-    p.add_argument("--lr", type=float, default=GEN_LR,
+    p.add_argument("--samples", type=_int_in(1, 4096), default=32, help="embedded samples, 1..4096 (default 32)")
+    p.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over them at boot, 1..1000 (default 3)")
+    p.add_argument("--lr", type=LR, default=GEN_LR,
                    help=f"learning rate of the on-device training (default {GEN_LR})")
     p.add_argument("--out", default=None, help="project folder (default tinylora-<board>)")
     p.add_argument("--force", action="store_true", help="overwrite files changed outside USER CODE regions")
@@ -174,7 +216,7 @@ def _add_boards(sub, fmt) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tinylora", formatter_class=fmt,
         description="Train LoRA adapters on microcontrollers, bit-exactly.",
         epilog="example:\n  tinylora inspect                # the bundled digits CNN\n"
@@ -202,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:   # output piped into `head` and the like
         sys.stderr.close()
         return 0
-    except ValueError as e:   # ModelError, ConfigError, bad data: the message says what to do
+    except (TinyLoRAError, ValueError) as e:   # bad input: the message says what to do
         print(f"tinylora: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:   # a file the command reads or writes (the message names it)
+        name = f" {e.filename}" if e.filename else ""
+        print(f"tinylora: error: cannot access{name}: {e.strerror or e}", file=sys.stderr)
         return 2
 
 

@@ -1,6 +1,7 @@
 """What each `tinylora` command does (the argparse front end is :mod:`tinylora.cli`)."""
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 import time
@@ -12,6 +13,7 @@ from tinylora.codegen.project import GEN_LR, check_names, plan_project, write_pr
 from tinylora.codegen.project.flash import model_bytes
 from tinylora.errors import InputError, ModelError
 from tinylora.examples import example_model
+from tinylora.formats.adapter import ADAPTER_MAGIC, Adapter
 from tinylora.pio import lint
 from tinylora.planning.arena import checked_plan, inference_plan
 from tinylora.planning.autorank import auto_rank
@@ -51,9 +53,19 @@ def _quant_text(t: tflite.Tensor | None) -> str:
     return f"per-ch x{t.scale.size}"
 
 
+def _inspect_adapter(path: str, data: bytes) -> int:
+    """`tinylora inspect adapter.bin`: what the adapter holds (its structure; no model needed)."""
+    print(f"{path}: {Adapter.parse(data).describe()}")
+    print("(apply it to its base model with Adapter.from_bytes(data, model))")
+    return 0
+
+
 def cmd_inspect(args) -> int:
     path = _model_path(args.model)
-    graph = tflite.parse(path)
+    data = tflite.read_bytes(path)
+    if data[:4] == ADAPTER_MAGIC:
+        return _inspect_adapter(path, data)
+    graph = tflite.parse(data)
     rows, macs, problems = [], 0, []
     for op in graph.ops:
         ins = [graph.tensors[i] for i in op.inputs if 0 <= i < len(graph.tensors)]
@@ -82,7 +94,7 @@ def cmd_inspect(args) -> int:
             print(f"  {p}")
         return 1
     try:
-        Model(graph, b"")
+        Model(graph, data)
     except ModelError as e:
         print(f"\nnot supported: {e}")
         return 1
@@ -109,7 +121,25 @@ def _load_data(args, model):
             f"bundled digits, task '{args.task}' ({t['description']})")
 
 
+def check_out_file(path: str, option: str = "--out") -> pathlib.Path:
+    """Refuse an output file that cannot be written, before any work: a folder, a path under
+    a file, or a folder without write permission (missing folders are made later)."""
+    out = pathlib.Path(path)
+    if out.is_dir():
+        raise InputError(f"{option} {path} is a folder: give a file name in it")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{option} {path}: {parent} is a file, not a folder: choose another path")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise InputError(f"{option} {path} is not writable here: choose a folder you can write to")
+    return out
+
+
 def cmd_train(args) -> int:
+    if args.out:
+        check_out_file(args.out)
     model = load_tflite(_model_path(args.model))
     xtr, ytr, xte, yte, what = _load_data(args, model)
     trainer = Trainer(model, LoRAConfig(rank=args.rank), lr=args.lr, seed=args.seed,
@@ -161,6 +191,12 @@ def _print_flash(model, trainer, plan, board: str) -> None:
 
 
 def cmd_plan(args) -> int:
+    if args.plot:
+        plot = check_out_file(args.plot, "--plot")
+        if plot.suffix.lower() not in (".svg", ".png"):
+            raise InputError(f"--plot {args.plot}: draw to a .svg (or a .png with matplotlib)")
+        if not plot.parent.is_dir():
+            raise InputError(f"--plot {args.plot}: folder {plot.parent} does not exist: create it first")
     model = load_tflite(_model_path(args.model))
     budget, board = args.budget, args.board
     if args.auto_rank:

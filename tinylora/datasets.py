@@ -8,11 +8,14 @@ module needs only numpy at run time. The file is written by
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from importlib import resources
 
 import numpy as np
 
 from tinylora.errors import InputError
+from tinylora.ref import checks
 
 __all__ = [
     "load_digits",
@@ -89,27 +92,58 @@ def to_model_input(model, x_float) -> np.ndarray:
     return quantize_input(x_float, float(model.input_scale), int(model.input_zero_point))
 
 
+def _read_npz(path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file; InputError saying what the file is when it is not one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(0)
+            if head not in (b"PK\x03\x04", b"PK\x05\x06"):   # a zip's first entry, or an empty zip
+                kind = "an .npy array" if head[:4] == b"\x93NUM" else "not a zip archive"
+                raise InputError(f"--data {path} is {kind}: give an .npz written by "
+                                 "numpy.savez(path, x_train=..., y_train=...)")
+            with np.load(f, allow_pickle=False) as z:
+                return {name: z[name] for name in z.files}
+    except InputError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise InputError(f"--data {path} holds Python objects, not number arrays: save "
+                             "numeric arrays (x.astype(np.float32), y.astype(np.int64))") from None
+        raise InputError(f"--data {path} is damaged: {e}") from None
+    except OSError as e:
+        raise InputError(f"cannot read --data {path}: {e.strerror or e}") from None
+    except (EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise InputError(f"--data {path} is damaged or truncated ({type(e).__name__}: {e}); "
+                         "write it again with numpy.savez") from None
+
+
+def _samples(x, name: str, path) -> np.ndarray:
+    x = checks.finite(x, f"{path}: {name}")
+    if x.ndim < 2 or len(x) == 0:
+        raise InputError(f"{path}: {name} has shape {x.shape}: give N >= 1 samples of the model's "
+                         "input shape, (N, ...)")
+    return x
+
+
 def load_npz(path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test) from a user's .npz: arrays x_train, y_train (and
     optionally x_test, y_test; the training data otherwise), or x and y. Real-valued inputs are
-    quantized with ``model.quantize``; labels become int64. The one reader of --data files."""
-    try:
-        with np.load(path) as z:
-            names = set(z.files)
-            need = {"x_train", "y_train"} if "x_train" in names else {"x", "y"}
-            missing = need - names
-            if missing:
-                raise InputError(f"{path} lacks {sorted(missing)}: give arrays x_train, y_train "
-                                 "(and optionally x_test, y_test), or x and y")
-            if "x_train" in names:
-                xtr, ytr = z["x_train"], z["y_train"]
-                xte, yte = (z["x_test"], z["y_test"]) if {"x_test", "y_test"} <= names else (xtr, ytr)
-            else:
-                xtr, ytr, xte, yte = z["x"], z["y"], z["x"], z["y"]
-    except OSError as e:
-        raise InputError(f"cannot read --data {path}: {e}") from None
-
-    def prep(x):
-        return x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
-
-    return prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64)
+    quantized with ``model.quantize`` (NaN and inf refused); labels are checked to be class
+    numbers of the model, one per sample, and become int64. The one reader of --data files."""
+    z = _read_npz(path)
+    names = set(z)
+    need = {"x_train", "y_train"} if "x_train" in names else {"x", "y"}
+    missing = need - names
+    if missing:
+        raise InputError(f"{path} lacks {sorted(missing)} (it holds {sorted(names)}): give arrays "
+                         "x_train, y_train (and optionally x_test, y_test), or x and y")
+    pairs = [("x_train", "y_train"), ("x_test", "y_test")] if "x_train" in names else [("x", "y")]
+    out = []
+    for xn, yn in pairs:
+        if xn not in names or yn not in names:
+            continue
+        x = _samples(z[xn], xn, path)
+        y = checks.labels(z[yn], model.classes, count=len(x), what=f"{path}: {yn}")
+        out += [x if np.issubdtype(x.dtype, np.integer) else model.quantize(x), y]
+    return (out[0], out[1], out[2], out[3]) if len(out) == 4 else (out[0], out[1], out[0], out[1])

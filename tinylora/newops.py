@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinylora.errors import InputError
 from tinylora.ref.quant import (
     INT32_MAX,
     activation_range,
@@ -48,9 +49,9 @@ class Quant:
     def __post_init__(self):
         object.__setattr__(self, "scale", float(np.float32(self.scale)))
         if not (self.scale > 0 and math.isfinite(self.scale)):
-            raise ValueError(f"scale must be a finite positive float32, got {self.scale!r}")
+            raise InputError(f"scale must be a finite positive float32, got {self.scale!r}")
         if not -128 <= int(self.zero_point) <= 127:
-            raise ValueError(f"int8 zero point must be in [-128, 127], got {self.zero_point}")
+            raise InputError(f"int8 zero point must be in [-128, 127], got {self.zero_point}")
         object.__setattr__(self, "zero_point", int(self.zero_point))
 
 
@@ -64,7 +65,7 @@ def _int8(x) -> np.ndarray:
 
 def _check_nhwc(x: np.ndarray, what: str) -> None:
     if x.ndim != 4:
-        raise ValueError(f"{what} expects a 4-D NHWC tensor, got shape {x.shape}; "
+        raise InputError(f"{what} expects a 4-D NHWC tensor, got shape {x.shape}; "
                          "reshape the input to [N, H, W, C] first")
 
 
@@ -95,14 +96,14 @@ def pool_geometry(in_size: int, filter_size: int, stride: int, padding: str) -> 
     VALID: out = (in - filter + stride) // stride, no padding. SAME: out = ceil(in / stride),
     total padding max((out - 1) * stride + filter - in, 0) split with the smaller half before."""
     if stride < 1 or filter_size < 1:
-        raise ValueError(f"stride and filter size must be >= 1, got {stride}, {filter_size}")
+        raise InputError(f"stride and filter size must be >= 1, got {stride}, {filter_size}")
     if padding == "VALID":
         out = (in_size - filter_size + stride) // stride
         return out, 0
     if padding == "SAME":
         out = (in_size + stride - 1) // stride
         return out, max((out - 1) * stride + filter_size - in_size, 0) // 2
-    raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    raise InputError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
 
 
 def _pool_windows(x: np.ndarray, fh: int, fw: int, sh: int, sw: int, padding: str):
@@ -111,7 +112,7 @@ def _pool_windows(x: np.ndarray, fh: int, fw: int, sh: int, sw: int, padding: st
     oh, pad_h = pool_geometry(h, fh, sh, padding)
     ow, pad_w = pool_geometry(w, fw, sw, padding)
     if oh < 1 or ow < 1:
-        raise ValueError(f"a {fh}x{fw} filter with {padding} padding leaves no output on a "
+        raise InputError(f"a {fh}x{fw} filter with {padding} padding leaves no output on a "
                          f"{h}x{w} input; use SAME padding or a smaller filter")
     for oy in range(oh):
         y0 = oy * sh - pad_h
@@ -181,7 +182,7 @@ def add_params(q1: Quant, q2: Quant, qo: Quant) -> AddParams:
     mo = quantize_multiplier(twice_max / ((1 << left_shift) * qo.scale))
     for name, (_, e) in (("input 1", m1), ("input 2", m2), ("output", mo)):
         if e > 0:
-            raise ValueError(f"ADD {name} multiplier must be < 1 (TFLM's "
+            raise InputError(f"ADD {name} multiplier must be < 1 (TFLM's "
                              "QuantizeMultiplierSmallerThanOneExp); the output scale is "
                              f"{qo.scale:g}, too small for inputs of scale "
                              f"{max(q1.scale, q2.scale):g}")
@@ -212,10 +213,10 @@ def pad(x, paddings, pad_value: int) -> np.ndarray:
     x = np.asarray(x, np.int8)
     paddings = [(int(b), int(a)) for b, a in paddings]
     if len(paddings) != x.ndim or any(b < 0 or a < 0 for b, a in paddings):
-        raise ValueError(f"paddings must give non-negative (before, after) for each of the "
+        raise InputError(f"paddings must give non-negative (before, after) for each of the "
                          f"{x.ndim} axes, got {paddings}")
     if not -128 <= int(pad_value) <= 127:
-        raise ValueError(f"int8 pad value must be in [-128, 127], got {pad_value}")
+        raise InputError(f"int8 pad value must be in [-128, 127], got {pad_value}")
     return np.pad(x, paddings, mode="constant", constant_values=np.int8(pad_value))
 
 
@@ -243,7 +244,7 @@ def mean(x, axes, q_in: Quant, q_out: Quant, keep_dims: bool = True) -> np.ndarr
     axes = tuple(sorted({int(a) % x.ndim for a in np.atleast_1d(axes)}))
     count = int(np.prod([x.shape[a] for a in axes]))
     if count < 1:
-        raise ValueError(f"MEAN over axes {axes} of shape {x.shape} averages nothing")
+        raise InputError(f"MEAN over axes {axes} of shape {x.shape} averages nothing")
     total = x.sum(axis=axes, keepdims=keep_dims)
     m, s = mean_params(q_in, q_out, count)
     y = requantize(wrap_int32(total - q_in.zero_point * count), m, s) + q_out.zero_point
@@ -263,7 +264,7 @@ def concatenation(xs, axis: int, q_inputs=None, q_out: Quant | None = None) -> n
     if q_inputs is not None and q_out is not None:
         bad = concatenation_quant_mismatch(q_inputs, q_out)
         if bad:
-            raise ValueError(f"CONCATENATION inputs {bad} are quantized differently from the "
+            raise InputError(f"CONCATENATION inputs {bad} are quantized differently from the "
                              f"output ({q_out}); TFLM refuses such a model. Insert a QUANTIZE "
                              "op before those inputs (or re-convert the model)")
     return np.concatenate([np.asarray(x, np.int8) for x in xs], axis=axis)
@@ -325,7 +326,7 @@ def logistic_params(q_in: Quant) -> LogisticParams:
     q, shift = math.frexp(real)
     mult = math.floor(q * 2**31 + 0.5)
     if mult >= 2**31:
-        raise ValueError(f"LOGISTIC input scale {q_in.scale!r} rounds to a multiplier of 2^31, "
+        raise InputError(f"LOGISTIC input scale {q_in.scale!r} rounds to a multiplier of 2^31, "
                          "which TFLM cannot represent; nudge the scale")
     radius = math.floor(((1 << _LOGISTIC_INPUT_INTEGER_BITS) - 1)
                         * float(1 << (31 - _LOGISTIC_INPUT_INTEGER_BITS)) / float(2.0**shift))
@@ -384,7 +385,7 @@ def hard_swish_params(q_in: Quant, q_out: Quant) -> HardSwishParams:
     om, oe = quantize_multiplier(float(hires / f32(q_out.scale)))
     rm, re_ = quantize_multiplier(float(hires / (f32(3.0) / f32(32768.0))))
     if oe > 0:
-        raise ValueError(f"HARD_SWISH needs s_in / (128 * s_out) < 1; got scales in "
+        raise InputError(f"HARD_SWISH needs s_in / (128 * s_out) < 1; got scales in "
                          f"{q_in.scale:g}, out {q_out.scale:g} (TFLM refuses this model)")
     return HardSwishParams(_downscale_to_int16(om), oe, _downscale_to_int16(rm), re_)
 

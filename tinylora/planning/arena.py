@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylora.errors import BudgetError, ConfigError
+from tinylora.errors import BudgetError, ConfigError, ScheduleError
 from tinylora.planning.boards import load_board
 from tinylora.planning.kernel_scratch import frozen_layer_scratch
 from tinylora.planning.plotting import plot_plan
@@ -100,10 +100,11 @@ class ArenaPlan:
         """Raise AssertionError if two buffers that live at the same time share bytes."""
         scratch = [b for b in self.buffers if b.kind == "scratch"]
         for i, a in enumerate(scratch):
-            assert a.offset >= self.persistent_bytes and a.offset % ALIGN == 0, a
+            if a.offset < self.persistent_bytes or a.offset % ALIGN:
+                raise ScheduleError(f"{a.name} at offset {a.offset} is inside persistent state or unaligned")
             for b in scratch[i + 1:]:
                 if a.overlaps_in_time(b) and a.overlaps_in_memory(b):
-                    raise AssertionError(f"{a.name} and {b.name} are live together and overlap")
+                    raise ScheduleError(f"{a.name} and {b.name} are live together and overlap")
 
     def breakdown(self) -> str:
         per = {}
@@ -316,7 +317,9 @@ def check_budget(plan: ArenaPlan, suggest=None) -> ArenaPlan:
         msg += " These would fit: " + "; ".join(f"{label} ({n:,} B)" for label, n in fits) + "."
     else:
         msg += " Nothing smaller fits either: lower the budget's other uses or pick a larger board."
-    msg += " Lower --rank, use fewer target layers, or enable --recompute all."
+    msg += (" On the command line: a lower --rank, or --auto-rank (it chooses per-layer ranks and "
+            "recomputation that fit); in Python: LoRAConfig(rank=..., targets=...) and "
+            "Trainer(recompute='all').")
     raise BudgetError(msg, plan=plan)
 
 
@@ -351,16 +354,24 @@ def _alternatives(trainer, budget: int, backend: str = "portable") -> list[tuple
             (f"rank {r} + recompute all", LoRAConfig(rank=r, alpha=trainer.config.alpha, targets=tuple(ranks)), "all")
         )
     if len(ranks) > 1:
-        trials.append(
-            (f"only layer {top}, rank {ranks[top]}", LoRAConfig(rank=ranks[top], targets=(top,)), trainer.recompute)
-        )
-        trials.append((f"only layer {top}, rank 1", LoRAConfig(rank=1, targets=(top,)), trainer.recompute))
+        only = f"only layer {top} (LoRAConfig targets=({top},))"
+        trials.append((f"{only}, rank {ranks[top]}", LoRAConfig(rank=ranks[top], targets=(top,)), trainer.recompute))
+        trials.append((f"{only}, rank 1", LoRAConfig(rank=1, targets=(top,)), trainer.recompute))
+    seen = {_setting(trainer)}   # each suggestion once, and never the configuration that failed
     for label, cfg, rc in trials:
         try:
             t = Trainer(trainer.model, cfg, recompute=rc, **base)
             n = plan_trainer(t, backend=backend).total_bytes
         except (ConfigError, BudgetError):
             continue
+        if _setting(t) in seen:
+            continue
+        seen.add(_setting(t))
         if n <= budget:
             fits.append((label, n))
     return fits[:4]
+
+
+def _setting(t) -> tuple:
+    """What decides a trainer's arena: its per-layer ranks and its recomputation."""
+    return tuple((i, ad.k.rank) for i, ad in sorted(t.adapters.items())), t.recompute

@@ -58,7 +58,7 @@ def board_names() -> list[str]:
 
 def load_board(name: str) -> Board:
     path = resource_dir("boards") / f"{name}.toml"
-    if not path.is_file():
+    if not str(name).replace("_", "").replace("-", "").isalnum() or not path.is_file():
         names = board_names()
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.4)
         hint = f" Did you mean {close[0]!r}?" if close else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinylora.errors import InputError, ModelError
+from tinylora.ref import checks
 from tinylora.ref.layers import SUPPORTED_OPS, Layer, build_layer
 from tinylora.tflite import reader as tflite
 
@@ -39,6 +40,11 @@ class Model:
         return f"Model(input={self.input_shape}, output={self.output_shape}, layers=[{kinds}])"
 
     @property
+    def classes(self) -> int:
+        """How many outputs (classes) the model has: labels are in [0, classes)."""
+        return int(np.prod(self.output_shape))
+
+    @property
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
@@ -57,7 +63,7 @@ class Model:
 
     def quantize(self, x_real) -> np.ndarray:
         """Real-valued input -> int8 model input (round half away from zero, saturate)."""
-        v = np.asarray(x_real, np.float64) / self.input_scale
+        v = checks.finite(x_real, "real-valued input").astype(np.float64) / self.input_scale
         q = np.sign(v) * np.floor(np.abs(v) + 0.5) + self.input_zero_point
         return np.clip(q, -128, 127).astype(np.int8)
 

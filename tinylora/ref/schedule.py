@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinylora.errors import InputError
+
 
 @dataclass
 class ScheduleOp:
@@ -60,7 +62,7 @@ class BufferName:
     def adapter(kind: str, i: int) -> str:
         """A persistent array (one of :data:`ADAPTER_ARRAYS`) of the adapter on layer ``i``."""
         if kind not in ADAPTER_ARRAYS:
-            raise ValueError(f"no adapter array {kind!r}; one of {ADAPTER_ARRAYS}")
+            raise InputError(f"no adapter array {kind!r}; one of {ADAPTER_ARRAYS}")
         return f"{kind}{i}"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from tinylora.errors import ConfigError, InputError, ScheduleError
 from tinylora.formats import checkpoint
 from tinylora.formats.adapter import Adapter
-from tinylora.ref import lora, quant
+from tinylora.ref import checks, lora, quant
 from tinylora.ref.adapted import AdaptedLayer
 from tinylora.ref.arena_exec import ArenaBuffers, ArenaLifetimes, arena_view
 from tinylora.ref.config import RECOMPUTE_MODES, LoRAConfig, short_name
@@ -38,6 +38,8 @@ class Trainer(StepExecutor):
         self.config = config or LoRAConfig()
         if recompute not in RECOMPUTE_MODES:
             raise ConfigError(f"recompute must be one of {RECOMPUTE_MODES}, got {recompute!r}")
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"lr (learning rate) must be a finite number > 0, got {lr!r}")
         if grad_density is not None and not 0 < grad_density <= 1:
             raise ConfigError(f"grad_density must be in (0, 1], got {grad_density}")
         if grad_threshold < 0:
@@ -222,7 +224,7 @@ class Trainer(StepExecutor):
         x, _ = self.model._check_input(x)
         if x.shape[0] != 1:
             raise InputError("step() takes one sample; use fit() for many")
-        return self._run({"x": x, "label": int(label)}, start=0)
+        return self._run({"x": x, "label": checks.label(label, self.model.classes)}, start=0)
 
     def _run(self, bufs: dict, start: int) -> StepResult:
         if self._arena is not None:
@@ -254,7 +256,7 @@ class Trainer(StepExecutor):
     def trace(self, x, label: int) -> dict:
         """Every buffer of one step's forward pass and loss (nothing is updated)."""
         x, _ = self.model._check_input(x)
-        bufs = {"x": x[:1], "label": int(label)}
+        bufs = {"x": x[:1], "label": checks.label(label, self.model.classes)}
         for op in self.schedule:
             if op.op in ("forward", "lora_forward", "loss") and not op.recompute:
                 getattr(self, f"_op_{op.op}")(op, bufs)
@@ -267,7 +269,7 @@ class Trainer(StepExecutor):
         saved = {i: (ad.acc_a.copy(), ad.acc_b.copy()) for i, ad in self.adapters.items()}
         for ad in self.adapters.values():
             ad.acc_a, ad.acc_b = 0, 0
-        bufs = {"x": x[:1], "label": int(label)}
+        bufs = {"x": x[:1], "label": checks.label(label, self.model.classes)}
         for op in self.schedule:
             if op.op != "update":
                 getattr(self, f"_op_{op.op}")(op, bufs)
@@ -327,10 +329,14 @@ class Trainer(StepExecutor):
 
     def fit(self, X, Y, epochs: int = 1, shuffle: bool = True, callback=None) -> list[dict]:
         """Train on int8 inputs X (N, *input_shape) and labels Y; one step per sample."""
-        X = np.asarray(X)
+        X = checks.finite(X, "X")
+        if X.ndim == 0 or len(X) == 0:
+            raise InputError(f"fit() needs at least one sample, got X of shape {X.shape}")
         if not np.issubdtype(X.dtype, np.integer):
             X = self.model.quantize(X)
-        Y = np.asarray(Y).astype(np.int64)
+        Y = checks.labels(Y, self.model.classes, count=len(X), what="Y")
+        if int(epochs) != epochs or epochs < 0:
+            raise InputError(f"epochs must be a whole number >= 0, got {epochs!r}")
         seg = self.segment_inputs(X)
         start = self.lowest  # the schedule's ops before the lowest adapter are the frozen prefix
         rng = np.random.default_rng(self.seed)

@@ -100,18 +100,32 @@ class Graph:
         return self.tensors[index]
 
 
+#: The largest file read as a model (a microcontroller model is far smaller; /dev/zero is endless).
+MAX_FILE_BYTES = 64 << 20
+
+
+def _read_capped(f, what: str) -> bytes:
+    data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ModelError(f"{what} is larger than {MAX_FILE_BYTES >> 20} MB, the most tinylora reads "
+                         "as a model: is it a .tflite file for a microcontroller?")
+    return bytes(data)
+
+
 def read_bytes(source) -> bytes:
-    """Accept a path, bytes-like object or binary file; return the bytes."""
+    """Accept a path, bytes-like object or binary file; return the bytes (at most
+    MAX_FILE_BYTES: ModelError beyond)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
         try:
             with open(source, "rb") as f:
-                return f.read()
+                return _read_capped(f, f"model file {name!r}")
         except OSError as e:
-            raise ModelError(f"cannot read model file {os.fspath(source)!r}: {e.strerror}") from None
+            raise ModelError(f"cannot read model file {name!r}: {e.strerror or e}") from None
     if hasattr(source, "read"):
-        return bytes(source.read())
+        return _read_capped(source, "the model stream")
     raise ModelError(f"expected a .tflite path or bytes, got {type(source).__name__}")
 
 
