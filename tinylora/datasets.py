@@ -110,6 +110,12 @@ def load_npz(path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         raise InputError(f"cannot read --data {path}: {e}") from None
 
     def prep(x):
-        return x if np.issubdtype(x.dtype, np.integer) else model.quantize(x)
+        if np.issubdtype(x.dtype, np.integer):
+            return x
+        bad = np.argwhere(~np.isfinite(x)) if np.issubdtype(x.dtype, np.number) else []
+        if len(bad):
+            raise InputError(f"{path}: input value at index {tuple(int(i) for i in bad[0])} is "
+                             f"{x[tuple(bad[0])]}: give finite numbers (no NaN or inf)")
+        return model.quantize(x)
 
     return prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64)
