@@ -245,3 +245,38 @@ def test_pio_setup_rejects_a_file_as_core(tmp_path, capsys):
     f.write_text("")
     assert main(["pio-setup", "--core", str(f)]) == 2
     assert capsys.readouterr().err.startswith("tinylora: error: --core")
+
+
+def test_the_manifest_folder_as_a_link_out_is_refused(planned, tmp_path):
+    p3, _ = planned
+    out = tmp_path / "p"
+    gen.write_project(p3, out)
+    elsewhere = tmp_path / "elsewhere"
+    (out / ".tinylora").rename(elsewhere)
+    (out / ".tinylora").symlink_to(elsewhere, target_is_directory=True)
+    before = _tree(elsewhere)
+    with pytest.raises(gen.ProjectError, match="leads outside the project"):
+        gen.write_project(p3, out, force=True)
+    assert _tree(elsewhere) == before
+
+
+def test_a_file_where_a_folder_belongs_is_a_conflict(planned, tmp_path):
+    """Found before anything is written (it used to fail half-way with an OSError)."""
+    p3, _ = planned
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "lib").write_text("mine\n")
+    with pytest.raises(gen.ProjectError, match="lib is a file, where a folder should be") as e:
+        gen.write_project(p3, out, force=True)
+    assert "--force" not in str(e.value)   # it would fail the same way
+    assert sorted(p.name for p in out.iterdir()) == ["lib"]
+
+
+def test_staging_left_by_a_killed_generation_is_cleaned(planned, tmp_path):
+    p3, p2 = planned
+    out = tmp_path / "p"
+    gen.write_project(p3, out)
+    (out / ".tinylora" / "staging-killed").mkdir()
+    (out / ".tinylora" / "staging-killed" / "0").write_bytes(b"half")
+    gen.write_project(p2, out)
+    assert sorted(p.name for p in (out / ".tinylora").iterdir()) == ["manifest.json"]

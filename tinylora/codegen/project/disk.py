@@ -65,6 +65,15 @@ def inside(root: Path, rel: str) -> Path:
     return path
 
 
+def blocked(root: Path, rel: str) -> str | None:
+    """The folder of ``rel`` that exists as something other than a folder, if any."""
+    for parent in reversed(list(PurePosixPath(rel).parents)[:-1]):
+        path = root / parent
+        if path.exists() and not path.is_dir():
+            return str(parent)
+    return None
+
+
 def _damaged(path: Path, why: str) -> ProjectError:
     return ProjectError(f"{path} is damaged ({why}), so tinylora gen will not trust it. Move it "
                         f"aside (mv {path} {path.name}.bak) and run tinylora gen again: files "
@@ -109,6 +118,9 @@ def _stage(root: Path, final: dict[str, bytes]) -> Path:
     try:
         state = inside(root, _STATE_DIR)
         state.mkdir(parents=True, exist_ok=True)
+        for old in state.glob("staging-*"):   # left by a generation that was killed
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
         staging = Path(tempfile.mkdtemp(prefix="staging-", dir=state))
     except OSError as e:
         raise _write_error(root, "the project", e, "Nothing was changed: choose a folder you "

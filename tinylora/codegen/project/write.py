@@ -17,7 +17,7 @@ from tinylora.codegen.project.common import (
     Project,
     _json_text,
 )
-from tinylora.codegen.project.disk import commit, inside, project_root, read_manifest
+from tinylora.codegen.project.disk import blocked, commit, inside, project_root, read_manifest
 from tinylora.codegen.project.plan import plan_project
 from tinylora.codegen.project.regions import _digest, _merge, _split_regions, canonical
 from tinylora.errors import ProjectError
@@ -49,12 +49,16 @@ def write_project(project: Project, out_dir: Path | str, force: bool = False) ->
     root = project_root(out_dir)
     old_manifest = read_manifest(root) if root.is_dir() else {}
     conflicts: list[str] = []
+    in_the_way: list[str] = []   # --force cannot help with these
     final: dict[str, bytes] = {}
     preserved: dict[str, list[str]] = {}
     for rel, data in project.files.items():
         target = inside(root, rel)
         if target.is_dir():
-            conflicts.append(f"{rel}: a folder is in the way")
+            in_the_way.append(f"{rel}: a folder is in the way")
+            continue
+        if blocked(root, rel):
+            in_the_way.append(f"{rel}: {blocked(root, rel)} is a file, where a folder should be")
             continue
         if not target.is_file():
             final[rel] = data
@@ -78,6 +82,10 @@ def write_project(project: Project, out_dir: Path | str, force: bool = False) ->
             conflicts.append(f"{rel}: no longer generated, but changed since tinylora wrote it")
         else:
             removable.append(rel)
+    if in_the_way:
+        raise ProjectError("tinylora gen cannot write the project; nothing was written:\n  "
+                           + "\n  ".join(in_the_way + conflicts)
+                           + "\nMove or rename what is in the way, or choose another --out.")
     if conflicts:
         raise ProjectError("tinylora gen would overwrite your changes; nothing was written:\n  "
                            + "\n  ".join(conflicts)
