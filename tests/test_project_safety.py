@@ -280,3 +280,26 @@ def test_staging_left_by_a_killed_generation_is_cleaned(planned, tmp_path):
     (out / ".tinylora" / "staging-killed" / "0").write_bytes(b"half")
     gen.write_project(p2, out)
     assert sorted(p.name for p in (out / ".tinylora").iterdir()) == ["manifest.json"]
+
+
+def test_pio_setup_has_help_with_an_example(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["pio-setup", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and "PLATFORMIO_CORE_DIR" in out and "tool-scons" in out
+
+
+def test_pio_setup_without_pip_access_says_what_to_do(tmp_path, capsys, monkeypatch):
+    """pip cannot reach PyPI: exit 2, the advice, and no half-installed package left."""
+    import subprocess
+
+    from tinylora import pio
+
+    def no_pypi(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found")
+    monkeypatch.setattr(pio.subprocess, "run", no_pypi)
+    assert main(["pio-setup", "--core", str(tmp_path / "core")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinylora: error: preparing PlatformIO core") and "PIP_FIND_LINKS" in err
+    assert not (tmp_path / "core" / "packages" / "tool-scons").exists()
