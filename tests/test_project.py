@@ -519,3 +519,33 @@ def test_pio_run_builds_the_frozen_forward_app(pio_core, tmp_path):
     code, out = _run_firmware(q, tmp_path / "frozen/.pio/build/qemu_cm4/firmware.elf", "E\n")
     assert code == 0 and "# training: not in this build" in out, out
     assert _lines(out) == p.expected_output + p.expected_output, out
+
+
+def test_a_new_user_offline_runs_pio_test_on_a_fresh_core(projects, tmp_path, monkeypatch, capsys):
+    """Exactly what the generated README tells a new user without PlatformIO's registry: an
+    empty PlatformIO core (``PLATFORMIO_CORE_DIR``), ``tinylora pio-setup``, then ``pio test
+    -e qemu_cm4`` in the project, with no other PlatformIO setting in the environment."""
+    from tinylora.cli import main
+    pio = _need_platformio()
+    _need_toolchains()
+    core = tmp_path / "fresh-core"
+    core.mkdir()
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(core))
+    assert main(["pio-setup"]) == 0
+    assert f"PlatformIO core {core.resolve()}: tool-scons" in capsys.readouterr().out
+    _, folder = projects[BUILD_BOARD]
+    assert b"tinylora pio-setup" in (folder / "README.md").read_bytes()
+    copy = tmp_path / "project"
+    shutil.copytree(folder, copy)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMIO_")}
+    env["PLATFORMIO_CORE_DIR"] = str(core)
+    t0 = time.perf_counter()
+    proc = subprocess.run(pio._pio_command() + ["test", "-e", "qemu_cm4"], cwd=copy, env=env,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    seconds = time.perf_counter() - t0
+    print(f"\npio test -e qemu_cm4 on a fresh core after tinylora pio-setup: {seconds:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    counts = pio.parse_test_summary(proc.stdout)
+    assert counts["total"] > 0 and counts["succeeded"] == counts["total"], counts
+    assert seconds < 200, "something waited for the registry (60 s per attempt)"

@@ -11,6 +11,7 @@ from tinylora.commands import (
     cmd_eval,
     cmd_gen,
     cmd_inspect,
+    cmd_pio_setup,
     cmd_plan,
     cmd_train,
     cmd_verify,
@@ -207,6 +208,23 @@ def _add_gen(sub, fmt) -> None:
     p.set_defaults(func=cmd_gen)
 
 
+def _add_pio_setup(sub, fmt) -> None:
+    p = sub.add_parser("pio-setup", formatter_class=fmt,
+                       help="prepare PlatformIO to build the QEMU environments offline",
+                       description="Install the one PlatformIO core package the QEMU "
+                                   "environments of a generated project need (tool-scons: SCons "
+                                   "from PyPI through pip) into a PlatformIO core folder, so "
+                                   "`pio run` / `pio test -e qemu_cm4` work without PlatformIO's "
+                                   "registry. Boards' own environments still need the registry.",
+                       epilog="examples:\n  tinylora pio-setup                 # $PLATFORMIO_CORE_DIR "
+                              "or ~/.platformio\n"
+                              "  tinylora pio-setup --core ~/pio-core && export "
+                              "PLATFORMIO_CORE_DIR=~/pio-core")
+    p.add_argument("--core", default=None,
+                   help="PlatformIO core folder (default: $PLATFORMIO_CORE_DIR, else ~/.platformio)")
+    p.set_defaults(func=cmd_pio_setup)
+
+
 def _add_boards(sub, fmt) -> None:
     p = sub.add_parser("boards", formatter_class=fmt, help="list the supported boards",
                        description="List the boards tinylora knows (boards/*.toml).",
@@ -229,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(sub, fmt)
     _add_verify(sub, fmt)
     _add_gen(sub, fmt)
+    _add_pio_setup(sub, fmt)
     _add_boards(sub, fmt)
     return parser
 

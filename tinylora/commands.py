@@ -9,12 +9,12 @@ import time
 import numpy as np
 
 from tinylora import datasets, emulate, load_tflite, tasks
-from tinylora.codegen.project import GEN_LR, check_names, plan_project, write_project
+from tinylora.codegen.project import GEN_LR, QEMU_ENVS, check_names, plan_project, write_project
 from tinylora.codegen.project.flash import model_bytes
-from tinylora.errors import InputError, ModelError
+from tinylora.errors import InputError, ModelError, PioError
 from tinylora.examples import example_model
 from tinylora.formats.adapter import ADAPTER_MAGIC, Adapter
-from tinylora.pio import lint
+from tinylora.pio import default_core_dir, lint, prepare_core, scons_versions
 from tinylora.planning.arena import checked_plan, inference_plan
 from tinylora.planning.autorank import auto_rank
 from tinylora.planning.boards import board_names, load_board
@@ -322,7 +322,26 @@ def cmd_gen(args) -> int:
     except ImportError:
         print("platformio.ini: not linted (PlatformIO is not installed: pip install platformio)")
     print(f"next: cd {out} && pio run -t upload && pio device monitor   (README.md; tests: pio test)")
+    print("without a board: tinylora pio-setup (once, prepares PlatformIO offline), then "
+          f"cd {out} && pio test -e {QEMU_ENVS[0].env}")
     return 1 if problems else 0
+
+
+def cmd_pio_setup(args) -> int:
+    core = pathlib.Path(args.core).expanduser() if args.core else default_core_dir()
+    if core.exists() and not core.is_dir():
+        raise InputError(f"--core {core} is a file: give a folder for PlatformIO's core")
+    try:
+        core = prepare_core(core)
+    except (PioError, OSError) as e:   # pip's output can take several lines: keep them
+        print(f"tinylora: error: preparing PlatformIO core {core} failed: {e}", file=sys.stderr)
+        return 2
+    scons, package = scons_versions()
+    print(f"PlatformIO core {core}: tool-scons {package} (SCons {scons}) is installed; the QEMU "
+          "environments of a generated project now build and test without PlatformIO's registry")
+    if args.core:
+        print(f"use it: export PLATFORMIO_CORE_DIR={core}   (then: pio test -e qemu_cm4)")
+    return 0
 
 
 class _Progress:

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from tinylora.errors import PioError
 
-__all__ = ["PioError", "PioResult", "available", "prepare_core", "environment", "lint",
+__all__ = ["PioError", "PioResult", "available", "prepare_core", "default_core_dir",
+           "environment", "lint",
            "run", "test", "SCONS_VERSION", "scons_versions", "parse_test_summary"]
 
 #: PlatformIO Core 6.2 requires tool-scons ~4.41101.0, which is SCons 4.11.1 (the package
@@ -111,6 +112,13 @@ def environment(core_dir: Path | str | None = None) -> dict[str, str]:
     return env
 
 
+def default_core_dir() -> Path:
+    """The core directory PlatformIO itself uses: ``$PLATFORMIO_CORE_DIR``, else
+    ``~/.platformio``."""
+    env = os.environ.get("PLATFORMIO_CORE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".platformio"
+
+
 def _scons_ready(pkg: Path, package_version: str) -> bool:
     try:
         manifest = json.loads((pkg / "package.json").read_text())
@@ -143,7 +151,9 @@ def prepare_core(core_dir: Path | str, timeout: float = 300.0) -> Path:
             raise PioError(f"installing SCons timed out after {timeout:g} s: {' '.join(cmd)}") from None
         if proc.returncode != 0:
             shutil.rmtree(pkg, ignore_errors=True)
-            raise PioError(f"installing SCons {scons} failed ({proc.returncode}):\n"
+            raise PioError(f"installing SCons {scons} failed ({proc.returncode}): pip needs PyPI "
+                           f"or a local copy (pip download scons=={scons} on a connected "
+                           "machine, then PIP_FIND_LINKS=<that folder> and run it again):\n"
                            f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
         # pip's scripts and metadata are not part of the package PlatformIO expects
         shutil.rmtree(pkg / "bin", ignore_errors=True)

@@ -20,6 +20,7 @@ Project layout::
     CMakeLists.txt, src/CMakeLists.txt, src/idf_component.yml, sdkconfig.defaults,
     partitions.csv            ESP-IDF boards only
     .tinylora/manifest.json   what tinylora wrote (hashes), to detect edits
+    .tinylora/pending.json    only while writing: the journal a rerun finishes from
 
 **The model code.** Everything in ``lib/tinylora/src`` besides the copied runtime, plus its
 on-device tests, is a :class:`ModelCode`, made by :func:`model_code`:
@@ -69,6 +70,7 @@ from tinylora.errors import ProjectError
 #   files.py       the template -> output table: every file's bytes
 #   regions.py     USER CODE regions, canonical bytes for the manifest
 #   write.py       write_project (keeps regions, refuses to lose edits), check_names
+#   disk.py        paths kept inside --out, the manifest checked, atomic writes with a journal
 #   common.py      constants and data classes shared by the above
 
 __all__ = ["annotations", "canonical", "check_names", "CMSIS_NN_VERSION", "ESP_NN_VERSION", "FRAMEWORKS",

@@ -23,10 +23,21 @@ from tinylora.ref.trainer import LoRAConfig, Trainer
 
 # ---------------------------------------------------------------------------------- samples
 
+def _check_labels(data: str, x: np.ndarray, y: np.ndarray) -> None:
+    """One class number per sample in ``--data`` (not one-hot rows, not fewer or more)."""
+    if y.ndim != 1:
+        raise InputError(f"--data {data}: y has shape {y.shape}; tinylora gen needs one class "
+                         "number per sample, shape (N,) (one-hot rows: y.argmax(axis=1))")
+    if x.ndim == 0 or len(x) != len(y):
+        raise InputError(f"--data {data}: x has {len(x) if x.ndim else 0} samples but y has "
+                         f"{len(y)} labels: give exactly one label per sample")
+
+
 def _default_samples(model, model_path: str | None, data: str | None, count: int):
     """(int8 samples, labels, description) embedded in the application."""
     if data is not None:
         x, y, _, _ = datasets.load_npz(data, model)
+        _check_labels(data, np.asarray(x), np.asarray(y))
         x, _ = model._check_input(np.asarray(x)[:count])
         return x.astype(np.int8), np.asarray(y[:count]).astype(np.int64), f"the first {len(x)} of {Path(data).name}"
     if model_path is None:

@@ -17,6 +17,7 @@ from tinylora.codegen.project.common import (
     Project,
     _json_text,
 )
+from tinylora.codegen.project.disk import blocked, commit, inside, project_root, read_manifest
 from tinylora.codegen.project.plan import plan_project
 from tinylora.codegen.project.regions import _digest, _merge, _split_regions, canonical
 from tinylora.errors import ProjectError
@@ -41,86 +42,89 @@ def write_project(project: Project, out_dir: Path | str, force: bool = False) ->
     Files of an earlier generation that this one no longer has are deleted on the same
     condition. Anything else is a :class:`ProjectError` listing every conflict, and then
     nothing is written -- unless ``force``, which overwrites (regions are still kept).
+    Nothing outside ``out_dir`` is read, written or deleted (:mod:`.disk`: a damaged or
+    crafted manifest, or a symbolic link leading out, is a :class:`ProjectError` even with
+    ``force``), and the files land atomically (:func:`.disk.commit`).
     """
-    out = Path(out_dir)
-    manifest_path = out / MANIFEST
-    old_manifest: dict[str, str] = {}
-    if manifest_path.is_file():
-        try:
-            old_manifest = json.loads(manifest_path.read_text())["files"]
-        except (ValueError, KeyError, TypeError):
-            raise ProjectError(f"{manifest_path} is damaged: restore it or delete the project "
-                               "folder (or use --force)") from None
+    root = project_root(out_dir)
+    old_manifest = read_manifest(root) if root.is_dir() else {}
     conflicts: list[str] = []
+    in_the_way: list[str] = []   # --force cannot help with these
     final: dict[str, bytes] = {}
     preserved: dict[str, list[str]] = {}
     for rel, data in project.files.items():
-        target = out / rel
+        target = inside(root, rel)
         if target.is_dir():
-            conflicts.append(f"{rel}: a folder is in the way")
+            in_the_way.append(f"{rel}: a folder is in the way")
+            continue
+        if blocked(root, rel):
+            in_the_way.append(f"{rel}: {blocked(root, rel)} is a file, where a folder should be")
             continue
         if not target.is_file():
             final[rel] = data
             continue
         old = target.read_bytes()
         if rel in old_manifest:
-            if _digest(old) != old_manifest[rel] and not force:
+            if _digest(old) not in old_manifest[rel] and not force:
                 conflicts.append(f"{rel}: changed outside its USER CODE regions since tinylora "
                                  "wrote it")
                 continue
         elif old != data and canonical(old) != canonical(data) and not force:
             conflicts.append(f"{rel}: exists and was not written by tinylora")
             continue
-        if rel in _REGION_FILES:
-            try:
-                merged = _merge(data, old, rel)
-            except ProjectError as e:
-                if not force:
-                    conflicts.append(str(e))
-                    continue
-                merged = data
-            kept = [n for n, body in _split_regions(old.decode())[1].items() if "".join(body).strip()]
-            if kept:
-                preserved[rel] = kept
-            final[rel] = merged
-        else:
-            final[rel] = data
-    stale = sorted(set(old_manifest) - set(project.files))
+        final[rel] = _keep_regions(rel, data, old, force, conflicts, preserved)
     removable = []
-    for rel in stale:
-        target = out / rel
+    for rel in sorted(set(old_manifest) - set(project.files)):
+        target = inside(root, rel)
         if not target.is_file():
             continue
-        if _digest(target.read_bytes()) != old_manifest[rel] and not force:
+        if _digest(target.read_bytes()) not in old_manifest[rel] and not force:
             conflicts.append(f"{rel}: no longer generated, but changed since tinylora wrote it")
         else:
             removable.append(rel)
+    if in_the_way:
+        raise ProjectError("tinylora gen cannot write the project; nothing was written:\n  "
+                           + "\n  ".join(in_the_way + conflicts)
+                           + "\nMove or rename what is in the way, or choose another --out.")
     if conflicts:
         raise ProjectError("tinylora gen would overwrite your changes; nothing was written:\n  "
                            + "\n  ".join(conflicts)
                            + "\nMove your changes into USER CODE regions, restore the files, "
                              "choose another --out, or use --force to overwrite.")
 
-    written, unchanged = [], []
-    for rel, data in final.items():
-        target = out / rel
-        if target.is_file() and target.read_bytes() == data:
-            unchanged.append(rel)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        written.append(rel)
-    for rel in removable:
-        (out / rel).unlink()
+    changed = {rel: data for rel, data in final.items()
+               if not (inside(root, rel).is_file() and inside(root, rel).read_bytes() == data)}
+    digests = {rel: _digest(data) for rel, data in sorted(final.items())}
     manifest = {"generator": f"tinylora {__version__}", "board": project.board.name,
                 "note": "sha256 of each file tinylora wrote, USER CODE regions excluded: "
                         "tinylora gen uses it to find edits it must not overwrite",
-                "files": {rel: _digest(data) for rel, data in sorted(final.items())}}
+                "files": digests}
+    pending = {"note": "a tinylora gen that stopped midway: these files may already be new",
+               "files": {rel: digests[rel] for rel in sorted(changed)}}
     text = _json_text(manifest).encode()
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    if not manifest_path.is_file() or manifest_path.read_bytes() != text:
-        manifest_path.write_bytes(text)
-    return WriteReport(out, sorted(written), sorted(unchanged), removable, preserved)
+    manifest_path = root / MANIFEST
+    if changed or removable or not manifest_path.is_file() or manifest_path.read_bytes() != text:
+        commit(root, changed, removable, text, _json_text(pending).encode())
+    unchanged = sorted(set(final) - set(changed))
+    return WriteReport(Path(out_dir), sorted(changed), unchanged, removable, preserved)
+
+
+def _keep_regions(rel: str, data: bytes, old: bytes, force: bool, conflicts: list[str],
+                  preserved: dict[str, list[str]]) -> bytes:
+    """``data`` with ``old``'s USER CODE regions (region files only)."""
+    if rel not in _REGION_FILES:
+        return data
+    try:
+        merged = _merge(data, old, rel)
+    except ProjectError as e:
+        if not force:
+            conflicts.append(str(e))
+            return data
+        merged = data
+    kept = [n for n, body in _split_regions(old.decode())[1].items() if "".join(body).strip()]
+    if kept:
+        preserved[rel] = kept
+    return merged
 
 
 def generate_project(board: str, out_dir: Path | str, force: bool = False, **options):
