@@ -15,7 +15,7 @@ from tinylora.pio import lint
 from tinylora.planning.arena import checked_plan, inference_plan
 from tinylora.planning.autorank import auto_rank
 from tinylora.planning.boards import board_names, load_board
-from tinylora.ref.layers import build_layer
+from tinylora.ref.graph import build_node
 from tinylora.ref.model import Model
 from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
 from tinylora.tflite import reader as tflite
@@ -56,7 +56,7 @@ def cmd_inspect(args) -> int:
         ins = [graph.tensors[i] for i in op.inputs if 0 <= i < len(graph.tensors)]
         out = graph.tensors[op.outputs[0]] if op.outputs and 0 <= op.outputs[0] < len(graph.tensors) else None
         try:
-            layer = build_layer(graph, op)
+            layer = build_node(graph, op)
             status, op_macs = "yes", layer.macs
             act = layer.activation if hasattr(layer, "activation") else "NONE"
         except ModelError as e:

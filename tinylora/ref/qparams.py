@@ -58,3 +58,25 @@ def quantize_multiplier_signed(real: float) -> tuple[int, int]:
     if e < -31:
         return 0, 0
     return int(q_fixed), int(e)
+
+
+def fold_weight_signs(weights, scale, zero_point, bias, channels: int, axis: int):
+    """Negative per-channel weight scales (TFLM runs them): s * w = (-s) * (-w), so negate the
+    channel's weights, bias and scale when that is exact (no weight -128, zero point 0, bias
+    not INT32_MIN). Returns (weights, scale, zero_point, bias, signed); ``signed`` when some
+    channel cannot fold: scales stay as given and the multiplier keeps the sign
+    (:func:`quantize_multiplier_signed`)."""
+    scale = np.broadcast_to(scale, (channels,)).astype(np.float32)
+    zp = np.broadcast_to(zero_point, (channels,)).astype(np.int64)
+    neg = scale < 0
+    if not neg.any():
+        return weights, scale, zp, bias, False
+    w = np.moveaxis(weights, axis, 0)
+    exact = all(not (w[c] == -128).any() and zp[c] == 0 and (bias is None or bias[c] != -2**31)
+                for c in np.flatnonzero(neg))
+    if not exact:
+        return weights, scale, zp, bias, True
+    sign = np.where(neg, -1, 1)
+    w = (w.astype(np.int64) * sign.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.int8)
+    bias = None if bias is None else bias * sign
+    return np.moveaxis(w, 0, axis), np.abs(scale), zp, bias, False

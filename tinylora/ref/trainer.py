@@ -20,6 +20,7 @@ from tinylora.ref.adapted import AdaptedLayer
 from tinylora.ref.arena_exec import ArenaBuffers, ArenaLifetimes, arena_view
 from tinylora.ref.config import RECOMPUTE_MODES, LoRAConfig, short_name
 from tinylora.ref.executor import StepExecutor
+from tinylora.ref.graph import require_chain_ops
 from tinylora.ref.layers import Layer, Reshape, Softmax
 from tinylora.ref.loss import loss_real
 from tinylora.ref.model import Model
@@ -34,6 +35,7 @@ class Trainer(StepExecutor):
                  grad_threshold: int = 0, grad_density: float | None = None,
                  recompute: str = "none", seed: int = 0, momentum: float = 0.0,
                  accum_steps: int = 1, calibration=None, grad_capacity: int | None = None):
+        require_chain_ops(model, "training")
         self.model = model
         self.config = config or LoRAConfig()
         if recompute not in RECOMPUTE_MODES:
