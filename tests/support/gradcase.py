@@ -32,7 +32,7 @@ def gradient_case(seed: int):
     x = randmodel.random_input(rng, mb, 16)
     rank, b_init = int(rng.integers(1, 6)), {}
     for lr in (1.0, 1e-2, 1e-4, 1e-6):
-        t = Trainer(m, LoRAConfig(rank=rank), lr=lr, seed=seed, calibration=x)
+        t = Trainer(m, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, calibration=x)
         for i, ad in t.adapters.items():
             b_init.setdefault(i, rng.integers(-60, 61, ad.b_master.shape) << lora.MASTER_FRAC_BITS)
             ad.b_master = b_init[i].copy()
