@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.support import oracles, zoo
-from tinylora import InputError, ModelError, load_tflite
+from tinylora import ConfigError, InputError, LoRAConfig, ModelError, load_tflite
 from tinylora.commands import cmd_inspect
 from tinylora.planning.arena import inference_plan
 from tinylora.ref.trainer import Trainer
@@ -103,3 +103,19 @@ def test_training_refuses_what_it_cannot_run_yet_naming_each_op(models):
     for layer in resnet.layers:
         if layer.kind in ("ADD", "AVERAGE_POOL_2D"):
             assert f"op {layer.index} {layer.kind}: no training" in msg
+
+
+def test_regression_models_train_with_mse_and_are_not_taken_as_classes(models):
+    ae = load_tflite(models["autoencoder"])
+    with pytest.raises(ConfigError, match="will not guess its loss"):
+        Trainer(ae)
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, size=(4,) + ae.input_shape).astype(np.int8)
+    t = Trainer(ae, LoRAConfig(loss="mse", targets=(9,)), lr=20.0, calibration=x)
+    # reconstruction: the target is the input itself, as int8 values at the output's scale
+    target = np.clip(np.round(x[0].astype(float) * ae.input_scale / ae.output_scale)
+                     + ae.output_zero_point, -128, 127).astype(np.int8)
+    first = int(t.step(x[0], target))
+    for _ in range(20):
+        last = int(t.step(x[0], target))
+    assert last < first, (first, last)
