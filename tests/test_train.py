@@ -296,3 +296,16 @@ def test_mse_refused_through_a_softmax(model):
         Trainer(model, LoRAConfig(loss="mse"))
     with pytest.raises(ConfigError, match="loss must be one of"):
         Trainer(model, loss="l1")
+
+
+def test_default_target_of_a_model_without_fc_is_its_last_1x1_conv():
+    rng = np.random.default_rng(8)
+    mb = randmodel.random_model(rng, "cnn", input_shape=(6, 6, 3), softmax=True, edge="none",
+                                convs=[{"op": "CONV_2D", "kernel": (1, 1), "stride": (1, 1),
+                                        "out_channels": 5},
+                                       {"op": "CONV_2D", "kernel": (1, 1), "stride": (1, 1),
+                                        "out_channels": 4}], fc_widths=[])
+    m = tinylora.load_tflite(mb)
+    assert "FULLY_CONNECTED" not in [l.kind for l in m.layers]
+    t = Trainer(m, LoRAConfig(rank=2))
+    assert list(t.adapters) == [1]

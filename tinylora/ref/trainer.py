@@ -77,11 +77,13 @@ class Trainer(HeadMixin, StepExecutor):
         targets = self.config.targets
         if targets is None:
             chosen = [l for l in layers if l.kind == "FULLY_CONNECTED"]
+            if not chosen:  # no FC (person-detection-like heads): the last 1x1 conv
+                chosen = [l for l in layers if lora.is_adaptable(l)][-1:]
         else:
             chosen = [self._find_layer(t) for t in targets]
         if not chosen:
-            raise ConfigError("no target layers: the model has no FULLY_CONNECTED layer; name "
-                              "1x1 CONV_2D layers in LoRAConfig(targets=...)")
+            raise ConfigError("no target layers: the model has no FULLY_CONNECTED layer and no "
+                              "1x1 CONV_2D layer; LoRA adapts only those")
         for layer in chosen:
             if not lora.is_adaptable(layer):
                 raise ConfigError(f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) cannot "
