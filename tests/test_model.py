@@ -93,6 +93,14 @@ def _huge_shape(m):
     sg.tensors[sg.operators[5].inputs[1]].shape = [2**31 - 1, 2**31 - 1]   # product overflows int64
 
 
+def _int16_kws(m):
+    """Like an int16-activation keyword model: a float input QUANTIZEd to int16."""
+    sg = m.subgraphs[0]
+    E.set_op(m, 0, E.BUILTIN.QUANTIZE)
+    sg.tensors[sg.inputs[0]].type = E.TENSOR.FLOAT32
+    sg.tensors[sg.operators[0].outputs[0]].type = E.TENSOR.INT16
+
+
 def _two_bad_ops(m):
     E.set_op(m, 1, E.BUILTIN.SVDF)
     E.set_op(m, 3, E.BUILTIN.L2_NORMALIZATION)
@@ -115,6 +123,8 @@ BAD = {
                    r"op 3 L2_NORMALIZATION: operator L2_NORMALIZATION is not supported.*FULLY_CONNECTED"),
     "quantize op": (lambda b: E.edit(b, lambda m: E.set_op(m, 0, E.BUILTIN.QUANTIZE)),
                     r"op 0 QUANTIZE: input and output shapes differ"),
+    "int16 model": (lambda b: E.edit(b, _int16_kws), r"(?s)^(?!.*float).*op 0 QUANTIZE: tensor .* has int16 "
+                    r"activations.*TFLITE_BUILTINS_INT8"),
     "lstm op": (lambda b: E.edit(b, lambda m: E.set_op(m, 2, E.BUILTIN.UNIDIRECTIONAL_SEQUENCE_LSTM)),
                 r"op 2 UNIDIRECTIONAL_SEQUENCE_LSTM: recurrent operator .* not supported"),
     "every problem at once": (lambda b: E.edit(b, _two_bad_ops),
