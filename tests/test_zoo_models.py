@@ -13,6 +13,8 @@ import pytest
 
 from tests.support import oracles, zoo
 from tinylora import ConfigError, InputError, LoRAConfig, ModelError, load_tflite
+from tinylora.codegen.frozen import plan_frozen
+from tinylora.codegen.step import plan_step
 from tinylora.commands import cmd_inspect
 from tinylora.planning.arena import inference_plan
 from tinylora.ref.trainer import Trainer
@@ -94,15 +96,37 @@ def test_inspect_lists_every_zoo_model_as_supported(models, tmp_path, capsys):
         assert "every op is supported" in capsys.readouterr().out
 
 
-def test_training_refuses_what_it_cannot_run_yet_naming_each_op(models):
+def test_training_and_codegen_refuse_what_they_cannot_run_yet_naming_each_op(models):
     resnet = load_tflite(models["resnet8"])
-    with pytest.raises(ModelError) as e:
+    with pytest.raises(ModelError, match="(?s)not yet in training.*graph branches"):
         Trainer(resnet)
-    msg = str(e.value)
-    assert "graph branches" in msg
+    with pytest.raises(ModelError, match="(?s)op 0 QUANTIZE: no training.*float32 end.*"
+                                         "op 11 DEQUANTIZE: no training"):
+        Trainer(load_tflite(models["autoencoder_float_io"]))
+    with pytest.raises(ModelError) as e:
+        plan_frozen(resnet)
     for layer in resnet.layers:
         if layer.kind in ("ADD", "AVERAGE_POOL_2D"):
-            assert f"op {layer.index} {layer.kind}: no training" in msg
+            assert f"op {layer.index} {layer.kind}: no C code generation" in str(e.value)
+
+
+def test_head_training_below_a_new_op_runs_in_numpy_and_gen_refuses(models):
+    """DS-CNN's AVERAGE_POOL_2D lies below its FC head: the numpy trainer runs it forward;
+    the C generator has no kernel for it yet and says so (not a crash)."""
+    m = load_tflite(models["ds_cnn"])
+    t = Trainer(m, LoRAConfig(rank=2), lr=0.5)
+    assert list(t.adapters) == [10] and m.layers[9].kind == "AVERAGE_POOL_2D"
+    rng = np.random.default_rng(2)
+    x = rng.integers(-128, 128, size=(2,) + m.input_shape).astype(np.int8)
+    label = int(np.argmin(m.forward(x[0])))
+    first = int(t.step(x[0], label))
+    for _ in range(15):
+        last = int(t.step(x[0], label))
+    assert last < first, (first, last)
+    with pytest.raises(ModelError, match="op 9 AVERAGE_POOL_2D: no C code generation"):
+        plan_step(t)
+    pd = Trainer(load_tflite(models["person_detect_like"]))
+    assert [pd.model.layers[i].kind for i in pd.adapters] == ["CONV_2D"]  # its last 1x1 conv
 
 
 def test_regression_models_train_with_mse_and_are_not_taken_as_classes(models):

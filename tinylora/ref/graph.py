@@ -102,16 +102,21 @@ def is_chain(layers: list[Layer], graph_input: int) -> bool:
     return True
 
 
-def require_chain_ops(model, purpose: str) -> None:
+def require_chain_ops(model, purpose: str, forward_any: bool = False) -> None:
     """Training and the C generator handle a chain of the original ops today (issue 11 adds
-    the rest): raise one ModelError listing every layer that stands in the way of ``purpose``."""
+    the rest): raise one ModelError listing every layer that stands in the way of ``purpose``.
+    ``forward_any``: any single-input int8 op may run forward (the numpy trainer's frozen
+    prefix below the adapters; the trainer itself refuses ops without a backward above)."""
     problems = []
     if not model.is_chain:
         problems.append("the graph branches (residual ADD or CONCATENATION): only its forward "
                         "pass runs (Model.forward)")
     for layer in model.layers:
-        if layer.kind not in CHAIN_OPS:
-            problems.append(f"op {layer.index} {layer.kind}: no {purpose} for this op yet")
+        float_end = "FLOAT32" in (layer.input_dtype, layer.output_dtype)
+        if float_end or (layer.kind not in CHAIN_OPS and not forward_any):
+            problems.append(f"op {layer.index} {layer.kind}: no {purpose} for this op yet"
+                            + (" (a float32 end: convert with int8 input and output)"
+                               if float_end else ""))
         elif layer.options.get("requantizes"):
             problems.append(f"op {layer.index} RESHAPE changes the quantization: no {purpose} "
                             "through it yet")
@@ -119,6 +124,7 @@ def require_chain_ops(model, purpose: str) -> None:
             problems.append(f"op {layer.index} {layer.kind}: negative weight scales that do not "
                             f"fold into the weights (a weight of -128): no {purpose} for it yet")
     if problems:
+        n = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ModelError(f"this model runs in tinylora's reference (Model.forward) but not yet "
-                         f"in {purpose} ({len(problems)} problems):\n  " + "\n  ".join(problems)
+                         f"in {purpose} ({n}):\n  " + "\n  ".join(problems)
                          + f"\n  {purpose} supports chains of {', '.join(CHAIN_OPS)} today")

@@ -37,7 +37,7 @@ class Trainer(HeadMixin, StepExecutor):
                  recompute: str = "none", seed: int = 0, momentum: float = 0.0,
                  accum_steps: int = 1, calibration=None, grad_capacity: int | None = None,
                  loss: str | None = None):
-        require_chain_ops(model, "training")
+        require_chain_ops(model, "training", forward_any=True)
         self.model = model
         self.config = config or LoRAConfig()
         if recompute not in RECOMPUTE_MODES:
