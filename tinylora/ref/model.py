@@ -25,6 +25,11 @@ class Model:
     a model with QUANTIZE/DEQUANTIZE ends.
     """
 
+    # defaults for a Model put together by hand around made-up layers (tests): an int8 chain
+    input_dtype = output_dtype = "INT8"
+    input_tensor = output_tensor = -1
+    is_chain = True
+
     def __init__(self, graph: tflite.Graph, source: bytes):
         self.graph = graph
         self.source = source
@@ -59,13 +64,12 @@ class Model:
         """
         x, single = self._check_input(x)
         rule = ROUNDING_RULES[rounding]
-        env = {self.input_tensor: x}
-        chosen = self.layers[:upto]
-        for layer in chosen:
-            env[layer.output] = layer.run([env[t] for t in layer.inputs],
-                                          rule.get(layer.kind, "double"))
-        out = env[chosen[-1].output if upto is not None and chosen else self.output_tensor] \
-            if chosen else x
+        env, out = {self.input_tensor: x}, x
+        for layer in self.layers[:upto]:
+            xs = [env[t] for t in layer.inputs] if layer.inputs else [out]  # made-up: a chain
+            out = env[layer.output] = layer.run(xs, rule.get(layer.kind, "double"))
+        if upto is None:
+            out = env.get(self.output_tensor, out)
         return out[0] if single else out
 
     def quantize(self, x_real) -> np.ndarray:
