@@ -93,6 +93,19 @@ def _huge_shape(m):
     sg.tensors[sg.operators[5].inputs[1]].shape = [2**31 - 1, 2**31 - 1]   # product overflows int64
 
 
+def _int16_kws(m):
+    """Like an int16-activation keyword model: a float input QUANTIZEd to int16."""
+    sg = m.subgraphs[0]
+    E.set_op(m, 0, E.BUILTIN.QUANTIZE)
+    sg.tensors[sg.inputs[0]].type = E.TENSOR.FLOAT32
+    sg.tensors[sg.operators[0].outputs[0]].type = E.TENSOR.INT16
+
+
+def _two_bad_ops(m):
+    E.set_op(m, 1, E.BUILTIN.SVDF)
+    E.set_op(m, 3, E.BUILTIN.L2_NORMALIZATION)
+
+
 def _branch(m):
     sg = m.subgraphs[0]
     sg.operators[6].inputs[0] = sg.operators[4].outputs[0]
@@ -106,17 +119,24 @@ BAD = {
     "wrong magic": (lambda b: b[:4] + b"XXXX" + b[8:], r"not a TFLite model.*TFL3"),
     "int16 activations": (lambda b: E.edit(b, _int16_input), r"op 0 CONV_2D: .*int16 activations"),
     "uint8 input": (lambda b: E.edit(b, _uint8_input), r"op 0 CONV_2D: .*UINT8"),
-    "unknown op": (lambda b: E.edit(b, lambda m: E.set_op(m, 3, E.BUILTIN.AVERAGE_POOL_2D)),
-                   r"op 3 AVERAGE_POOL_2D: operator AVERAGE_POOL_2D is not supported.*FULLY_CONNECTED"),
+    "unknown op": (lambda b: E.edit(b, lambda m: E.set_op(m, 3, E.BUILTIN.L2_NORMALIZATION)),
+                   r"op 3 L2_NORMALIZATION: operator L2_NORMALIZATION is not supported.*FULLY_CONNECTED"),
     "quantize op": (lambda b: E.edit(b, lambda m: E.set_op(m, 0, E.BUILTIN.QUANTIZE)),
-                    r"op 0 QUANTIZE: .*float input or output"),
+                    r"op 0 QUANTIZE: input and output shapes differ"),
+    "int16 model": (lambda b: E.edit(b, _int16_kws), r"(?s)^(?!.*float).*op 0 QUANTIZE: tensor .* has int16 "
+                    r"activations.*TFLITE_BUILTINS_INT8"),
+    "lstm op": (lambda b: E.edit(b, lambda m: E.set_op(m, 2, E.BUILTIN.UNIDIRECTIONAL_SEQUENCE_LSTM)),
+                r"op 2 UNIDIRECTIONAL_SEQUENCE_LSTM: recurrent operator .* not supported"),
+    "every problem at once": (lambda b: E.edit(b, _two_bad_ops),
+                              r"2 problems.*\n  op 1 SVDF: recurrent.*\n  op 3 L2_NORMALIZATION: "
+                              r"operator L2_NORMALIZATION is not supported"),
     "custom op": (lambda b: E.edit(b, lambda m: E.set_op(m, 6, E.BUILTIN.CUSTOM)), r"op 6 CUSTOM"),
     "batch 4": (lambda b: E.edit(b, _batch4), r"op 0 CONV_2D: .*batch_size=1"),
     "two subgraphs": (lambda b: E.edit(b, _two_subgraphs), r"2 subgraphs"),
     "tanh activation": (lambda b: E.edit(b, _tanh), r"op 5 FULLY_CONNECTED: fused activation TANH"),
     "zero scale": (lambda b: E.edit(b, _no_scale), r"op 2 CONV_2D: .*scale that is not a positive"),
     "overflowing shape": (lambda b: E.edit(b, _huge_shape), r"op 5 FULLY_CONNECTED: weights .* hold 2048 values"),
-    "branching graph": (lambda b: E.edit(b, _branch), r"op 6 FULLY_CONNECTED: .*sequential"),
+    "branching graph": (lambda b: E.edit(b, _branch), r"op 6 FULLY_CONNECTED: output tensor holds 10 values"),
 }
 
 

@@ -1,4 +1,5 @@
-"""tinylora.newops against the tflite-micro interpreter: 0 differing bytes, op by op.
+"""The op references of tinylora/ref/ (pooling, arith, tensor_ops, activations) against the
+tflite-micro interpreter: 0 differing bytes, op by op.
 
 Each case builds a single-op int8 .tflite with the schema's object API (random shapes and
 quantization parameters from fixed seeds), runs TFLM's reference kernels on many random
@@ -16,8 +17,8 @@ from ai_edge_litert import schema_py_generated as fb  # noqa: E402
 from tests.support import oracles
 from tests.support.edit import pack
 from tests.support.randmodel import _AlignedBufferT
-from tinylora import newops
-from tinylora.newops import Quant
+from tinylora.ref import activations, arith, pooling, qparams, tensor_ops
+from tinylora.ref.qparams import Quant
 
 BYTES: collections.Counter = collections.Counter()
 ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
@@ -116,8 +117,8 @@ def test_pool(kind, seed):
     padding = ["SAME", "VALID"][seed % 2]
     act = ["NONE", "RELU", "RELU6", "RELU_N1_TO_1"][seed % 4]
     q = rand_quant(rng, 0.005, 0.1)
-    oh, _ = newops.pool_geometry(h, fh, sh, padding)
-    ow, _ = newops.pool_geometry(w, fw, sw, padding)
+    oh, _ = pooling.pool_geometry(h, fh, sh, padding)
+    ow, _ = pooling.pool_geometry(w, fw, sw, padding)
     g = OneOp()
     i = g.tensor([n, h, w, c], quant=q)
     o = g.tensor([n, oh, ow, c], quant=q)
@@ -128,7 +129,7 @@ def test_pool(kind, seed):
     builtin = getattr(fb.BuiltinOperator, kind)
     model = g.finish(builtin, [i], o, fb.BuiltinOptions.Pool2DOptions, opt)
     x = rand_int8(rng, (n, h, w, c))
-    fn = newops.average_pool_2d if kind == "AVERAGE_POOL_2D" else newops.max_pool_2d
+    fn = pooling.average_pool_2d if kind == "AVERAGE_POOL_2D" else pooling.max_pool_2d
     assert_same(fn(x, (fh, fw), (sh, sw), padding, q, act), run_tflm(model, x), kind)
 
 
@@ -153,7 +154,7 @@ def test_add(seed):
     model = g.finish(fb.BuiltinOperator.ADD, [a, b], o, fb.BuiltinOptions.AddOptions, opt,
                      graph_inputs=[a, b])
     x1, x2 = rand_int8(rng, shape), rand_int8(rng, shape2)
-    assert_same(newops.add(x1, q1, x2, q2, qo, act), run_tflm(model, x1, x2), "ADD")
+    assert_same(arith.add(x1, q1, x2, q2, qo, act), run_tflm(model, x1, x2), "ADD")
 
 
 def test_add_same_scales_is_exact_sum():
@@ -162,7 +163,7 @@ def test_add_same_scales_is_exact_sum():
     q = Quant(0.05, 0)
     qo = Quant(0.1, 0)
     a = np.arange(-128, 128, dtype=np.int8)
-    y = newops.add(a, q, a[::-1], q, qo)
+    y = arith.add(a, q, a[::-1], q, qo)
     want = np.clip(np.round((a.astype(int) + a[::-1].astype(int)) / 2 + 1e-9 * np.sign(
         a.astype(int) + a[::-1].astype(int))), -128, 127)
     assert np.array_equal(y.astype(int), want.astype(int))
@@ -196,7 +197,7 @@ def test_pad(kind, seed):
         model = g.finish(fb.BuiltinOperator.PADV2, inputs, o, fb.BuiltinOptions.PadV2Options,
                          fb.PadV2OptionsT())
     x = rand_int8(rng, shape)
-    assert_same(newops.pad(x, paddings, value), run_tflm(model, x), kind)
+    assert_same(tensor_ops.pad(x, paddings, value), run_tflm(model, x), kind)
 
 
 # --------------------------------------------------------------------------- mean
@@ -218,7 +219,7 @@ def test_mean(seed):
     opt.keepDims = keep
     model = g.finish(fb.BuiltinOperator.MEAN, [i, ax], o, fb.BuiltinOptions.ReducerOptions, opt)
     x = rand_int8(rng, (n, h, w, c))
-    assert_same(newops.mean(x, (1, 2), q_in, q_out, keep), run_tflm(model, x), "MEAN")
+    assert_same(arith.mean(x, (1, 2), q_in, q_out, keep), run_tflm(model, x), "MEAN")
 
 
 # --------------------------------------------------------------------------- concatenation
@@ -253,9 +254,9 @@ def test_concatenation(seed):
         with pytest.raises(RuntimeError, match="scale"):
             run_tflm(model, *xs)
         with pytest.raises(ValueError, match="QUANTIZE"):
-            newops.concatenation(xs, axis, qs, q_out)
+            tensor_ops.concatenation(xs, axis, qs, q_out)
         return
-    assert_same(newops.concatenation(xs, axis, qs, q_out), run_tflm(model, *xs), "CONCATENATION")
+    assert_same(tensor_ops.concatenation(xs, axis, qs, q_out), run_tflm(model, *xs), "CONCATENATION")
 
 
 # --------------------------------------------------------------------------- quantize
@@ -272,7 +273,7 @@ def test_quantize_int8(seed):
     model = g.finish(fb.BuiltinOperator.QUANTIZE, [i], o, fb.BuiltinOptions.QuantizeOptions,
                      fb.QuantizeOptionsT())
     x = rand_int8(rng, (4096,))
-    assert_same(newops.requantize_int8(x, q_in, q_out), run_tflm(model, x), "QUANTIZE int8")
+    assert_same(tensor_ops.requantize_int8(x, q_in, q_out), run_tflm(model, x), "QUANTIZE int8")
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -289,7 +290,7 @@ def test_quantize_float(seed):
     o = g.tensor([n], quant=q)
     model = g.finish(fb.BuiltinOperator.QUANTIZE, [i], o, fb.BuiltinOptions.QuantizeOptions,
                      fb.QuantizeOptionsT())
-    assert_same(newops.quantize_float(x, q), run_tflm(model, x), "QUANTIZE float32")
+    assert_same(tensor_ops.quantize_float(x, q), run_tflm(model, x), "QUANTIZE float32")
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -302,7 +303,7 @@ def test_dequantize(seed):
     model = g.finish(fb.BuiltinOperator.DEQUANTIZE, [i], o, fb.BuiltinOptions.DequantizeOptions,
                      fb.DequantizeOptionsT())
     x = rand_int8(rng, (2048,))
-    assert_same(newops.dequantize(x, q), run_tflm(model, x), "DEQUANTIZE")
+    assert_same(tensor_ops.dequantize(x, q), run_tflm(model, x), "DEQUANTIZE")
 
 
 # --------------------------------------------------------------------------- logistic / hard swish
@@ -322,7 +323,7 @@ def test_logistic(seed):
     o = g.tensor([256], quant=q_out)
     model = g.finish(fb.BuiltinOperator.LOGISTIC, [i], o)
     x = all_int8(1)  # every int8 value: the op is a function of one byte
-    assert_same(newops.logistic(x, q_in), run_tflm(model, x), "LOGISTIC")
+    assert_same(activations.logistic(x, q_in), run_tflm(model, x), "LOGISTIC")
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -336,7 +337,7 @@ def test_hard_swish(seed):
     model = g.finish(fb.BuiltinOperator.HARD_SWISH, [i], o, fb.BuiltinOptions.HardSwishOptions,
                      fb.HardSwishOptionsT())
     x = all_int8(1)
-    assert_same(newops.hard_swish(x, q_in, q_out), run_tflm(model, x), "HARD_SWISH")
+    assert_same(activations.hard_swish(x, q_in, q_out), run_tflm(model, x), "HARD_SWISH")
 
 
 # --------------------------------------------------------------------------- reshape
@@ -356,7 +357,7 @@ def test_reshape_with_different_output_quant_copies_bytes(seed):
     opt.newShape = [1, 128]
     model = g.finish(fb.BuiltinOperator.RESHAPE, [i, s], o, fb.BuiltinOptions.ReshapeOptions, opt)
     x = rand_int8(rng, (1, 4, 4, 8))
-    assert_same(newops.reshape(x, (1, 128)), run_tflm(model, x), "RESHAPE")
+    assert_same(tensor_ops.reshape(x, (1, 128)), run_tflm(model, x), "RESHAPE")
 
 
 # --------------------------------------------------------------------------- negative scales
@@ -407,7 +408,7 @@ def test_pointwise_conv_with_negative_per_channel_scales(seed):
     acc = (x.astype(np.int64).reshape(n, cin) - q_in.zero_point) @ w.reshape(cout, cin).T.astype(
         np.int64) + bias
     reals = real_multipliers(q_in.scale, w_scale * sign, q_out.scale)
-    mults = np.array([newops.quantize_multiplier_signed(r) for r in reals])
+    mults = np.array([qparams.quantize_multiplier_signed(r) for r in reals])
     y = requantize(acc, mults[:, 0], mults[:, 1]) + q_out.zero_point
     ours = np.clip(y, -128, 127).astype(np.int8).reshape(1, n, 1, cout)
     assert_same(ours, got_tflm, "CONV_2D negative scales")

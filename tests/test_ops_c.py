@@ -1,5 +1,5 @@
 """The C kernels of issue 11's ops (``firmware/src/tl_ops.c``) equal the numpy reference
-(``tinylora/newops.py``, itself bit-exact with TFLM) byte for byte.
+(``tinylora/ref/`` (pooling, arith, tensor_ops, activations), itself bit-exact with TFLM) byte for byte.
 
 One test program per variant holds many random cases per op (shapes, quantizations, fused
 activations, paddings, broadcasts; seeded) plus argument checks with the expected tl_status.
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinylora import emulate, newops
-from tinylora.newops import Quant
+from tinylora import emulate
+from tinylora.ref.qparams import Quant
 from tinylora.ref.quant import activation_range
 
 CMSIS_NN_DIR = Path(os.environ.get("CMSIS_NN_DIR", "/work/shared/third_party/CMSIS-NN"))
@@ -115,10 +115,10 @@ def _pool_case(prog: Program, rng, i: int, average: bool) -> Case:
     lo, hi = activation_range(act, q.scale, q.zero_point)
     if lo > hi:
         act, (lo, hi) = "NONE", (-128, 127)
-    oh, ph = newops.pool_geometry(h, fh, sh, padding)
-    ow, pw = newops.pool_geometry(w, fw, sw, padding)
+    oh, ph = pooling.pool_geometry(h, fh, sh, padding)
+    ow, pw = pooling.pool_geometry(w, fw, sw, padding)
     x = _rand_int8(rng, (n, h, w, c))
-    fn = newops.average_pool_2d if average else newops.max_pool_2d
+    fn = pooling.average_pool_2d if average else pooling.max_pool_2d
     y = fn(x, (fh, fw), (sh, sw), padding, out=q, activation=act)
     assert y.shape == (n, oh, ow, c)
     op = "avg_pool" if average else "max_pool"
@@ -134,7 +134,7 @@ def _big_pool_case(prog: Program, rng, i: int) -> Case:
     rounded mean takes the bit-wise quotient search instead of the reciprocal."""
     x = rng.choice(np.array([-128, 127, 126, -3], np.int8), (1, 257, 257, 1),
                    p=[0.2, 0.6, 0.1, 0.1])
-    y = newops.average_pool_2d(x, (257, 257), (1, 1), "VALID")
+    y = pooling.average_pool_2d(x, (257, 257), (1, 1), "VALID")
     name = prog.array(f"in_{i}", x)
     setup = ("tl_pool_params p = {1, 1, 257, 257, 0, 0, -128, 127};\n"
              "    tl_dims di = {1, 257, 257, 1}, do_ = {1, 1, 1, 1};\n"
@@ -152,7 +152,7 @@ def _add_case(prog: Program, rng, i: int) -> Case:
     while True:
         q1, q2, qo = _rand_quant(rng), _rand_quant(rng), _rand_quant(rng, 0.002, 0.4)
         try:
-            p = newops.add_params(q1, q2, qo)
+            p = arith.add_params(q1, q2, qo)
             break
         except ValueError:
             continue
@@ -165,7 +165,7 @@ def _add_case(prog: Program, rng, i: int) -> Case:
         x1, x2, shape1, shape2 = x2, x1, tuple(s2), shape
     else:
         shape1, shape2 = shape, tuple(s2)
-    y = newops.add(x1, q1, x2, q2, qo, act)
+    y = arith.add(x1, q1, x2, q2, qo, act)
     a, b = prog.array(f"in_{i}", x1), prog.array(f"in2_{i}", x2)
     setup = (f"tl_add_params p = {{{-q1.zero_point}, {p.input1_multiplier}, {p.input1_shift}, "
              f"{-q2.zero_point}, {p.input2_multiplier}, {p.input2_shift}, {p.left_shift}, "
@@ -181,7 +181,7 @@ def _pad_case(prog: Program, rng, i: int) -> Case:
             for _ in range(4)]
     value = int(rng.integers(-128, 128))
     x = _rand_int8(rng, shape)
-    y = newops.pad(x, pads, value)
+    y = tensor_ops.pad(x, pads, value)
     name = prog.array(f"in_{i}", x)
     b = [p[0] for p in pads]
     setup = (f"tl_pad_params p = {{{b[0]}, {b[1]}, {b[2]}, {b[3]}, {value}}};\n"
@@ -195,8 +195,8 @@ def _mean_case(prog: Program, rng, i: int) -> Case:
     q_in = _rand_quant(rng)
     q_out = q_in if rng.random() < 0.2 else _rand_quant(rng)
     x = _rand_int8(rng, shape)
-    y = newops.mean(x, (1, 2), q_in, q_out, keep_dims=True)
-    m, e = newops.mean_params(q_in, q_out, shape[1] * shape[2])
+    y = arith.mean(x, (1, 2), q_in, q_out, keep_dims=True)
+    m, e = arith.mean_params(q_in, q_out, shape[1] * shape[2])
     name = prog.array(f"in_{i}", x)
     setup = (f"tl_mean_params p = {{{-q_in.zero_point}, {q_out.zero_point}, {m}, {e}}};\n"
              f"    tl_dims di = {_dims(shape)};\n"
@@ -214,7 +214,7 @@ def _concat_case(prog: Program, rng, i: int) -> Case:
         shape[axis] = int(rng.integers(1, 5))
         sizes.append(shape[axis])
         xs.append(_rand_int8(rng, tuple(shape)))
-    y = newops.concatenation(xs, axis)
+    y = tensor_ops.concatenation(xs, axis)
     names = [prog.array(f"in_{i}_{j}", x) for j, x in enumerate(xs)]
     outer, inner = int(np.prod(base[:axis])), int(np.prod(base[axis + 1:]))
     setup = (f"static const int32_t sizes[] = {{{', '.join(map(str, sizes))}}};\n"
@@ -227,8 +227,8 @@ def _concat_case(prog: Program, rng, i: int) -> Case:
 def _quantize_case(prog: Program, rng, i: int) -> Case:
     q_in, q_out = _rand_quant(rng, 1e-3, 1.0), _rand_quant(rng, 1e-3, 1.0)
     x = np.arange(-128, 128, dtype=np.int8)
-    y = newops.requantize_int8(x, q_in, q_out)
-    m, e = newops.quantize_params(q_in, q_out)
+    y = tensor_ops.requantize_int8(x, q_in, q_out)
+    m, e = tensor_ops.quantize_params(q_in, q_out)
     name = prog.array(f"in_{i}", x)
     setup = (f"tl_quantize_params p = {{{-q_in.zero_point}, {q_out.zero_point}, {m}, {e}}};\n"
              f"    s = tl_quantize_s8(&p, {x.size}, {name}, out);")
@@ -249,7 +249,7 @@ def _float_inputs(rng, q: Quant) -> np.ndarray:
 def _quantize_f32_case(prog: Program, rng, i: int) -> Case:
     q = _rand_quant(rng, 1e-3, 1.0)
     x = _float_inputs(rng, q)
-    y = newops.quantize_float(x, q)
+    y = tensor_ops.quantize_float(x, q)
     bits = prog.array(f"fin_{i}", x.view("<u4"), "uint32_t")
     setup = (f"tl_float_quant q = {{{_c_float(q.scale)}, {q.zero_point}}};\n"
              f"    float x[{x.size}];\n"
@@ -265,7 +265,7 @@ def _c_float(v: float) -> str:
 def _dequantize_case(prog: Program, rng, i: int) -> Case:
     q = _rand_quant(rng, 1e-4, 10.0)
     x = np.arange(-128, 128, dtype=np.int8)
-    y = newops.dequantize(x, q)
+    y = tensor_ops.dequantize(x, q)
     name = prog.array(f"in_{i}", x)
     setup = (f"tl_float_quant q = {{{_c_float(q.scale)}, {q.zero_point}}};\n"
              f"    s = tl_dequantize_s8_f32(&q, {x.size}, {name}, fout);")
@@ -276,12 +276,12 @@ def _logistic_case(prog: Program, rng, i: int) -> Case:
     while True:
         q = _rand_quant(rng, 1e-3, 0.5)
         try:
-            p = newops.logistic_params(q)
+            p = activations.logistic_params(q)
             break
         except ValueError:
             continue
     x = np.arange(-128, 128, dtype=np.int8)
-    y = newops.logistic(x, q)
+    y = activations.logistic(x, q)
     name = prog.array(f"in_{i}", x)
     setup = (f"tl_logistic_params p = {{{-q.zero_point}, {p.input_multiplier}, "
              f"{p.input_left_shift}, {p.input_range_radius}}};\n"
@@ -293,12 +293,12 @@ def _hard_swish_case(prog: Program, rng, i: int) -> Case:
     while True:
         q_in, q_out = _rand_quant(rng, 1e-3, 0.5), _rand_quant(rng, 1e-3, 0.5)
         try:
-            p = newops.hard_swish_params(q_in, q_out)
+            p = activations.hard_swish_params(q_in, q_out)
             break
         except ValueError:
             continue
     x = np.arange(-128, 128, dtype=np.int8)
-    y = newops.hard_swish(x, q_in, q_out)
+    y = activations.hard_swish(x, q_in, q_out)
     name = prog.array(f"in_{i}", x)
     setup = (f"tl_hard_swish_params p = {{{-q_in.zero_point}, {q_out.zero_point}, "
              f"{p.output_multiplier}, {p.output_exponent}, {p.reluish_multiplier}, "
@@ -309,7 +309,7 @@ def _hard_swish_case(prog: Program, rng, i: int) -> Case:
 
 def _reshape_case(prog: Program, rng, i: int) -> Case:
     x = _rand_int8(rng, (2, 3, 4, 5))
-    y = newops.reshape(x, (6, 20))
+    y = tensor_ops.reshape(x, (6, 20))
     name = prog.array(f"in_{i}", x)
     return Case("reshape", f"s = tl_reshape_s8({x.size}, {name}, out);", y.tobytes(), y.size)
 

@@ -8,7 +8,8 @@ from support.gradcase import gradient_case
 
 import tinylora
 from tinylora import datasets
-from tinylora.errors import ConfigError
+from tinylora.codegen.step import plan_step
+from tinylora.errors import ConfigError, InputError
 from tinylora.formats.adapter import Adapter
 from tinylora.ref import lora, quant
 from tinylora.ref.config import LoRAConfig
@@ -201,7 +202,7 @@ def test_lora_forward_saturates_like_big_integer_reference(seed, extreme):
     mb = randmodel.random_model(rng, "mlp", widths=[int(rng.integers(2, 24))], softmax=False)
     m = tinylora.load_tflite(mb)
     layer = m.layers[0]
-    t = Trainer(m, LoRAConfig(rank=int(rng.integers(1, 5))), seed=seed)
+    t = Trainer(m, LoRAConfig(rank=int(rng.integers(1, 5)), loss="xent"), seed=seed)
     ad = t.adapters[0]
     lim = 127 if extreme else 40
     a8 = rng.choice([-127, 127], ad.a8.shape) if extreme else rng.integers(-lim, lim + 1, ad.a8.shape)
@@ -255,3 +256,56 @@ def test_step_returns_the_loss_and_the_logits_of_its_forward(model, data):
         result = t.step(X[i], Y[i])
         assert isinstance(result, int) and result == result.loss > 0
         np.testing.assert_array_equal(result.logits, before)
+
+
+# ---------------------------------------------------------------- mean squared error
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_mse_gradients_agree_with_float_autodiff(seed):
+    cosines, _ = gradient_case(seed, loss="mse")
+    for layer, name, cos in cosines:
+        assert cos >= 0.99, (layer, name, cos)
+
+
+def test_mse_loss_value_and_learning():
+    rng = np.random.default_rng(3)
+    mb = randmodel.random_model(rng, "mlp", widths=[24, 6], softmax=False, edge="none")
+    m = tinylora.load_tflite(mb)
+    x = randmodel.random_input(rng, mb, 32)
+    with pytest.raises(ConfigError, match="not SOFTMAX.*loss='mse'"):
+        Trainer(m)
+    t = Trainer(m, LoRAConfig(rank=2, loss="mse"), lr=0.05, calibration=x)
+    assert t.config.loss == "mse" and Trainer(m, loss="mse").loss == "mse"
+    target = np.clip(m.forward(x[:1])[0].astype(int) + 40, -128, 127).astype(np.int8)
+    s = float(m.layers[t.logits_layer].output_q.scale[0])
+    first = t.step(x[0], target)
+    y = first.logits.astype(float)
+    want = np.mean((y - target) ** 2) * s * s * 1024
+    assert abs(int(first) - want) <= 1 + 1e-6 * want, (int(first), want)
+    losses = [int(t.step(x[0], target)) for _ in range(40)]
+    assert losses[-1] < 0.5 * int(first), (int(first), losses[-5:])
+    with pytest.raises(InputError, match="int8 target"):
+        t.step(x[0], 3)
+    with pytest.raises(ConfigError, match="no 'mse' loss yet"):
+        plan_step(t)
+
+
+def test_mse_refused_through_a_softmax(model):
+    with pytest.raises(ConfigError, match="no backward through a softmax"):
+        Trainer(model, LoRAConfig(loss="mse"))
+    with pytest.raises(ConfigError, match="loss must be one of"):
+        Trainer(model, loss="l1")
+
+
+def test_default_target_of_a_model_without_fc_is_its_last_1x1_conv():
+    rng = np.random.default_rng(8)
+    mb = randmodel.random_model(rng, "cnn", input_shape=(6, 6, 3), softmax=True, edge="none",
+                                convs=[{"op": "CONV_2D", "kernel": (1, 1), "stride": (1, 1),
+                                        "out_channels": 5},
+                                       {"op": "CONV_2D", "kernel": (1, 1), "stride": (1, 1),
+                                        "out_channels": 4}], fc_widths=[])
+    m = tinylora.load_tflite(mb)
+    assert "FULLY_CONNECTED" not in [l.kind for l in m.layers]
+    t = Trainer(m, LoRAConfig(rank=2))
+    assert list(t.adapters) == [1]

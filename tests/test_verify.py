@@ -111,7 +111,8 @@ def _random_config(rng: np.random.Generator, model) -> dict:
         args["grad_threshold"] = int(rng.integers(1, 20))
     elif sparsity == 3:
         args["grad_capacity"] = int(rng.integers(1, 10))
-    return dict(config=LoRAConfig(rank=int(rng.integers(1, 5)), targets=targets), **args)
+    return dict(config=LoRAConfig(rank=int(rng.integers(1, 5)), targets=targets, loss="xent"),
+                **args)
 
 
 def random_cases(seed: int, n: int, tag: str) -> list[verify.Case]:

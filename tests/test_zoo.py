@@ -2,7 +2,7 @@
 the converter's own tensors.
 
 The models are built once per session (cached under ``$TINYLORA_ZOO_CACHE`` when set). Every
-op of a zoo model that tinylora.newops covers is cut out into a one-op model, with the
+op of a zoo model that tinylora.ref covers is cut out into a one-op model, with the
 converter's shapes, quantization and options, and compared byte for byte with TFLM on random
 inputs.
 """
@@ -14,8 +14,8 @@ from ai_edge_litert import schema_py_generated as fb  # noqa: E402
 
 from tests.support import oracles, zoo
 from tests.support.edit import pack, unpack
-from tinylora import newops
-from tinylora.newops import Quant
+from tinylora.ref import arith, pooling, tensor_ops
+from tinylora.ref.qparams import Quant
 
 pytestmark = pytest.mark.slow  # converts 8 Keras models (~45 s on 2 busy cores)
 
@@ -108,23 +108,23 @@ def _newops_eval(name, op, tensors, inputs):
     t_out = tensors[op.outputs[0]]
     opt = op.builtinOptions
     if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        fn = newops.average_pool_2d if name == "AVERAGE_POOL_2D" else newops.max_pool_2d
+        fn = pooling.average_pool_2d if name == "AVERAGE_POOL_2D" else pooling.max_pool_2d
         pad = "SAME" if opt.padding == fb.Padding.SAME else "VALID"
         return fn(inputs[0], (opt.filterHeight, opt.filterWidth), (opt.strideH, opt.strideW), pad,
                   _quant(t_out), ACT_NAMES[opt.fusedActivationFunction])
     if name == "ADD":
-        return newops.add(inputs[0], _quant(t_in[0]), inputs[1], _quant(t_in[1]), _quant(t_out),
+        return arith.add(inputs[0], _quant(t_in[0]), inputs[1], _quant(t_in[1]), _quant(t_out),
                           ACT_NAMES[opt.fusedActivationFunction])
     if name == "MEAN":
-        return newops.mean(inputs[0], inputs[1], _quant(t_in[0]), _quant(t_out), opt.keepDims)
+        return arith.mean(inputs[0], inputs[1], _quant(t_in[0]), _quant(t_out), opt.keepDims)
     if name == "QUANTIZE":
         if t_in[0].type == fb.TensorType.FLOAT32:
-            return newops.quantize_float(inputs[0], _quant(t_out))
-        return newops.requantize_int8(inputs[0], _quant(t_in[0]), _quant(t_out))
+            return tensor_ops.quantize_float(inputs[0], _quant(t_out))
+        return tensor_ops.requantize_int8(inputs[0], _quant(t_in[0]), _quant(t_out))
     if name == "DEQUANTIZE":
-        return newops.dequantize(inputs[0], _quant(t_in[0]))
+        return tensor_ops.dequantize(inputs[0], _quant(t_in[0]))
     if name == "RESHAPE":
-        return newops.reshape(inputs[0], tuple(t_out.shape))
+        return tensor_ops.reshape(inputs[0], tuple(t_out.shape))
     raise NotImplementedError(name)
 
 

@@ -19,7 +19,7 @@ from tinylora.planning.arena import checked_plan, inference_plan
 from tinylora.planning.autorank import auto_rank
 from tinylora.planning.boards import board_names, load_board
 from tinylora.planning.flash import check_flash, flash_budget
-from tinylora.ref.layers import build_layer
+from tinylora.ref.graph import build_node
 from tinylora.ref.model import Model
 from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
 from tinylora.targets import LIBRARIES
@@ -71,7 +71,7 @@ def cmd_inspect(args) -> int:
         ins = [graph.tensors[i] for i in op.inputs if 0 <= i < len(graph.tensors)]
         out = graph.tensors[op.outputs[0]] if op.outputs and 0 <= op.outputs[0] < len(graph.tensors) else None
         try:
-            layer = build_layer(graph, op)
+            layer = build_node(graph, op)
             status, op_macs = "yes", layer.macs
             act = layer.activation if hasattr(layer, "activation") else "NONE"
         except ModelError as e:

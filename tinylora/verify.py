@@ -247,7 +247,7 @@ def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
     x = model.quantize(t["x_train"])
     if steps > len(x):
         raise InputError(f"at most {len(x)} steps on the bundled task")
-    trainer = Trainer(model, LoRAConfig(rank=rank), lr=lr, seed=seed, recompute=recompute,
+    trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64])
     return Case(prefix, trainer, VectorSet(x[:steps], t["y_train"][:steps]),
                 f"bundled digits CNN, sensor task, rank {rank}, recompute {recompute}, "
@@ -260,7 +260,7 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
     """Any supported model on random int8 inputs and random labels (seeded)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (steps,) + tuple(model.input_shape)).astype(np.int8)
-    trainer = Trainer(model, LoRAConfig(rank=rank), lr=lr, seed=seed, recompute=recompute,
+    trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64], **trainer_args)
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
     y = rng.integers(0, classes, steps)

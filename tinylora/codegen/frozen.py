@@ -22,6 +22,7 @@ import numpy as np
 
 from tinylora.codegen import c_array_rows, c_comment, c_identifier, provenance, render
 from tinylora.errors import ModelError
+from tinylora.ref.graph import require_chain_ops
 from tinylora.ref.layers import Layer, _padding_before
 from tinylora.ref.model import Model
 
@@ -142,6 +143,7 @@ def _step_softmax(layer: Layer) -> dict:
 
 def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
     """The generated forward's constants, steps and buffers for ``model``."""
+    require_chain_ops(model, "C code generation")
     prefix = c_identifier(prefix)
     compute = [layer for layer in model.layers if layer.kind != "RESHAPE"]
     plan = FrozenPlan(prefix, int(np.prod(model.input_shape)), int(np.prod(model.output_shape)), 0)

@@ -42,7 +42,7 @@ import numpy as np
 from tinylora.codegen import c_comment, c_identifier, c_int, provenance, render
 from tinylora.codegen.frozen import _Array, plan_frozen
 from tinylora.codegen.vectors import VectorSet, expected_vectors, generate_shared_arena, generate_vectors
-from tinylora.errors import InputError
+from tinylora.errors import ConfigError, InputError
 from tinylora.formats import checkpoint as ckpt
 from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
 from tinylora.ref import lora
@@ -305,6 +305,9 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
     """The generated step's constants, buffers and calls for ``trainer`` and its arena ``plan``
     (default: :func:`tinylora.planning.arena.plan_trainer`, no budget check)."""
     prefix = c_identifier(prefix)
+    if trainer.loss != "xent":
+        raise ConfigError(f"the C generator has no {trainer.loss!r} loss yet (the numpy "
+                          "reference trains it: Trainer.step/fit); generate with loss='xent'")
     plan = plan if plan is not None else plan_trainer(trainer)
     if list(plan.ops) != [str(op) for op in trainer.schedule]:
         raise InputError("the arena plan was made for another schedule than this trainer's")

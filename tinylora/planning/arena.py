@@ -292,14 +292,22 @@ def flash_bytes(model) -> int:
 
 
 def inference_plan(model) -> ArenaPlan:
-    """The same planner on inference alone (forward ops, activations only)."""
-    bufs = [Buffer("x", "int8", model.input_shape, -1, 0, "scratch", "input")]
+    """The same planner on inference alone (forward ops, activations only), with liveness over
+    the DAG: a tensor lives from the op that writes it to the last op that reads it (the
+    model output to the end). For a chain this is "until the next layer"."""
+    last_read = {t: layer.index for layer in model.layers for t in layer.inputs}
+    end = len(model.layers) - 1
+
+    def dtype(d: str) -> str:
+        return "float32" if d == "FLOAT32" else "int8"
+
+    bufs = [Buffer("x", dtype(model.input_dtype), model.input_shape, -1,
+                   last_read.get(model.input_tensor, 0), "scratch", "input")]
     for layer in model.layers:
-        bufs.append(Buffer(act(layer.index), "int8", layer.output_shape, layer.index,
-                           layer.index + 1 if layer.index + 1 < len(model.layers) else layer.index,
-                           "scratch", "activation"))
-    if len(model.layers) > 1:
-        bufs[0].last = 0
+        last = end if layer.output == model.output_tensor else last_read.get(layer.output,
+                                                                             layer.index)
+        bufs.append(Buffer(act(layer.index), dtype(layer.output_dtype), layer.output_shape,
+                           layer.index, last, "scratch", "activation"))
     plan = ArenaPlan(place(bufs), [f"forward[{l.index}] {l.kind}" for l in model.layers],
                      flash_bytes=flash_bytes(model))
     plan.check()

@@ -17,10 +17,13 @@ class LoRAConfig:
     alpha:   LoRA's alpha (the adapter output is scaled by alpha / rank); default rank.
     targets: layer names or indices; default: every FULLY_CONNECTED layer. 1x1 CONV_2D
              layers may be named too (the same math per pixel).
+    loss:    "xent" (class labels) or "mse" (int8 targets in the model's output space);
+             default: "xent" when the model ends in SOFTMAX, otherwise tinylora asks.
     """
     rank: int | dict = 3
     alpha: float | None = None
     targets: tuple | None = None
+    loss: str | None = None     # "xent" | "mse"; None: inferred (SOFTMAX last -> "xent")
 
     def rank_of(self, layer: Layer) -> int:
         if isinstance(self.rank, dict):

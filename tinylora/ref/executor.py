@@ -8,7 +8,7 @@ import numpy as np
 from tinylora.ref import lora, quant
 from tinylora.ref.layers import Reshape
 from tinylora.ref.lora import sparsify
-from tinylora.ref.loss import xent_grad
+from tinylora.ref.loss import mse_grad, xent_grad
 from tinylora.ref.schedule import BufferName, act
 
 
@@ -25,7 +25,10 @@ class StepExecutor:
 
     def _op_loss(self, op, bufs):
         logits = bufs[act(op.layer)][0]
-        g, loss = xent_grad(logits, bufs["label"], self.softmax)
+        if self.loss == "mse":
+            g, loss = mse_grad(logits, bufs["label"], self.mse_q)
+        else:
+            g, loss = xent_grad(logits, bufs["label"], self.softmax)
         bufs[BufferName.grad(op.layer)] = (g[None], 0)
         bufs["loss"] = loss
         bufs["logits"] = logits.copy()

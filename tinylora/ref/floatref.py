@@ -104,12 +104,16 @@ class FloatLoRA:
 
     def backward(self, logits, tape, labels, collect: dict | None = None):
         """Gradients of the adapters; with `collect`, also {layer: (dL/dz, layer input rows)}."""
-        z = self.t.beta * logits
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        g = p.copy()
-        g[np.arange(len(labels)), labels] -= 1
-        g = (self.t.beta * g / len(labels)).astype(np.float32)
+        if getattr(self.t, "loss", "xent") == "mse":  # L = mean((y - t)^2), t int8 targets
+            target = _deq(self._layers()[-1].output_q, np.asarray(labels)).reshape(logits.shape)
+            g = (2.0 * (logits - target) / logits.shape[1] / len(labels)).astype(np.float32)
+        else:
+            z = self.t.beta * logits
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            g = p.copy()
+            g[np.arange(len(labels)), labels] -= 1
+            g = (self.t.beta * g / len(labels)).astype(np.float32)
         grads = {}
         for layer, rows, h, pre in reversed(tape):
             if isinstance(layer, Reshape):

@@ -16,6 +16,7 @@ import numpy as np
 
 from tinylora.errors import ModelError
 from tinylora.ref import quant
+from tinylora.ref.qparams import fold_weight_signs, quantize_multiplier_signed
 from tinylora.ref.softmax import softmax_int8, softmax_params
 from tinylora.tflite.reader import Graph, Op, Tensor
 
@@ -57,14 +58,22 @@ class Layer(abc.ABC):
     act_min: int = -128
     act_max: int = 127
     options: dict = field(default_factory=dict)
+    inputs: tuple[int, ...] = ()    # activation tensors read (indices in the .tflite graph)
+    output: int = -1                # the tensor written
+    input_dtype: str = "INT8"       # "FLOAT32" only at a model's QUANTIZE input
+    output_dtype: str = "INT8"      # "FLOAT32" only at a model's DEQUANTIZE output
 
     @property
     def macs(self) -> int:
         return 0
 
-    @abc.abstractmethod
     def forward(self, x: np.ndarray, rounding: str = "double") -> np.ndarray:
         """int8 (N, *input_shape) -> int8 (N, *output_shape)."""
+        return self.run([x], rounding)
+
+    def run(self, xs: list, rounding: str = "double") -> np.ndarray:
+        """The op on its activation inputs (one array per tensor of ``inputs``)."""
+        return self.forward(xs[0], rounding)
 
     def _finish(self, acc: np.ndarray, rounding: str) -> np.ndarray:
         acc = quant.wrap_int32(acc if self.bias is None else acc + self.bias)
@@ -212,8 +221,10 @@ def _quant(ck: _Checker, t: Tensor, role: str, per_channel: bool, channels: int 
     else:
         ck.require(scale.size in (1, channels), f"{role} tensor {t.name!r} has {scale.size} scales "
                    f"for {channels} channels")
-    ck.require(bool(np.all(np.isfinite(scale)) and np.all(scale > 0)),
-               f"{role} tensor {t.name!r} has a scale that is not a positive finite number")
+    ok = (scale != 0) if per_channel else (scale > 0)  # weights' signs fold (_fold_signs)
+    ck.require(bool(np.all(np.isfinite(scale)) and np.all(ok)),
+               f"{role} tensor {t.name!r} has a scale that is not a "
+               f"{'nonzero' if per_channel else 'positive'} finite number")
     ck.require(zp.size in (1, scale.size), f"{role} tensor {t.name!r} has {zp.size} zero points "
                f"for {scale.size} scales")
     ck.require(bool(np.all((zp >= -128) & (zp <= 127))),
@@ -251,7 +262,12 @@ def _bias(ck: _Checker, t: Tensor | None, channels: int):
 def _requant_constants(ck: _Checker, in_q: QuantParams, w_q: QuantParams, out_q: QuantParams,
                        channels: int):
     ws = np.broadcast_to(w_q.scale, (channels,))
-    mult, shift = quant.quantize_multipliers(quant.real_multipliers(in_q.scale[0], ws, out_q.scale[0]))
+    reals = quant.real_multipliers(in_q.scale[0], ws, out_q.scale[0])
+    if (reals < 0).any():
+        pairs = [quantize_multiplier_signed(r) for r in reals]
+        mult, shift = np.array([m for m, _ in pairs]), np.array([e for _, e in pairs])
+    else:
+        mult, shift = quant.quantize_multipliers(reals)
     ck.require(bool(np.all(shift <= 30)), "a requantization multiplier is 2^30 or more",
                "the output scale is far smaller than input*weight scale: the file is corrupt")
     return (np.broadcast_to(mult, (channels,)).astype(np.int64),
@@ -270,12 +286,8 @@ def _activation(ck: _Checker, op: Op, out_q: QuantParams) -> tuple[str, int, int
 def build_layer(graph: Graph, op: Op) -> Layer:
     """Validate one op and return its executable layer (ModelError names what is wrong)."""
     ck = _Checker(op)
-    if op.name not in SUPPORTED_OPS:
-        hint = ""
-        if op.name in ("QUANTIZE", "DEQUANTIZE"):
-            hint = "; the model converts float input or output: " + INT8_FIX
-        ck.fail(f"operator {op.name} is not supported (tinylora supports "
-                f"{', '.join(SUPPORTED_OPS)}){hint}")
+    ck.require(op.name in SUPPORTED_OPS, f"operator {op.name} is not a chain op",
+               "build other ops with tinylora.ref.graph.build_node")
     ck.require(len(op.inputs) >= 1 and len(op.outputs) == 1,
                f"has {len(op.inputs)} inputs and {len(op.outputs)} outputs")
     inp = graph.tensor(op.inputs[0], f"op {op.index} {op.name} input")
@@ -312,9 +324,14 @@ def _build_fc(ck, graph, op, common):
     return _weighted(FullyConnected, ck, op, common, weights, w_q, bias, channels)
 
 
-def _weighted(cls, ck, op, common, weights, w_q, bias, channels) -> Layer:
+def _weighted(cls, ck, op, common, weights, w_q, bias, channels, axis=0) -> Layer:
     """A layer with weights: its fused activation's clamp and its requantization constants."""
     act, lo, hi = _activation(ck, op, common["output_q"])
+    weights, scale, zp, bias, signed = fold_weight_signs(weights, w_q.scale, w_q.zero_point,
+                                                         bias, channels, axis)
+    w_q = QuantParams(scale, zp)
+    if signed:
+        common["options"]["signed_multipliers"] = True
     mult, shift = _requant_constants(ck, common["input_q"], w_q, common["output_q"], channels)
     return cls(**common, activation=act, weights=weights, weights_q=w_q, bias=bias,
                multiplier=mult, shift=shift, act_min=lo, act_max=hi)
@@ -349,16 +366,18 @@ def _build_conv(ck, graph, op, common):
     ck.require(expect == common["output_shape"] and min(expect) > 0,
                f"output shape {list(common['output_shape'])} does not match the {o['padding']} "
                f"convolution's {list(expect)}")
-    return _weighted(Conv2D, ck, op, common, weights, w_q, bias, channels)
+    return _weighted(Conv2D, ck, op, common, weights, w_q, bias, channels, 3 if depthwise else 0)
 
 
 def _build_reshape(ck, graph, op, common):
     ck.require(int(np.prod(common["input_shape"])) == int(np.prod(common["output_shape"])),
                f"reshapes {list(common['input_shape'])} to {list(common['output_shape'])}: "
                "the element counts differ")
-    same = (np.array_equal(common["input_q"].scale, common["output_q"].scale)
-            and np.array_equal(common["input_q"].zero_point, common["output_q"].zero_point))
-    ck.require(same, "input and output quantization differ (a reshape cannot requantize)")
+    # TFLM copies the bytes even when the output's quantization differs (it then reads the
+    # same values at the output's scale); the trainer refuses such a reshape in its backward
+    common["options"]["requantizes"] = not (
+        np.array_equal(common["input_q"].scale, common["output_q"].scale)
+        and np.array_equal(common["input_q"].zero_point, common["output_q"].zero_point))
     return Reshape(**common)
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinylora.errors import InputError, ModelError
+from tinylora.errors import InputError
 from tinylora.ref import checks
-from tinylora.ref.layers import SUPPORTED_OPS, Layer, build_layer
+from tinylora.ref.graph import build_dag, is_chain
+from tinylora.ref.layers import Layer
 from tinylora.tflite import reader as tflite
 
 #: Per-op rounding rules. TFLM, CMSIS-NN and ESP-NN use double rounding everywhere;
@@ -19,17 +20,29 @@ ROUNDING_RULES = {
 class Model:
     """A frozen int8 model read from a .tflite file.
 
-    ``layers`` run in order, each consuming the previous layer's output.
-    ``input_shape``/``output_shape`` exclude the batch dimension.
+    ``layers`` run in the file's order; each reads the tensors of ``layer.inputs`` (a DAG;
+    ``is_chain`` when each reads the previous one's output). ``input_shape``/``output_shape``
+    exclude the batch dimension; ``input_dtype``/``output_dtype`` are "INT8", or "FLOAT32" for
+    a model with QUANTIZE/DEQUANTIZE ends.
     """
+
+    # defaults for a Model put together by hand around made-up layers (tests): an int8 chain
+    input_dtype = output_dtype = "INT8"
+    input_tensor = output_tensor = -1
+    is_chain = True
 
     def __init__(self, graph: tflite.Graph, source: bytes):
         self.graph = graph
         self.source = source
-        self.layers: list[Layer] = _build_chain(graph)
-        first, last = self.layers[0], self.layers[-1]
+        self.layers: list[Layer] = build_dag(graph)
+        self.input_tensor, self.output_tensor = graph.inputs[0], graph.outputs[0]
+        self.is_chain = is_chain(self.layers, self.input_tensor) and \
+            self.layers[-1].output == self.output_tensor
+        first = next(l for l in self.layers if self.input_tensor in l.inputs)
+        last = next(l for l in reversed(self.layers) if l.output == self.output_tensor)
         self.input_shape = first.input_shape
         self.output_shape = last.output_shape
+        self.input_dtype, self.output_dtype = first.input_dtype, last.output_dtype
         self.input_scale = float(first.input_q.scale[0])
         self.input_zero_point = int(first.input_q.zero_point[0])
         self.output_scale = float(last.output_q.scale[0])
@@ -57,9 +70,13 @@ class Model:
         """
         x, single = self._check_input(x)
         rule = ROUNDING_RULES[rounding]
+        env, out = {self.input_tensor: x}, x
         for layer in self.layers[:upto]:
-            x = layer.forward(x, rule.get(layer.kind, "double"))
-        return x[0] if single else x
+            xs = [env[t] for t in layer.inputs] if layer.inputs else [out]  # made-up: a chain
+            out = env[layer.output] = layer.run(xs, rule.get(layer.kind, "double"))
+        if upto is None:
+            out = env.get(self.output_tensor, out)
+        return out[0] if single else out
 
     def quantize(self, x_real) -> np.ndarray:
         """Real-valued input -> int8 model input (round half away from zero, saturate)."""
@@ -69,46 +86,24 @@ class Model:
 
     def _check_input(self, x) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.integer):
+        if self.input_dtype == "FLOAT32":
+            if not np.issubdtype(x.dtype, np.floating):
+                raise InputError(f"model input must be float32 values (the model quantizes its "
+                                 f"input itself), got dtype {x.dtype}")
+            x = x.astype(np.float32)
+        elif not np.issubdtype(x.dtype, np.integer):
             raise InputError(f"model input must be int8 values, got dtype {x.dtype}; "
                              "quantize real inputs with Model.quantize(x)")
-        if x.size and (x.min() < -128 or x.max() > 127):
+        if self.input_dtype == "INT8" and x.size and (x.min() < -128 or x.max() > 127):
             raise InputError("model input holds values outside int8 [-128, 127]")
         shape = tuple(x.shape)
+        dt = np.float32 if self.input_dtype == "FLOAT32" else np.int8
         if shape == self.input_shape:
-            return x.astype(np.int8)[None], True
+            return x.astype(dt)[None], True
         if shape[1:] == self.input_shape:
-            return x.astype(np.int8), False
+            return x.astype(dt), False
         raise InputError(f"input shape {shape} does not match the model's input {self.input_shape} "
                          f"(one sample) or (N, {', '.join(map(str, self.input_shape))}) (a batch)")
-
-
-def _build_chain(graph: tflite.Graph) -> list[Layer]:
-    if graph.num_subgraphs != 1:
-        raise ModelError(f"the model has {graph.num_subgraphs} subgraphs (control flow); tinylora "
-                         "supports single-subgraph models")
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise ModelError(f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} "
-                         "outputs; tinylora supports one input and one output")
-    if not graph.ops:
-        raise ModelError("the model has no operators")
-    current = graph.inputs[0]
-    layers = []
-    for op in graph.ops:
-        if op.inputs and op.inputs[0] != current:
-            raise ModelError(f"op {op.index} {op.name}: reads tensor {op.inputs[0]}, not the "
-                             f"previous op's output {current}: tinylora supports sequential "
-                             f"models (a chain of {', '.join(SUPPORTED_OPS)})")
-        layer = build_layer(graph, op)
-        if layers and layer.input_shape != layers[-1].output_shape:
-            raise ModelError(f"op {op.index} {op.name}: expects input shape {layer.input_shape}, the "
-                             f"previous op writes {layers[-1].output_shape}: the file is corrupt")
-        current = op.outputs[0]
-        layers.append(layer)
-    if current != graph.outputs[0]:
-        raise ModelError(f"the model output is tensor {graph.outputs[0]}, but the last op writes "
-                         f"tensor {current}: tinylora supports sequential models")
-    return layers
 
 
 def load_tflite(source) -> Model:

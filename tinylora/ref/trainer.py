@@ -8,6 +8,7 @@ prints it as straight-line C, so the three cannot disagree about what a step is.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -20,20 +21,23 @@ from tinylora.ref.adapted import AdaptedLayer
 from tinylora.ref.arena_exec import ArenaBuffers, ArenaLifetimes, arena_view
 from tinylora.ref.config import RECOMPUTE_MODES, LoRAConfig, short_name
 from tinylora.ref.executor import StepExecutor
-from tinylora.ref.layers import Layer, Reshape, Softmax
+from tinylora.ref.graph import require_chain_ops
+from tinylora.ref.head import HeadMixin
+from tinylora.ref.layers import Layer, Reshape
 from tinylora.ref.loss import loss_real
 from tinylora.ref.model import Model
 from tinylora.ref.schedule import BufferName, ScheduleOp, act, dead_after, is_step_buffer
-from tinylora.ref.softmax import softmax_params
 
 
-class Trainer(StepExecutor):
+class Trainer(HeadMixin, StepExecutor):
     """Integer-only LoRA training of a frozen int8 model (the numpy reference)."""
 
     def __init__(self, model: Model, config: LoRAConfig | None = None, lr: float = 0.004,
                  grad_threshold: int = 0, grad_density: float | None = None,
                  recompute: str = "none", seed: int = 0, momentum: float = 0.0,
-                 accum_steps: int = 1, calibration=None, grad_capacity: int | None = None):
+                 accum_steps: int = 1, calibration=None, grad_capacity: int | None = None,
+                 loss: str | None = None):
+        require_chain_ops(model, "training", forward_any=True)
         self.model = model
         self.config = config or LoRAConfig()
         if recompute not in RECOMPUTE_MODES:
@@ -60,7 +64,8 @@ class Trainer(StepExecutor):
         self.momentum_q = quant.quantize_multiplier(momentum) if momentum else (0, 0)
         self.step_count = 0
         self.updates = 0
-        self._setup_head()
+        self._setup_head(loss if loss is not None else self.config.loss)
+        self.config = dataclasses.replace(self.config, loss=self.loss)  # copies keep it
         self._setup_targets(calibration)
         self.recompute = self._resolve_recompute(recompute)
         self.schedule = self._build_schedule()
@@ -69,29 +74,18 @@ class Trainer(StepExecutor):
 
     # ----------------------------------------------------------------- structure
 
-    def _setup_head(self) -> None:
-        layers = self.model.layers
-        last = len(layers) - 1
-        beta = 1.0
-        if isinstance(layers[last], Softmax):
-            beta = float(layers[last].options["beta"])
-            last -= 1
-        if last < 0:
-            raise ConfigError("the model has no layer before its softmax to train")
-        self.logits_layer = last
-        self.softmax = softmax_params(float(layers[last].output_q.scale[0]), beta)
-        self.beta = beta
-
     def _setup_targets(self, calibration) -> None:
         layers = self.model.layers[: self.logits_layer + 1]
         targets = self.config.targets
         if targets is None:
             chosen = [l for l in layers if l.kind == "FULLY_CONNECTED"]
+            if not chosen:  # no FC (person-detection-like heads): the last 1x1 conv
+                chosen = [l for l in layers if lora.is_adaptable(l)][-1:]
         else:
             chosen = [self._find_layer(t) for t in targets]
         if not chosen:
-            raise ConfigError("no target layers: the model has no FULLY_CONNECTED layer; name "
-                              "1x1 CONV_2D layers in LoRAConfig(targets=...)")
+            raise ConfigError("no target layers: the model has no FULLY_CONNECTED layer and no "
+                              "1x1 CONV_2D layer; LoRA adapts only those")
         for layer in chosen:
             if not lora.is_adaptable(layer):
                 raise ConfigError(f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) cannot "
@@ -147,7 +141,7 @@ class Trainer(StepExecutor):
 
     def _backward_constants(self) -> None:
         """Static gradient scales and the update / input-gradient multipliers (before training)."""
-        scale = self.beta / 256.0   # real dL/dlogit per gradient unit
+        scale = self.loss_scale   # real dL/d(output) per gradient unit
         self.input_grad = {}
         f = 2.0 ** (lora.MASTER_FRAC_BITS + lora.ACCUM_FRAC_BITS)
         lr = self.lr / self.accum_steps
@@ -224,7 +218,7 @@ class Trainer(StepExecutor):
         x, _ = self.model._check_input(x)
         if x.shape[0] != 1:
             raise InputError("step() takes one sample; use fit() for many")
-        return self._run({"x": x, "label": checks.label(label, self.model.classes)}, start=0)
+        return self._run({"x": x, "label": self._label(label)}, start=0)
 
     def _run(self, bufs: dict, start: int) -> StepResult:
         if self._arena is not None:
@@ -256,7 +250,7 @@ class Trainer(StepExecutor):
     def trace(self, x, label: int) -> dict:
         """Every buffer of one step's forward pass and loss (nothing is updated)."""
         x, _ = self.model._check_input(x)
-        bufs = {"x": x[:1], "label": checks.label(label, self.model.classes)}
+        bufs = {"x": x[:1], "label": self._label(label)}
         for op in self.schedule:
             if op.op in ("forward", "lora_forward", "loss") and not op.recompute:
                 getattr(self, f"_op_{op.op}")(op, bufs)
@@ -269,7 +263,7 @@ class Trainer(StepExecutor):
         saved = {i: (ad.acc_a.copy(), ad.acc_b.copy()) for i, ad in self.adapters.items()}
         for ad in self.adapters.values():
             ad.acc_a, ad.acc_b = 0, 0
-        bufs = {"x": x[:1], "label": checks.label(label, self.model.classes)}
+        bufs = {"x": x[:1], "label": self._label(label)}
         for op in self.schedule:
             if op.op != "update":
                 getattr(self, f"_op_{op.op}")(op, bufs)
@@ -345,7 +339,7 @@ class Trainer(StepExecutor):
             order = rng.permutation(len(Y)) if shuffle else np.arange(len(Y))
             total, correct = 0, 0
             for n, idx in enumerate(order):
-                bufs = {act(self.lowest - 1): seg[idx: idx + 1], "label": int(Y[idx])}
+                bufs = {act(self.lowest - 1): seg[idx: idx + 1], "label": self._label(Y[idx])}
                 result = self._run(bufs, start)
                 total += result.loss
                 correct += int(np.argmax(result.logits) == Y[idx])

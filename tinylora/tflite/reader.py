@@ -53,6 +53,17 @@ _OPTIONS = {
                             ("keep_num_dims", 2, "bool", False, None)]),
     "SOFTMAX": (9, [("beta", 0, "float32", 0.0, None)]),
     "RESHAPE": (17, []),
+    "AVERAGE_POOL_2D": (5, _POOL := [("padding", 0, "int8", 0, PADDING),
+                                     ("stride_w", 1, "int32", 1, None),
+                                     ("stride_h", 2, "int32", 1, None),
+                                     ("filter_width", 3, "int32", 1, None),
+                                     ("filter_height", 4, "int32", 1, None),
+                                     ("activation", 5, "int8", 0, ACTIVATIONS)]),
+    "MAX_POOL_2D": (5, _POOL),
+    "ADD": (11, [("activation", 0, "int8", 0, ACTIVATIONS)]),
+    "CONCATENATION": (10, [("axis", 0, "int32", 0, None),
+                           ("activation", 1, "int8", 0, ACTIVATIONS)]),
+    "MEAN": (27, [("keep_dims", 0, "bool", False, None)]),
 }
 
 

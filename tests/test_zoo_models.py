@@ -1,0 +1,145 @@
+"""Whole zoo models (tests/support/zoo.py) in tinylora's reference: the DAG loader, the float
+ends, the arena's liveness over the DAG and the refusals of what is not supported yet.
+
+``Model.forward`` must equal tflite-micro on 200 random inputs per model: 0 differing bytes,
+float32 ends included.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from tests.support import oracles, zoo
+from tinylora import ConfigError, InputError, LoRAConfig, ModelError, load_tflite
+from tinylora.codegen.frozen import plan_frozen
+from tinylora.codegen.step import plan_step
+from tinylora.commands import cmd_inspect
+from tinylora.planning.arena import inference_plan
+from tinylora.ref.trainer import Trainer
+
+pytestmark = pytest.mark.slow  # converts the zoo's Keras models (~45 s on 2 busy cores)
+
+N_INPUTS = 200
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("zoo_models")
+    return {name: zoo.build(name, cache) for name in zoo.MODELS}
+
+
+def _random_inputs(model, rng, n):
+    shape = (n,) + model.input_shape
+    if model.input_dtype == "FLOAT32":
+        return (rng.standard_normal(shape) * 2).astype(np.float32)
+    return rng.integers(-128, 128, size=shape).astype(np.int8)
+
+
+def _tflm(data, x):
+    interp = oracles.tflm_interpreter(data)
+    out = []
+    for sample in x:
+        interp.set_input(np.ascontiguousarray(sample[None]), 0)
+        interp.invoke()
+        out.append(np.array(interp.get_output(0))[0])
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("name", sorted(zoo.MODELS))
+def test_forward_equals_tflm_on_200_inputs(models, name):
+    model = load_tflite(models[name])
+    rng = np.random.default_rng(sum(map(ord, name)))
+    x = _random_inputs(model, rng, N_INPUTS)
+    want = _tflm(models[name], x)
+    got = np.concatenate([model.forward(x[i:i + 50]) for i in range(0, N_INPUTS, 50)])
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.shape)
+    diff = int((got.view(np.uint8) != want.view(np.uint8)).sum())
+    assert diff == 0, f"{name}: {diff} of {got.nbytes} bytes differ from TFLM"
+    first = model.forward(x[:8], upto=1).reshape(8, -1)
+    assert len(np.unique(first, axis=0)) > 1, "the random inputs do not reach the model"
+
+
+def test_float_ends_and_dag(models):
+    ae = load_tflite(models["autoencoder_float_io"])
+    assert (ae.input_dtype, ae.output_dtype) == ("FLOAT32", "FLOAT32")
+    assert ae.layers[0].kind == "QUANTIZE" and ae.layers[-1].kind == "DEQUANTIZE"
+    with pytest.raises(InputError, match="float32"):
+        ae.forward(np.zeros(ae.input_shape, np.int8))
+    assert load_tflite(models["autoencoder"]).is_chain
+    resnet = load_tflite(models["resnet8"])
+    assert not resnet.is_chain
+    adds = [l for l in resnet.layers if l.kind == "ADD"]
+    assert len(adds) == 3 and all(len(l.inputs) == 2 for l in adds)
+
+
+def test_inference_arena_keeps_residual_inputs_alive(models):
+    for name in ("resnet8", "mbv2_block"):
+        model = load_tflite(models[name])
+        plan = inference_plan(model)
+        by_tensor = {model.input_tensor: plan.buffers[0]}
+        by_tensor.update({l.output: plan.buffers[1 + k] for k, l in enumerate(model.layers)})
+        for layer in model.layers:
+            for t in layer.inputs:
+                assert by_tensor[t].first < layer.index <= by_tensor[t].last, (name, layer.index)
+        # a skip tensor outlives the next op: the DAG needs more than two live activations
+        longest = max(b.last - b.first for b in plan.buffers)
+        assert longest > 1, name
+
+
+def test_inspect_lists_every_zoo_model_as_supported(models, tmp_path, capsys):
+    for name, data in models.items():
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(data)
+        assert cmd_inspect(argparse.Namespace(model=str(path))) == 0, name
+        assert "every op is supported" in capsys.readouterr().out
+
+
+def test_training_and_codegen_refuse_what_they_cannot_run_yet_naming_each_op(models):
+    resnet = load_tflite(models["resnet8"])
+    with pytest.raises(ModelError, match="(?s)not yet in training.*graph branches"):
+        Trainer(resnet)
+    with pytest.raises(ModelError, match="(?s)op 0 QUANTIZE: no training.*float32 end.*"
+                                         "op 11 DEQUANTIZE: no training"):
+        Trainer(load_tflite(models["autoencoder_float_io"]))
+    with pytest.raises(ModelError) as e:
+        plan_frozen(resnet)
+    for layer in resnet.layers:
+        if layer.kind in ("ADD", "AVERAGE_POOL_2D"):
+            assert f"op {layer.index} {layer.kind}: no C code generation" in str(e.value)
+
+
+def test_head_training_below_a_new_op_runs_in_numpy_and_gen_refuses(models):
+    """DS-CNN's AVERAGE_POOL_2D lies below its FC head: the numpy trainer runs it forward;
+    the C generator has no kernel for it yet and says so (not a crash)."""
+    m = load_tflite(models["ds_cnn"])
+    t = Trainer(m, LoRAConfig(rank=2), lr=0.5)
+    assert list(t.adapters) == [10] and m.layers[9].kind == "AVERAGE_POOL_2D"
+    rng = np.random.default_rng(2)
+    x = rng.integers(-128, 128, size=(2,) + m.input_shape).astype(np.int8)
+    label = int(np.argmin(m.forward(x[0])))
+    first = int(t.step(x[0], label))
+    for _ in range(15):
+        last = int(t.step(x[0], label))
+    assert last < first, (first, last)
+    with pytest.raises(ModelError, match="op 9 AVERAGE_POOL_2D: no C code generation"):
+        plan_step(t)
+    pd = Trainer(load_tflite(models["person_detect_like"]))
+    assert [pd.model.layers[i].kind for i in pd.adapters] == ["CONV_2D"]  # its last 1x1 conv
+
+
+def test_regression_models_train_with_mse_and_are_not_taken_as_classes(models):
+    ae = load_tflite(models["autoencoder"])
+    with pytest.raises(ConfigError, match="will not guess its loss"):
+        Trainer(ae)
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, size=(4,) + ae.input_shape).astype(np.int8)
+    t = Trainer(ae, LoRAConfig(loss="mse", targets=(9,)), lr=20.0, calibration=x)
+    # reconstruction: the target is the input itself, as int8 values at the output's scale
+    target = np.clip(np.round(x[0].astype(float) * ae.input_scale / ae.output_scale)
+                     + ae.output_zero_point, -128, 127).astype(np.int8)
+    first = int(t.step(x[0], target))
+    for _ in range(20):
+        last = int(t.step(x[0], target))
+    assert last < first, (first, last)

@@ -1,0 +1,52 @@
+"""The trainer's head: which loss (:func:`tinylora.ref.loss.choose_loss`), which layer gives
+the logits or outputs, the loss's constants, and what a label is (a class number for
+cross-entropy, an int8 target array in the model's output space for MSE). Mixed into
+:class:`tinylora.ref.trainer.Trainer`."""
+from __future__ import annotations
+
+import numpy as np
+
+from tinylora.errors import ConfigError, InputError
+from tinylora.ref import checks
+from tinylora.ref.layers import Softmax
+from tinylora.ref.loss import choose_loss, mse_constants
+from tinylora.ref.softmax import softmax_params
+
+
+class HeadMixin:
+    def _setup_head(self, loss: str | None) -> None:
+        layers = self.model.layers
+        last = len(layers) - 1
+        self.loss = choose_loss(loss, layers[last].kind)
+        beta = 1.0
+        if isinstance(layers[last], Softmax):
+            if self.loss == "mse":
+                raise ConfigError("loss='mse' on a model that ends in SOFTMAX: tinylora has no "
+                                  "backward through a softmax; use loss='xent' (class labels)")
+            beta = float(layers[last].options["beta"])
+            last -= 1
+        if last < 0:
+            raise ConfigError("the model has no layer before its softmax to train")
+        self.logits_layer = last
+        self.beta = beta
+        out_q = layers[last].output_q
+        if self.loss == "xent":
+            self.softmax = softmax_params(float(out_q.scale[0]), beta)
+            self.loss_scale = beta / 256.0   # real dL/dlogit per gradient unit
+        else:
+            self.softmax = None
+            n = int(np.prod(layers[last].output_shape))
+            self.loss_scale, self.mse_q = mse_constants(float(out_q.scale[0]), n)
+
+    def _label(self, label):
+        """A class number (cross-entropy) or an int8 target of the output's shape (MSE)."""
+        if self.loss == "xent":
+            return checks.label(label, self.model.classes)   # targets in the output space: loss='mse'
+        shape = self.model.layers[self.logits_layer].output_shape
+        t = np.asarray(label)
+        if not np.issubdtype(t.dtype, np.integer) or t.shape != shape or (
+                t.size and (t.min() < -128 or t.max() > 127)):
+            raise InputError(f"with loss='mse' a label is the int8 target output, shape {shape} "
+                             f"(quantize real targets with the output's scale and zero point), "
+                             f"got dtype {t.dtype} shape {t.shape}")
+        return t.astype(np.int8)
