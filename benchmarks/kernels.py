@@ -18,7 +18,7 @@ the same for every path.)
 Implementations:
 - ``tinylora``: tinylora's kernels, portable C (``-DTL_NO_DSP`` on Arm).
 - ``tinylora-dsp``: tinylora's DSP path (SXTB16/SMLAD), Cortex-M4/M7.
-- ``cmsis-nn``: CMSIS-NN (``$CMSIS_NN_DIR``, default /work/shared/third_party/CMSIS-NN,
+- ``cmsis-nn``: CMSIS-NN (``$CMSIS_NN_DIR``, default ../shared/third_party/CMSIS-NN,
   unmodified v7.0.0) called directly, built for the core as it is (``__ARM_FEATURE_DSP``
   defined on M4/M7: its DSP code).
 - ``cmsis-nn-c``: the same sources built with ``-U__ARM_FEATURE_DSP`` for the same core, so
@@ -26,7 +26,7 @@ Implementations:
   takes its pure-C branch: the code a Cortex-M0/M3 build runs, measured on the M4/M7 itself
   (same compiler, same core, same counter as tinylora's portable C). The build checks that
   the library objects then hold no SMLAD / SXTB16.
-- ``esp-nn``: ESP-NN's ANSI C kernels (``$ESP_NN_DIR``, default /work/shared/third_party/
+- ``esp-nn``: ESP-NN's ANSI C kernels (``$ESP_NN_DIR``, default ../shared/third_party/
   esp-nn, unmodified v1.1.2, ``src/*/*_ansi.c``) called directly (Xtensa lx106, rv32imc).
 The libraries are compiled from their directories by path (never copied), with the target's
 own flags (``tinylora.emulate``).
@@ -56,8 +56,10 @@ import tinylora  # noqa: F401  (resources)
 from tinylora import emulate
 
 HERE = Path(__file__).resolve().parent
-CMSIS_NN_DIR = Path(os.environ.get("CMSIS_NN_DIR", "/work/shared/third_party/CMSIS-NN"))
-ESP_NN_DIR = Path(os.environ.get("ESP_NN_DIR", "/work/shared/third_party/esp-nn"))
+#: ../shared/third_party beside the repository (unmodified CMSIS-NN and ESP-NN releases)
+_THIRD_PARTY = Path(__file__).resolve().parents[2] / "shared" / "third_party"
+CMSIS_NN_DIR = Path(os.environ.get("CMSIS_NN_DIR", _THIRD_PARTY / "CMSIS-NN"))
+ESP_NN_DIR = Path(os.environ.get("ESP_NN_DIR", _THIRD_PARTY / "esp-nn"))
 
 LAYERS = {  # name -> (description, MACs)
     "conv": ("conv 3x3 16->32, 24x24", 24 * 24 * 32 * 3 * 3 * 16),

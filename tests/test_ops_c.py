@@ -5,8 +5,8 @@ One test program per variant holds many random cases per op (shapes, quantizatio
 activations, paddings, broadcasts; seeded) plus argument checks with the expected tl_status.
 Variants: the portable C on host (also under the sanitizers), Cortex-M4, Xtensa LX106 and
 rv32imc; and the dispatched ops (pooling, ADD) built against the REAL libraries,
-``CMSIS_NN_DIR`` (default /work/shared/third_party/CMSIS-NN, v7.0.0; on Cortex-M4 with its DSP
-path and with its pure C path) and ``ESP_NN_DIR`` (default /work/shared/third_party/esp-nn,
+``CMSIS_NN_DIR`` (default ../shared/third_party/CMSIS-NN, v7.0.0; on Cortex-M4 with its DSP
+path and with its pure C path) and ``ESP_NN_DIR`` (default ../shared/third_party/esp-nn,
 v1.1.2 ANSI C, on Xtensa and host). The library entry points are wrapped at link time
 (``-Wl,--wrap``) so the program counts its calls into each: a variant that silently fell back to
 the portable path fails.
@@ -26,11 +26,14 @@ import numpy as np
 import pytest
 
 from tinylora import emulate
+from tinylora.ref import activations, arith, pooling, tensor_ops
 from tinylora.ref.qparams import Quant
 from tinylora.ref.quant import activation_range
 
-CMSIS_NN_DIR = Path(os.environ.get("CMSIS_NN_DIR", "/work/shared/third_party/CMSIS-NN"))
-ESP_NN_DIR = Path(os.environ.get("ESP_NN_DIR", "/work/shared/third_party/esp-nn"))
+#: ../shared/third_party beside the repository (unmodified CMSIS-NN and ESP-NN releases)
+_THIRD_PARTY = Path(__file__).resolve().parents[2] / "shared" / "third_party"
+CMSIS_NN_DIR = Path(os.environ.get("CMSIS_NN_DIR", _THIRD_PARTY / "CMSIS-NN"))
+ESP_NN_DIR = Path(os.environ.get("ESP_NN_DIR", _THIRD_PARTY / "esp-nn"))
 
 CMSIS_CALLS = ("arm_avgpool_s8", "arm_max_pool_s8", "arm_elementwise_add_s8")
 ESP_CALLS = ("esp_nn_avg_pool_s8_ansi", "esp_nn_max_pool_s8_ansi",
