@@ -198,7 +198,7 @@ def test_gen_data_with_mismatched_lengths_is_refused(tmp_path, capsys):
     x = np.random.default_rng(0).random((40, 8, 8, 1)).astype(np.float32)
     y = np.arange(10) % 10
     err = _gen_error(capsys, "--data", _npz(tmp_path, x=x, y=y), "--out", str(tmp_path / "o"))
-    assert "40 samples but y has 10 labels" in err
+    assert "10 labels for 40 samples" in err
     assert not (tmp_path / "o").exists()
 
 
