@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,10 @@ def _run_report(target: str, elf: Path, shift: int, timeout: float) -> emulate.R
     r = emulate.run(target, elf, timeout=timeout, icount=True, icount_shift=shift)
     rep = emulate.parse_report(r.stdout, r.returncode)
     if rep.errors:
-        raise EmulationError(f"{target}: the benchmark program reported errors {rep.errors}")
+        raise EmulationError(f"{target}: the generated step returned tl_status codes {rep.errors} "
+                             f"(firmware/include/tl_types.h); nothing was counted. A library "
+                             f"backend returning TL_ERR_ARENA needs its kernel scratch registered "
+                             f"(tl_kernels_set_scratch); try --backend portable")
     return rep
 
 
@@ -116,17 +120,29 @@ def bench_variant(target: str, backend: str = "portable") -> Variant:
     return next((v for v in offered if v.name == target), offered[0])
 
 
-def _library(backend: str) -> tuple[list[Path], list[Path]]:
-    """(sources, include dirs) of an optimised kernel library, from its environment variable."""
-    if backend not in LIBRARIES:
+def _library(variant: Variant, out: Path) -> tuple[list[Path], list[Path]]:
+    """(objects, include dirs) of the variant's optimised kernel library, built from the tree
+    its environment variable names with the target's code generation flags (the library's
+    own C, unmodified: not held to tinylora's warning flags)."""
+    if variant.backend not in LIBRARIES:
         return [], []
-    var, probe, globs, incs = LIBRARIES[backend]
-    root = Path(os.environ.get(var, ""))
+    var, probe, globs, incs = LIBRARIES[variant.backend]
+    root = Path(os.environ.get(var, "."))
     if not os.environ.get(var) or not (root / probe).is_file():
-        raise InputError(f"backend {backend} needs the library's sources: set {var} to an "
+        raise InputError(f"backend {variant.backend} needs the library's sources: set {var} to an "
                          f"unmodified tree (e.g. /work/shared/third_party/...); "
                          f"{root / probe} not found")
-    return [p for g in globs for p in sorted(root.glob(g))], [root / d for d in incs]
+    spec, includes = TOOLCHAINS[variant.toolchain], [root / d for d in incs]
+    objects = []
+    (out / "lib").mkdir(parents=True, exist_ok=True)
+    for src in (p for g in globs for p in sorted(root.glob(g))):
+        obj = out / "lib" / f"{src.stem}.o"
+        cmd = [spec.cc, *spec.cflags, *[f"-I{i}" for i in includes], "-c", str(src), "-o", str(obj)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EmulationError(f"{variant.backend} build failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
+        objects.append(obj)
+    return objects, includes
 
 
 def op_table(trainer: Trainer) -> list[dict]:
@@ -202,10 +218,10 @@ def build_bench(trainer: Trainer, variant: Variant, x, y, out: Path, command: st
         files.append(out / f"{prefix}.c")
     (out / "bench_samples.h").write_text(_samples_header(x, y, len(trainer.schedule) + 1))
     fw = emulate.firmware_dir()
-    lib_sources, lib_includes = _library(variant.backend)
+    lib_objects, lib_includes = _library(variant, out)
     return emulate.build(variant.toolchain, [fw / "testing" / "tl_bench_main.c", *files,
                                              fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c",
-                                             *lib_sources],
+                                             *lib_objects],
                          out, variant.defines, include_dirs=[out, *lib_includes])
 
 

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from tinylora import datasets, emulate, load_tflite, tasks
+from tinylora import bench, datasets, emulate, load_tflite, tasks
 from tinylora.codegen.project import GEN_LR, check_names, plan_project, write_project
-from tinylora.errors import ModelError
+from tinylora.errors import InputError, ModelError
 from tinylora.examples import example_model
 from tinylora.pio import lint
 from tinylora.planning.arena import checked_plan, inference_plan
@@ -138,6 +138,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    if args.estimate and not args.board:
+        raise InputError("--estimate needs --board B: the estimate uses the board's clock, "
+                         "cycles per instruction and current (boards/B.toml [perf])")
     model = load_tflite(_model_path(args.model))
     budget, board = args.budget, args.board
     if args.auto_rank:
@@ -154,10 +157,60 @@ def cmd_plan(args) -> int:
     plan = checked_plan(trainer, budget=budget, board=board)
     print(plan.report())
     print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
+    if args.estimate:
+        _plan_estimate(args, model, config, recompute)
     if args.plot:
         plan.plot(args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _bench_samples(args, model, n: int):
+    """The bundled model trains on the bundled 'sensor' task; another model on seeded random
+    int8 inputs and labels (as `tinylora verify` does)."""
+    if args.model is None:
+        t = tasks.task("sensor")
+        return model.quantize(t["x_train"]), t["y_train"][:n]
+    rng = np.random.default_rng(args.seed)
+    x = rng.integers(-128, 128, (max(n, 16),) + tuple(model.input_shape)).astype(np.int8)
+    classes = int(np.prod(model.layers[-1].output_shape))
+    return x, rng.integers(0, classes, n)
+
+
+def _bench_trainer(args, model, config: LoRAConfig, recompute: str) -> tuple[Trainer, np.ndarray, np.ndarray]:
+    x, y = _bench_samples(args, model, args.samples)
+    trainer = Trainer(model, config, lr=0.02, recompute=recompute, calibration=x[:64])
+    return trainer, x[: len(y)], y
+
+
+def cmd_bench(args) -> int:
+    model = load_tflite(_model_path(args.model))
+    trainer, x, y = _bench_trainer(args, model, LoRAConfig(rank=args.rank), args.recompute)
+    command = (f"tinylora bench --target {args.target} --backend {args.backend} --rank {args.rank}"
+               + (" --model <file>" if args.model else ""))
+    try:
+        result = bench.run_bench(trainer, args.target, x, y, backend=args.backend, keep=args.keep,
+                                 command=command)
+    except emulate.EmulationError as e:
+        print(f"tinylora: error: {e}", file=sys.stderr)
+        return 2
+    print(result.dumps() if args.json else bench.table_text(result))
+    return 0
+
+
+def _plan_estimate(args, model, config: LoRAConfig, recompute) -> None:
+    board = load_board(args.board)
+    if not board.perf:
+        print(f"\nno estimate: boards/{board.name}.toml has no [perf] table")
+        return
+    trainer, x, y = _bench_trainer(args, model, config, recompute)
+    command = f"tinylora plan --board {board.name} --estimate"
+    try:
+        result = bench.run_bench(trainer, board.emulation, x, y, backend=board.backend, command=command)
+    except InputError as e:   # the board's library is not in the target table or not found
+        print(f"\nestimate with the portable kernels instead of {board.backend}: {e}")
+        result = bench.run_bench(trainer, board.emulation, x, y, command=command)
+    print("\n" + bench.estimate_text(board, result, trainer.accum_steps))
 
 
 def cmd_boards(args) -> int:

@@ -55,6 +55,7 @@ int main(void)
     int8_t logits[BENCH_CLASSES];
     int32_t loss, i;
     uint32_t a, b;
+    tl_status status;
 
     tl_counter_init();
     if (bench_init(&state, NULL) != TL_OK || bench_t_init(&timed, NULL) != TL_OK) {
@@ -74,13 +75,19 @@ int main(void)
 
     for (i = 0; i < BENCH_SAMPLES; ++i) {
         a = tl_counter();
-        (void)bench_predict(&state, bench_inputs[i], logits);
+        status = bench_predict(&state, bench_inputs[i], logits);
         b = tl_counter();
+        if (status != TL_OK) {
+            tl_report_error("predict", (uint32_t)i, (int)status);
+        }
         totals[i] = (int32_t)tl_counter_elapsed(a, b);
         n_marks = 0u;
         a = tl_counter();
-        (void)bench_t_predict(&timed, bench_inputs[i], logits);
+        status = bench_t_predict(&timed, bench_inputs[i], logits);
         b = tl_counter();
+        if (status != TL_OK) {
+            tl_report_error("predict_t", (uint32_t)i, (int)status);
+        }
         timed_totals[i] = (int32_t)tl_counter_elapsed(a, b);
         keep_deltas(i);
         /* the step changes the adapters: train both copies on the same sample */
@@ -98,17 +105,19 @@ int main(void)
     }
     for (i = 0; i < BENCH_SAMPLES; ++i) {
         a = tl_counter();
-        if (bench_step(&state, bench_inputs[i], bench_labels[i], &loss, logits) != TL_OK) {
-            tl_report_error("step", (uint32_t)i, 1);
-        }
+        status = bench_step(&state, bench_inputs[i], bench_labels[i], &loss, logits);
         b = tl_counter();
+        if (status != TL_OK) {
+            tl_report_error("step", (uint32_t)i, (int)status);
+        }
         totals[i] = (int32_t)tl_counter_elapsed(a, b);
         n_marks = 0u;
         a = tl_counter();
-        if (bench_t_step(&timed, bench_inputs[i], bench_labels[i], &loss, logits) != TL_OK) {
-            tl_report_error("step_t", (uint32_t)i, 1);
-        }
+        status = bench_t_step(&timed, bench_inputs[i], bench_labels[i], &loss, logits);
         b = tl_counter();
+        if (status != TL_OK) {
+            tl_report_error("step_t", (uint32_t)i, (int)status);
+        }
         timed_totals[i] = (int32_t)tl_counter_elapsed(a, b);
         keep_deltas(i);
     }

@@ -10,14 +10,19 @@
 #include <stdint.h>
 
 #if defined(__riscv)
-static inline void tl_counter_init(void) {}
+static inline void tl_counter_init(void)
+{
+}
 static inline uint32_t tl_counter(void)
 {
     uint32_t v;
     __asm__ volatile("rdinstret %0" : "=r"(v));
     return v;
 }
-static inline uint32_t tl_counter_elapsed(uint32_t a, uint32_t b) { return b - a; }
+static inline uint32_t tl_counter_elapsed(uint32_t a, uint32_t b)
+{
+    return b - a;
+}
 #elif defined(__arm__)
 #define TL_SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define TL_SYST_RVR (*(volatile uint32_t *)0xE000E014u)
@@ -28,21 +33,40 @@ static inline void tl_counter_init(void)
     TL_SYST_CVR = 0u;
     TL_SYST_CSR = 5u; /* enable, processor clock, no interrupt */
 }
-static inline uint32_t tl_counter(void) { return TL_SYST_CVR; }
-static inline uint32_t tl_counter_elapsed(uint32_t a, uint32_t b) { return (a - b) & 0xFFFFFFu; }
+static inline uint32_t tl_counter(void)
+{
+    return TL_SYST_CVR;
+}
+static inline uint32_t tl_counter_elapsed(uint32_t a, uint32_t b)
+{
+    return (a - b) & 0xFFFFFFu;
+}
 #elif defined(__XTENSA__)
-static inline void tl_counter_init(void) {}
+static inline void tl_counter_init(void)
+{
+}
 static inline uint32_t tl_counter(void)
 {
     uint32_t v;
     __asm__ volatile("rsr.ccount %0" : "=a"(v));
     return v;
 }
-static inline uint32_t tl_counter_elapsed(uint32_t a, uint32_t b) { return b - a; }
+static inline uint32_t tl_counter_elapsed(uint32_t a, uint32_t b)
+{
+    return b - a;
+}
 #else
-static inline void tl_counter_init(void) {}
-static inline uint32_t tl_counter(void) { return 0u; }
-static inline uint32_t tl_counter_elapsed(uint32_t a, uint32_t b) { return b - a; }
+static inline void tl_counter_init(void)
+{
+}
+static inline uint32_t tl_counter(void)
+{
+    return 0u;
+}
+static inline uint32_t tl_counter_elapsed(uint32_t a, uint32_t b)
+{
+    return b - a;
+}
 #endif
 
 #endif /* TL_COUNTER_H */

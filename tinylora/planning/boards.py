@@ -32,6 +32,7 @@ class Board:
     static_limit_kb: int | None = None
     console: dict | None = None   # the generated project's serial console (UART, pins)
     storage: dict | None = None   # where the generated project keeps checkpoints
+    perf: dict | None = None      # clock_mhz, cpi, active_current_ma, voltage: time/energy estimates
 
     def __hash__(self) -> int:
         return hash(self.name)
