@@ -207,7 +207,7 @@ def _plan_estimate(args, model, config: LoRAConfig, recompute) -> None:
     command = f"tinylora plan --board {board.name} --estimate"
     try:
         result = bench.run_bench(trainer, board.emulation, x, y, backend=board.backend, command=command)
-    except InputError as e:   # the board's library is not in the target table or not found
+    except (InputError, emulate.EmulationError) as e:   # no such library build here, or it fails
         print(f"\nestimate with the portable kernels instead of {board.backend}: {e}")
         result = bench.run_bench(trainer, board.emulation, x, y, command=command)
     print("\n" + bench.estimate_text(board, result, trainer.accum_steps))
