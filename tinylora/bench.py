@@ -203,8 +203,10 @@ class BenchResult:
 
 def _samples_header(x: np.ndarray, y: np.ndarray, marks: int) -> str:
     rows = "\n".join(f"    {{ {', '.join(map(str, s.reshape(-1).tolist()))} }}," for s in x)
+    # aligned: memcpy's path (so its instruction count) depends on the source's alignment
     return (f"#define BENCH_SAMPLES {len(y)}\n#define BENCH_MAX_MARKS {marks}\n"
-            f"static const int8_t bench_inputs[{len(y)}][{int(np.prod(x.shape[1:]))}] = {{\n{rows}\n}};\n"
+            f"static const int8_t bench_inputs[{len(y)}][{int(np.prod(x.shape[1:]))}]\n"
+            f"    __attribute__((aligned(16))) = {{\n{rows}\n}};\n"
             f"static const int32_t bench_labels[{len(y)}] = {{ {' '.join(c_array_rows(y, 1000))} }};\n")
 
 
