@@ -147,7 +147,7 @@ def _library(variant: Variant, out: Path) -> tuple[list[Path], list[Path]]:
 
 def op_table(trainer: Trainer) -> list[dict]:
     """One row per schedule op: index, op, layer, kind, macs (multiply-accumulates: a frozen
-    layer's MACs; LoRA forward rows*rank*(in+out); backward: LoRA's four products
+    layer's MACs; LoRA forward: the frozen layer's plus rows*rank*(in+out); backward: LoRA's four products
     rows*rank*(2*out+in), plus the input gradient rows*in*out when it propagates)."""
     model, rows = trainer.model, []
     for t, op in enumerate(trainer.schedule):
@@ -161,7 +161,7 @@ def op_table(trainer: Trainer) -> list[dict]:
             ad = trainer.adapters.get(op.layer)
             rank = ad.k.rank if ad is not None else 0
             if op.op == "lora_forward":
-                macs = spatial * rank * (depth + out)
+                macs = int(layer.macs) + spatial * rank * (depth + out)
             else:
                 macs = spatial * rank * (2 * out + depth) + (int(layer.macs) if op.layer > trainer.lowest else 0)
         rows.append({"index": t, "op": str(op).split(":")[0], "layer": op.layer, "kind": kind,
