@@ -224,7 +224,8 @@ def build_bench(trainer: Trainer, variant: Variant, x, y, out: Path, command: st
     return emulate.build(variant.toolchain, [fw / "testing" / "tl_bench_main.c", *files,
                                              fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c",
                                              *lib_objects],
-                         out, variant.defines, include_dirs=[out, *lib_includes])
+                         out, {**(variant.defines or {}), "TL_BENCH_MODEL": 1},
+                         include_dirs=[out, *lib_includes])
 
 
 def _per_op(deltas: np.ndarray, samples: int, mark: float, rows: list[dict]) -> list[dict]:
