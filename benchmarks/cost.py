@@ -13,14 +13,9 @@ samples; forward + loss + backward + update), the step / inference ratio, and
 instructions per MAC of the frozen FULLY_CONNECTED kernel (the slope between a 256- and a
 512-deep layer of 64 outputs, so call overhead cancels), Cortex-M4 portable C vs DSP path.
 
-Counters, and how each is made exact:
-- RISC-V ``rdinstret`` with ``-icount shift=0``: one count per instruction.
-- Cortex-M SysTick (mps2, 25 MHz) and Xtensa CCOUNT (lx106, 40 MHz): with ``shift=0`` they
-  tick once per 40 / 25 instructions. Each program is therefore also run with ``shift=7``
-  (128 virtual ns per instruction: 3.2 SysTick / 5.12 CCOUNT ticks per instruction), where a
-  delta of D ticks has exactly one integer instruction count n with |n * rate - D| < 1; that n
-  is reported, and checked against the coarse ``shift=0`` reading.
-The cost of the counter reads themselves (an empty region) is subtracted.
+Counters (``firmware/testing/tl_counter.h``) and how each is made exact: see
+:mod:`tinylora.bench` (shared with ``tinylora bench``). The cost of the counter reads
+themselves (an empty region) is subtracted.
 """
 from __future__ import annotations
 
@@ -32,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import tinylora
-from tinylora import emulate, tasks
+from tinylora import bench, emulate, tasks
 from tinylora.codegen import c_array_rows
 from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
 from tinylora.codegen.step import generate_step
@@ -40,15 +35,14 @@ from tinylora.ref.trainer import LoRAConfig, Trainer
 
 HERE = Path(__file__).resolve().parent
 
-# name -> (emulate target, defines, ticks per instruction at shift 0 / per 2^7 ns at shift 7)
+# name -> (emulate target, defines)
 TARGETS = {
-    "cortex-m4": ("cortex-m4", {"TL_NO_DSP": 1}, 1 / 40),
-    "cortex-m4-dsp": ("cortex-m4", None, 1 / 40),
-    "cortex-m7": ("cortex-m7", None, 1 / 40),
-    "xtensa": ("xtensa", None, 1 / 25),
-    "rv32imc": ("rv32imc", None, 1.0),
+    "cortex-m4": ("cortex-m4", {"TL_NO_DSP": 1}),
+    "cortex-m4-dsp": ("cortex-m4", None),
+    "cortex-m7": ("cortex-m7", None),
+    "xtensa": ("xtensa", None),
+    "rv32imc": ("rv32imc", None),
 }
-FINE_SHIFT = 7
 
 
 def _samples_header(model, x, y, frozen) -> str:
@@ -69,40 +63,17 @@ def build(target: str, trainer: Trainer, x, y, out: Path) -> Path:
     (out / "base.c").write_text(generate_frozen_c(model, prefix="base", command="benchmarks/cost.py"))
     (out / "cost_samples.h").write_text(_samples_header(model, x, y, plan_frozen(model, "base")))
     fw = emulate.firmware_dir()
-    emu, defines, _ = TARGETS[target]
+    emu, defines = TARGETS[target]
     return emulate.build(emu, [HERE / "cost_main.c", out / "ex.c", out / "base.c",
                                fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"], out, defines,
                          include_dirs=[out])
 
 
-def _report(target: str, elf: Path, shift: int) -> emulate.Report:
-    r = emulate.run(TARGETS[target][0], elf, timeout=300, icount=True, icount_shift=shift)
-    rep = emulate.parse_report(r.stdout, r.returncode)
-    if rep.errors:
-        raise RuntimeError(f"{target}: errors {rep.errors}")
-    return rep
-
-
 def measure(target: str, elf: Path) -> dict[str, np.ndarray]:
     """Instructions of every measured region (counter overhead subtracted)."""
-    coarse = _report(target, elf, 0)
-    rate = TARGETS[target][2]
-    names = ("empty", "base", "predict", "step", "fc")
-    if rate == 1.0:
-        counts = {k: coarse.int32(k).astype(np.int64) for k in names}
-    else:
-        fine = _report(target, elf, FINE_SHIFT)
-        fine_rate = rate * 2 ** FINE_SHIFT
-        counts = {}
-        for k in names:
-            d = fine.int32(k).astype(np.float64)
-            n = np.rint(d / fine_rate).astype(np.int64)
-            assert np.all(np.abs(n * fine_rate - d) < 1), (target, k, d, n)
-            approx = coarse.int32(k).astype(np.float64) / rate      # +- one tick
-            assert np.all(np.abs(approx - n) <= 1 / rate + 1), (target, k, approx, n)
-            counts[k] = n
-    overhead = int(counts["empty"][0])
-    return {k: v - overhead for k, v in counts.items() if k != "empty"}
+    counts = bench.measure(TARGETS[target][0], elf, ("empty", "base", "predict", "step", "fc"), timeout=300)
+    overhead = int(counts.pop("empty")[0])
+    return {k: v - overhead for k, v in counts.items()}
 
 
 def main(argv=None) -> int:

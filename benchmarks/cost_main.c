@@ -4,54 +4,19 @@
  * two sizes, each between two reads of the target's counter. Run under QEMU with -icount;
  * cost.py turns the raw counter deltas into instructions.
  *
- * Counters: RISC-V rdinstret (one per instruction); Cortex-M SysTick on the 25 MHz system
- * clock (counts down, 24 bits); Xtensa CCOUNT.
+ * Counters: firmware/testing/tl_counter.h (shared with `tinylora bench`).
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "cost_samples.h"
 #include "ex.h"
+#include "tl_counter.h"
 #include "tl_kernels.h"
 #include "tl_report.h"
 
 tl_status base_forward(const int8_t *input, int8_t *output, int8_t *scratch);
 
-#if defined(__riscv)
-static void counter_init(void) {}
-static uint32_t counter(void)
-{
-    uint32_t v;
-    __asm__ volatile("rdinstret %0" : "=r"(v));
-    return v;
-}
-static uint32_t elapsed(uint32_t a, uint32_t b) { return b - a; }
-#elif defined(__arm__)
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
-static void counter_init(void)
-{
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0u;
-    SYST_CSR = 5u; /* enable, processor clock, no interrupt */
-}
-static uint32_t counter(void) { return SYST_CVR; }
-static uint32_t elapsed(uint32_t a, uint32_t b) { return (a - b) & 0xFFFFFFu; }
-#elif defined(__XTENSA__)
-static void counter_init(void) {}
-static uint32_t counter(void)
-{
-    uint32_t v;
-    __asm__ volatile("rsr.ccount %0" : "=a"(v));
-    return v;
-}
-static uint32_t elapsed(uint32_t a, uint32_t b) { return b - a; }
-#else
-static void counter_init(void) {}
-static uint32_t counter(void) { return 0u; }
-static uint32_t elapsed(uint32_t a, uint32_t b) { return b - a; }
-#endif
 
 #define FC_OUT 64
 #define FC_MAX_DEPTH 512
@@ -84,11 +49,11 @@ static int32_t fc_cost(int32_t depth)
     const tl_dims filter_dims = { FC_OUT, 1, 1, depth };
     const tl_dims output_dims = { 1, 1, 1, FC_OUT };
     uint32_t a, b;
-    a = counter();
+    a = tl_counter();
     (void)tl_fully_connected_s8(&params, &quant, &input_dims, fc_input, &filter_dims, fc_weights,
                                 fc_bias, &output_dims, fc_output);
-    b = counter();
-    return (int32_t)elapsed(a, b);
+    b = tl_counter();
+    return (int32_t)tl_counter_elapsed(a, b);
 }
 
 int main(void)
@@ -99,7 +64,7 @@ int main(void)
     uint32_t a, b, seed = 12345u;
     int32_t i;
 
-    counter_init();
+    tl_counter_init();
     for (i = 0; i < FC_MAX_DEPTH; ++i) {
         fc_input[i] = (int8_t)(int32_t)(xorshift(&seed) >> 24);
     }
@@ -116,32 +81,32 @@ int main(void)
         return tl_report_done();
     }
 
-    a = counter();
-    b = counter();
-    r[0] = (int32_t)elapsed(a, b);
+    a = tl_counter();
+    b = tl_counter();
+    r[0] = (int32_t)tl_counter_elapsed(a, b);
     tl_report_i32("empty", r, 1);
 
     for (i = 0; i < COST_SAMPLES; ++i) {
-        a = counter();
+        a = tl_counter();
         (void)base_forward(cost_inputs[i], base_output, base_scratch);
-        b = counter();
-        r[i] = (int32_t)elapsed(a, b);
+        b = tl_counter();
+        r[i] = (int32_t)tl_counter_elapsed(a, b);
     }
     tl_report_i32("base", r, COST_SAMPLES);
     for (i = 0; i < COST_SAMPLES; ++i) {
-        a = counter();
+        a = tl_counter();
         (void)ex_predict(&state, cost_inputs[i], logits);
-        b = counter();
-        r[i] = (int32_t)elapsed(a, b);
+        b = tl_counter();
+        r[i] = (int32_t)tl_counter_elapsed(a, b);
     }
     tl_report_i32("predict", r, COST_SAMPLES);
     for (i = 0; i < COST_SAMPLES; ++i) {
-        a = counter();
+        a = tl_counter();
         if (ex_step(&state, cost_inputs[i], cost_labels[i], &loss, logits) != TL_OK) {
             tl_report_error("step", (uint32_t)i, 1);
         }
-        b = counter();
-        r[i] = (int32_t)elapsed(a, b);
+        b = tl_counter();
+        r[i] = (int32_t)tl_counter_elapsed(a, b);
     }
     tl_report_i32("step", r, COST_SAMPLES);
     r[0] = fc_cost(FC_MAX_DEPTH / 2);

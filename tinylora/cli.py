@@ -5,8 +5,10 @@ import argparse
 import sys
 
 from tinylora import __version__, tasks
+from tinylora.bench import BENCH_TARGETS
 from tinylora.codegen.project import GEN_LR
 from tinylora.commands import (
+    cmd_bench,
     cmd_boards,
     cmd_eval,
     cmd_gen,
@@ -126,6 +128,7 @@ def _add_plan(sub, fmt) -> None:
                                    "update, recomputation) in one static arena and print the "
                                    "plan; exits 2 with a breakdown when it exceeds the budget.",
                        epilog="examples:\n  tinylora plan\n  tinylora plan --board nucleo_f411re --auto-rank\n"
+                              "  tinylora plan --board nucleo_f411re --estimate\n"
                               "  tinylora plan --budget 4096 --rank 8 --recompute all --plot arena.svg")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     g = p.add_mutually_exclusive_group()
@@ -139,6 +142,11 @@ def _add_plan(sub, fmt) -> None:
     p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="frozen kernels whose scratch to plan (default: the board's backend with "
                         "--board, else portable)")
+    p.add_argument("--estimate", action="store_true",
+                   help="with --board: ESTIMATED ms per inference / training step and mJ per update "
+                        "(instructions counted under QEMU x the board's [perf] figures; ~10 s)")
+    p.add_argument("--samples", type=int, default=4, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_plan)
 
 
@@ -223,6 +231,32 @@ def _add_pio_setup(sub, fmt) -> None:
     p.add_argument("--core", default=None,
                    help="PlatformIO core folder (default: $PLATFORMIO_CORE_DIR, else ~/.platformio)")
     p.set_defaults(func=cmd_pio_setup)
+def _add_bench(sub, fmt) -> None:
+    p = sub.add_parser("bench", formatter_class=fmt,
+                       help="exact instruction counts of inference and a training step, per op",
+                       description="Build the generated training step for a target and count its "
+                                   "instructions exactly under QEMU -icount: one inference "
+                                   "(predict) and one training step, in total and per op (kind, "
+                                   "MACs, instructions), mean over --samples samples. Per-op counts "
+                                   "come from a second build that marks every op; the totals from "
+                                   "the normal build. Exits 2 if the target is not available.",
+                       epilog="examples:\n  tinylora bench --target cortex-m4\n"
+                              "  tinylora bench --target rv32imc --rank 4 --json > rv32.json\n"
+                              "  tinylora bench --model m.tflite --target xtensa --backend esp-nn\n\n"
+                              "targets: " + ", ".join(BENCH_TARGETS) + " (host: no exact counter;\n"
+                              "use valgrind --tool=callgrind on a `tinylora verify --keep` build)")
+    p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
+    p.add_argument("--target", required=True, help="one of " + ", ".join(BENCH_TARGETS))
+    p.add_argument("--backend", default="portable",
+                   help="frozen kernels: portable, or a library the target offers in "
+                        "tinylora.targets (cmsis-nn, esp-nn; needs CMSIS_NN_DIR / ESP_NN_DIR)")
+    p.add_argument("--rank", type=int, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
+    p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
+    p.add_argument("--samples", type=int, default=4, help="samples to average over (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random samples' seed (with --model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--keep", default=None, help="write the generated C and the build here")
+    p.set_defaults(func=cmd_bench)
 
 
 def _add_boards(sub, fmt) -> None:
@@ -248,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(sub, fmt)
     _add_gen(sub, fmt)
     _add_pio_setup(sub, fmt)
+    _add_bench(sub, fmt)
     _add_boards(sub, fmt)
     return parser
 

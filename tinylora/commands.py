@@ -8,9 +8,10 @@ import time
 
 import numpy as np
 
-from tinylora import datasets, emulate, load_tflite, tasks
+from tinylora import bench, datasets, emulate, load_tflite, tasks
 from tinylora.codegen.project import GEN_LR, QEMU_ENVS, check_names, plan_project, write_project
 from tinylora.codegen.project.flash import model_bytes
+from tinylora.console import Progress, short, table
 from tinylora.errors import InputError, ModelError, PioError
 from tinylora.examples import example_model
 from tinylora.formats.adapter import ADAPTER_MAGIC, Adapter
@@ -21,7 +22,7 @@ from tinylora.planning.boards import board_names, load_board
 from tinylora.planning.flash import check_flash, flash_budget
 from tinylora.ref.graph import build_node
 from tinylora.ref.model import Model
-from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
+from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.targets import LIBRARIES
 from tinylora.tflite import reader as tflite
 from tinylora.verify import TARGETS, verify
@@ -31,18 +32,6 @@ def _model_path(arg: str | None) -> str:
     if arg is not None:
         return arg
     return str(example_model())
-
-
-def _short(name: str, width: int = 28) -> str:
-    """A readable layer name (train.short_name), cut to `width` characters."""
-    short = short_name(name)
-    return short if len(short) <= width else short[: width - 1] + "~"
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def _quant_text(t: tflite.Tensor | None) -> str:
@@ -79,14 +68,14 @@ def cmd_inspect(args) -> int:
             problems.append(str(e))
         macs += op_macs
         w = ins[1] if len(ins) > 1 else None
-        rows.append([str(op.index), op.name, _short(out.name if out else "?"),
+        rows.append([str(op.index), op.name, short(out.name if out else "?"),
                      "x".join(map(str, ins[0].shape)) if ins else "?",
                      "x".join(map(str, out.shape)) if out else "?",
                      _quant_text(ins[0] if ins else None), _quant_text(out),
                      _quant_text(w) if op.name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D") else "-",
                      str(act), f"{op_macs:,}", status])
     print(f"{path}: {len(graph.ops)} ops, {len(graph.tensors)} tensors, {macs:,} MACs per inference")
-    print(_table(rows, ["#", "op", "name", "input", "output", "input q", "output q", "weights q",
+    print(table(rows, ["#", "op", "name", "input", "output", "input q", "output q", "weights q",
                         "act", "MACs", "supported"]))
     if problems:
         print("\nnot supported:")
@@ -145,19 +134,19 @@ def cmd_train(args) -> int:
     trainer = Trainer(model, LoRAConfig(rank=args.rank), lr=args.lr, seed=args.seed,
                       grad_density=args.density, recompute=args.recompute, calibration=xtr[:64])
     base = float(np.mean(trainer.predict(xte) == yte))
-    targets = ", ".join(f"{i}:{_short(ad.layer.name)}" for i, ad in trainer.adapters.items())
+    targets = ", ".join(f"{i}:{short(ad.layer.name)}" for i, ad in trainer.adapters.items())
     print(f"data: {what}: {len(ytr)} training, {len(yte)} test samples")
     print(f"LoRA rank {args.rank} on layers {targets}; lr {trainer.lr:.6g} (exact fixed point); "
           f"recompute {trainer.recompute}")
     t0 = time.perf_counter()
-    history = trainer.fit(xtr, ytr, epochs=args.epochs, callback=None if args.quiet else _Progress())
+    history = trainer.fit(xtr, ytr, epochs=args.epochs, callback=None if args.quiet else Progress())
     seconds = time.perf_counter() - t0
     acc = float(np.mean(trainer.predict(xte) == yte))
     blob = trainer.adapter.to_bytes()
     rows = [[str(h["epoch"]), f"{h['loss']:.4f}", f"{h['train_accuracy']:.2%}"] for h in history]
-    print(_table(rows, ["epoch", "train loss", "train acc"]))
+    print(table(rows, ["epoch", "train loss", "train acc"]))
     steps = args.epochs * len(ytr)
-    print(_table([["test accuracy (base int8)", f"{base:.2%}"], ["test accuracy (adapted)", f"{acc:.2%}"],
+    print(table([["test accuracy (base int8)", f"{base:.2%}"], ["test accuracy (adapted)", f"{acc:.2%}"],
                   ["steps", f"{steps} ({steps / seconds:.0f} steps/s)"],
                   ["adapter", f"{len(blob)} bytes"],
                   ["checkpoint", f"{len(trainer.checkpoint())} bytes"],
@@ -197,6 +186,9 @@ def cmd_plan(args) -> int:
             raise InputError(f"--plot {args.plot}: draw to a .svg (or a .png with matplotlib)")
         if not plot.parent.is_dir():
             raise InputError(f"--plot {args.plot}: folder {plot.parent} does not exist: create it first")
+    if args.estimate and not args.board:
+        raise InputError("--estimate needs --board B: the estimate uses the board's clock, "
+                         "cycles per instruction and current (boards/B.toml [perf])")
     model = load_tflite(_model_path(args.model))
     budget, board = args.budget, args.board
     if args.auto_rank:
@@ -218,10 +210,60 @@ def cmd_plan(args) -> int:
     print(f"\ninference only (same planner, activations only): {inference_plan(model).total_bytes:,} B")
     if board is not None:
         _print_flash(model, trainer, plan, board)
+    if args.estimate:
+        _plan_estimate(args, model, config, recompute)
     if args.plot:
         plan.plot(args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _bench_samples(args, model, n: int):
+    """The bundled model trains on the bundled 'sensor' task; another model on seeded random
+    int8 inputs and labels (as `tinylora verify` does)."""
+    if args.model is None:
+        t = tasks.task("sensor")
+        return model.quantize(t["x_train"]), t["y_train"][:n]
+    rng = np.random.default_rng(args.seed)
+    x = rng.integers(-128, 128, (max(n, 16),) + tuple(model.input_shape)).astype(np.int8)
+    classes = int(np.prod(model.layers[-1].output_shape))
+    return x, rng.integers(0, classes, n)
+
+
+def _bench_trainer(args, model, config: LoRAConfig, recompute: str) -> tuple[Trainer, np.ndarray, np.ndarray]:
+    x, y = _bench_samples(args, model, args.samples)
+    trainer = Trainer(model, config, lr=0.02, recompute=recompute, calibration=x[:64])
+    return trainer, x[: len(y)], y
+
+
+def cmd_bench(args) -> int:
+    model = load_tflite(_model_path(args.model))
+    trainer, x, y = _bench_trainer(args, model, LoRAConfig(rank=args.rank), args.recompute)
+    command = (f"tinylora bench --target {args.target} --backend {args.backend} --rank {args.rank}"
+               + (" --model <file>" if args.model else ""))
+    try:
+        result = bench.run_bench(trainer, args.target, x, y, backend=args.backend, keep=args.keep,
+                                 command=command)
+    except emulate.EmulationError as e:
+        print(f"tinylora: error: {e}", file=sys.stderr)
+        return 2
+    print(result.dumps() if args.json else bench.table_text(result))
+    return 0
+
+
+def _plan_estimate(args, model, config: LoRAConfig, recompute) -> None:
+    board = load_board(args.board)
+    if not board.perf:
+        print(f"\nno estimate: boards/{board.name}.toml has no [perf] table")
+        return
+    trainer, x, y = _bench_trainer(args, model, config, recompute)
+    command = f"tinylora plan --board {board.name} --estimate"
+    try:
+        result = bench.run_bench(trainer, board.emulation, x, y, backend=board.backend, command=command)
+    except (InputError, emulate.EmulationError) as e:   # no such library build here, or it fails
+        print(f"\nestimate with the portable kernels instead of {board.backend}: {e}")
+        result = bench.run_bench(trainer, board.emulation, x, y, command=command)
+    print("\n" + bench.estimate_text(board, result, trainer.accum_steps))
 
 
 def cmd_boards(args) -> int:
@@ -230,7 +272,7 @@ def cmd_boards(args) -> int:
         b = load_board(name)
         rows.append([b.name, b.pio_board, b.cpu, f"{b.ram_app_kb} KB", f"{b.arena_budget // 1024} KB",
                      f"{b.flash_kb} KB", b.backend, b.emulation])
-    print(_table(rows, ["board", "PlatformIO id", "CPU", "RAM for app", "arena budget", "flash",
+    print(table(rows, ["board", "PlatformIO id", "CPU", "RAM for app", "arena budget", "flash",
                         "kernels", "emulated as"]))
     return 0
 
@@ -342,24 +384,3 @@ def cmd_pio_setup(args) -> int:
     if args.core:
         print(f"use it: export PLATFORMIO_CORE_DIR={core}   (then: pio test -e qemu_cm4)")
     return 0
-
-
-class _Progress:
-    """A one-line progress bar on stderr (no dependency)."""
-
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream, self.width, self.last = stream, width, -1
-
-    def __call__(self, epoch: int, done: int, total: int) -> None:
-        if not self.stream.isatty():   # logs and pipes get the per-epoch table instead
-            return
-        pct = done * 100 // total
-        if pct == self.last and done != total:
-            return
-        self.last = pct
-        fill = done * self.width // total
-        self.stream.write(f"\repoch {epoch + 1}  [{'#' * fill}{'.' * (self.width - fill)}] {pct:3d}%")
-        if done == total:
-            self.stream.write("\n")
-            self.last = -1
-        self.stream.flush()

@@ -244,7 +244,7 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
     for t, op in enumerate(tr.schedule):
         i = op.layer
         if op.op in ("forward", "lora_forward"):
-            sp.ops.append(_forward_op(sp, life, frozen_steps, t, op))
+            sp.ops.append(dict(_forward_op(sp, life, frozen_steps, t, op), index=t))
             if t <= tr.logits_layer and not op.recompute:
                 sp.predict_ops.append(sp.ops[-1])
             continue
@@ -400,10 +400,17 @@ def generate_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str =
     return render_step(plan_step(trainer, plan, prefix), command, static_arena)
 
 
-def render_step(sp: StepPlan, command: str | None = None, static_arena: bool = True) -> dict[str, str]:
-    """:func:`generate_step` for a step already planned with :func:`plan_step`."""
+def render_step(sp: StepPlan, command: str | None = None, static_arena: bool = True,
+                timing: bool = False) -> dict[str, str]:
+    """:func:`generate_step` for a step already planned with :func:`plan_step`.
+    ``timing=True`` (``tinylora bench`` only): the step and predict also call
+    ``void tl_bench_op(uint32_t op)`` before every schedule op ``op`` and once more with the
+    number of ops at the end; the default build's bytes do not change."""
     ctx = _context(sp, command)
     ctx["static_arena"] = bool(static_arena)
+    ctx["timing"] = bool(timing)
+    for t, op in enumerate(sp.ops):
+        op.setdefault("index", t)
     return {f"{sp.prefix}.h": render("c/train_step.h.j2", **ctx),
             f"{sp.prefix}.c": render("c/train_step.c.j2", **ctx)}
 

@@ -34,6 +34,7 @@ class Board:
     storage: dict | None = None   # where the generated project keeps checkpoints
     flash: dict | None = None     # flash layout: sectors, program region, code estimate
     adapters: dict | None = None  # adapter slots: address, slots, slot_size
+    perf: dict | None = None      # clock_mhz, cpi, active_current_ma, voltage: time/energy estimates
 
     def __hash__(self) -> int:
         return hash(self.name)
