@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "tl_kernels.h"
+#include "tl_counter.h"
 #include "tl_report.h"
 
 #if defined(BENCH_CMSIS_NN)
@@ -25,41 +26,6 @@
 #include "esp_nn.h"
 #endif
 
-#if defined(__riscv)
-static void counter_init(void) {}
-static uint32_t counter(void)
-{
-    uint32_t v;
-    __asm__ volatile("rdinstret %0" : "=r"(v));
-    return v;
-}
-static uint32_t elapsed(uint32_t a, uint32_t b) { return b - a; }
-#elif defined(__arm__)
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
-static void counter_init(void)
-{
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0u;
-    SYST_CSR = 5u; /* enable, processor clock, no interrupt */
-}
-static uint32_t counter(void) { return SYST_CVR; }
-static uint32_t elapsed(uint32_t a, uint32_t b) { return (a - b) & 0xFFFFFFu; }
-#elif defined(__XTENSA__)
-static void counter_init(void) {}
-static uint32_t counter(void)
-{
-    uint32_t v;
-    __asm__ volatile("rsr.ccount %0" : "=a"(v));
-    return v;
-}
-static uint32_t elapsed(uint32_t a, uint32_t b) { return b - a; }
-#else
-static void counter_init(void) {}
-static uint32_t counter(void) { return 0u; }
-static uint32_t elapsed(uint32_t a, uint32_t b) { return b - a; }
-#endif
 
 #define MAX_IN (24 * 24 * 64)
 #define MAX_OUT (24 * 24 * 64)
@@ -168,10 +134,10 @@ static void bench_conv(const char *name, uint32_t seed, int32_t hw, int32_t cin,
         }
         ctx.buf = bench_scratch;
         ctx.size = need;
-        a = counter();
+        a = tl_counter();
         status = (int)arm_convolve_wrapper_s8(&ctx, &conv, &q, &in_d, bench_in, &f_d, bench_w,
                                               &b_d, bench_bias, &o_d, bench_out);
-        b = counter();
+        b = tl_counter();
     }
 #elif defined(BENCH_ESP_NN)
     {
@@ -197,9 +163,9 @@ static void bench_conv(const char *name, uint32_t seed, int32_t hw, int32_t cin,
             return;
         }
         esp_nn_set_conv_scratch_buf(bench_scratch);
-        a = counter();
+        a = tl_counter();
         esp_nn_conv_s8(&in_d, bench_in, &f_d, bench_w, bench_bias, &o_d, bench_out, &conv, &q);
-        b = counter();
+        b = tl_counter();
     }
 #else
     {
@@ -215,13 +181,13 @@ static void bench_conv(const char *name, uint32_t seed, int32_t hw, int32_t cin,
         p.dilation_h = p.dilation_w = 1;
         p.act_min = -128;
         p.act_max = 127;
-        a = counter();
+        a = tl_counter();
         status = (int)tl_conv2d_s8(&p, &q, &in_d, bench_in, &f_d, bench_w, bench_bias, &o_d,
                                    bench_out);
-        b = counter();
+        b = tl_counter();
     }
 #endif
-    report(name, elapsed(a, b), hw * hw * cout, status);
+    report(name, tl_counter_elapsed(a, b), hw * hw * cout, status);
 }
 
 /* DEPTHWISE_CONV_2D k x k, multiplier 1, stride 1, SAME padding. */
@@ -261,10 +227,10 @@ static void bench_dw(const char *name, uint32_t seed, int32_t hw, int32_t ch, in
         }
         ctx.buf = bench_scratch;
         ctx.size = need;
-        a = counter();
+        a = tl_counter();
         status = (int)arm_depthwise_conv_wrapper_s8(&ctx, &dw, &q, &in_d, bench_in, &f_d,
                                                     bench_w, &b_d, bench_bias, &o_d, bench_out);
-        b = counter();
+        b = tl_counter();
     }
 #elif defined(BENCH_ESP_NN)
     {
@@ -291,10 +257,10 @@ static void bench_dw(const char *name, uint32_t seed, int32_t hw, int32_t ch, in
             return;
         }
         esp_nn_set_depthwise_conv_scratch_buf(bench_scratch);
-        a = counter();
+        a = tl_counter();
         esp_nn_depthwise_conv_s8(&in_d, bench_in, &f_d, bench_w, bench_bias, &o_d, bench_out,
                                  &dw, &q);
-        b = counter();
+        b = tl_counter();
     }
 #else
     {
@@ -311,13 +277,13 @@ static void bench_dw(const char *name, uint32_t seed, int32_t hw, int32_t ch, in
         p.depth_multiplier = 1;
         p.act_min = -128;
         p.act_max = 127;
-        a = counter();
+        a = tl_counter();
         status = (int)tl_depthwise_conv2d_s8(&p, &q, &in_d, bench_in, &f_d, bench_w, bench_bias,
                                              &o_d, bench_out);
-        b = counter();
+        b = tl_counter();
     }
 #endif
-    report(name, elapsed(a, b), hw * hw * ch, status);
+    report(name, tl_counter_elapsed(a, b), hw * hw * ch, status);
 }
 
 /* FULLY_CONNECTED, one row, per-channel quantization. */
@@ -346,18 +312,18 @@ static void bench_fc(const char *name, uint32_t seed, int32_t depth, int32_t out
         q.shift = bench_shift;
         ctx.buf = NULL;
         ctx.size = 0;
-        a = counter();
+        a = tl_counter();
         status = (int)arm_fully_connected_per_channel_s8(&ctx, &fc, &q, &in_d, bench_in, &f_d,
                                                          bench_w, &b_d, bench_bias, &o_d,
                                                          bench_out);
-        b = counter();
+        b = tl_counter();
     }
 #elif defined(BENCH_ESP_NN)
-    a = counter();
+    a = tl_counter();
     esp_nn_fully_connected_per_ch_s8(bench_in, IN_OFFSET, (uint16_t)depth, bench_w, 0, bench_bias,
                                      bench_out, (uint16_t)out, OUT_OFFSET, bench_shift, bench_mult,
                                      -128, 127);
-    b = counter();
+    b = tl_counter();
 #else
     {
         static const tl_fc_params p = { IN_OFFSET, OUT_OFFSET, -128, 127 };
@@ -365,22 +331,22 @@ static void bench_fc(const char *name, uint32_t seed, int32_t depth, int32_t out
         const tl_dims in_d = { 1, 1, 1, depth };
         const tl_dims f_d = { out, 1, 1, depth };
         const tl_dims o_d = { 1, 1, 1, out };
-        a = counter();
+        a = tl_counter();
         status = (int)tl_fully_connected_s8(&p, &q, &in_d, bench_in, &f_d, bench_w, bench_bias,
                                             &o_d, bench_out);
-        b = counter();
+        b = tl_counter();
     }
 #endif
-    report(name, elapsed(a, b), out, status);
+    report(name, tl_counter_elapsed(a, b), out, status);
 }
 
 int main(void)
 {
     uint32_t a, b;
-    counter_init();
-    a = counter();
-    b = counter();
-    report("empty", elapsed(a, b), 0, 0);
+    tl_counter_init();
+    a = tl_counter();
+    b = tl_counter();
+    report("empty", tl_counter_elapsed(a, b), 0, 0);
     bench_conv("conv", 101u, 24, 16, 32, 3, -9);
     bench_dw("dw", 202u, 24, 64, 3, -6);
     bench_conv("pw", 303u, 24, 64, 64, 1, -9);
