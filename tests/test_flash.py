@@ -85,7 +85,7 @@ def big_model(tmp_path_factory):
     """A random MLP with 288*1024 + 1024*10 int8 weights (~305 KB): more than nucleo_f411re's
     256 KB program region holds, well within nucleo_h743zi's 1.5 MB."""
     data = randmodel.random_model(np.random.default_rng(7), "mlp", input_size=288, widths=[1024, 10],
-                                  edge="none", softmax=False)
+                                  edge="none", softmax=True)
     path = tmp_path_factory.mktemp("big") / "big_mlp.tflite"
     path.write_bytes(data)
     return str(path)

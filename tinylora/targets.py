@@ -169,11 +169,13 @@ class Library:
 _CMSIS = dict(title="CMSIS-NN", env="CMSIS_NN_DIR", folder="CMSIS-NN", version="v7.0.0",
               define="TL_USE_CMSIS_NN", include=("Include",), marker="Include/arm_nnfunctions.h",
               sources=("Source/ConvolutionFunctions/*.c", "Source/FullyConnectedFunctions/*.c",
+                       "Source/PoolingFunctions/*.c", "Source/BasicMathFunctions/*.c",
                        "Source/NNSupportFunctions/*.c"))
 _ESP = dict(title="ESP-NN", env="ESP_NN_DIR", folder="esp-nn", version="v1.1.2",
             define="TL_USE_ESP_NN", include=("include", "src/common"), marker="include/esp_nn.h",
             sources=("src/convolution/*_ansi.c", "src/convolution/*_opt.c",
-                     "src/fully_connected/*_ansi.c"))
+                     "src/fully_connected/*_ansi.c", "src/pooling/*_ansi.c",
+                     "src/basic_math/esp_nn_add_ansi.c"))
 
 #: Optimised libraries by --backend name. "esp-nn" is what ESP-IDF builds by default on chips
 #: without the ESP32-S3 SIMD (CONFIG_NN_OPTIMIZED: the generic-opt kernels); "esp-nn-ansi" its
