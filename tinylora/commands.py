@@ -91,16 +91,6 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    model = load_tflite(_model_path(args.model))
-    split = datasets.digits_split(seed=0)
-    x = datasets.to_model_input(model, split["x_test"])
-    logits = model.forward(x)
-    acc = float(np.mean(np.argmax(logits, axis=-1) == split["y_test"]))
-    print(f"int8 accuracy on the digits test split ({len(x)} images): {acc:.4f}")
-    return 0
-
-
 def _load_data(args, model):
     """(x_train, y_train, x_test, y_test, description) from --data or the bundled task."""
     if args.data:

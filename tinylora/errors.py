@@ -64,3 +64,7 @@ class ScheduleError(TinyLoRAError, RuntimeError):
 
 class ResourceError(TinyLoRAError, FileNotFoundError):
     """A file the package ships (model, data, templates) is missing from the installation."""
+
+
+class MissingDependencyError(TinyLoRAError, ImportError):
+    """An optional package a feature needs is not installed; the message names the pip extra."""

@@ -154,6 +154,9 @@ class Adapter:
             raise AdapterError(f"adapter file is truncated: {n} bytes, shorter than the {MIN_SIZE} "
                                "of an empty one")
         if struct.unpack_from("<I", data, 8)[0] != n:
+            if data[:4] != ADAPTER_MAGIC:   # a .tflite given as an adapter is not a damaged adapter
+                raise AdapterError(f"not a tinylora adapter: bad magic {data[:4]!r} (expected "
+                                   f"{ADAPTER_MAGIC!r}) and a length field that disagrees with the size")
             raise AdapterError(f"adapter file is truncated or padded: {n} bytes, its length field says "
                                f"{struct.unpack_from('<I', data, 8)[0]}")
         magic, version, form, _n, sha, loss, _r, count, updates = HEADER.unpack_from(data)
