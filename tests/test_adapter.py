@@ -238,3 +238,56 @@ def test_train_out_writes_format_2_and_inspect_reads_both(model, tmp_path, capsy
     v1.write_bytes(adapter_v1.encode(a.layers, zlib.crc32(model.source)))
     assert main(["inspect", str(v1)]) == 0
     assert "version 1: CRC32" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- eval
+
+def test_eval_keeps_its_default_and_takes_any_model_adapter_and_data(model, data, tmp_path, capsys):
+    assert main(["eval"]) == 0
+    assert capsys.readouterr().out.startswith("int8 accuracy on the digits test split (359 images): 0.9")
+    t = _trained(model, data, steps=30)
+    path = t.adapter.save(tmp_path / "a.tla")
+    x, y = data
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    assert main(["eval", "--model", str(model_path(tmp_path, model)), "--adapter", str(path),
+                 "--data", str(tmp_path / "d.npz")]) == 0
+    want = float(np.mean(t.predict(x) == y))
+    assert f"with adapter {path}: {want:.4f}" in capsys.readouterr().out
+    assert main(["eval", "--data", str(tmp_path / "d.npz")]) == 0
+    base = float(np.mean(np.argmax(model.forward(x), -1) == y))
+    assert f"(48 samples): {base:.4f}" in capsys.readouterr().out
+
+
+def model_path(tmp_path, model):
+    p = tmp_path / "m.tflite"
+    p.write_bytes(model.source)
+    return p
+
+
+def test_eval_of_an_mse_model(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    mb = randmodel.random_model(rng, "mlp", widths=[16, 4], softmax=False, edge="none")
+    m = load_tflite(mb)
+    (tmp_path / "r.tflite").write_bytes(mb)
+    x = randmodel.random_input(rng, mb, 6)
+    target = rng.normal(size=(6, 4))
+    np.savez(tmp_path / "r.npz", x=x, y=target)
+    args = ["eval", "--model", str(tmp_path / "r.tflite"), "--data", str(tmp_path / "r.npz")]
+    assert main(args) == 2
+    assert "not SOFTMAX: say what its outputs are with --loss" in capsys.readouterr().err
+    assert main(args + ["--loss", "mse"]) == 0
+    q = m.layers[-1].output_q
+    real = (m.forward(x).astype(float) - int(q.zero_point[0])) * float(q.scale[0])
+    out = capsys.readouterr().out
+    assert f"mean squared error {np.mean((real - target) ** 2):.6g}" in out
+    assert f"mean absolute error {np.mean(np.abs(real - target)):.6g}" in out
+    t = Trainer(m, LoRAConfig(rank=2, loss="mse"), lr=0.05, calibration=x)
+    t.step(x[0], rng.integers(-128, 128, 4).astype(np.int8))
+    t.adapter.save(tmp_path / "r.tla")
+    assert main(args + ["--adapter", str(tmp_path / "r.tla")]) == 0     # the adapter says mse
+    real = (t.logits(x).astype(float) - int(q.zero_point[0])) * float(q.scale[0])
+    assert f"mean squared error {np.mean((real - target) ** 2):.6g}" in capsys.readouterr().out
+    np.savez(tmp_path / "bad.npz", x=x, y=target[:, :3])
+    assert main(["eval", "--model", str(tmp_path / "r.tflite"), "--data", str(tmp_path / "bad.npz"),
+                 "--loss", "mse"]) == 2
+    assert "needs one target of the output's shape (4,)" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 loads in TFLM and LiteRT, tinylora's forward of it equals TFLM byte for byte, it has the base
 model's ops and shapes, and its accuracy stays next to the unmerged adapter's."""
 import hashlib
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from support import edit, oracles, zoo
 import tinylora
 from tinylora import Adapter, AdapterError, LoRAConfig, Trainer, load_tflite, tasks
 from tinylora.cli import main
+from tinylora.errors import MissingDependencyError
 from tinylora.merge import PROVENANCE, requantize_weights
 from tinylora.tflite import reader
 
@@ -149,3 +151,9 @@ def test_merge_refuses_another_model_and_the_cli_writes_the_file(model, example_
     x[1:] = np.arange(-128, 127, 3)[: x[0].size].reshape(model.input_shape)[None]
     from_deploy = load_tflite(tinylora.merge(model, deploy))
     assert np.array_equal(from_deploy.forward(x), load_tflite(out.read_bytes()).forward(x))
+
+
+def test_a_missing_writer_names_the_extra(model, trained, monkeypatch):
+    monkeypatch.setitem(sys.modules, "flatbuffers", None)     # import flatbuffers -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install tinylora\[merge\]"):
+        tinylora.merge(model, trained.adapter)
