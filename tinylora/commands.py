@@ -43,7 +43,7 @@ def _quant_text(t: tflite.Tensor | None) -> str:
 
 
 def _inspect_adapter(path: str, data: bytes) -> int:
-    """`tinylora inspect adapter.bin`: what the adapter holds (its structure; no model needed)."""
+    """`tinylora inspect adapter.tla`: what the adapter holds (its structure; no model needed)."""
     print(f"{path}: {Adapter.load(data).describe()}")
     print("(use it: Trainer(model, adapter=path), tinylora eval --adapter, tinylora merge)")
     return 0
