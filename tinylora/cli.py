@@ -140,7 +140,7 @@ def _add_train(sub, fmt) -> None:
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"],
                    help="keep activations for backward, or recompute them (same bits)")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--out", default=None, help="write the adapter here")
+    p.add_argument("--out", default=None, help="write the adapter file here (.tla, docs/adapter.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
