@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from support import edit, oracles, zoo
+from support import edit, oracles, randmodel, zoo
 
 import tinylora
 from tinylora import Adapter, AdapterError, LoRAConfig, Trainer, load_tflite, tasks
@@ -157,3 +157,34 @@ def test_a_missing_writer_names_the_extra(model, trained, monkeypatch):
     monkeypatch.setitem(sys.modules, "flatbuffers", None)     # import flatbuffers -> ImportError
     with pytest.raises(MissingDependencyError, match=r"pip install tinylora\[merge\]"):
         tinylora.merge(model, trained.adapter)
+
+
+def _random_adapter(m, data: bytes, rng, layers) -> Adapter:
+    entries = []
+    for idx in layers:
+        c_out, k = m.layers[idx].weights.shape[0], m.layers[idx].weights.shape[-1]
+        entries.append(dict(index=idx, rank=2, s_a=1 / 64 / np.sqrt(k), s_b=0.05, s_h=0.05, alpha=2.0,
+                            a=rng.integers(-64, 65, (2, k)) << 8, b=rng.integers(-127, 128, (c_out, 2)) << 8))
+    return Adapter(entries, hashlib.sha256(data).digest(), "mse")
+
+
+@pytest.mark.parametrize("seed, overrides", [
+    (0, dict(per_channel=True, softmax=False)), (1, dict(per_channel=False, softmax=False)),
+    (2, dict(bias=False, softmax=False)), (3, dict(edge="zero_channel", per_channel=True)),
+    (4, dict(edge="big_multiplier")), (5, dict(activation="RELU6", per_channel=False))])
+def test_random_models_merge_equal_tflm(seed, overrides):
+    """Per-channel and per-tensor weights, no bias, an all-zero channel, extreme multipliers."""
+    rng = np.random.default_rng(seed)
+    data = randmodel.random_model(rng, "mlp", widths=[12, 6], **overrides)
+    m = load_tflite(data)
+    fcs = [l.index for l in m.layers if l.kind == "FULLY_CONNECTED"]
+    merged = tinylora.merge(m, _random_adapter(m, data, rng, fcs))
+    assert _structure(merged) == _structure(data)
+    x = randmodel.random_input(rng, data, 200)
+    ours = load_tflite(merged).forward(x)
+    assert np.count_nonzero(ours != oracles.tflm_run(merged, x).reshape(ours.shape)) == 0
+    assert not np.array_equal(ours, m.forward(x))
+    base, after = reader.parse(data), reader.parse(merged)
+    for i in fcs:                                   # per-tensor stays per-tensor, per-channel per-channel
+        w = base.ops[i].inputs[1]
+        assert after.tensors[w].scale.size == base.tensors[w].scale.size
