@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from support import edit, randmodel
 
-from tinylora import Adapter, AdapterError, ConfigError, LoRAConfig, ModelError, Trainer, load_tflite, tasks
+from tinylora import Adapter, AdapterError, ConfigError, InputError, LoRAConfig, ModelError, Trainer, load_tflite, tasks
 from tinylora.cli import main
 from tinylora.formats import adapter_v1
 
@@ -291,3 +291,18 @@ def test_eval_of_an_mse_model(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "r.tflite"), "--data", str(tmp_path / "bad.npz"),
                  "--loss", "mse"]) == 2
     assert "needs one target of the output's shape (4,)" in capsys.readouterr().err
+
+
+def test_save_is_atomic_and_refuses_a_missing_folder(model, data, tmp_path, monkeypatch):
+    t = _trained(model, data, steps=2)
+    path = t.adapter.save(tmp_path / "a.tla")
+    old = path.read_bytes()
+    with pytest.raises(InputError, match="cannot write the adapter file"):
+        t.adapter.save(tmp_path / "missing" / "a.tla")
+
+    def torn(*_):
+        raise OSError("disk full")
+    monkeypatch.setattr("os.replace", torn)
+    with pytest.raises(OSError, match="disk full"):
+        _trained(model, data, steps=4).adapter.save(path)
+    assert path.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["a.tla"]

@@ -114,7 +114,11 @@ class Adapter:
     def save(self, path, form: str | None = None) -> pathlib.Path:
         """Write the file atomically (a temporary file in the same folder, then os.replace)."""
         data, path = self.to_bytes(form), pathlib.Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as e:
+            raise InputError(f"cannot write the adapter file {path}: {e.strerror} (does its folder "
+                             "exist and can you write there?)") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
