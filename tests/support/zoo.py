@@ -18,9 +18,7 @@ Public API
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
-import io
 import os
 import re
 import zlib
