@@ -210,18 +210,26 @@ def convert_spec(spec: Spec, seed: int = 0) -> bytes:
     calib = (rng.standard_normal((N_CALIBRATION, *spec.input_shape)) * spec.input_std).astype(
         np.float32
     )
+    return to_int8_tflite(tf, model, calib, per_tensor_dense=spec.per_tensor_dense)
+
+
+def to_int8_tflite(tf, model, calib, int8_io: bool = True, per_tensor_dense: bool = False) -> bytes:
+    """Full-integer post-training quantization of a Keras model, calibrated on ``calib``
+    (one sample per row): int8 weights and activations; int8 input and output unless
+    ``int8_io`` is False (the model's own float ends then stay, with QUANTIZE/DEQUANTIZE)."""
 
     def representative():
-        for i in range(N_CALIBRATION):
+        for i in range(len(calib)):
             yield [calib[i : i + 1]]
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    if spec.per_tensor_dense:
+    if int8_io:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    if per_tensor_dense:
         flag = "_experimental_disable_per_channel_quantization_for_dense_layers"
         if not hasattr(conv, flag):
             raise RuntimeError(f"this TensorFlow ({tf.__version__}) has no converter.{flag}")

@@ -18,15 +18,15 @@ Public API
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
-import io
 import os
 import re
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from . import keras_zoo
 
 __all__ = ["MODELS", "FLOAT_IO", "convert", "build", "describe", "tflm_arena", "tflm_arena_used",
            "ZOO_VERSION"]
@@ -186,25 +186,13 @@ def convert(name: str) -> bytes:
     rng = np.random.default_rng(seed)
     calib = rng.standard_normal((N_CALIBRATION, *in_shape)).astype(np.float32)
 
-    def representative():
-        for i in range(N_CALIBRATION):
-            yield [calib[i : i + 1]]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if name not in FLOAT_IO:
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):
-        return bytes(conv.convert())
+    return keras_zoo.to_int8_tflite(tf, model, calib, int8_io=name not in FLOAT_IO)
 
 
 def _cache_key(name: str) -> str:
     from importlib.metadata import version
 
-    src = Path(__file__).read_bytes()
+    src = Path(__file__).read_bytes() + Path(keras_zoo.__file__).read_bytes()
     text = repr((ZOO_VERSION, version("tensorflow-cpu"), name, hashlib.sha256(src).hexdigest()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
