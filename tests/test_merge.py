@@ -12,7 +12,7 @@ import tinylora
 from tinylora import Adapter, AdapterError, LoRAConfig, Trainer, load_tflite, tasks
 from tinylora.cli import main
 from tinylora.errors import MissingDependencyError
-from tinylora.merge import PROVENANCE, requantize_weights
+from tinylora.formats.tflite_merge import PROVENANCE, requantize_weights
 from tinylora.tflite import reader
 
 

@@ -17,7 +17,7 @@ from tinylora.errors import (
 )
 from tinylora.examples import example_model
 from tinylora.formats.adapter import Adapter
-from tinylora.merge import merge
+from tinylora.formats.tflite_merge import merge
 from tinylora.planning.arena import ArenaPlan, checked_plan
 from tinylora.ref.model import Model, load_tflite
 from tinylora.ref.trainer import LoRAConfig, Trainer

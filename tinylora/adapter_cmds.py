@@ -13,7 +13,7 @@ from tinylora.commands import check_out_file
 from tinylora.errors import ConfigError, InputError
 from tinylora.examples import example_model
 from tinylora.formats.adapter import Adapter
-from tinylora.merge import merge
+from tinylora.formats.tflite_merge import merge
 from tinylora.ref.loss import choose_loss
 from tinylora.ref.model import Model, load_tflite
 from tinylora.ref.trainer import Trainer
