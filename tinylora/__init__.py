@@ -6,6 +6,7 @@ whose forward pass equals TensorFlow Lite Micro's int8 kernels bit for bit.
 __version__ = "0.1.0"  # before the imports: codegen reads it
 
 from tinylora.errors import (
+    AdapterError,
     BoardError,
     BudgetError,
     CheckpointError,
@@ -17,13 +18,14 @@ from tinylora.errors import (
     TinyLoRAError,
 )
 from tinylora.examples import example_model
+from tinylora.formats.adapter import Adapter
 from tinylora.planning.arena import ArenaPlan, checked_plan
 from tinylora.ref.model import Model, load_tflite
-from tinylora.ref.trainer import Adapter, LoRAConfig, Trainer
+from tinylora.ref.trainer import LoRAConfig, Trainer
 
-__all__ = ["Adapter", "ArenaPlan", "BoardError", "BudgetError", "CheckpointError", "ConfigError", "EmulationError",
-           "InputError", "LoRAConfig", "Model", "ModelError", "ProjectError", "TinyLoRAError", "Trainer",
-           "load_tflite", "example_model", "plan", "__version__"]
+__all__ = ["Adapter", "AdapterError", "ArenaPlan", "BoardError", "BudgetError", "CheckpointError", "ConfigError",
+           "EmulationError", "InputError", "LoRAConfig", "Model", "ModelError", "ProjectError", "TinyLoRAError",
+           "Trainer", "load_tflite", "example_model", "plan", "__version__"]
 
 
 def plan(model_or_trainer, config=None, budget=None, board=None, **trainer_options):

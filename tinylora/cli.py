@@ -98,9 +98,9 @@ def _add_train(sub, fmt) -> None:
                                    "accuracy before and after. Default: the bundled digits CNN "
                                    "on the bundled 'sensor' adaptation task.",
                        epilog="examples:\n  tinylora train\n"
-                              "  tinylora train --task remap --rank 2 --epochs 2 --out adapter.bin\n"
+                              "  tinylora train --task remap --rank 2 --epochs 2 --out adapter.tla\n"
                               "  tinylora train --model m.tflite --data d.npz --rank 4 --epochs 3 "
-                              "--out adapter.bin\n\n"
+                              "--out adapter.tla\n\n"
                               "D.npz holds x_train, y_train (and x_test, y_test), or x and y;\n"
                               "float x is quantized with the model's input scale, integer x is "
                               "used as int8.")

@@ -44,8 +44,8 @@ def _quant_text(t: tflite.Tensor | None) -> str:
 
 def _inspect_adapter(path: str, data: bytes) -> int:
     """`tinylora inspect adapter.bin`: what the adapter holds (its structure; no model needed)."""
-    print(f"{path}: {Adapter.parse(data).describe()}")
-    print("(apply it to its base model with Adapter.from_bytes(data, model))")
+    print(f"{path}: {Adapter.load(data).describe()}")
+    print("(use it: Trainer(model, adapter=path), tinylora eval --adapter, tinylora merge)")
     return 0
 
 
@@ -154,7 +154,7 @@ def cmd_train(args) -> int:
     if args.out:
         out = pathlib.Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(blob)
+        trainer.adapter.save(out)
         print(f"wrote {out}")
     return 0
 

@@ -18,6 +18,10 @@ class ModelError(TinyLoRAError, ValueError):
     """A .tflite file that tinylora cannot read or does not support."""
 
 
+class AdapterError(ModelError):
+    """An adapter file (.tla) that is damaged, of another format, or for another model or config."""
+
+
 class FlatBufferError(TinyLoRAError, ValueError):
     """The bytes are not a well-formed FlatBuffer (out-of-range offset or length)."""
 
