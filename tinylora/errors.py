@@ -64,3 +64,7 @@ class ScheduleError(TinyLoRAError, RuntimeError):
 
 class ResourceError(TinyLoRAError, FileNotFoundError):
     """A file the package ships (model, data, templates) is missing from the installation."""
+
+
+class FleetError(TinyLoRAError, RuntimeError):
+    """Fleet learning could not run: Flower is missing, a process failed or a run timed out."""

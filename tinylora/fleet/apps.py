@@ -13,8 +13,10 @@ Run with ``tinylora fleet`` (a local deployment), ``flwr run`` against any Super
 from __future__ import annotations
 
 import json
+import os
 import time
 
+import flwr
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -59,11 +61,10 @@ def train(msg: Message, context: Context) -> Message:
     fleet = fleet_of(spec)
     incoming = msg.content["arrays"]["masters"].numpy()
     vec, n = fleet.local_round(client, round_half_away(incoming), rnd)
-    sha = fleet.sha256
-    vec, sha = faults.apply(str(cfg.get("faults", "")), client, rnd, vec, sha)
+    vec, header = faults.apply(str(cfg.get("faults", "")), client, rnd, vec, fleet.header)
     content = RecordDict({"arrays": _wire(vec, spec),
                           "metrics": MetricRecord({"num-examples": max(n, 1), "client": client}),
-                          "meta": ConfigRecord({"base-sha256": sha, "client": client})})
+                          "meta": ConfigRecord({"adapter-header": header, "client": client})})
     return Message(content=content, reply_to=msg)
 
 
@@ -87,6 +88,17 @@ class IntegerFedAvg(FedAvg):
         return _wire(mean, self.spec), MetricRecord({"clients": len(ups)})
 
 
+def _bytes_sent(reply: Message) -> int:
+    """The update's bytes: the serialised int16 (or float32) Array and the adapter header."""
+    return len(reply.content["arrays"]["masters"].data) + len(reply.content["meta"]["adapter-header"])
+
+
+def _last_line(text: str) -> str:
+    """The useful end of a remote traceback (Flower forwards the whole text)."""
+    lines = [l.strip(" '>\"") for l in str(text).splitlines() if l.strip(" '>\"")]
+    return (lines[-1] if lines else str(text))[-240:]
+
+
 def _screen(fleet: Fleet, replies, sent: dict[int, int]) -> tuple[list, list[dict]]:
     """Split the replies into aggregatable ones and dropped clients (with the reason)."""
     good, dropped, seen = [], [], set()
@@ -94,12 +106,12 @@ def _screen(fleet: Fleet, replies, sent: dict[int, int]) -> tuple[list, list[dic
         node = r.metadata.src_node_id
         seen.add(node)
         if r.has_error():
-            dropped.append(dict(node=node, reason=f"client failed: {r.error.reason}"))
+            dropped.append(dict(node=node, reason=f"client failed: {_last_line(r.error.reason)}"))
             continue
         try:
             meta = r.content["meta"]
             values = r.content["arrays"]["masters"].numpy()
-            why = fleet.check_update(values, str(meta["base-sha256"]))
+            why = fleet.check_update(values, meta["adapter-header"])
         except (KeyError, ValueError, TypeError) as e:
             why, meta = f"malformed update ({type(e).__name__}: {e})", {}
         if why:
@@ -110,8 +122,9 @@ def _screen(fleet: Fleet, replies, sent: dict[int, int]) -> tuple[list, list[dic
     return good, dropped
 
 
-def run_rounds(grid: Grid, spec: FleetSpec, timeout: float, faults_spec: str = "") -> dict:
-    """R rounds with held-out accuracy after each; returns the report (also for --json)."""
+def run_rounds(grid: Grid, spec: FleetSpec, timeout: float, faults_spec: str = "", on_round=None) -> dict:
+    """R rounds with held-out accuracy after each; returns the report (also for --json).
+    on_round(rounds so far) after round 0 and each round."""
     fleet = fleet_of(spec)
     np.random.seed(spec.seed)   # Flower's DP noise comes from numpy's global generator
     inner = IntegerFedAvg(spec)
@@ -119,6 +132,8 @@ def run_rounds(grid: Grid, spec: FleetSpec, timeout: float, faults_spec: str = "
         inner, spec.dp_noise, spec.clip, spec.clients)
     vec = fleet.masters()
     rounds = [dict(round=0, accuracy=fleet.accuracy(vec))]
+    if on_round:
+        on_round(rounds)
     for rnd in range(1, spec.rounds + 1):
         t0 = time.perf_counter()
         config = ConfigRecord({**spec.to_config(), "faults": faults_spec})
@@ -130,10 +145,13 @@ def run_rounds(grid: Grid, spec: FleetSpec, timeout: float, faults_spec: str = "
             agg, _ = strategy.aggregate_train(rnd, good)
             if agg is not None:
                 vec = np.clip(round_half_away(agg["masters"].numpy()), -32768, 32767).astype(np.int16)
-        sizes = {int(r.content["meta"]["client"]): len(r.content["arrays"]["masters"].data) for r in good}
+        sizes = {int(r.content["meta"]["client"]): _bytes_sent(r) for r in good}
         rounds.append(dict(round=rnd, accuracy=fleet.accuracy(vec), clients=sorted(sizes),
                            bytes_sent=sizes, dropped=dropped, seconds=round(time.perf_counter() - t0, 2)))
-    return dict(rounds=rounds, masters=vec.tolist(), base_sha256=fleet.sha256)
+        if on_round:
+            on_round(rounds)
+    adapter = fleet.adapter(vec).to_bytes()
+    return dict(rounds=rounds, adapter_hex=adapter.hex(), adapter_bytes=len(adapter))
 
 
 server_app = ServerApp()
@@ -142,9 +160,16 @@ server_app = ServerApp()
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
-    report = run_rounds(grid, FleetSpec.from_config(cfg), float(cfg.get("timeout", 60.0)),
-                        str(cfg.get("faults", "")))
     out = str(cfg.get("report", ""))
-    if out:
-        with open(out, "w") as f:
-            json.dump(report, f)
+    write = (lambda data: _write_json(out, data)) if out else (lambda data: None)
+    report = run_rounds(grid, FleetSpec.from_config(cfg), float(cfg.get("timeout", 60.0)),
+                        str(cfg.get("faults", "")), on_round=lambda rounds: write(dict(rounds=rounds)))
+    write(dict(report, final=True, flower_version=flwr.__version__))
+
+
+def _write_json(path: str, data: dict) -> None:
+    """Atomically (the deployment polls the file while the run goes on)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)

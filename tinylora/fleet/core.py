@@ -13,7 +13,6 @@ saturated to [-32768, 32767]. Integer arithmetic only, so any machine gets the s
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import numpy as np
 from tinylora import tasks
 from tinylora.errors import ConfigError
 from tinylora.examples import example_model
+from tinylora.formats.adapter import Adapter
 from tinylora.ref import lora
 from tinylora.ref.config import LoRAConfig
 from tinylora.ref.model import load_tflite
@@ -98,12 +98,25 @@ class Fleet:
     def __init__(self, spec: FleetSpec):
         self.spec = spec
         self.model = load_tflite(example_model())
-        self.sha256 = hashlib.sha256(self.model.source).hexdigest()
         self.data = tasks.fleet_task(spec.task, spec.clients, spec.seed)
         # Scales must be the same on every client: calibrate on public original-domain images.
         self.calibration = self.model.quantize(self.data["x_orig"][:64])
         self.x_test = self.model.quantize(self.data["x_test"])
         self._trainer = self.trainer()
+        self.header = self.adapter_header(self._trainer)
+
+    @staticmethod
+    def adapter_header(t: Trainer) -> bytes:
+        """The adapter file's header and layer descriptors (format 2: base model SHA-256, loss,
+        ranks, shapes, scales, alpha) with the `updates` field zeroed: what a client's update
+        must match to be aggregated."""
+        data = Adapter.from_trainer(t).to_bytes()
+        n = 64 + 28 * len(t.adapters)
+        return data[:48] + bytes(4) + data[52:n]
+
+    def adapter(self, vec) -> Adapter:
+        """The global adapter (adapter file format 2, int16 masters) for a master vector."""
+        return Adapter.from_trainer(self.load(self._trainer, vec))
 
     def trainer(self) -> Trainer:
         """A fresh trainer: every client and the server get the same seeded A and zero B."""
@@ -160,10 +173,15 @@ class Fleet:
         t = self.load(self._trainer, vec)
         return float(np.mean(t.predict(self.x_test) == self.data["y_test"]))
 
-    def check_update(self, values, base_sha256: str) -> str | None:
-        """Why a client's update cannot be aggregated (None: it can)."""
-        if base_sha256 != self.sha256:
-            return f"update is for another base model (sha256 {base_sha256[:12]}..., fleet {self.sha256[:12]}...)"
+    def check_update(self, values, header: bytes) -> str | None:
+        """Why a client's update cannot be aggregated (None: it can). `header`: the adapter
+        file header the client sent with it."""
+        header = bytes(header)
+        if header[12:44] != self.header[12:44]:
+            return (f"update is for another base model (SHA-256 {header[12:44].hex()[:16]}..., "
+                    f"the fleet's {self.header[12:44].hex()[:16]}...)")
+        if header[:48] + bytes(4) + header[52:] != self.header:
+            return "update's adapter header (ranks, shapes, scales, alpha or loss) differs from the fleet's config"
         want = self.masters().shape
         v = np.asarray(values)
         if v.shape != want:

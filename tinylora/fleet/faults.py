@@ -30,7 +30,8 @@ class InjectedFault(RuntimeError):
     """The failure a ``raise`` fault injects (a client crashing mid-round)."""
 
 
-def apply(spec: str, client: int, rnd: int, vec: np.ndarray, sha: str) -> tuple[np.ndarray, str]:
+def apply(spec: str, client: int, rnd: int, vec: np.ndarray, header: bytes) -> tuple[np.ndarray, bytes]:
+    """The (update, adapter header) a client sends, after its fault for this round, if any."""
     kind = parse(spec).get((client, rnd))
     if kind == "raise":
         raise InjectedFault(f"client {client} failed in round {rnd} (injected fault)")
@@ -39,5 +40,5 @@ def apply(spec: str, client: int, rnd: int, vec: np.ndarray, sha: str) -> tuple[
     if kind == "truncate":
         vec = vec[: len(vec) // 2]
     if kind == "wrong-model":
-        sha = "0" * 64
-    return vec, sha
+        header = header[:12] + bytes(32) + header[44:]   # another base model's SHA-256
+    return vec, header
