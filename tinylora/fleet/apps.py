@@ -130,7 +130,7 @@ def run_rounds(grid: Grid, spec: FleetSpec, timeout: float, faults_spec: str = "
     inner = IntegerFedAvg(spec)
     strategy = inner if not spec.dp else DifferentialPrivacyClientSideFixedClipping(
         inner, spec.dp_noise, spec.clip, spec.clients)
-    vec = fleet.masters()
+    vec = fleet.initial
     rounds = [dict(round=0, accuracy=fleet.accuracy(vec))]
     if on_round:
         on_round(rounds)
@@ -150,7 +150,8 @@ def run_rounds(grid: Grid, spec: FleetSpec, timeout: float, faults_spec: str = "
                            bytes_sent=sizes, dropped=dropped, seconds=round(time.perf_counter() - t0, 2)))
         if on_round:
             on_round(rounds)
-    adapter = fleet.adapter(vec).to_bytes()
+    steps = spec.local_steps * sum(len(r["clients"]) for r in rounds[1:])
+    adapter = fleet.adapter(vec, steps).to_bytes()
     return dict(rounds=rounds, adapter_hex=adapter.hex(), adapter_bytes=len(adapter))
 
 

@@ -102,8 +102,9 @@ class Fleet:
         # Scales must be the same on every client: calibrate on public original-domain images.
         self.calibration = self.model.quantize(self.data["x_orig"][:64])
         self.x_test = self.model.quantize(self.data["x_test"])
-        self._trainer = self.trainer()
+        self._trainer = self.trainer()          # reused (reloaded) by every local round
         self.header = self.adapter_header(self._trainer)
+        self.initial = self.masters(self._trainer)   # the seeded start every run shares
 
     @staticmethod
     def adapter_header(t: Trainer) -> bytes:
@@ -114,9 +115,12 @@ class Fleet:
         n = 64 + 28 * len(t.adapters)
         return data[:48] + bytes(4) + data[52:n]
 
-    def adapter(self, vec) -> Adapter:
-        """The global adapter (adapter file format 2, int16 masters) for a master vector."""
-        return Adapter.from_trainer(self.load(self._trainer, vec))
+    def adapter(self, vec, updates: int = 0) -> Adapter:
+        """The global adapter (adapter file format 2, int16 masters) for a master vector;
+        `updates` (information only): the local steps that went into it."""
+        t = self.load(self._trainer, vec)
+        t.updates = int(updates)
+        return Adapter.from_trainer(t)
 
     def trainer(self) -> Trainer:
         """A fresh trainer: every client and the server get the same seeded A and zero B."""
@@ -132,7 +136,7 @@ class Fleet:
         """The federated int16 masters, flat, in adapter-file payload order (per layer: A then
         B for "both"; B only for "ffa")."""
         t = t or self._trainer
-        parts = []
+        parts = []   # (of the trainer last loaded when t is None: use .initial for the start)
         for _, ad in sorted(t.adapters.items()):
             if self.spec.mode == "both":
                 parts.append(ad.a_master.reshape(-1))
@@ -182,7 +186,7 @@ class Fleet:
                     f"the fleet's {self.header[12:44].hex()[:16]}...)")
         if header[:48] + bytes(4) + header[52:] != self.header:
             return "update's adapter header (ranks, shapes, scales, alpha or loss) differs from the fleet's config"
-        want = self.masters().shape
+        want = self.initial.shape
         v = np.asarray(values)
         if v.shape != want:
             return f"update has {v.size} masters, the fleet's adapter has {want[0]} (truncated or another config)"

@@ -100,16 +100,20 @@ class LocalDeployment:
             (self.dir / "flwr-home" / "config.toml").write_text(
                 f'[superlink]\ndefault = "tinylora"\n\n[superlink.tinylora]\n'
                 f'address = "127.0.0.1:{self.port}"\ninsecure = true\n')
-            p, log = self._start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1",
-                                               "--port", str(self.port)])
-            _wait_port(self.port, p, "flower-superlink", log)
+            # Start everything at once (each process spends seconds importing Flower); the
+            # SuperNodes retry until the SuperLink listens.
+            waits = [(self.port, *self._start("superlink", [
+                "flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port)]),
+                "flower-superlink")]
             for i in range(self.clients):
                 port = free_port()
-                p, log = self._start(f"supernode-{i}", [
+                waits.append((port, *self._start(f"supernode-{i}", [
                     "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
                     "--host", "127.0.0.1", "--port", str(port),
-                    "--node-config", f"partition-id={i} num-partitions={self.clients}"])
-                _wait_port(port, p, f"flower-supernode {i}", log)
+                    "--node-config", f"partition-id={i} num-partitions={self.clients}"]),
+                    f"flower-supernode {i}"))
+            for port, p, log, what in waits:
+                _wait_port(port, p, what, log)
         except BaseException:
             self.stop()
             raise

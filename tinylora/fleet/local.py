@@ -1,0 +1,53 @@
+"""An in-process Flower Grid: the same ServerApp code and ClientApp (with its mods) without
+processes or sockets, for the unit tests and the benchmark sweeps. Client n is partition n."""
+from __future__ import annotations
+
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+
+from tinylora.fleet import apps
+
+
+class InProcessGrid(Grid):
+    """Delivers each message to `apps.client_app` at once; a raising client becomes an error
+    reply, as Flower's runtimes report it."""
+
+    def __init__(self, clients: int, client_app=None):
+        self.clients = clients
+        self.client_app = client_app or apps.client_app
+        self.nodes = {1000 + i: i for i in range(clients)}
+        self._run = None
+        TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = 0   # as a ServerApp process sets them
+
+    def set_run(self, run) -> None:
+        self._run = run
+
+    @property
+    def run(self):
+        return self._run
+
+    def create_message(self, content, message_type, dst_node_id, group_id="", ttl=None) -> Message:
+        return Message(content=content, message_type=message_type, dst_node_id=dst_node_id, group_id=group_id)
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def push_messages(self, messages):
+        raise NotImplementedError("InProcessGrid answers in send_and_receive only")
+
+    def pull_messages(self, message_ids):
+        raise NotImplementedError("InProcessGrid answers in send_and_receive only")
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = []
+        for m in messages:
+            node = m.metadata.dst_node_id
+            ctx = Context(run_id=0, node_id=node, node_config={"partition-id": self.nodes[node],
+                                                              "num-partitions": self.clients},
+                          state=RecordDict(), run_config={})
+            try:
+                replies.append(self.client_app(m, ctx))
+            except Exception as e:   # a failing client: an error reply, as the runtimes send
+                replies.append(Message(Error(code=0, reason=f"{type(e).__name__}: {e}"), reply_to=m))
+        return replies
