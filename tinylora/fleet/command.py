@@ -7,10 +7,10 @@ import tempfile
 
 from tinylora.errors import FleetError
 from tinylora.fleet import faults
-from tinylora.formats.adapter import Adapter
 from tinylora.fleet.core import FleetSpec
 from tinylora.fleet.deploy import LocalDeployment
 from tinylora.fleet.privacy import epsilon
+from tinylora.formats.adapter import Adapter
 
 
 def require_flower() -> None:

@@ -13,12 +13,10 @@ import logging
 from tinylora.errors import FleetError
 
 
-
-
 def epsilon(noise: float, rounds: int, sampling_rate: float = 1.0, delta: float = 1e-5) -> float:
     """epsilon at `delta` after `rounds` rounds of the sampled Gaussian mechanism."""
     try:
-        import dp_accounting   # optional dependency (the fleet extra)
+        import dp_accounting  # optional dependency (the fleet extra)
     except ImportError:
         raise FleetError("epsilon needs dp-accounting: pip install tinylora[fleet]") from None
     if noise <= 0:
