@@ -297,9 +297,9 @@ def _add_fleet(sub, fmt) -> None:
     p.add_argument("--rounds", type=_int_in(0, 100000), default=2)
     p.add_argument("--task", choices=tasks.TASKS, default="sensor")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--rank", type=RANK, default=4)
-    p.add_argument("--lr", type=LR, default=0.05)
-    p.add_argument("--local-steps", type=COUNT, default=64, help="SGD steps per client per round")
+    p.add_argument("--rank", type=RANK, default=8)
+    p.add_argument("--lr", type=LR, default=0.2)
+    p.add_argument("--local-steps", type=COUNT, default=32, help="SGD steps per client per round")
     p.add_argument("--mode", choices=("ffa", "both"), default="ffa",
                    help="ffa: A frozen, B federated (default); both: A and B averaged")
     p.add_argument("--dp-noise", type=_real_in(0.0, 1000.0), metavar="SIGMA", help="DP noise multiplier")

@@ -39,8 +39,8 @@ class FleetSpec:
     clients: int = 3
     rounds: int = 2
     seed: int = 0
-    rank: int = 4
-    lr: float = 0.008
+    rank: int = 8
+    lr: float = 0.2
     local_steps: int = 64
     mode: str = "ffa"
     dp_noise: float = 0.0
