@@ -9,11 +9,12 @@ import pathlib
 
 import numpy as np
 import pytest
+from flwr.app import Context, RecordDict
 
 import tinylora
 from tinylora import cli, tasks
 from tinylora.errors import ConfigError, FleetError
-from tinylora.fleet import apps, command, deploy, faults, privacy
+from tinylora.fleet import apps, command, deploy, faults, privacy, secagg
 from tinylora.fleet.core import Fleet, FleetSpec, aggregate, round_half_away
 from tinylora.fleet.local import InProcessGrid
 from tinylora.formats.adapter import Adapter
@@ -114,6 +115,28 @@ def test_dp_through_flower_wrappers_is_seeded_and_integer():
     assert np.linalg.norm(plain) > 500                  # clipping matters here
     assert np.std(b_masters.astype(float)) < 3 * 0.8 * 500 / 3 + 500 / math.sqrt(len(b_masters)) * 3
     assert a["rounds"][1]["bytes_sent"][0] == 4 * len(b_masters) + 128 + len(f.header)
+
+
+def test_secagg_plus_aggregate_equals_the_plain_integer_aggregate():
+    """Flower's SecAgg+ workflow (masking, key shares, unmasking) on the same updates gives the
+    plain integer rule's masters to the bit (uniform weights; see tinylora/fleet/secagg.py)."""
+    spec = FleetSpec(rounds=2, **SMALL)
+    grid = InProcessGrid(spec.clients, client_app=secagg.client_app)
+    ctx = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    report = secagg.run_secagg(grid, ctx, spec, 30.0)
+    f = Fleet(spec)
+    g = f.initial
+    for rnd in (1, 2):
+        g = aggregate([(f.local_round(c, g, rnd)[0], 1) for c in range(spec.clients)])
+    assert [r["round"] for r in report["rounds"]] == [0, 1, 2]
+    assert all(r["clients"] == 3 for r in report["rounds"][1:])
+    assert report["adapter_hex"] == f.adapter(g, 2 * 3 * spec.local_steps).to_bytes().hex()
+    assert report["rounds"][2]["accuracy"] == f.accuracy(g)
+
+
+def test_secagg_refuses_dp_and_faults(capsys):
+    assert cli.main(["fleet", "--secagg", "--dp-noise", "1", "--clip", "100"]) == 2
+    assert "--secagg" in capsys.readouterr().err
 
 
 def test_epsilon_from_the_rdp_accountant():

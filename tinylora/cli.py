@@ -304,6 +304,7 @@ def _add_fleet(sub, fmt) -> None:
                    help="ffa: A frozen, B federated (default); both: A and B averaged")
     p.add_argument("--dp-noise", type=_real_in(0.0, 1000.0), metavar="SIGMA", help="DP noise multiplier")
     p.add_argument("--clip", type=_real_in(0.0, 1e9), metavar="C", help="DP clipping norm (int16 master units)")
+    p.add_argument("--secagg", action="store_true", help="secure aggregation (Flower's SecAgg+ workflow)")
     p.add_argument("--round-timeout", type=_real_in(0.0, 86400.0), default=120.0, help="seconds per round")
     p.add_argument("--faults", default="", help="inject bad clients: CLIENT:ROUND:KIND,... (docs/fleet.md)")
     p.add_argument("--out", help="write the global adapter (.tla) here")

@@ -162,13 +162,13 @@ server_app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
     out = str(cfg.get("report", ""))
-    write = (lambda data: _write_json(out, data)) if out else (lambda data: None)
+    write = (lambda data: write_json(out, data)) if out else (lambda data: None)
     report = run_rounds(grid, FleetSpec.from_config(cfg), float(cfg.get("timeout", 60.0)),
                         str(cfg.get("faults", "")), on_round=lambda rounds: write(dict(rounds=rounds)))
     write(dict(report, final=True, flower_version=flwr.__version__))
 
 
-def _write_json(path: str, data: dict) -> None:
+def write_json(path: str, data: dict) -> None:
     """Atomically (the deployment polls the file while the run goes on)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:

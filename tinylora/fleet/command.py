@@ -21,6 +21,8 @@ def require_flower() -> None:
 
 def _round_line(r: dict) -> str:
     line = f"round {r['round']:3d}  accuracy {r['accuracy']:.4f}"
+    if r.get("secagg") and r["round"]:
+        return line + f"  ({r['clients']} clients, SecAgg+: the server saw only their sum)"
     if r["round"]:
         sent = ", ".join(f"client {c}: {b} B" for c, b in sorted(r["bytes_sent"].items(), key=lambda kv: int(kv[0])))
         line += f"  sent [{sent or 'nothing'}]"
@@ -37,17 +39,22 @@ def run(args) -> int:
                      rank=args.rank, lr=args.lr, local_steps=args.local_steps, mode=args.mode,
                      dp_noise=args.dp_noise or 0.0, clip=args.clip or 0.0)
     faults.parse(args.faults)
+    if args.secagg and (spec.dp or args.faults):
+        raise FleetError("--secagg runs Flower's SecAgg+ workflow without --dp-noise/--clip and --faults "
+                         "(docs/fleet.md): drop one of them")
     say = (lambda s: None) if args.json else print
     say(f"fleet: {spec.clients} clients, {spec.rounds} rounds, task {spec.task}, mode {spec.mode}, "
         f"{spec.local_steps} local steps per round (local Flower deployment)")
     with tempfile.TemporaryDirectory(prefix="tinylora-fleet-") as tmp, LocalDeployment(spec.clients, tmp) as d:
         config = dict(spec.to_config(), timeout=float(args.round_timeout), faults=args.faults)
-        report = d.run(config, on_round=lambda r: say(_round_line(r)))
-    sent = [b for r in report["rounds"][1:] for b in r["bytes_sent"].values()]
+        report = d.run(config, on_round=lambda r: say(_round_line(r)),
+                       module="tinylora.fleet.secagg" if args.secagg else "tinylora.fleet.apps")
+    sent = [b for r in report["rounds"][1:] for b in r.get("bytes_sent", {}).values()]
     out = dict(engine="flower", flower_version=report["flower_version"],
                rounds=[{k: r[k] for k in ("round", "accuracy")} | {k: r[k] for k in ("bytes_sent", "dropped")
                                                                   if k in r} for r in report["rounds"]],
-               bytes_per_client_round=max(sent) if sent else 0, adapter_bytes=report["adapter_bytes"])
+               bytes_per_client_round=max(sent) if sent else None, adapter_bytes=report["adapter_bytes"],
+               secagg=bool(args.secagg))
     if spec.dp:
         out["dp"] = dict(noise_multiplier=spec.dp_noise, clip=spec.clip, delta=1e-5,
                          epsilon=epsilon(spec.dp_noise, spec.rounds))

@@ -86,8 +86,12 @@ def aggregate(updates: list[tuple[np.ndarray, int]]) -> np.ndarray:
     w = np.array([int(n) for _, n in updates], np.int64)
     if np.any(w < 1):
         raise ConfigError(f"client weights must be >= 1, got {w.tolist()}")
-    s = sum(wk * np.asarray(u, np.int64) for (u, _), wk in zip(updates, w))
-    total = int(w.sum())
+    return integer_mean(sum(wk * np.asarray(u, np.int64) for (u, _), wk in zip(updates, w)), int(w.sum()))
+
+
+def integer_mean(s, total: int) -> np.ndarray:
+    """sign(S) floor((|S| + floor(W/2)) / W), saturated to int16: S the weighted sum, W the total weight."""
+    s = np.asarray(s, np.int64)
     mean = np.sign(s) * ((np.abs(s) + total // 2) // total)
     return np.clip(mean, lora.MASTER_MIN, lora.MASTER_MAX).astype(np.int16)
 

@@ -1,9 +1,13 @@
 """An in-process Flower Grid: the same ServerApp code and ClientApp (with its mods) without
-processes or sockets, for the unit tests and the benchmark sweeps. Client n is partition n."""
+processes or sockets, for the unit tests and the benchmark sweeps. Node 1000 + n is client
+(partition) n; messages are answered in order, in this process."""
 from __future__ import annotations
+
+import copy
 
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.serverapp import Grid
+from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from tinylora.fleet import apps
@@ -17,7 +21,11 @@ class InProcessGrid(Grid):
         self.clients = clients
         self.client_app = client_app or apps.client_app
         self.nodes = {1000 + i: i for i in range(clients)}
-        self._run = None
+        self._run = Run.create_empty(0)
+        # one Context per node, kept across messages (SecAgg+'s client mod keeps state in it)
+        self.contexts = {node: Context(run_id=0, node_id=node, node_config={
+            "partition-id": i, "num-partitions": clients}, state=RecordDict(), run_config={})
+            for node, i in self.nodes.items()}
         TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = 0   # as a ServerApp process sets them
 
     def set_run(self, run) -> None:
@@ -42,12 +50,10 @@ class InProcessGrid(Grid):
     def send_and_receive(self, messages, *, timeout=None):
         replies = []
         for m in messages:
+            m = copy.deepcopy(m)   # each node gets its own copy, as after serialisation
             node = m.metadata.dst_node_id
-            ctx = Context(run_id=0, node_id=node, node_config={"partition-id": self.nodes[node],
-                                                              "num-partitions": self.clients},
-                          state=RecordDict(), run_config={})
             try:
-                replies.append(self.client_app(m, ctx))
+                replies.append(self.client_app(m, self.contexts[node]))
             except Exception as e:   # a failing client: an error reply, as the runtimes send
                 replies.append(Message(Error(code=0, reason=f"{type(e).__name__}: {e}"), reply_to=m))
         return replies
