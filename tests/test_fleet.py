@@ -185,6 +185,15 @@ def test_fleet_command_on_a_local_deployment(tmp_path, capsys):
     assert _fleet_pids() == []
 
 
+def test_a_failed_run_leaves_no_process(tmp_path):
+    spec = FleetSpec(rounds=50, **SMALL)
+    with pytest.raises(FleetError, match="did not finish within 1 s"):
+        with deploy.LocalDeployment(1, tmp_path) as d:
+            assert len(deploy.marked_pids(d.run_id)) >= 2          # superlink + supernode (+ helpers)
+            d.run(dict(spec.to_config(), clients=1, timeout=60.0, faults=""), timeout=1.0)
+    assert deploy.marked_pids(d.run_id) == [] and all(p.poll() is not None for p in d.procs)
+
+
 def _fleet_pids() -> list[int]:
     """Every process carrying a fleet deployment's marker (any run)."""
     out = []

@@ -45,10 +45,13 @@ def run(args) -> int:
     say = (lambda s: None) if args.json else print
     say(f"fleet: {spec.clients} clients, {spec.rounds} rounds, task {spec.task}, mode {spec.mode}, "
         f"{spec.local_steps} local steps per round (local Flower deployment)")
-    with tempfile.TemporaryDirectory(prefix="tinylora-fleet-") as tmp, LocalDeployment(spec.clients, tmp) as d:
-        config = dict(spec.to_config(), timeout=float(args.round_timeout), faults=args.faults)
-        report = d.run(config, on_round=lambda r: say(_round_line(r)),
-                       module="tinylora.fleet.secagg" if args.secagg else "tinylora.fleet.apps")
+    try:
+        with tempfile.TemporaryDirectory(prefix="tinylora-fleet-") as tmp, LocalDeployment(spec.clients, tmp) as d:
+            config = dict(spec.to_config(), timeout=float(args.round_timeout), faults=args.faults)
+            report = d.run(config, on_round=lambda r: say(_round_line(r)),
+                           module="tinylora.fleet.secagg" if args.secagg else "tinylora.fleet.apps")
+    except KeyboardInterrupt:   # the deployment has stopped every process it started
+        raise FleetError("interrupted: the fleet run stopped, and so did every Flower process it started") from None
     sent = [b for r in report["rounds"][1:] for b in r.get("bytes_sent", {}).values()]
     out = dict(engine="flower", flower_version=report["flower_version"],
                rounds=[{k: r[k] for k in ("round", "accuracy")} | {k: r[k] for k in ("bytes_sent", "dropped")
