@@ -19,6 +19,8 @@ import tempfile
 import time
 
 import numpy as np
+from flwr.serverapp import ServerApp
+from flwr.simulation import run_simulation
 
 from tinylora.fleet import apps
 from tinylora.fleet.core import Fleet, FleetSpec
@@ -91,8 +93,6 @@ def task_table(task: str, args) -> None:
 
 def simulation(args) -> None:
     """>= 100 clients on Flower's simulation engine (ray)."""
-    from flwr.serverapp import ServerApp           # heavy optional dependency: only here
-    from flwr.simulation import run_simulation
     spec = FleetSpec(task="sensor", clients=args.sim_clients, rounds=args.sim_rounds, seed=args.seed,
                      local_steps=args.sim_steps, lr=args.lr_ffa, rank=args.rank)
     out = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
