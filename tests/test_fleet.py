@@ -139,6 +139,14 @@ def test_secagg_refuses_dp_and_faults(capsys):
     assert "--secagg" in capsys.readouterr().err
 
 
+def test_round_lines_name_bytes_and_dropped_clients():
+    line = command._round_line(dict(round=2, accuracy=0.5, bytes_sent={"0": 920, "2": 920},
+                                    dropped=[dict(node=7, client=1, reason="update has 3 masters")]))
+    assert "round   2  accuracy 0.5000" in line and "client 0: 920 B, client 2: 920 B" in line
+    assert "dropped client 1: update has 3 masters" in line
+    assert command._round_line(dict(round=0, accuracy=0.25)) == "round   0  accuracy 0.2500"
+
+
 def test_epsilon_from_the_rdp_accountant():
     e1, e2 = privacy.epsilon(1.0, 10), privacy.epsilon(2.0, 10)
     assert 0 < e2 < e1 < math.inf
