@@ -103,7 +103,8 @@ class LocalDeployment:
             # Start everything at once (each process spends seconds importing Flower); the
             # SuperNodes retry until the SuperLink listens.
             waits = [(self.port, *self._start("superlink", [
-                "flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port)]),
+                "flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port),
+                "--disable-runtime-dependency-installation"]),   # the apps run in this environment
                 "flower-superlink")]
             for i in range(self.clients):
                 port = free_port()
