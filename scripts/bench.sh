@@ -10,3 +10,4 @@ python benchmarks/oracles.py
 python benchmarks/gradients.py
 python benchmarks/cost.py
 python benchmarks/merge.py
+python benchmarks/fleet.py

@@ -19,6 +19,7 @@ from tinylora.commands import (
     cmd_verify,
 )
 from tinylora.errors import TinyLoRAError
+from tinylora.fleet import command as fleet_command
 from tinylora.targets import BACKENDS
 from tinylora.verify import DEFAULT_LR, TARGETS
 
@@ -309,7 +310,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pio_setup(sub, fmt)
     _add_bench(sub, fmt)
     _add_boards(sub, fmt)
+    _add_fleet(sub, fmt)
     return parser
+
+
+def _add_fleet(sub, fmt) -> None:
+    p = sub.add_parser("fleet", formatter_class=fmt, help="federated LoRA on a local Flower deployment",
+                       description="Fleet (federated) LoRA: a Flower SuperLink and N SuperNodes on the "
+                       "loopback interface, each client training on its own non-IID data (docs/fleet.md).")
+    p.add_argument("--clients", type=COUNT, default=3)
+    p.add_argument("--rounds", type=_int_in(0, 100000), default=2)
+    p.add_argument("--task", choices=tasks.TASKS, default="sensor")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--rank", type=RANK, default=8)
+    p.add_argument("--lr", type=LR, default=0.2)
+    p.add_argument("--local-steps", type=COUNT, default=32, help="SGD steps per client per round")
+    p.add_argument("--mode", choices=("ffa", "both"), default="ffa",
+                   help="ffa: A frozen, B federated (default); both: A and B averaged")
+    p.add_argument("--dp-noise", type=_real_in(0.0, 1000.0), metavar="SIGMA", help="DP noise multiplier")
+    p.add_argument("--clip", type=_real_in(0.0, 1e9), metavar="C", help="DP clipping norm (int16 master units)")
+    p.add_argument("--secagg", action="store_true", help="secure aggregation (Flower's SecAgg+ workflow)")
+    p.add_argument("--round-timeout", type=_real_in(0.0, 86400.0), default=120.0, help="seconds per round")
+    p.add_argument("--faults", default="", help="inject bad clients: CLIENT:ROUND:KIND,... (docs/fleet.md)")
+    p.add_argument("--out", help="write the global adapter (.tla) here")
+    p.add_argument("--json", action="store_true", help="print one JSON object last")
+    p.set_defaults(func=lambda args: fleet_command.run(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,3 +68,7 @@ class ResourceError(TinyLoRAError, FileNotFoundError):
 
 class MissingDependencyError(TinyLoRAError, ImportError):
     """An optional package a feature needs is not installed; the message names the pip extra."""
+
+
+class FleetError(TinyLoRAError, RuntimeError):
+    """Fleet learning could not run: a process failed or a run timed out."""
