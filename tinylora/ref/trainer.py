@@ -248,7 +248,7 @@ class Trainer(HeadMixin, DagMixin, StepExecutor):
         X = checks.finite(X, "X")
         if X.ndim == 0 or len(X) == 0:
             raise InputError(f"fit() needs at least one sample, got X of shape {X.shape}")
-        if not np.issubdtype(X.dtype, np.integer):
+        if not np.issubdtype(X.dtype, np.integer) and self.model.input_dtype == "INT8":
             X = self.model.quantize(X)
         Y = self._labels(Y, len(X))
         if int(epochs) != epochs or epochs < 0:
@@ -279,7 +279,7 @@ class Trainer(HeadMixin, DagMixin, StepExecutor):
 
     def predict(self, X) -> np.ndarray:
         X = np.asarray(X)
-        if not np.issubdtype(X.dtype, np.integer):
+        if not np.issubdtype(X.dtype, np.integer) and self.model.input_dtype == "INT8":
             X = self.model.quantize(X)
         return np.argmax(self.logits(X), axis=-1)
 
