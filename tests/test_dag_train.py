@@ -252,3 +252,33 @@ def test_float_ended_autoencoder_trains_with_mse_on_real_targets(zoo_models):
     assert t.logits_layer == len(m.layers) - 2          # the DEQUANTIZE's int8 input
     losses = [h["loss"] for h in t.fit(x, target, epochs=3)]
     assert losses[-1] < 0.3 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", ["resnet8", "mbv2_block", "ds_cnn", "person_detect_like"])
+def test_dag_gradients_agree_with_float_autodiff_at_the_same_forward(zoo_models, name):
+    """Adapters on every pointwise layer: each tensor's integer gradient against TensorFlow's
+    autodiff of the dequantized DAG at the integer forward (residual forks, depthwise and
+    strided convs, pooling, MEAN, requantizing RESHAPE between them)."""
+    import tinylora
+    from tests.support.float_dag import FloatDag
+    m = zoo_models[name]
+    rng = np.random.default_rng(7)
+    x = m.quantize(rng.standard_normal((4,) + m.input_shape) * 0.5)
+    t = tinylora.Trainer(m, tinylora.LoRAConfig(rank=2, targets=pointwise(m)), lr=0.1, calibration=x)
+    for ad in t.adapters.values():
+        ad.b_master = rng.integers(-60, 61, ad.b_master.shape) << lora.MASTER_FRAC_BITS
+        ad.refresh()
+    label = int(np.argmin(t.logits(x[:1])[0]))
+    got = t.gradients(x[0], label)
+    f = FloatDag(t)
+    want = f.gradients({k: v[:1] for k, v in f.segment(x[:1]).items()}, label, t.trace(x[0], label))
+    biggest = max(np.linalg.norm(w) for pair in want.values() for w in pair)
+    checked = 0
+    for i in sorted(got):
+        for g_int, g_float, what in zip(got[i], want[i], "AB"):
+            if np.linalg.norm(g_float) > 1e-3 * biggest:   # below: lr * gradient < one unit
+                assert cosine(g_int, g_float) > 0.99, (i, what, cosine(g_int, g_float))
+                checked += 1
+    below_a_fork = [i for i in t.adapters if any(len(t.srcs[j]) > 1 for j in t.tainted if j > i)]
+    assert checked >= len(t.adapters), checked
+    assert name not in ("resnet8", "mbv2_block") or below_a_fork
