@@ -115,19 +115,22 @@ def autoencoder_rows(args) -> list[list[str]]:
                              calibration=prep(normal[:16]), seed=args.seed)
         out_q = m.layers[t.logits_layer].output_q
         targets = normal if m.output_dtype == "FLOAT32" else _quantize(normal, out_q)
-
-        def errors(v):
-            out = t.logits(prep(v)).astype(np.float64)
-            real = (out - float(out_q.zero_point[0])) * float(out_q.scale[0])
-            return np.mean((real - v) ** 2, axis=1)
         held = normal[args.train:]
-        before = auc(errors(held), errors(abnormal))
+        before = auc(_errors(t, prep, held), _errors(t, prep, abnormal))
         t0 = time.perf_counter()
         t.fit(prep(normal[:args.train]), targets[:args.train], epochs=args.epochs)
         rows.append([name, "int8 LoRA, every FC, MSE", f"AUC {before:.3f}",
-                     f"AUC {auc(errors(held), errors(abnormal)):.3f}", *map(_b, memory(t)),
+                     f"AUC {auc(_errors(t, prep, held), _errors(t, prep, abnormal)):.3f}", *map(_b, memory(t)),
                      f"{time.perf_counter() - t0:.0f} s"])
     return rows
+
+
+def _errors(t, prep, v) -> np.ndarray:
+    """Per-sample reconstruction error in the output's real scale."""
+    out_q = t.model.layers[t.logits_layer].output_q
+    out = t.logits(prep(v)).astype(np.float64)
+    real = (out - float(out_q.zero_point[0])) * float(out_q.scale[0])
+    return np.mean((real - v) ** 2, axis=1)
 
 
 def _quantize(v, q):

@@ -282,3 +282,28 @@ def test_dag_gradients_agree_with_float_autodiff_at_the_same_forward(zoo_models,
     below_a_fork = [i for i in t.adapters if any(len(t.srcs[j]) > 1 for j in t.tainted if j > i)]
     assert checked >= len(t.adapters), checked
     assert name not in ("resnet8", "mbv2_block") or below_a_fork
+
+
+def _cli(*argv):
+    from tinylora.cli import main
+    return main([str(a) for a in argv])
+
+
+def test_cli_loss_option_for_models_without_softmax(zoo_models, tmp_path, capsys):
+    ae = tmp_path / "ae.tflite"
+    ae.write_bytes(zoo_models["autoencoder_float_io"].source)
+    assert _cli("plan", "--model", ae) != 0
+    assert "--loss mse" in capsys.readouterr().err
+    assert _cli("plan", "--model", ae, "--loss", "mse") == 0
+    assert "update[" in capsys.readouterr().out
+    hw = tmp_path / "hw.tflite"
+    hw.write_bytes(zoo_models["hello_world"].source)
+    x = np.random.default_rng(0).uniform(0, 6.28, (48, 1)).astype(np.float32)
+    data = tmp_path / "sine.npz"
+    np.savez(data, x_train=x[:32], y_train=0.1 * np.sin(x[:32]), x_test=x[32:], y_test=0.1 * np.sin(x[32:]))
+    assert _cli("train", "--model", hw, "--data", data, "--loss", "mse", "--epochs", 1, "--rank", 1,
+                "--out", tmp_path / "a.bin") == 0
+    out = capsys.readouterr().out
+    assert "test MSE (base int8)" in out and "test MSE (adapted)" in out and (tmp_path / "a.bin").stat().st_size > 0
+    assert _cli("train", "--model", hw, "--loss", "mse") != 0
+    assert "--data" in capsys.readouterr().err

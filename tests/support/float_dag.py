@@ -107,7 +107,8 @@ class FloatDag:
             return tf.concat(xs, axis=o["axis"])
         if kind == "RESHAPE":
             y_per_x = float(layer.output_q.scale[0]) / float(layer.input_q.scale[0])
-            shift = float(layer.output_q.scale[0]) * (int(layer.input_q.zero_point[0]) - int(layer.output_q.zero_point[0]))
+            zps = int(layer.input_q.zero_point[0]) - int(layer.output_q.zero_point[0])
+            shift = float(layer.output_q.scale[0]) * zps
             return tf.reshape(xs[0], (1,) + tuple(layer.output_shape)) * y_per_x + shift
         if kind == "QUANTIZE":
             return self._clamp(layer, xs[0])
