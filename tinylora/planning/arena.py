@@ -264,8 +264,9 @@ def _op_scratch(trainer, op, sparse: bool):
         return []
     layer = layers[op.layer]
     if not is_chain_path(layer):   # frozen ops: a 64-bit sum where inputs gather several outputs
-        if layer.kind in GATHERING_OPS and trainer._slots(op.layer):
-            return [(BufferName.dx(op.layer), "int64", layer.input_shape, "input gradient (64-bit)")]
+        if layer.kind in GATHERING_OPS and trainer._slots(op.layer):   # k x k conv sums can pass
+            wide = "int64" if layer.kind == "CONV_2D" else "int32"      # 2^31; one channel's can't
+            return [(BufferName.dx(op.layer), wide, layer.input_shape, f"input gradient ({wide})")]
         return []
     rows, depth = lora_rows(layer), layer.weights.shape[-1]
     out = []
