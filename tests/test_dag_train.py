@@ -307,3 +307,13 @@ def test_cli_loss_option_for_models_without_softmax(zoo_models, tmp_path, capsys
     assert "test MSE (base int8)" in out and "test MSE (adapted)" in out and (tmp_path / "a.bin").stat().st_size > 0
     assert _cli("train", "--model", hw, "--loss", "mse") != 0
     assert "--data" in capsys.readouterr().err
+
+
+def test_c_generator_refuses_training_through_ops_it_has_no_backward_for(model):
+    import tinylora
+    from tinylora.codegen.step import plan_step
+    t = tinylora.Trainer(model, tinylora.LoRAConfig(targets=(2, 6)))   # a depthwise conv between
+    assert t.step(np.zeros(model.input_shape, np.int8), 1) >= 0        # numpy trains through it
+    with pytest.raises(tinylora.ConfigError, match="no backward through layer.*3 DEPTHWISE_CONV_2D"):
+        plan_step(t)
+    plan_step(tinylora.Trainer(model, tinylora.LoRAConfig(targets=(5, 6))))   # FCs: C as before
