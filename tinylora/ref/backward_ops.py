@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from tinylora.errors import ScheduleError
 from tinylora.ref import lora, quant
 from tinylora.ref.layers import Layer, _padding_before
 from tinylora.ref.pooling import pool_geometry
@@ -160,7 +161,7 @@ def input_gradients(layer: Layer, g: np.ndarray, xs: list, y: np.ndarray, k: dic
         return [g * kk * (256 - kk)]
     if kind == "HARD_SWISH":
         return [g * k["lut"][xs[0].astype(np.int64) + 128]]
-    raise NotImplementedError(kind)  # has_backward() guards every caller
+    raise ScheduleError(f"layer {layer.index} {kind}: tinylora has no backward for this op")
 
 
 def _conv_input_grad(layer: Layer, g: np.ndarray, k: dict, depthwise: bool) -> np.ndarray:
