@@ -317,3 +317,17 @@ def test_c_generator_refuses_training_through_ops_it_has_no_backward_for(model):
     with pytest.raises(tinylora.ConfigError, match="no backward through layer.*3 DEPTHWISE_CONV_2D"):
         plan_step(t)
     plan_step(tinylora.Trainer(model, tinylora.LoRAConfig(targets=(5, 6))))   # FCs: C as before
+
+
+def test_dag_checkpoint_and_adapter_round_trip(zoo_models):
+    import tinylora
+    m = zoo_models["resnet8"]
+    x, y = _two_class_task(m, 3, seed=3)
+    cfg = tinylora.LoRAConfig(rank=2, targets=pointwise(m))
+    a = tinylora.Trainer(m, cfg, lr=0.05, calibration=x)
+    a.step(x[0], int(y[0]))
+    blob = a.checkpoint()
+    b = tinylora.Trainer(m, cfg, lr=0.05, calibration=x)
+    b.restore(blob)
+    assert [int(a.step(x[i], int(y[i]))) for i in (1, 2)] == [int(b.step(x[i], int(y[i]))) for i in (1, 2)]
+    assert a.adapter.to_bytes() == b.adapter.to_bytes()
