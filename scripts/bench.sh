@@ -11,3 +11,4 @@ python benchmarks/gradients.py
 python benchmarks/cost.py
 python benchmarks/merge.py
 python benchmarks/fleet.py
+python benchmarks/zoo_train.py

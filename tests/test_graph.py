@@ -8,7 +8,6 @@ from support import edit as E
 from support import oracles
 
 import tinylora
-from tinylora import ModelError
 
 
 def _negate_channels(m, op_index, channels, poison=False):
@@ -50,6 +49,7 @@ def test_negative_weight_scales_equal_tflm(example_bytes, poison):
     want = oracles.tflm_run(data, x)
     got = model.forward(x)
     assert int((got != want).sum()) == 0
-    if poison:
-        with pytest.raises(ModelError, match="negative weight scales .*no training"):
-            tinylora.Trainer(model)
+    if poison:   # below every adapter the layer only runs forward (exact): training works;
+        t = tinylora.Trainer(model)   # a backward through it is refused (ref/dag.py)
+        assert 0 not in t.tainted and 1 not in t.tainted
+        assert [int(t.step(x[0], 1)) for _ in range(2)][0] > 0

@@ -131,8 +131,9 @@ def test_per_layer_ranks_and_bad_configs(model, data):
     assert {i: ad.k.rank for i, ad in t.adapters.items()} == {5: 2, 6: 6}
     with pytest.raises(ConfigError, match="cannot take a LoRA adapter"):
         Trainer(model, LoRAConfig(targets=(1,)))      # a depthwise conv
-    with pytest.raises(ConfigError, match="no backward for it"):
-        Trainer(model, LoRAConfig(targets=(2, 6)))    # a depthwise conv lies between
+    t = Trainer(model, LoRAConfig(targets=(2, 6)))     # a depthwise conv lies between: it
+    assert t.tainted == [2, 3, 4, 5, 6]                # has a backward now (issue 11)
+    assert [op.layer for op in t.schedule if op.op == "backward"] == [6, 5, 4, 3, 2]
     with pytest.raises(ConfigError, match="no layer"):
         Trainer(model, LoRAConfig(targets=("nope",)))
 

@@ -356,6 +356,9 @@ class LossCase:
 class _StandIn:
     """Just enough of a Trainer for Trainer._op_backward / _apply on one layer."""
     _op_backward = Trainer._op_backward
+    _weighted_backward = Trainer._weighted_backward
+    _deliver = Trainer._deliver
+    _slots = Trainer._slots
     _to_input_shape = Trainer._to_input_shape
     _apply = Trainer._apply
 
@@ -364,6 +367,9 @@ class _StandIn:
         self.adapters = {layer.index: ad} if ad is not None else {}
         self.input_grad = {layer.index: ratios}
         self.lowest = layer.index - 1 if with_dx else layer.index
+        self.srcs = {layer.index: (layer.index - 1,)}
+        self.tainted = [layer.index - 1, layer.index] if with_dx else [layer.index]
+        self.merge_ratio = {}
         self.accum_steps = accum_steps
         self.grad_threshold = threshold
         self.momentum_q = momentum_q

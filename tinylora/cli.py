@@ -20,6 +20,7 @@ from tinylora.commands import (
 )
 from tinylora.errors import TinyLoRAError
 from tinylora.fleet import command as fleet_command
+from tinylora.ref.loss import LOSSES
 from tinylora.targets import BACKENDS
 from tinylora.verify import DEFAULT_LR, TARGETS
 
@@ -97,7 +98,7 @@ def _add_eval(sub, fmt) -> None:
     p.add_argument("--model", dest="model_option", default=None, help="the .tflite (same as the positional)")
     p.add_argument("--adapter", default=None, help="an adapter file (.tla) for the model")
     p.add_argument("--data", default=None, help="an .npz to evaluate on")
-    p.add_argument("--loss", default=None, choices=["xent", "mse"],
+    p.add_argument("--loss", default=None, choices=LOSSES,
                    help="what the outputs are when neither the adapter nor a final SOFTMAX says")
     p.set_defaults(func=cmd_eval)
 
@@ -141,9 +142,15 @@ def _add_train(sub, fmt) -> None:
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"],
                    help="keep activations for backward, or recompute them (same bits)")
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--loss", default=None, choices=LOSSES, help=LOSS_HELP)
     p.add_argument("--out", default=None, help="write the adapter file here (.tla, docs/adapter.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+
+LOSS_HELP = ("xent: class labels (a softmax on the outputs); mse: real targets in the output "
+             "space (regression, reconstruction). Default: xent when the model ends in SOFTMAX, "
+             "else it must be given")
 
 
 def _add_plan(sub, fmt) -> None:
@@ -163,6 +170,7 @@ def _add_plan(sub, fmt) -> None:
     g2.add_argument("--rank", type=RANK, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
     g2.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the budget")
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
+    p.add_argument("--loss", default=None, choices=LOSSES, help=LOSS_HELP)
     p.add_argument("--plot", default=None, help="draw the arena over the step (.svg, or .png with matplotlib)")
     p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="frozen kernels whose scratch to plan (default: the board's backend with "

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from tinylora import bench, datasets, emulate, load_tflite, tasks
+from tinylora import bench, datasets, emulate, load_tflite, regression, tasks
 from tinylora.codegen.project import GEN_LR, QEMU_ENVS, check_names, plan_project, write_project
 from tinylora.codegen.project.flash import model_bytes
 from tinylora.console import Progress, short, table
@@ -120,8 +120,10 @@ def cmd_train(args) -> int:
     if args.out:
         check_out_file(args.out)
     model = load_tflite(_model_path(args.model))
+    if args.loss == "mse":
+        return regression.cmd_train_mse(args, model)
     xtr, ytr, xte, yte, what = _load_data(args, model)
-    trainer = Trainer(model, LoRAConfig(rank=args.rank), lr=args.lr, seed=args.seed,
+    trainer = Trainer(model, LoRAConfig(rank=args.rank, loss=args.loss), lr=args.lr, seed=args.seed,
                       grad_density=args.density, recompute=args.recompute, calibration=xtr[:64])
     base = float(np.mean(trainer.predict(xte) == yte))
     targets = ", ".join(f"{i}:{short(ad.layer.name)}" for i, ad in trainer.adapters.items())
@@ -190,7 +192,7 @@ def cmd_plan(args) -> int:
         print(result.explanation)
         config, recompute = result.config, result.recompute
     else:
-        config, recompute = LoRAConfig(rank=args.rank), args.recompute
+        config, recompute = LoRAConfig(rank=args.rank, loss=args.loss), args.recompute
     trainer = Trainer(model, config, recompute=recompute)
     backend = getattr(args, "backend", None) or (load_board(board).backend if board else "portable")
     plan = checked_plan(trainer, budget=budget, board=board, backend=backend)

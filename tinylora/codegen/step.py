@@ -46,6 +46,7 @@ from tinylora.errors import ConfigError, InputError
 from tinylora.formats import checkpoint as ckpt
 from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
 from tinylora.ref import lora
+from tinylora.ref.dag import require_c_backward
 from tinylora.ref.layers import Reshape
 from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import Trainer, act
@@ -308,6 +309,7 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
     if trainer.loss != "xent":
         raise ConfigError(f"the C generator has no {trainer.loss!r} loss yet (the numpy "
                           "reference trains it: Trainer.step/fit); generate with loss='xent'")
+    require_c_backward(trainer)
     plan = plan if plan is not None else plan_trainer(trainer)
     if list(plan.ops) != [str(op) for op in trainer.schedule]:
         raise InputError("the arena plan was made for another schedule than this trainer's")

@@ -17,9 +17,13 @@ from tinylora.errors import BudgetError, ConfigError, ScheduleError
 from tinylora.planning.boards import load_board
 from tinylora.planning.kernel_scratch import frozen_layer_scratch
 from tinylora.planning.plotting import plot_plan
+from tinylora.ref.dag import is_chain_path
 from tinylora.ref.lora import lora_rows
 from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import LoRAConfig, Trainer, act
+
+#: frozen ops whose input gradient sums several output gradients (a 64-bit scratch in C)
+GATHERING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 
 ALIGN = 16
 DEFAULT_BUDGET = 512 * 1024
@@ -239,10 +243,12 @@ def lifetimes(trainer, backend: str = "portable") -> list[Buffer]:
 
 def _step_buffer_shapes(trainer) -> dict[str, tuple[str, tuple, str]]:
     layers = trainer.model.layers
-    shapes = {"x": ("int8", layers[0].input_shape, "input")}
+    x_type = "float32" if trainer.model.input_dtype == "FLOAT32" else "int8"
+    shapes = {"x": (x_type, trainer.model.input_shape, "input")}
+    tainted = set(trainer.tainted)
     for layer in layers[: trainer.logits_layer + 1]:
         shapes[act(layer.index)] = ("int8", layer.output_shape, "activation")
-        if layer.index >= trainer.lowest:
+        if layer.index in tainted:
             shapes[BufferName.grad(layer.index)] = ("int16", layer.output_shape, "gradient")
     for i, ad in trainer.adapters.items():
         shapes[BufferName.h(i)] = ("int8", (lora_rows(ad.layer), ad.k.rank), "LoRA intermediate")
@@ -257,11 +263,16 @@ def _op_scratch(trainer, op, sparse: bool):
     if op.op != "backward" or layers[op.layer].kind == "RESHAPE":
         return []
     layer = layers[op.layer]
+    if not is_chain_path(layer):   # frozen ops: a 64-bit sum where inputs gather several outputs
+        if layer.kind in GATHERING_OPS and trainer._slots(op.layer):   # k x k conv sums can pass
+            wide = "int64" if layer.kind == "CONV_2D" else "int32"      # 2^31; one channel's can't
+            return [(BufferName.dx(op.layer), wide, layer.input_shape, f"input gradient ({wide})")]
+        return []
     rows, depth = lora_rows(layer), layer.weights.shape[-1]
     out = []
     if op.layer in trainer.adapters:
         out.append((BufferName.dh(op.layer), "int64", (rows, trainer.adapters[op.layer].k.rank), "LoRA backward"))
-    if op.layer > trainer.lowest:
+    if trainer._slots(op.layer):
         out.append((BufferName.dx(op.layer), "int64", (rows, depth), "input gradient (64-bit)"))
     return out
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinylora.ref import lora, quant
+from tinylora.ref import backward_ops, lora, quant
+from tinylora.ref.dag import MERGE_GUARD_BITS, is_chain_path
 from tinylora.ref.layers import Reshape
 from tinylora.ref.lora import sparsify
 from tinylora.ref.loss import mse_grad, xent_grad
@@ -16,11 +17,12 @@ class StepExecutor:
     """The ops of :attr:`Trainer.schedule` (``_op_<kind>(op, bufs)``); state lives in the Trainer."""
 
     def _op_forward(self, op, bufs):
-        bufs[act(op.layer)] = self.model.layers[op.layer].forward(bufs[act(op.layer - 1)])
+        xs = [bufs[act(p)] for p in self.srcs[op.layer]]
+        bufs[act(op.layer)] = self.model.layers[op.layer].run(xs)
 
     def _op_lora_forward(self, op, bufs):
         ad = self.adapters[op.layer]
-        y, h = lora.lora_forward(ad.layer, bufs[act(op.layer - 1)], ad.a8, ad.b8, ad.k)
+        y, h = lora.lora_forward(ad.layer, bufs[act(self.srcs[op.layer][0])], ad.a8, ad.b8, ad.k)
         bufs[act(op.layer)], bufs[BufferName.h(op.layer)] = y, h
 
     def _op_loss(self, op, bufs):
@@ -37,14 +39,46 @@ class StepExecutor:
         i = op.layer
         layer = self.model.layers[i]
         g, e = bufs[BufferName.grad(i)]
-        if isinstance(layer, Reshape):
-            bufs[BufferName.grad(i - 1)] = (g.reshape((1,) + layer.input_shape), e)
-            return
+        if isinstance(layer, Reshape) and is_chain_path(layer):
+            parts = [(g.reshape((1,) + layer.input_shape), e)]
+        elif is_chain_path(layer):
+            parts = [self._weighted_backward(op, bufs, g, e)]
+        else:
+            y = bufs[act(i)]
+            xs = [bufs[act(p)] for p in self.srcs[i]] if backward_ops.reads_inputs(layer) else None
+            g = backward_ops.clamp_mask(layer, y, g)
+            parts = [lora.normalize(raw) for raw in
+                     backward_ops.input_gradients(layer, g, xs, y, self.bw_consts[i])]
+            parts = [(m, e + ex) for m, ex in parts]
+        self._deliver(op, parts, bufs)
+
+    def _deliver(self, op, parts, bufs):
+        """Each input's gradient to its source: rescaled to the source's static scale where a
+        fork's other consumer sets it, and added to what an earlier consumer wrote."""
+        done = set()
+        for slot, p in self._slots(op.layer):
+            m, e = parts[slot]
+            ratio = self.merge_ratio.get((op.layer, slot))
+            if ratio is not None:
+                m, ex = lora.normalize(lora.rescale(m, ratio[0], ratio[1] + MERGE_GUARD_BITS))
+                e += ex - MERGE_GUARD_BITS
+            name = BufferName.grad(p)
+            if p in done or name in op.reads:
+                m, e = backward_ops.merge(bufs[name], (m, e))
+            bufs[name] = (m, e)
+            done.add(p)
+
+    def _weighted_backward(self, op, bufs, g, e):
+        """FULLY_CONNECTED / 1x1 CONV_2D: adapter gradients and the input gradient (None
+        at the lowest layer)."""
+        i = op.layer
+        layer = self.model.layers[i]
         g = lora.output_gradient_mask(layer, bufs[act(i)], g)
         c_out = layer.weights.shape[0]
         g_rows, eg = lora.normalize(g.reshape(-1, c_out))   # full 15-bit mantissas from here
         e += eg
-        x_rows = lora.rows_view(layer, bufs[act(i - 1)])[0].astype(np.int64) - int(layer.input_q.zero_point[0])
+        x_rows = lora.rows_view(layer, bufs[act(self.srcs[i][0])])[0].astype(np.int64)
+        x_rows = x_rows - int(layer.input_q.zero_point[0])
         ad = self.adapters.get(i)
         dh = None
         if ad is not None:
@@ -61,14 +95,15 @@ class StepExecutor:
             q, s = ad.k.m_update_a
             ad.acc_a = quant.saturate((ad.acc_a if carry else 0) + lora.rescale(ga, q, s + e + eh + ea),
                                       quant.INT32_MIN, quant.INT32_MAX)
-        if i > self.lowest:
-            ratio_q, ratio_s = self.input_grad[i]
-            dx = lora.rescale(g_rows, ratio_q, ratio_s) @ lora.base_weights(layer)
-            if dh is not None:
-                q, s = ad.k.extra["lora_to_input"]
-                dx = dx + lora.rescale(dh, q, s + eh) @ ad.a8
-            dx, ex = lora.normalize(dx)
-            bufs[BufferName.grad(i - 1)] = (self._to_input_shape(layer, dx), e + ex)
+        if not self._slots(i):
+            return None
+        ratio_q, ratio_s = self.input_grad[i]
+        dx = lora.rescale(g_rows, ratio_q, ratio_s) @ lora.base_weights(layer)
+        if dh is not None:
+            q, s = ad.k.extra["lora_to_input"]
+            dx = dx + lora.rescale(dh, q, s + eh) @ ad.a8
+        dx, ex = lora.normalize(dx)
+        return self._to_input_shape(layer, dx), e + ex
 
     def _to_input_shape(self, layer, dx_rows):
         shape = (1,) + layer.input_shape

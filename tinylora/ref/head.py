@@ -17,6 +17,8 @@ class HeadMixin:
     def _setup_head(self, loss: str | None) -> None:
         layers = self.model.layers
         last = len(layers) - 1
+        if layers[last].kind == "DEQUANTIZE":   # a float end: the loss is taken on its int8
+            last -= 1                            # input, in that tensor's real scale
         self.loss = choose_loss(loss, layers[last].kind)
         beta = 1.0
         if isinstance(layers[last], Softmax):
@@ -42,11 +44,26 @@ class HeadMixin:
         """A class number (cross-entropy) or an int8 target of the output's shape (MSE)."""
         if self.loss == "xent":
             return checks.label(label, self.model.classes)   # targets in the output space: loss='mse'
-        shape = self.model.layers[self.logits_layer].output_shape
+        out = self.model.layers[self.logits_layer]
+        shape = out.output_shape
         t = np.asarray(label)
+        if self.model.output_dtype == "FLOAT32" and np.issubdtype(t.dtype, np.floating) \
+                and t.shape == shape:   # real targets of a float-output model: its own quantization
+            v = checks.finite(t, "target").astype(np.float64) / float(out.output_q.scale[0])
+            t = np.sign(v) * np.floor(np.abs(v) + 0.5) + int(out.output_q.zero_point[0])
+            return np.clip(t, -128, 127).astype(np.int8)
         if not np.issubdtype(t.dtype, np.integer) or t.shape != shape or (
                 t.size and (t.min() < -128 or t.max() > 127)):
             raise InputError(f"with loss='mse' a label is the int8 target output, shape {shape} "
+                             "(float32 real values for a model with a float output) "
                              f"(quantize real targets with the output's scale and zero point), "
                              f"got dtype {t.dtype} shape {t.shape}")
         return t.astype(np.int8)
+
+    def _labels(self, Y, count: int):
+        """One label per sample: class numbers (cross-entropy) or targets (MSE)."""
+        if self.loss == "xent":
+            return checks.labels(Y, self.model.classes, count=count, what="Y")
+        if len(Y) != count:
+            raise InputError(f"Y: {len(Y)} targets for {count} samples: give one per sample")
+        return [self._label(y) for y in Y]

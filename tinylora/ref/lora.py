@@ -149,6 +149,10 @@ def multiplier(real: float, what: str) -> tuple[int, int]:
     rescale takes any shift and saturates."""
     if not math.isfinite(real) or real < 0:
         raise InputError(f"{what} multiplier {real!r} is not a finite non-negative number")
+    if 0 < real < 2.0 ** -31:   # deep in a DAG the static scales get tiny: keep every bit
+        k = -math.frexp(real)[1]  # (scaling by a power of two is exact; the shift carries it)
+        q, e = quant.quantize_multiplier(math.ldexp(real, k))
+        return q, e - k
     return quant.quantize_multiplier(real)
 
 

@@ -53,7 +53,8 @@ def choose_loss(requested: str | None, last_kind: str) -> str:
     raise ConfigError(f"the model ends in {last_kind}, not SOFTMAX, so tinylora will not guess "
                       "its loss: pass loss='mse' (regression or reconstruction: targets are "
                       "values in the model's output space) or loss='xent' (the outputs are class "
-                      "logits: a softmax is applied on top) to LoRAConfig or Trainer")
+                      "logits: a softmax is applied on top) to LoRAConfig or Trainer (the CLI: "
+                      "--loss mse or --loss xent)")
 
 
 def mse_constants(out_scale: float, n: int) -> tuple[float, tuple[int, int]]:

@@ -20,16 +20,16 @@ from tinylora.ref import checks, lora, quant
 from tinylora.ref.adapted import AdaptedLayer
 from tinylora.ref.arena_exec import ArenaBuffers, ArenaLifetimes, arena_view
 from tinylora.ref.config import RECOMPUTE_MODES, LoRAConfig, short_name
+from tinylora.ref.dag import DagMixin
 from tinylora.ref.executor import StepExecutor
-from tinylora.ref.graph import require_chain_ops
 from tinylora.ref.head import HeadMixin
-from tinylora.ref.layers import Layer, Reshape
+from tinylora.ref.layers import Layer
 from tinylora.ref.loss import loss_real
 from tinylora.ref.model import Model
-from tinylora.ref.schedule import BufferName, ScheduleOp, act, dead_after, is_step_buffer
+from tinylora.ref.schedule import BufferName, act, dead_after, is_step_buffer  # noqa: F401 (act: re-exported)
 
 
-class Trainer(HeadMixin, StepExecutor):
+class Trainer(HeadMixin, DagMixin, StepExecutor):
     """Integer-only LoRA training of a frozen int8 model (the numpy reference)."""
 
     def __init__(self, model: Model, config: LoRAConfig | None = None, lr: float = 0.004,
@@ -37,7 +37,6 @@ class Trainer(HeadMixin, StepExecutor):
                  recompute: str = "none", seed: int = 0, momentum: float = 0.0,
                  accum_steps: int = 1, calibration=None, grad_capacity: int | None = None,
                  loss: str | None = None, adapter=None):
-        require_chain_ops(model, "training", forward_any=True)
         self.model = model
         self._loaded = None if adapter is None else (adapter if isinstance(adapter, Adapter)
                                                      else Adapter.load(adapter))
@@ -71,6 +70,7 @@ class Trainer(HeadMixin, StepExecutor):
         self.step_count = self.updates * self.accum_steps
         self._setup_head(loss if loss is not None else self.config.loss)
         self.config = dataclasses.replace(self.config, loss=self.loss)  # copies keep it
+        self._setup_graph()
         self._setup_targets(calibration)
         self.recompute = self._resolve_recompute(recompute)
         self.schedule = self._build_schedule()
@@ -80,7 +80,7 @@ class Trainer(HeadMixin, StepExecutor):
     # ----------------------------------------------------------------- structure
 
     def _setup_targets(self, calibration) -> None:
-        layers = self.model.layers[: self.logits_layer + 1]
+        layers = [l for l in self.model.layers[: self.logits_layer + 1] if l.index in self.needed]
         targets = self.config.targets
         if targets is None:
             chosen = [l for l in layers if l.kind == "FULLY_CONNECTED"]
@@ -96,13 +96,6 @@ class Trainer(HeadMixin, StepExecutor):
                 raise ConfigError(f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) cannot "
                                   "take a LoRA adapter: targets must be FULLY_CONNECTED or 1x1 CONV_2D")
         self.lowest = min(l.index for l in chosen)
-        for layer in layers[self.lowest:]:
-            if layer.index not in {c.index for c in chosen} and not (
-                    isinstance(layer, Reshape) or lora.is_adaptable(layer)):
-                raise ConfigError(
-                    f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) lies between the "
-                    f"adapters and the loss, and tinylora has no backward for it: choose targets "
-                    f"above layer {layer.index}")
         rms = self._calibrate(chosen, calibration) if self._loaded is None else {}
         rng = self._rng = lora.Xorshift32(self.seed)
         self.adapters: dict[int, AdaptedLayer] = {}
@@ -118,6 +111,7 @@ class Trainer(HeadMixin, StepExecutor):
             else:
                 k, a, b = self._loaded.layer_state(layer, self.config.alpha_of(layer))
             self.adapters[layer.index] = AdaptedLayer(layer, k, a, b, momentum=bool(self.momentum_q[0]))
+        self._setup_taint()
         self._backward_constants()
 
     def _find_layer(self, key) -> Layer:
@@ -132,90 +126,19 @@ class Trainer(HeadMixin, StepExecutor):
         out = {}
         if calibration is not None:
             x = np.asarray(calibration)
-            acts = {-1: self.model._check_input(x)[0]}
-            for layer in self.model.layers[: max(l.index for l in chosen)]:
-                acts[layer.index] = layer.forward(acts[layer.index - 1])
+            acts = self._run_layers({-1: self.model._check_input(x)[0]},
+                                    max(l.index for l in chosen) - 1, False)
         for layer in chosen:
             zp = int(layer.input_q.zero_point[0])
+            src = self.srcs[layer.index][0]
             if calibration is not None:
-                x_off = lora.rows_view(layer, acts[layer.index - 1]).astype(np.float64) - zp
+                x_off = lora.rows_view(layer, acts[src]).astype(np.float64) - zp
                 out[layer.index] = float(np.sqrt(np.mean(x_off ** 2)))
             else:
-                prev = self.model.layers[layer.index - 1] if layer.index else None
+                prev = self.model.layers[src] if src >= 0 else None
                 lo, hi = (prev.act_min, prev.act_max) if prev is not None and prev.kind != "RESHAPE" else (-128, 127)
                 out[layer.index] = (hi - lo) / 4
         return out
-
-    def _backward_constants(self) -> None:
-        """Static gradient scales and the update / input-gradient multipliers (before training)."""
-        scale = self.loss_scale   # real dL/d(output) per gradient unit
-        self.input_grad = {}
-        f = 2.0 ** (lora.MASTER_FRAC_BITS + lora.ACCUM_FRAC_BITS)
-        lr = self.lr / self.accum_steps
-        for layer in reversed(self.model.layers[self.lowest: self.logits_layer + 1]):
-            if isinstance(layer, Reshape):
-                continue
-            ad = self.adapters.get(layer.index)
-            s_w = np.broadcast_to(layer.weights_q.scale.astype(np.float64), (layer.weights.shape[0],))
-            big = float(s_w.max())
-            if ad is not None:
-                k = ad.k
-                a_over_r = self.config.alpha_of(layer) / k.rank
-                s_x = float(layer.input_q.scale[0])
-                k.m_update_b = lora.multiplier(lr * a_over_r * scale * k.s_h * f / k.s_b, "B update")
-                k.m_update_a = lora.multiplier(lr * a_over_r * scale * k.s_b * s_x * f / k.s_a, "A update")
-                k.extra["lora_to_input"] = lora.multiplier(a_over_r * k.s_b * k.s_a / big, "input gradient")
-            ratios = [lora.multiplier(sw / big, "channel ratio") for sw in s_w]
-            self.input_grad[layer.index] = (np.array([q for q, _ in ratios], np.int64),
-                                            np.array([s for _, s in ratios], np.int64))
-            scale *= big
-
-    def _resolve_recompute(self, mode: str) -> str:
-        if mode != "auto":
-            return mode
-        seg_in = int(np.prod(self.model.layers[self.lowest].input_shape))
-        kept = sum(int(np.prod(l.output_shape)) for l in self.model.layers[self.lowest: self.logits_layer + 1])
-        kept += sum(ad.k.rank for ad in self.adapters.values())
-        return "all" if kept > seg_in else "none"
-
-    def _build_schedule(self) -> list[ScheduleOp]:
-        ops = []
-        top, low = self.logits_layer, self.lowest
-        for layer in self.model.layers[: top + 1]:
-            ops.append(self._forward_op(layer.index))
-        ops.append(ScheduleOp("loss", top, (act(top), "label"), (BufferName.grad(top), "loss")))
-        for i in range(top, low - 1, -1):
-            if self.recompute == "all" and i > low:
-                ops += [self._forward_op(j, recompute=True) for j in range(low, i + 1)]
-            elif self.recompute == "all":
-                ops.append(self._forward_op(low, recompute=True))
-            reads = [BufferName.grad(i), act(i), act(i - 1)]
-            writes = [BufferName.grad(i - 1)] if i > low else []
-            if i in self.adapters:
-                reads += [BufferName.h(i), BufferName.adapter("A", i), BufferName.adapter("B", i)]
-                writes += [BufferName.adapter("dA", i), BufferName.adapter("dB", i)]
-            ops.append(ScheduleOp("backward", i, tuple(reads), tuple(writes)))
-            if i in self.adapters:  # nothing below reads this adapter: update it right away,
-                ops.append(
-                    ScheduleOp(
-                        "update",
-                        i,
-                        (BufferName.adapter("dA", i), BufferName.adapter("dB", i)),
-                        (BufferName.adapter("A", i), BufferName.adapter("B", i)),
-                    )
-                )
-        return ops                   # so its gradient buffers die before the next backward
-
-    def _forward_op(self, i: int, recompute: bool = False) -> ScheduleOp:
-        if i in self.adapters:
-            return ScheduleOp(
-                "lora_forward",
-                i,
-                (act(i - 1), BufferName.adapter("A", i), BufferName.adapter("B", i)),
-                (act(i), BufferName.h(i)),
-                recompute,
-            )
-        return ScheduleOp("forward", i, (act(i - 1),), (act(i),), recompute)
 
     # ----------------------------------------------------------------- execution
 
@@ -325,34 +248,34 @@ class Trainer(HeadMixin, StepExecutor):
     # ----------------------------------------------------------------- conveniences
 
     def segment_inputs(self, x) -> np.ndarray:
-        """The frozen prefix run once over many samples (it never changes)."""
+        """The frozen prefix run once over many samples (it never changes): the input of the
+        lowest adapter (see :meth:`prefix_buffers` for every buffer a DAG's step needs)."""
         x, _ = self.model._check_input(x)
-        for layer in self.model.layers[: self.lowest]:
-            x = layer.forward(x)
-        return x
+        return self._run_layers({-1: x}, self.lowest - 1, False)[self.srcs[self.lowest][0]]
 
     def fit(self, X, Y, epochs: int = 1, shuffle: bool = True, callback=None) -> list[dict]:
         """Train on int8 inputs X (N, *input_shape) and labels Y; one step per sample."""
         X = checks.finite(X, "X")
         if X.ndim == 0 or len(X) == 0:
             raise InputError(f"fit() needs at least one sample, got X of shape {X.shape}")
-        if not np.issubdtype(X.dtype, np.integer):
+        if not np.issubdtype(X.dtype, np.integer) and self.model.input_dtype == "INT8":
             X = self.model.quantize(X)
-        Y = checks.labels(Y, self.model.classes, count=len(X), what="Y")
+        Y = self._labels(Y, len(X))
         if int(epochs) != epochs or epochs < 0:
             raise InputError(f"epochs must be a whole number >= 0, got {epochs!r}")
-        seg = self.segment_inputs(X)
-        start = self.lowest  # the schedule's ops before the lowest adapter are the frozen prefix
+        prefix = self.prefix_buffers(X)
+        start = self._start()  # the schedule's ops before it are the frozen prefix
         rng = np.random.default_rng(self.seed)
         history = []
         for epoch in range(epochs):
             order = rng.permutation(len(Y)) if shuffle else np.arange(len(Y))
             total, correct = 0, 0
             for n, idx in enumerate(order):
-                bufs = {act(self.lowest - 1): seg[idx: idx + 1], "label": self._label(Y[idx])}
+                bufs = {name: v[idx: idx + 1] for name, v in prefix.items()}
+                bufs["label"] = Y[idx]
                 result = self._run(bufs, start)
                 total += result.loss
-                correct += int(np.argmax(result.logits) == Y[idx])
+                correct += int(self.loss == "xent" and np.argmax(result.logits) == Y[idx])
                 if callback is not None:
                     callback(epoch, n + 1, len(order))
             history.append({"epoch": epoch + 1, "loss": loss_real(total) / len(Y),
@@ -361,15 +284,12 @@ class Trainer(HeadMixin, StepExecutor):
 
     def logits(self, X) -> np.ndarray:
         """int8 logits of the adapted model (batched)."""
-        x = self.segment_inputs(X)
-        for layer in self.model.layers[self.lowest: self.logits_layer + 1]:
-            ad = self.adapters.get(layer.index)
-            x = layer.forward(x) if ad is None else lora.lora_forward(layer, x, ad.a8, ad.b8, ad.k)[0]
-        return x
+        x, _ = self.model._check_input(X)
+        return self._run_layers({-1: x}, self.logits_layer, True)[self.logits_layer]
 
     def predict(self, X) -> np.ndarray:
         X = np.asarray(X)
-        if not np.issubdtype(X.dtype, np.integer):
+        if not np.issubdtype(X.dtype, np.integer) and self.model.input_dtype == "INT8":
             X = self.model.quantize(X)
         return np.argmax(self.logits(X), axis=-1)
 
