@@ -98,7 +98,7 @@ def test_apps_round_equals_the_integer_rule_to_the_bit(fleet):
     adapter = Adapter.load(bytes.fromhex(report["adapter_hex"]))
     assert adapter.to_bytes() == fleet.adapter(g, updates=5 * spec.local_steps).to_bytes()
     r2 = report["rounds"][2]
-    assert r2["clients"] == [0, 2] and "InjectedFault" in r2["dropped"][0]["reason"]
+    assert r2["clients"] == [0, 2] and "injected fault" in r2["dropped"][0]["reason"]
     assert report["rounds"][2]["accuracy"] == fleet.accuracy(g)
 
 
@@ -181,7 +181,7 @@ def test_fleet_command_on_a_local_deployment(tmp_path, capsys):
     r1, r2 = res["rounds"][1], res["rounds"][2]
     assert sorted(r1["bytes_sent"]) == ["0"] and sorted(r2["bytes_sent"]) == ["0"]
     reasons = " | ".join(d["reason"] for d in r1["dropped"] + r2["dropped"])
-    for expected in ("InjectedFault", "truncated", "no reply before the round timeout", "another base model"):
+    for expected in ("injected fault", "truncated", "no reply before the round timeout", "another base model"):
         assert expected in reasons
     fleet = Fleet(FleetSpec(rounds=2, **SMALL))
     g = fleet.initial

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from tinylora.errors import ConfigError
+from tinylora.errors import ConfigError, FleetError
 
 KINDS = ("raise", "truncate", "wrong-model", "stall")
 STALL_SECONDS = 600.0
@@ -26,15 +26,11 @@ def parse(spec: str) -> dict[tuple[int, int], str]:
     return out
 
 
-class InjectedFault(RuntimeError):
-    """The failure a ``raise`` fault injects (a client crashing mid-round)."""
-
-
 def apply(spec: str, client: int, rnd: int, vec: np.ndarray, header: bytes) -> tuple[np.ndarray, bytes]:
     """The (update, adapter header) a client sends, after its fault for this round, if any."""
     kind = parse(spec).get((client, rnd))
     if kind == "raise":
-        raise InjectedFault(f"client {client} failed in round {rnd} (injected fault)")
+        raise FleetError(f"client {client} failed in round {rnd} (injected fault)")
     if kind == "stall":
         time.sleep(STALL_SECONDS)
     if kind == "truncate":

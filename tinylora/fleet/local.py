@@ -10,6 +10,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
+from tinylora.errors import FleetError
 from tinylora.fleet import apps
 
 
@@ -42,10 +43,10 @@ class InProcessGrid(Grid):
         return list(self.nodes)
 
     def push_messages(self, messages):
-        raise NotImplementedError("InProcessGrid answers in send_and_receive only")
+        raise FleetError("InProcessGrid answers in send_and_receive only")
 
     def pull_messages(self, message_ids):
-        raise NotImplementedError("InProcessGrid answers in send_and_receive only")
+        raise FleetError("InProcessGrid answers in send_and_receive only")
 
     def send_and_receive(self, messages, *, timeout=None):
         replies = []
