@@ -11,6 +11,11 @@ models are packed into as few programs as fit the targets' memory. The planner t
 the DAG liveness (a residual branch stays live until its ADD; no two live tensors share
 bytes; RESHAPE moves no bytes) and report its peak against TFLM's own arena.
 
+The training step with LoRA on the head over a frozen prefix of any ops (DS-CNN's final FC
+over its pooling, person_detect's last 1x1 conv, MobileNet's FC) is generated and run the same
+way (``tinylora.verify.run_cases``): logits, loss, checkpoints and masters after TRAIN_STEPS
+steps equal ``Trainer.step`` byte for byte on every target and backend.
+
 ``pytest tests/test_codegen_zoo.py -s`` prints the bytes compared and the arena table.
 """
 from __future__ import annotations
@@ -22,7 +27,7 @@ import pytest
 from support import backends, zoo
 from test_ops_c import CMSIS_CALLS, ESP_CALLS, wraps_c
 
-from tinylora import emulate, load_tflite
+from tinylora import emulate, load_tflite, verify
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
 from tinylora.codegen.selftest import runner_main_c
 from tinylora.planning.forward import plan_forward
@@ -220,3 +225,38 @@ def test_arena_against_tflm(zoo_bytes, cases):
         assert fp.tflm_comparable_bytes <= 1.25 * tflm["total"], (name, fp.report(tflm["total"]))
         rows.append(f"{name:20s} {fp.report(tflm['total'])}")
     print("\n" + "\n".join(rows))
+
+
+# --------------------------------------------------------------------------- training step
+
+TRAIN_MODELS = ("ds_cnn", "person_detect_like", "mobilenet_v1_025")
+TRAIN_STEPS = 8
+# (id, verify target, backend)
+TRAIN_VARIANTS = [("host", "host", "portable"), ("cortex-m4", "cortex-m4", "portable"),
+                  ("cortex-m7", "cortex-m7", "portable"), ("xtensa", "xtensa", "portable"),
+                  ("rv32imc", "rv32imc", "portable"), ("cortex-m4-cmsis-nn", "cortex-m4", "cmsis-nn"),
+                  ("xtensa-esp-nn", "xtensa", "esp-nn"), ("rv32imc-esp-nn", "rv32imc", "esp-nn")]
+
+
+def test_head_adapters_sit_above_a_frozen_prefix_of_new_ops(zoo_bytes):
+    """The cases below do what they claim: every adapter above the last op without a C
+    backward, and that prefix holds the new ops (pooling) the C runs forward only."""
+    for k, name in enumerate(TRAIN_MODELS):
+        case = verify.model_case(load_tflite(zoo_bytes[name]), steps=2, seed=k, prefix=name)
+        t = case.trainer
+        prefix = {layer.kind for layer in t.model.layers[: t.lowest]}
+        assert "AVERAGE_POOL_2D" in prefix, (name, prefix)
+        assert set(t.adapters) and min(t.adapters) == t.lowest
+
+
+@pytest.mark.parametrize("variant", TRAIN_VARIANTS, ids=[v[0] for v in TRAIN_VARIANTS])
+def test_training_step_equals_numpy(variant, zoo_bytes, tmp_path):
+    vid, target, backend = variant
+    _require(verify.TARGETS[target][0])
+    cases = [verify.model_case(load_tflite(zoo_bytes[name]), steps=TRAIN_STEPS, seed=k,
+                               prefix=name) for k, name in enumerate(TRAIN_MODELS)]
+    result = verify.run_cases(target, cases, tmp_path, backend=backend, timeout=900)
+    assert result.ok, result.summary()
+    assert [c.steps for c in result.cases] == [TRAIN_STEPS] * len(TRAIN_MODELS)
+    assert result.bytes_compared > 0 and result.differing_bytes == 0
+    print(f"\n{vid}: " + result.summary().splitlines()[2].strip())
