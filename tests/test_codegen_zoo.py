@@ -16,6 +16,9 @@ over its pooling, person_detect's last 1x1 conv, MobileNet's FC) is generated an
 way (``tinylora.verify.run_cases``): logits, loss, checkpoints and masters after TRAIN_STEPS
 steps equal ``Trainer.step`` byte for byte on every target and backend.
 
+``tinylora gen --board esp32s3 --model ds_cnn.tflite`` writes a project that carries the
+new kernels (tl_ops.c) and whose QEMU builds and ``pio test`` suites pass offline.
+
 ``pytest tests/test_codegen_zoo.py -s`` prints the bytes compared and the arena table.
 """
 from __future__ import annotations
@@ -260,3 +263,48 @@ def test_training_step_equals_numpy(variant, zoo_bytes, tmp_path):
     assert [c.steps for c in result.cases] == [TRAIN_STEPS] * len(TRAIN_MODELS)
     assert result.bytes_compared > 0 and result.differing_bytes == 0
     print(f"\n{vid}: " + result.summary().splitlines()[2].strip())
+
+
+# --------------------------------------------------------------------------- generated project
+
+PROJECT_ENVS = ("qemu_cm4", "qemu_xtensa")
+
+
+@pytest.fixture(scope="module")
+def ds_cnn_project(zoo_bytes, tmp_path_factory):
+    from tinylora.cli import main
+    root = tmp_path_factory.mktemp("ds_cnn_project")
+    path = root / "ds_cnn.tflite"
+    path.write_bytes(zoo_bytes["ds_cnn"])
+    assert main(["gen", "--board", "esp32s3", "--model", str(path), "--out",
+                 str(root / "p")]) == 0
+    return root / "p"
+
+
+def test_ds_cnn_project_carries_the_new_kernels(ds_cnn_project):
+    src = ds_cnn_project / "lib" / "tinylora" / "src"
+    assert (src / "tl_ops.c").is_file() and (src / "tl_ops.h").is_file()
+    assert "tl_avg_pool_s8(" in (src / "tl_trainer.c").read_text()
+
+
+@pytest.mark.parametrize("env", PROJECT_ENVS)
+def test_ds_cnn_project_builds_and_passes_pio_test(ds_cnn_project, env, tmp_path_factory):
+    from tinylora import pio
+    from tinylora.codegen import project as gen
+    ok, why = pio.available()
+    if not ok:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(why)
+        pytest.skip(why)
+    q = next(q for q in gen.QEMU_ENVS if q.env == env)
+    _require(q.emulation)
+    core = tmp_path_factory.getbasetemp() / "pio-core-zoo"
+    if not core.exists():
+        core.mkdir()
+        pio.prepare_core(core)
+    assert "[SUCCESS]" in pio.run(ds_cnn_project, env, core, timeout=600).output
+    tested = pio.test(ds_cnn_project, env, core, timeout=600, check=False)
+    counts = pio.parse_test_summary(tested.output)
+    assert counts["failed"] == counts["errored"] == counts["skipped"] == 0, tested.output[-3000:]
+    assert counts["total"] == counts["succeeded"] >= 32 + 20, counts
+    print(f"\n{env}: ds_cnn project pio test {counts['succeeded']}/{counts['total']} passed")

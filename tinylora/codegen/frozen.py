@@ -48,6 +48,11 @@ class FrozenPlan:
     forward: ForwardPlan | None = None  # the DAG planner's slots (None: a two-region chain)
 
     @property
+    def uses_ops(self) -> bool:
+        """Whether the forward calls the kernels of tl_ops.h (the ops of issue 11)."""
+        return any("form" in s for s in self.steps)
+
+    @property
     def const_bytes(self) -> int:
         return sum(a.values.size * (1 if a.ctype == "int8_t" else 4) for a in self.arrays)
 
@@ -251,4 +256,4 @@ def generate_frozen_c(model: Model, inputs=None, prefix: str = "tl_model",
                   passthrough=not plan.steps, tests=tests, input_ctype=plan.input_ctype,
                   output_ctype=plan.output_ctype,
                   floats="float" in (plan.input_ctype, plan.output_ctype),
-                  uses_ops=any("form" in s for s in plan.steps))
+                  uses_ops=plan.uses_ops)
