@@ -10,8 +10,9 @@ the conv / depthwise / pooling prefix runs forward only). Targets: Cortex-M4, Co
 Xtensa LX106, rv32imc. Each cell is ``tinylora bench --model M --target T`` (exact
 instruction counts under QEMU ``-icount``, mean over the samples; see tinylora/bench.py):
 The build column is tinylora.targets' variant: ``cortex-m4`` is the portable C
-(``TL_NO_DSP``), ``cortex-m7`` tinylora's DSP path. Inference = the generated ``predict``, training step = the generated ``step`` (forward,
-loss, backward, update), ratio = step / inference.
+(``TL_NO_DSP``), ``cortex-m7`` tinylora's DSP path. Inference = the generated ``predict``,
+training step = the generated ``step`` (forward, loss, backward, update), ratio = step /
+inference.
 
 ``--backend library`` runs the frozen layers through CMSIS-NN (Cortex-M) / ESP-NN ANSI C
 (Xtensa, rv32imc) from ``$CMSIS_NN_DIR`` / ``$ESP_NN_DIR``; a cell that cannot run says why.
