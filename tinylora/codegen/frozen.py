@@ -1,17 +1,23 @@
 """Model -> C: the frozen int8 forward pass as calls into the tl_ kernels.
 
 :func:`generate_frozen_c` writes one C file holding the model's constants (weights, biases,
-per-channel multipliers and shifts) as ``const`` arrays and a function
+per-channel multipliers and shifts, op parameters) as ``const`` arrays and a function
 
-    tl_status <prefix>_forward(const int8_t *input, int8_t *output, int8_t *scratch);
+    tl_status <prefix>_forward(const <in> *input, <out> *output, int8_t *scratch);
 
-that runs every layer through ``tl_fully_connected_s8`` / ``tl_conv2d_s8`` /
-``tl_depthwise_conv2d_s8`` / ``tl_softmax_s8`` (RESHAPE costs nothing: the bytes stay where
-they are). ``scratch`` is caller-owned, ``<PREFIX>_SCRATCH_SIZE`` bytes; intermediate
-activations ping-pong between its two halves. With ``inputs``, the file also embeds those
+(``<in>`` / ``<out>``: ``int8_t``, or ``float`` for a model with a QUANTIZE float32 input /
+DEQUANTIZE float32 output) that runs every layer through ``tl_fully_connected_s8`` /
+``tl_conv2d_s8`` / ``tl_depthwise_conv2d_s8`` / ``tl_softmax_s8`` and the kernels of
+``tl_ops.h`` (pooling, ADD, PAD, MEAN, CONCATENATION, QUANTIZE, DEQUANTIZE, LOGISTIC,
+HARD_SWISH; :mod:`tinylora.codegen.frozen_ops`). Any DAG with one input and one output:
+:func:`tinylora.planning.forward.plan_forward` places each tensor in ``scratch`` (caller-owned,
+``<PREFIX>_SCRATCH_SIZE`` bytes) for its lifetime; RESHAPE moves no bytes. A chain of FC /
+conv / depthwise / RESHAPE / SOFTMAX keeps the earlier plan (activations alternate between two
+halves of ``scratch``), so its C keeps its bytes. With ``inputs``, the file also embeds those
 samples and ``void <prefix>_run_tests(void)``, which runs each and prints the outputs in the
-``tl_report`` line protocol as ``T <prefix>_out_<i hex> <bytes>``, to compare with
-:meth:`tinylora.Model.forward` byte for byte (see :mod:`tinylora.emulate`).
+``tl_report`` line protocol as ``T <prefix>_out_<i hex> <bytes>`` (float32 outputs as their
+bits), to compare with :meth:`tinylora.Model.forward` byte for byte (see
+:mod:`tinylora.emulate`).
 """
 from __future__ import annotations
 
