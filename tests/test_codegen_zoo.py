@@ -65,7 +65,7 @@ def _require(target: str) -> None:
 
 @pytest.fixture(scope="module")
 def zoo_bytes(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("zoo_codegen")
+    cache = tmp_path_factory.getbasetemp() / "zoo-cache"  # shared with test_zoo*.py
     return {name: zoo.build(name, cache) for name in zoo.MODELS}
 
 

@@ -26,7 +26,7 @@ N_INPUTS = 200
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("zoo_models")
+    cache = tmp_path_factory.getbasetemp() / "zoo-cache"  # one conversion per session
     return {name: zoo.build(name, cache) for name in zoo.MODELS}
 
 
