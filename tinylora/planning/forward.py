@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinylora.errors import ScheduleError
 from tinylora.planning.arena import ALIGN, Buffer, place
 
 __all__ = ["Slot", "ForwardPlan", "plan_forward"]
@@ -125,7 +126,10 @@ def plan_forward(model) -> ForwardPlan:
 
 
 def _check(plan: ForwardPlan) -> None:
+    """Raise ScheduleError if a tensor is unaligned or shares bytes with one live with it."""
     for i, a in enumerate(plan.buffers):
-        assert a.offset % ALIGN == 0, a
+        if a.offset % ALIGN:
+            raise ScheduleError(f"tensor {a.name} at offset {a.offset} is not {ALIGN}-aligned")
         for b in plan.buffers[i + 1:]:
-            assert not (a.overlaps_in_time(b) and a.overlaps_in_memory(b)), (a, b)
+            if a.overlaps_in_time(b) and a.overlaps_in_memory(b):
+                raise ScheduleError(f"tensors {a.name} and {b.name} are live together and overlap")
