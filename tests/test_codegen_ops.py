@@ -7,6 +7,7 @@ PAD / PADV2, CONCATENATION, int8 QUANTIZE, LOGISTIC, HARD_SWISH, or an ADD with 
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace as NS
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from test_newops import ACT, OneOp, rand_int8, rand_quant
 from tinylora import emulate, load_tflite
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
 from tinylora.codegen.selftest import runner_main_c
+from tinylora.planning.forward import plan_forward
 from tinylora.ref import pooling
 from tinylora.ref.qparams import Quant
 
@@ -146,3 +148,32 @@ def test_single_op_forward_equals_numpy(cases, target, tmp_path):
         for i in range(len(x)):
             got = report.values[output_name(name, i)]
             assert got == want[i].tobytes(), f"{name} sample {i}: C {got.hex()} vs {want[i].tobytes().hex()}"
+
+
+# --------------------------------------------------------------------------- the DAG planner
+
+
+def _graph(edges, output):
+    """A stand-in model for the planner: (kind, inputs, output) per layer, 64-byte tensors."""
+    layers = [NS(index=k, kind=kind, inputs=tuple(ins), output=out, output_shape=(64,),
+                 output_dtype="INT8") for k, (kind, ins, out) in enumerate(edges)]
+    return NS(layers=layers, input_tensor=0, output_tensor=output, input_shape=(64,),
+              output_shape=(64,), input_dtype="INT8", output_dtype="INT8")
+
+
+def test_planner_reshapes_alias_the_caller_buffers():
+    fp = plan_forward(_graph([("RESHAPE", [0], 1), ("ADD", [1, 1], 2), ("RESHAPE", [2], 3)], 3))
+    assert fp.aliased == {0, 2} and fp.buffers == []
+    assert fp.slots[1].expr() == "input" and fp.slots[2].expr() == "output"
+    copy = plan_forward(_graph([("RESHAPE", [0], 1)], 1))   # input straight to output: copies
+    assert copy.aliased == set() and copy.slots[1].expr() == "output"
+
+
+def test_planner_keeps_a_skip_connection_until_its_add():
+    fp = plan_forward(_graph([("CONV_2D", [0], 1), ("CONV_2D", [1], 2), ("CONV_2D", [2], 3),
+                              ("ADD", [1, 3], 4), ("SOFTMAX", [4], 5)], 5))
+    life = {b.name: (b.first, b.last) for b in fp.buffers}
+    assert life == {"t1": (0, 3), "t2": (1, 2), "t3": (2, 3), "t4": (3, 4)}
+    # t1 lives through ops 0..3, so t2 and t3 cannot take its bytes; t2 is dead when t4 is born
+    assert fp.slots[2] != fp.slots[1] and fp.slots[3] not in (fp.slots[1], fp.slots[2])
+    assert fp.scratch_bytes == fp.peak_bytes == 3 * 64
