@@ -12,3 +12,4 @@ python benchmarks/cost.py
 python benchmarks/merge.py
 python benchmarks/fleet.py
 python benchmarks/zoo_train.py
+python benchmarks/models.py

@@ -42,7 +42,7 @@ ACT_NAMES = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("zoo")
+    cache = tmp_path_factory.getbasetemp() / "zoo-cache"  # one conversion per session
     return {name: zoo.build(name, cache) for name in zoo.MODELS}
 
 

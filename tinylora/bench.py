@@ -58,7 +58,8 @@ FINE_SHIFT = 7
 LIBRARIES = {
     "cmsis-nn": ("CMSIS_NN_DIR", "Include/arm_nnfunctions.h",
                  ("Source/ConvolutionFunctions/*.c", "Source/FullyConnectedFunctions/*.c",
-                  "Source/NNSupportFunctions/*.c", "Source/SoftmaxFunctions/*.c"), ("Include",)),
+                  "Source/NNSupportFunctions/*.c", "Source/SoftmaxFunctions/*.c",
+                  "Source/PoolingFunctions/*.c", "Source/BasicMathFunctions/*.c"), ("Include",)),
     "esp-nn": ("ESP_NN_DIR", "include/esp_nn.h", ("src/*/*_ansi.c",), ("include", "src/common")),
 }
 

@@ -217,6 +217,9 @@ def _add_verify(sub, fmt) -> None:
     p.add_argument("--lr", type=LR, default=DEFAULT_LR, help=f"learning rate (default {DEFAULT_LR})")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--keep", default=None, help="write the generated C and the build here")
+    p.add_argument("--forward", type=COUNT, default=None, metavar="N",
+                   help="check the generated frozen forward alone on N seeded random inputs "
+                        "(any supported model: residual graphs, float32 ends)")
     p.set_defaults(func=cmd_verify)
 
 

@@ -26,6 +26,7 @@ from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.targets import LIBRARIES
 from tinylora.tflite import reader as tflite
 from tinylora.verify import TARGETS, verify
+from tinylora.verify_forward import verify_forward
 
 
 def _model_path(arg: str | None) -> str:
@@ -278,7 +279,8 @@ def cmd_verify(args) -> int:
                f"--recompute {args.recompute} --lr {args.lr} --seed {args.seed}"
                + (f" --density {args.density}" if args.density is not None else "")
                + (" --model <file>" if args.model else "")
-               + (f" --backend {backend}" if backend != "portable" else ""))
+               + (f" --backend {backend}" if backend != "portable" else "")
+               + (f" --forward {args.forward}" if getattr(args, "forward", None) else ""))
     failed = False
     for target in targets:
         ok, why = emulate.available(TARGETS[target][0])
@@ -292,9 +294,12 @@ def cmd_verify(args) -> int:
         if args.keep:
             keep = pathlib.Path(args.keep) / target if args.target == "all" else args.keep
         try:
-            result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
-                            recompute=args.recompute, density=args.density, seed=args.seed,
-                            keep=keep, lr=args.lr, command=command, backend=backend)
+            if getattr(args, "forward", None):  # the generated forward alone (any model)
+                result = verify_forward(target, args.model, args.forward, args.seed, keep, command, backend)
+            else:
+                result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
+                                recompute=args.recompute, density=args.density, seed=args.seed,
+                                keep=keep, lr=args.lr, command=command, backend=backend)
         except emulate.EmulationError as e:
             print(f"target {target}: {e}")
             failed = True

@@ -1,17 +1,23 @@
 """Model -> C: the frozen int8 forward pass as calls into the tl_ kernels.
 
 :func:`generate_frozen_c` writes one C file holding the model's constants (weights, biases,
-per-channel multipliers and shifts) as ``const`` arrays and a function
+per-channel multipliers and shifts, op parameters) as ``const`` arrays and a function
 
-    tl_status <prefix>_forward(const int8_t *input, int8_t *output, int8_t *scratch);
+    tl_status <prefix>_forward(const <in> *input, <out> *output, int8_t *scratch);
 
-that runs every layer through ``tl_fully_connected_s8`` / ``tl_conv2d_s8`` /
-``tl_depthwise_conv2d_s8`` / ``tl_softmax_s8`` (RESHAPE costs nothing: the bytes stay where
-they are). ``scratch`` is caller-owned, ``<PREFIX>_SCRATCH_SIZE`` bytes; intermediate
-activations ping-pong between its two halves. With ``inputs``, the file also embeds those
+(``<in>`` / ``<out>``: ``int8_t``, or ``float`` for a model with a QUANTIZE float32 input /
+DEQUANTIZE float32 output) that runs every layer through ``tl_fully_connected_s8`` /
+``tl_conv2d_s8`` / ``tl_depthwise_conv2d_s8`` / ``tl_softmax_s8`` and the kernels of
+``tl_ops.h`` (pooling, ADD, PAD, MEAN, CONCATENATION, QUANTIZE, DEQUANTIZE, LOGISTIC,
+HARD_SWISH; :mod:`tinylora.codegen.frozen_ops`). Any DAG with one input and one output:
+:func:`tinylora.planning.forward.plan_forward` places each tensor in ``scratch`` (caller-owned,
+``<PREFIX>_SCRATCH_SIZE`` bytes) for its lifetime; RESHAPE moves no bytes. A chain of FC /
+conv / depthwise / RESHAPE / SOFTMAX keeps the earlier plan (activations alternate between two
+halves of ``scratch``), so its C keeps its bytes. With ``inputs``, the file also embeds those
 samples and ``void <prefix>_run_tests(void)``, which runs each and prints the outputs in the
-``tl_report`` line protocol as ``T <prefix>_out_<i hex> <bytes>``, to compare with
-:meth:`tinylora.Model.forward` byte for byte (see :mod:`tinylora.emulate`).
+``tl_report`` line protocol as ``T <prefix>_out_<i hex> <bytes>`` (float32 outputs as their
+bits), to compare with :meth:`tinylora.Model.forward` byte for byte (see
+:mod:`tinylora.emulate`).
 """
 from __future__ import annotations
 
@@ -21,8 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinylora.codegen import c_array_rows, c_comment, c_identifier, provenance, render
+from tinylora.codegen.frozen_ops import OPS, _Array, op_step
 from tinylora.errors import ModelError
-from tinylora.ref.graph import require_chain_ops
+from tinylora.planning.forward import ForwardPlan, plan_forward
+from tinylora.ref.layers import SUPPORTED_OPS as CHAIN_OPS
 from tinylora.ref.layers import Layer, _padding_before
 from tinylora.ref.model import Model
 
@@ -30,22 +38,6 @@ __all__ = ["generate_frozen_c", "FrozenPlan", "plan_frozen", "output_name"]
 
 TEMPLATE = "c/frozen_model.c.j2"
 FUNCTION = "tinylora.codegen.frozen.generate_frozen_c"
-
-
-@dataclass
-class _Array:
-    name: str
-    ctype: str
-    values: np.ndarray
-    comment: str
-
-    @property
-    def size(self) -> int:
-        return int(self.values.size)
-
-    def context(self) -> dict:
-        return {"name": self.name, "ctype": self.ctype, "size": self.size,
-                "rows": c_array_rows(self.values), "comment": c_comment(self.comment)}
 
 
 @dataclass
@@ -57,6 +49,14 @@ class FrozenPlan:
     scratch_size: int
     arrays: list[_Array] = field(default_factory=list)
     steps: list[dict] = field(default_factory=list)
+    input_ctype: str = "int8_t"        # "float": a model with a QUANTIZE float32 input
+    output_ctype: str = "int8_t"       # "float": a model with a DEQUANTIZE float32 output
+    forward: ForwardPlan | None = None  # the DAG planner's slots (None: a two-region chain)
+
+    @property
+    def uses_ops(self) -> bool:
+        """Whether the forward calls the kernels of tl_ops.h (the ops of issue 11)."""
+        return any("form" in s for s in self.steps)
 
     @property
     def const_bytes(self) -> int:
@@ -141,12 +141,43 @@ def _step_softmax(layer: Layer) -> dict:
             "rows": int(np.prod(layer.input_shape)) // depth, "depth": depth}
 
 
-def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
-    """The generated forward's constants, steps and buffers for ``model``."""
-    require_chain_ops(model, "C code generation")
-    prefix = c_identifier(prefix)
+def _check_codegen(model: Model) -> None:
+    """Raise one ModelError listing every layer the C cannot run (each with its fix)."""
+    problems = [f"op {layer.index} {layer.kind}: negative weight scales that do not fold into "
+                "the weights (a weight of -128): the C kernels take non-negative multipliers; "
+                "re-convert the model or clip that weight to -127"
+                for layer in model.layers if layer.options.get("signed_multipliers")]
+    problems += [f"op {layer.index} {layer.kind}: no C kernel for this op"
+                 for layer in model.layers if layer.kind not in CHAIN_OPS + OPS]
+    if problems:
+        raise ModelError(f"C code generation cannot run this model ({len(problems)} "
+                         "problem(s)):\n  " + "\n  ".join(problems))
+
+
+def _is_legacy_chain(model: Model) -> bool:
+    """A chain of FC / conv / depthwise / RESHAPE / SOFTMAX: generated as before the DAG
+    planner (two scratch regions in turn), so those models' C keeps its bytes."""
+    return model.is_chain and all(layer.kind in CHAIN_OPS for layer in model.layers)
+
+
+def _layer_step(plan: FrozenPlan, layer: Layer, shapes: dict) -> dict:
+    tag = f"{plan.prefix}_l{layer.index}"
+    if layer.kind == "FULLY_CONNECTED":
+        step = _step_fc(plan, tag, layer)
+    elif layer.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        step = _step_conv(plan, tag, layer)
+    elif layer.kind == "SOFTMAX":
+        step = _step_softmax(layer)
+    else:
+        step = op_step(layer, shapes, plan.arrays, tag)
+    step.update(index=layer.index, kind=layer.kind,
+                comment=c_comment(f"{layer.kind} {list(layer.input_shape)} -> "
+                                  f"{list(layer.output_shape)} {layer.activation}"))
+    return step
+
+
+def _plan_chain(plan: FrozenPlan, model: Model) -> None:
     compute = [layer for layer in model.layers if layer.kind != "RESHAPE"]
-    plan = FrozenPlan(prefix, int(np.prod(model.input_shape)), int(np.prod(model.output_shape)), 0)
     # Intermediate activations alternate between two regions of the scratch buffer.
     halves = [0, 0]
     for k, layer in enumerate(compute[:-1]):
@@ -154,21 +185,43 @@ def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
     plan.scratch_size = halves[0] + halves[1]
     region = ["scratch", f"scratch + {halves[0]}"]
     for k, layer in enumerate(compute):
-        tag = f"{prefix}_l{layer.index}"
-        if layer.kind == "FULLY_CONNECTED":
-            step = _step_fc(plan, tag, layer)
-        elif layer.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            step = _step_conv(plan, tag, layer)
-        elif layer.kind == "SOFTMAX":
-            step = _step_softmax(layer)
-        else:  # pragma: no cover - layers.SUPPORTED_OPS and this list move together
-            raise ModelError(f"layer {layer.index}: no C kernel for {layer.kind}")
-        step.update(index=layer.index, kind=layer.kind,
-                    comment=c_comment(f"{layer.kind} {list(layer.input_shape)} -> "
-                                      f"{list(layer.output_shape)} {layer.activation}"),
-                    src="input" if k == 0 else region[(k - 1) % 2],
+        step = _layer_step(plan, layer, {})
+        step.update(src="input" if k == 0 else region[(k - 1) % 2],
                     dst="output" if k == len(compute) - 1 else region[k % 2])
         plan.steps.append(step)
+
+
+def _plan_dag(plan: FrozenPlan, model: Model) -> None:
+    fp = plan_forward(model)
+    plan.forward = fp
+    plan.scratch_size = fp.scratch_bytes
+    shapes = {model.input_tensor: tuple(model.input_shape)}
+    shapes.update({layer.output: tuple(layer.output_shape) for layer in model.layers})
+    for layer in model.layers:
+        if layer.index in fp.aliased:
+            continue
+        step = _layer_step(plan, layer, shapes)
+        srcs = [fp.slots[t].expr() for t in layer.inputs]
+        if step.get("constant"):
+            srcs.append(step["constant"])
+        step.update(src=srcs if step.get("form") in ("add", "concat") else srcs[0],
+                    dst=fp.slots[layer.output].expr())
+        plan.steps.append(step)
+
+
+def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
+    """The generated forward's constants, steps and buffers for ``model``: any DAG of the
+    supported ops with one input and one output (:func:`tinylora.planning.forward.plan_forward`
+    places its tensors; a chain of FC / conv / softmax keeps its two-region plan)."""
+    _check_codegen(model)
+    prefix = c_identifier(prefix)
+    plan = FrozenPlan(prefix, int(np.prod(model.input_shape)), int(np.prod(model.output_shape)), 0)
+    plan.input_ctype = "float" if model.input_dtype == "FLOAT32" else "int8_t"
+    plan.output_ctype = "float" if model.output_dtype == "FLOAT32" else "int8_t"
+    if _is_legacy_chain(model):
+        _plan_chain(plan, model)
+    else:
+        _plan_dag(plan, model)
     return plan
 
 
@@ -184,9 +237,15 @@ def generate_frozen_c(model: Model, inputs=None, prefix: str = "tl_model",
     tests = None
     if inputs is not None:
         x, _ = model._check_input(np.asarray(inputs))
-        tests = {"count": int(x.shape[0]),
-                 "rows": c_array_rows(x.reshape(x.shape[0], -1)),
-                 "report_name": f"{plan.prefix}_out"}
+        rows = x.reshape(x.shape[0], -1)
+        if plan.input_ctype == "float":  # exact: the float32 bits
+            flat = [f"{v}u" for v in rows.view(np.uint32).reshape(-1).tolist()]
+            rows = [", ".join(flat[i:i + 8]) + "," for i in range(0, len(flat), 8)]
+            rows[-1] = rows[-1][:-1]
+        else:
+            rows = c_array_rows(rows)
+        tests = {"count": int(x.shape[0]), "rows": rows, "report_name": f"{plan.prefix}_out",
+                 "ctype": "uint32_t" if plan.input_ctype == "float" else "int8_t"}
     source_hash = hashlib.sha256(model.source).hexdigest() if model.source else "-"
     header = provenance(FUNCTION, command, [
         f"Model: sha256 {source_hash}, {len(model.layers)} layers "
@@ -200,4 +259,7 @@ def generate_frozen_c(model: Model, inputs=None, prefix: str = "tl_model",
                   input_size=plan.input_size, output_size=plan.output_size,
                   scratch_size=plan.scratch_size,
                   arrays=[a.context() for a in plan.arrays], steps=plan.steps,
-                  passthrough=not plan.steps, tests=tests)
+                  passthrough=not plan.steps, tests=tests, input_ctype=plan.input_ctype,
+                  output_ctype=plan.output_ctype,
+                  floats="float" in (plan.input_ctype, plan.output_ctype),
+                  uses_ops=plan.uses_ops)

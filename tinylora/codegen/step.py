@@ -411,6 +411,7 @@ def render_step(sp: StepPlan, command: str | None = None, static_arena: bool = T
     ctx = _context(sp, command)
     ctx["static_arena"] = bool(static_arena)
     ctx["timing"] = bool(timing)
+    ctx["uses_ops"] = any("form" in op.get("step", {}) for op in sp.ops)  # tl_ops.h kernels
     for t, op in enumerate(sp.ops):
         op.setdefault("index", t)
     return {f"{sp.prefix}.h": render("c/train_step.h.j2", **ctx),

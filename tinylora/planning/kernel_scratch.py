@@ -11,7 +11,8 @@ makes, so that scratch can be planned before any C runs:
   ``arm_convolve_s8_get_buffer_size`` = 2 * (kh * kw * c rounded up to 4) int16),
   ``arm_depthwise_conv_wrapper_s8_get_buffer_size`` (channel multiplier 1, one image,
   dilation 1: 0 for 3x3 with padding <= 1, else c * kh * kw int16; otherwise 0),
-  ``arm_fully_connected_s8_get_buffer_size`` (0 without MVE);
+  ``arm_fully_connected_s8_get_buffer_size`` (0 without MVE), ``arm_avgpool_s8_get_buffer_size``
+  (one int32 per channel on DSP cores);
 * ESP-NN v1.1.2 ANSI and generic-opt: every ``esp_nn_get_*_scratch_size`` returns 0.
 
 tinylora's C asks for the library's bytes plus 15 (it rounds the scratch start up to 16:
@@ -68,7 +69,9 @@ def library_scratch(backend: str, step: Mapping) -> int:
         return _cmsis_conv(step["params"], step["input_dims"], step["filter_dims"])
     if kind == "DEPTHWISE_CONV_2D":
         return _cmsis_dw(step["params"], step["input_dims"], step["filter_dims"], step["output_dims"])
-    return 0  # FULLY_CONNECTED without MVE, SOFTMAX (portable)
+    if kind == "AVERAGE_POOL_2D":  # arm_avgpool_s8_get_buffer_size on DSP cores: an int32 a channel
+        return 4 * step["output_dims"]["c"]
+    return 0  # FULLY_CONNECTED without MVE, SOFTMAX, the other ops (portable or no scratch)
 
 
 def layer_scratch(backend: str, step: Mapping) -> int:
@@ -94,6 +97,9 @@ def frozen_call(layer) -> dict | None:
         rows = int(np.prod(layer.input_shape)) // depth
         return {"kind": layer.kind, "params": {}, "input_dims": _dims(rows, 1, 1, depth),
                 "filter_dims": _dims(out_ch, 1, 1, depth), "output_dims": _dims(rows, 1, 1, out_ch)}
+    if layer.kind == "AVERAGE_POOL_2D":
+        return {"kind": layer.kind, "params": {}, "input_dims": _dims(1, *layer.input_shape),
+                "output_dims": _dims(1, *layer.output_shape)}
     if layer.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         return None
     o = layer.options

@@ -44,6 +44,7 @@ from tinylora.codegen.project.common import (
     FRAMEWORKS,
     GEN_LR,
     MANIFEST,
+    OPS_RUNTIME,
     PLATFORM_DIR,
     QEMU_ENVS,
     RAM_STORAGE,
@@ -76,6 +77,6 @@ from tinylora.errors import ProjectError
 __all__ = ["annotations", "canonical", "check_names", "CMSIS_NN_VERSION", "ESP_NN_VERSION", "FRAMEWORKS",
            "frozen_model_code", "GEN_LR", "generate_project", "MANIFEST", "model_code", "ModelCode",
            "ModelCodeFactory", "plan_project", "PLATFORM_DIR", "Project", "ProjectError", "QEMU_ENVS",
-           "QemuEnv", "RAM_STORAGE", "RUNTIME", "simulate_app", "STEP_PREFIX", "training_model_code",
+           "OPS_RUNTIME", "QemuEnv", "RAM_STORAGE", "RUNTIME", "simulate_app", "STEP_PREFIX", "training_model_code",
            "TRAINING_RUNTIME", "VECTOR_PREDICT", "VECTOR_STEPS", "write_project", "WriteReport",
            "_default_samples", "_ELF"]

@@ -34,6 +34,10 @@ RUNTIME = ("tl_types.h", "tl_quant.h", "tl_quant.c", "tl_kernels.h", "tl_kernels
            "tl_kernels_backend.h", "tl_kernels_cmsis_nn.c", "tl_kernels_esp_nn.c")
 
 
+#: ... and, for a model with the ops of issue 11 (pooling, ADD, PAD, ...), their kernels.
+OPS_RUNTIME = ("tl_ops.h", "tl_ops.c")
+
+
 #: ... and the training step's (kernels of the backward and update, checkpoints).
 TRAINING_RUNTIME = RUNTIME + ("tl_train.h", "tl_train.c", "tl_checkpoint.h", "tl_checkpoint.c")
 

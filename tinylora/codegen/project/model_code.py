@@ -10,6 +10,7 @@ import numpy as np
 from tinylora.codegen import c_array_rows, render
 from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
 from tinylora.codegen.project.common import (
+    OPS_RUNTIME,
     RAM_STORAGE,
     RUNTIME,
     STEP_PREFIX,
@@ -67,7 +68,7 @@ def frozen_model_code(model, trainer=None, samples: np.ndarray | None = None, la
     classes = _argmax_first(np.asarray(model.forward(samples)).reshape(len(samples), -1))
     tests = {"test_model/test_main.c": _test_model_main(model, fplan, samples, classes,
                                                         "tinylora.Model.forward", command)}
-    return ModelCode(lib, tests, RUNTIME, can_train=False,
+    return ModelCode(lib, tests, RUNTIME + (OPS_RUNTIME if fplan.uses_ops else ()), can_train=False,
                      arena_bytes=fplan.scratch_size + fplan.output_size,
                      description="frozen int8 forward (predictions only, no training)",
                      test_cases={"test_model": len(samples) + 3})
@@ -159,7 +160,8 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
                                     "(the adapters' initial state)", command))
     ckpt = len(ckpt_final)
     cases = {"test_training": n + 2 + len(masters) + 13, "test_model": count + 3}
-    return ModelCode(lib, tests, TRAINING_RUNTIME, can_train=True,
+    runtime = TRAINING_RUNTIME + (OPS_RUNTIME if plan_frozen(model).uses_ops else ())
+    return ModelCode(lib, tests, runtime, can_train=True,
                      # the step's arena, the checkpoint buffer, and room to align the start
                      arena_bytes=sp.plan.total_bytes + ckpt + ALIGN - 1,
                      description=f"generated training step ({STEP_PREFIX}.c, bit-exact with "
