@@ -246,7 +246,7 @@ def test_cli_verify_forward(zoo_bytes, name, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- training step
 
-TRAIN_MODELS = ("ds_cnn", "person_detect_like", "mobilenet_v1_025")
+TRAIN_MODELS = ("ds_cnn", "person_detect_like", "mobilenet_v1_025", "resnet8")   # resnet8: residual ADDs
 TRAIN_STEPS = 8
 # (id, verify target, backend)
 TRAIN_VARIANTS = [("host", "host", "portable"), ("cortex-m4", "cortex-m4", "portable"),

@@ -214,8 +214,8 @@ def _grad_buffer(sp: StepPlan, life: _Lifetimes, i: int, p: str, t: int, writing
 def _forward_op(sp: StepPlan, life: _Lifetimes, frozen_steps: dict, t: int, op) -> dict:
     model = sp.trainer.model
     layer = model.layers[op.layer]
-    src = life.read(act(op.layer - 1), t)
-    dst = life.write(act(op.layer), t)
+    ins = [life.read(act(p), t) for p in sp.trainer.srcs[op.layer]]   # -1: the step's input
+    src, dst = ins[0], life.write(act(op.layer), t)
     tag = " (recompute)" if op.recompute else ""
     comment = c_comment(f"op {t}: {op.op}[{op.layer}]{tag} {layer.kind} "
                         f"{list(layer.input_shape)} -> {list(layer.output_shape)}")
@@ -234,8 +234,11 @@ def _forward_op(sp: StepPlan, life: _Lifetimes, frozen_steps: dict, t: int, op) 
     if isinstance(layer, Reshape):
         return {"kind": "copy", "comment": comment, "src": _at(src), "dst": _at(dst),
                 "bytes": int(np.prod(layer.output_shape))}
-    return {"kind": "frozen", "comment": comment, "step": frozen_steps[op.layer],
-            "src": _at(src), "dst": _at(dst)}
+    step = frozen_steps[op.layer]
+    if step.get("form") in ("add", "concat"):   # every input: residual branches, a constant
+        return {"kind": "frozen", "comment": comment, "step": step, "dst": _at(dst),
+                "src": [_at(b) for b in ins] + ([step["constant"]] if step.get("constant") else [])}
+    return {"kind": "frozen", "comment": comment, "step": step, "src": _at(src), "dst": _at(dst)}
 
 
 def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
