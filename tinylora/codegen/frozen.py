@@ -8,7 +8,9 @@ per-channel multipliers and shifts) as ``const`` arrays and a function
 that runs every layer through ``tl_fully_connected_s8`` / ``tl_conv2d_s8`` /
 ``tl_depthwise_conv2d_s8`` / ``tl_softmax_s8`` (RESHAPE costs nothing: the bytes stay where
 they are). ``scratch`` is caller-owned, ``<PREFIX>_SCRATCH_SIZE`` bytes; intermediate
-activations ping-pong between its two halves. With ``inputs``, the file also embeds those
+activations ping-pong between its two halves, and behind them lies the kernel scratch of the
+optimised library ``backend`` (planning/kernel_scratch.py; none for ``portable``), handed to
+each layer that needs it as a ``tl_context``. With ``inputs``, the file also embeds those
 samples and ``void <prefix>_run_tests(void)``, which runs each and prints the outputs in the
 ``tl_report`` line protocol as ``T <prefix>_out_<i hex> <bytes>``, to compare with
 :meth:`tinylora.Model.forward` byte for byte (see :mod:`tinylora.emulate`).
@@ -22,6 +24,7 @@ import numpy as np
 
 from tinylora.codegen import c_array_rows, c_comment, c_identifier, provenance, render
 from tinylora.errors import ModelError
+from tinylora.planning.kernel_scratch import layer_scratch, max_scratch
 from tinylora.ref.graph import require_chain_ops
 from tinylora.ref.layers import Layer, _padding_before
 from tinylora.ref.model import Model
@@ -141,8 +144,9 @@ def _step_softmax(layer: Layer) -> dict:
             "rows": int(np.prod(layer.input_shape)) // depth, "depth": depth}
 
 
-def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
-    """The generated forward's constants, steps and buffers for ``model``."""
+def plan_frozen(model: Model, prefix: str = "tl_model", backend: str = "portable") -> FrozenPlan:
+    """The generated forward's constants, steps and buffers for ``model``, its frozen kernels
+    built against ``backend`` (whose kernel scratch the scratch buffer then also holds)."""
     require_chain_ops(model, "C code generation")
     prefix = c_identifier(prefix)
     compute = [layer for layer in model.layers if layer.kind != "RESHAPE"]
@@ -151,7 +155,6 @@ def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
     halves = [0, 0]
     for k, layer in enumerate(compute[:-1]):
         halves[k % 2] = max(halves[k % 2], int(np.prod(layer.output_shape)))
-    plan.scratch_size = halves[0] + halves[1]
     region = ["scratch", f"scratch + {halves[0]}"]
     for k, layer in enumerate(compute):
         tag = f"{prefix}_l{layer.index}"
@@ -169,18 +172,24 @@ def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
                     src="input" if k == 0 else region[(k - 1) % 2],
                     dst="output" if k == len(compute) - 1 else region[k % 2])
         plan.steps.append(step)
+    kernel = max_scratch(backend, plan.steps)
+    plan.scratch_size = halves[0] + halves[1] + kernel
+    for step in plan.steps:  # the kernel scratch lies behind the two activation regions
+        step["ctx"] = ({"buf": f"scratch + {halves[0] + halves[1]}", "size": kernel}
+                       if layer_scratch(backend, step) else None)
     return plan
 
 
 def generate_frozen_c(model: Model, inputs=None, prefix: str = "tl_model",
-                      command: str | None = None) -> str:
+                      command: str | None = None, backend: str = "portable") -> str:
     """C source of ``model``'s frozen forward (and, with ``inputs``, its test runner).
 
     ``inputs``: int8 samples, shape (N, *model.input_shape), embedded as test vectors.
     ``command`` is recorded in the provenance header. Deterministic: the same arguments
-    always give the same bytes.
+    always give the same bytes. ``backend``: the optimised library the program links (its
+    kernel scratch is planned into ``scratch``).
     """
-    plan = plan_frozen(model, prefix)
+    plan = plan_frozen(model, prefix, backend)
     tests = None
     if inputs is not None:
         x, _ = model._check_input(np.asarray(inputs))
