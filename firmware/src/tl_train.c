@@ -460,6 +460,13 @@ static uint64_t tl_peak_i64(const int64_t *v, int32_t n)
     return peak;
 }
 
+/* normalize31 of an outer-product entry (a one-row layer): |v| <= peak < 2^31 makes the block
+ * exponent e <= 0 (>= -30), so normalization is an exact left shift. */
+static int32_t tl_shl31(int32_t v, int32_t e)
+{
+    return tl_wrap32((uint32_t)v << -e);
+}
+
 static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *opt,
                                 const int8_t *input, const int16_t *grad, int32_t e,
                                 const tl_lora_tensors *lora, int32_t eh)
@@ -482,8 +489,9 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
     shift = tl_shift_sum(p->update_b_shift, e, eb, 0);
     for (c = 0; c < C; ++c) {
         for (j = 0; j < r; ++j) {
-            const int32_t m =
-                (int32_t)tl_normalize_value(tl_gb_entry(p, grad, lora->h, rows, c, j), eb, 31);
+            const int32_t m = rows == 1 ? tl_shl31((int32_t)grad[c] * (int32_t)lora->h[j], eb)
+                                        : (int32_t)tl_normalize_value(
+                                              tl_gb_entry(p, grad, lora->h, rows, c, j), eb, 31);
             tl_emit(opt, &lora->db, c * r + j,
                     tl_requantize_single(m, p->update_b_multiplier, shift));
         }
@@ -505,7 +513,9 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
     for (j = 0; j < r; ++j) {
         for (k = 0; k < K; ++k) {
             const int32_t m =
-                (int32_t)tl_normalize_value(tl_ga_entry(p, lora->dh, input, j, k), ea, 31);
+                rows == 1
+                    ? tl_shl31((int32_t)lora->dh[j] * ((int32_t)input[k] + p->input_offset), ea)
+                    : (int32_t)tl_normalize_value(tl_ga_entry(p, lora->dh, input, j, k), ea, 31);
             tl_emit(opt, &lora->da, j * K + k,
                     tl_requantize_single(m, p->update_a_multiplier, shift));
         }
