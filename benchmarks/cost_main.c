@@ -50,8 +50,8 @@ static int32_t fc_cost(int32_t depth)
     const tl_dims output_dims = { 1, 1, 1, FC_OUT };
     uint32_t a, b;
     a = tl_counter();
-    (void)tl_fully_connected_s8(&params, &quant, &input_dims, fc_input, &filter_dims, fc_weights,
-                                fc_bias, &output_dims, fc_output);
+    (void)tl_fully_connected_s8(NULL, &params, &quant, &input_dims, fc_input, &filter_dims,
+                                fc_weights, fc_bias, &output_dims, fc_output);
     b = tl_counter();
     return (int32_t)tl_counter_elapsed(a, b);
 }

@@ -182,8 +182,9 @@ static void bench_conv(const char *name, uint32_t seed, int32_t hw, int32_t cin,
         p.act_min = -128;
         p.act_max = 127;
         a = tl_counter();
-        status = (int)tl_conv2d_s8(&p, &q, &in_d, bench_in, &f_d, bench_w, bench_bias, &o_d,
-                                   bench_out);
+        /* no kernel scratch: tinylora's own kernels (portable / DSP) take none */
+        status = (int)tl_conv2d_s8(NULL, &p, &q, &in_d, bench_in, &f_d, bench_w, bench_bias,
+                                   &o_d, bench_out);
         b = tl_counter();
     }
 #endif
@@ -278,8 +279,8 @@ static void bench_dw(const char *name, uint32_t seed, int32_t hw, int32_t ch, in
         p.act_min = -128;
         p.act_max = 127;
         a = tl_counter();
-        status = (int)tl_depthwise_conv2d_s8(&p, &q, &in_d, bench_in, &f_d, bench_w, bench_bias,
-                                             &o_d, bench_out);
+        status = (int)tl_depthwise_conv2d_s8(NULL, &p, &q, &in_d, bench_in, &f_d, bench_w,
+                                             bench_bias, &o_d, bench_out);
         b = tl_counter();
     }
 #endif
@@ -332,8 +333,8 @@ static void bench_fc(const char *name, uint32_t seed, int32_t depth, int32_t out
         const tl_dims f_d = { out, 1, 1, depth };
         const tl_dims o_d = { 1, 1, 1, out };
         a = tl_counter();
-        status = (int)tl_fully_connected_s8(&p, &q, &in_d, bench_in, &f_d, bench_w, bench_bias,
-                                            &o_d, bench_out);
+        status = (int)tl_fully_connected_s8(NULL, &p, &q, &in_d, bench_in, &f_d, bench_w,
+                                            bench_bias, &o_d, bench_out);
         b = tl_counter();
     }
 #endif

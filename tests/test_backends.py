@@ -9,7 +9,9 @@ Here:
   dims in tinylora's order, ESP-NN's shift and multiplier swapped, ...); the real library must
   turn each into wrong bytes or an error status, while the unchanged copy gives neither;
 - the scratch size queries return what the real libraries ask for (plus the 16-byte alignment
-  slack), and a missing or too-small scratch makes the library kernels return TL_ERR_ARENA;
+  slack); the scratch travels as a ``tl_context`` argument: a missing or too-small one makes
+  the library kernels return TL_ERR_ARENA with nothing written, an exact one one byte off a
+  16-byte boundary is realigned and nothing outside it is written;
 - ESP-NN without ``esp_nn_fully_connected_per_ch_s8`` (older releases) takes the documented
   detour with identical bytes.
 
@@ -56,26 +58,28 @@ def cases() -> list[_Case]:
     return [_example_case(), *_synthetic_cases(), _per_tensor_fc_case()]
 
 
-def _program(tmp_path, cases) -> list:
+def _program(tmp_path, cases, planned_for: str) -> list:
+    """The cases' frozen C with kernel scratch planned for ``planned_for``, and a main."""
     files = []
     for case in cases:
         path = tmp_path / f"{case.prefix}.c"
-        path.write_text(generate_frozen_c(case.model, case.inputs, prefix=case.prefix))
+        path.write_text(generate_frozen_c(case.model, case.inputs, prefix=case.prefix,
+                                          backend=planned_for))
         files.append(path)
     main = tmp_path / "main.c"
-    main.write_text(runner_main_c(backends.runners([f"{c.prefix}_run_tests" for c in cases],
-                                                   quant_cases=False), quant_cases=False))
+    main.write_text(runner_main_c([f"{c.prefix}_run_tests" for c in cases], quant_cases=False))
     return files + [main]
 
 
-def _run(tmp_path, backend_name, cases, defines=None, kernels_source=None,
-         scratch=backends.DEFAULT_SCRATCH):
-    """Build and run; returns (report, bytes that differ from numpy, kernel error lines, elf)."""
+def _run(tmp_path, backend_name, cases, defines=None, kernels_source=None, planned_for=None):
+    """Build and run; returns (report, bytes that differ from numpy, kernel error lines, elf).
+    ``planned_for``: the backend the model C plans kernel scratch for (default: this one)."""
     backend = backends.BACKENDS[backend_name]
     target = TARGET[backend_name]
     _require(target)
-    elf = backends.build(target, backend, _program(tmp_path, cases), tmp_path, defines,
-                         kernels_source=kernels_source, scratch=scratch)
+    planned = backends.backend_name(backend) if planned_for is None else planned_for
+    elf = backends.build(target, backend, _program(tmp_path, cases, planned), tmp_path, defines,
+                         kernels_source=kernels_source)
     result = emulate.run(target, elf, timeout=120)
     report = emulate.parse_report(result.stdout, result.returncode)
     wrong = 0
@@ -167,10 +171,36 @@ def test_marshalling_mistake_is_caught(tmp_path, cases, mutation):
 
 
 SIZES_MAIN = r"""
+#include <stdint.h>
+
 #include "tl_kernels.h"
 #include "tl_report.h"
 
-/* Scratch queries for fixed shapes, then a conv / depthwise call without scratch. */
+#define FILL 0xA5
+
+static uint8_t pool[1024];
+
+static void fill(uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        p[i] = FILL;
+    }
+}
+
+static int32_t untouched(const uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        if (p[i] != FILL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Scratch queries for fixed shapes; the calls without scratch; the conv with a context one
+ * byte too small and one exactly its need, both starting one byte past a 16-byte boundary. */
 int main(void)
 {
     static const int8_t x[5 * 6 * 3] = {1, 2, 3};
@@ -186,6 +216,10 @@ int main(void)
     const tl_dims dw1_w = {1, 3, 2, 3}, dw1_out = {1, 5, 5, 3};
     const tl_dims dw2_w = {1, 3, 2, 6}, dw2_out = {1, 5, 5, 6};
     const tl_dims fc_in = {2, 1, 1, 9}, fc_w = {5, 1, 1, 9}, fc_out = {2, 1, 1, 5};
+    const size_t need = tl_conv2d_s8_scratch_size(&conv, &in, &conv_w, &conv_out);
+    const size_t lead = ((16u - ((uintptr_t)pool & 15u)) & 15u) + 1u; /* pool + lead: 16k + 1 */
+    const tl_context empty = {NULL, 0u};
+    tl_context ctx;
     tl_report_begin("sizes", 0);
     tl_report_put_i32((int32_t)tl_fully_connected_s8_scratch_size(&fc_in, &fc_w, &fc_out));
     tl_report_put_i32((int32_t)tl_conv2d_s8_scratch_size(&conv, &in, &conv_w, &conv_out));
@@ -193,13 +227,30 @@ int main(void)
     tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8_scratch_size(&dw2, &in, &dw2_w, &dw2_out));
     tl_report_put_i32((int32_t)tl_conv2d_s8_scratch_size(&conv, NULL, &conv_w, &conv_out));
     tl_report_end();
-    tl_kernels_set_scratch(NULL, 0);
     tl_report_begin("unset", 0);
-    tl_report_put_i32((int32_t)tl_conv2d_s8(&conv, &q, &in, x, &conv_w, w, NULL, &conv_out, y));
-    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8(&dw1, &q, &in, x, &dw1_w, w, NULL, &dw1_out, y));
-    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8(&dw2, &q, &in, x, &dw2_w, w, NULL, &dw2_out, y));
-    tl_report_put_i32((int32_t)tl_fully_connected_s8((const tl_fc_params *)(const void *)&conv, &q,
+    tl_report_put_i32((int32_t)tl_conv2d_s8(NULL, &conv, &q, &in, x, &conv_w, w, NULL, &conv_out, y));
+    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8(&empty, &dw1, &q, &in, x, &dw1_w, w, NULL, &dw1_out, y));
+    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8(NULL, &dw2, &q, &in, x, &dw2_w, w, NULL, &dw2_out, y));
+    tl_report_put_i32((int32_t)tl_fully_connected_s8(NULL, (const tl_fc_params *)(const void *)&conv, &q,
                                                      &fc_in, x, &fc_w, w, NULL, &fc_out, y));
+    tl_report_end();
+    /* one byte too small: TL_ERR_ARENA where a library needs scratch, nothing written */
+    fill(pool, sizeof pool);
+    fill((uint8_t *)y, sizeof y);
+    ctx.buf = pool + lead;
+    ctx.size = need > 0u ? need - 1u : 0u;
+    tl_report_begin("small", 0);
+    tl_report_put_i32((int32_t)tl_conv2d_s8(&ctx, &conv, &q, &in, x, &conv_w, w, NULL, &conv_out, y));
+    tl_report_put_i32(untouched(pool, sizeof pool));
+    tl_report_put_i32(untouched((const uint8_t *)y, sizeof y));
+    tl_report_end();
+    /* exactly the need: runs; no byte outside [buf, buf + size) written */
+    fill(pool, sizeof pool);
+    ctx.size = need;
+    tl_report_begin("exact", 0);
+    tl_report_put_i32((int32_t)tl_conv2d_s8(&ctx, &conv, &q, &in, x, &conv_w, w, NULL, &conv_out, y));
+    tl_report_put_i32(untouched(pool, lead));
+    tl_report_put_i32(untouched(pool + lead + need, sizeof pool - lead - need));
     tl_report_end();
     return tl_report_done();
 }
@@ -217,6 +268,9 @@ EXPECTED_SIZES = {"cmsis-nn": (0, 2 * 20 * 2 + 15, 3 * 3 * 2 * 2 + 15, 0, 0),
 EXPECTED_UNSET = {"cmsis-nn": (TL_ERR_ARENA, TL_ERR_ARENA, 0, 0),
                   "esp-nn": (0, 0, 0, 0),
                   None: (0, 0, 0, 0)}
+# One byte too small: (status, scratch untouched, output untouched). Needing none, the others
+# run (and write the output).
+EXPECTED_SMALL = {"cmsis-nn": (TL_ERR_ARENA, 1, 1), "esp-nn": (0, 1, 0), None: (0, 1, 0)}
 
 
 @pytest.mark.parametrize("backend_name", ["cmsis-nn", "esp-nn", None],
@@ -236,20 +290,23 @@ def test_scratch_queries_and_missing_scratch(tmp_path, backend_name):
     report = emulate.parse_report(result.stdout, result.returncode)
     assert tuple(report.int32("sizes_0").tolist()) == EXPECTED_SIZES[backend_name]
     assert tuple(report.int32("unset_0").tolist()) == EXPECTED_UNSET[backend_name]
+    assert tuple(report.int32("small_0").tolist()) == EXPECTED_SMALL[backend_name]
+    assert tuple(report.int32("exact_0").tolist()) == (0, 1, 1)
 
 
-def test_too_small_scratch_is_an_arena_error(tmp_path, cases):
-    """A registered scratch smaller than CMSIS-NN asks for: TL_ERR_ARENA from the conv layers,
-    never a silent overrun; models without convolutions still run."""
-    report, wrong, errors, _ = _run(tmp_path, "cmsis-nn", cases, scratch=8)
+def test_unplanned_scratch_is_an_arena_error(tmp_path, cases):
+    """Model C planned without kernel scratch (portable) but linked to CMSIS-NN: the conv
+    layers get no tl_context and return TL_ERR_ARENA, never a silent overrun; models without
+    convolutions still run."""
+    report, wrong, errors, _ = _run(tmp_path, "cmsis-nn", cases, planned_for="portable")
     assert errors and set(errors.values()) == {TL_ERR_ARENA}, errors
     assert any(name.startswith("example_") for name in errors)
     assert not any(name.startswith(("syn4_", "fcpt_")) for name in errors)  # FC only
 
 
 def test_esp_nn_needs_no_scratch(tmp_path, cases):
-    """ESP-NN's ANSI kernels take no scratch: 8 bytes are enough for every layer."""
-    report, wrong, errors, _ = _run(tmp_path, "esp-nn", cases, scratch=8)
+    """ESP-NN's ANSI kernels take no scratch: model C planned without any runs every layer."""
+    report, wrong, errors, _ = _run(tmp_path, "esp-nn", cases, planned_for="portable")
     assert wrong == 0 and not errors, (wrong, errors)
 
 

@@ -213,17 +213,13 @@ def outcome(request, build_root, quant_cases, example_case, synthetic_cases) -> 
         src.mkdir()
         files = [src / "quant_cases.c", emulate.firmware_dir() / STATUS_CASES_SOURCE]
         files[0].write_text(qc.c_source())
-        for case in models:
-            path = src / f"{case.prefix}.c"
-            path.write_text(generate_frozen_c(case.model, case.inputs, prefix=case.prefix))
-            files.append(path)
-        model_runners = [f"{c.prefix}_run_tests" for c in models]
         backend = backends.backend_of(defines)
-        if backend is None:
-            (src / "main.c").write_text(runner_main_c(model_runners))
-        else:
-            (src / "main.c").write_text(runner_main_c(backends.runners(model_runners),
-                                                      quant_cases=False))
+        for case in models:  # each model plans its backend's kernel scratch (tl_context)
+            path = src / f"{case.prefix}.c"
+            path.write_text(generate_frozen_c(case.model, case.inputs, prefix=case.prefix,
+                                              backend=backends.backend_name(backend)))
+            files.append(path)
+        (src / "main.c").write_text(runner_main_c([f"{c.prefix}_run_tests" for c in models]))
         files.append(src / "main.c")
         t0 = time.perf_counter()
         if backend is None:

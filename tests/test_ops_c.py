@@ -128,7 +128,7 @@ def _pool_case(prog: Program, rng, i: int, average: bool) -> Case:
     name = prog.array(f"in_{i}", x)
     setup = (f"tl_pool_params p = {{{sh}, {sw}, {fh}, {fw}, {ph}, {pw}, {lo}, {hi}}};\n"
              f"    tl_dims di = {_dims(x.shape)}, do_ = {_dims(y.shape)};\n"
-             f"    s = tl_{op}_s8(&p, &di, {name}, &do_, out);")
+             f"    s = tl_{op}_s8(&kctx, &p, &di, {name}, &do_, out);")
     return Case(op, setup, y.tobytes(), y.size)
 
 
@@ -141,7 +141,7 @@ def _big_pool_case(prog: Program, rng, i: int) -> Case:
     name = prog.array(f"in_{i}", x)
     setup = ("tl_pool_params p = {1, 1, 257, 257, 0, 0, -128, 127};\n"
              "    tl_dims di = {1, 257, 257, 1}, do_ = {1, 1, 1, 1};\n"
-             f"    s = tl_avg_pool_s8(&p, &di, {name}, &do_, out);")
+             f"    s = tl_avg_pool_s8(&kctx, &p, &di, {name}, &do_, out);")
     return Case("avg_pool", setup, y.tobytes(), y.size)
 
 
@@ -368,11 +368,11 @@ GENERATORS = {
 
 # Argument checks: (name, C call, expected tl_status). 1 NULL, 2 SHAPE, 3 PARAM.
 STATUS_CASES = [
-    ("pool_null", "tl_avg_pool_s8(&pp, &d4, NULL, &d4, out)", 1),
-    ("pool_pad_ge_filter", "(pp.pad_h = 3, tl_max_pool_s8(&pp, &d4, in_0, &d4, out))", 3),
-    ("pool_channels", "tl_avg_pool_s8(&pp0, &d4, in_0, &d4c, out)", 2),
+    ("pool_null", "tl_avg_pool_s8(NULL, &pp, &d4, NULL, &d4, out)", 1),
+    ("pool_pad_ge_filter", "(pp.pad_h = 3, tl_max_pool_s8(NULL, &pp, &d4, in_0, &d4, out))", 3),
+    ("pool_channels", "tl_avg_pool_s8(NULL, &pp0, &d4, in_0, &d4c, out)", 2),
     ("pool_act", "(pp0.act_min = 5, pp0.act_max = 4,"
-                 " tl_avg_pool_s8(&pp0, &d4, in_0, &d4, out))", 3),
+                 " tl_avg_pool_s8(NULL, &pp0, &d4, in_0, &d4, out))", 3),
     ("add_broadcast", "tl_add_s8(&ap, &d4, in_0, &d4c, in_0, &d4, out)", 2),
     ("add_offset", "(ap.input1_offset = 200, tl_add_s8(&ap, &d4, in_0, &d4, in_0, &d4, out))", 3),
     ("pad_too_small", "tl_pad_s8(&padp, &d4, in_0, &d4, out)", 3),
@@ -412,7 +412,10 @@ def program_c(prog: Program, cases: list[Case], calls: tuple[str, ...]) -> str:
     max_out = max(c.out_len for c in cases)
     lines = ['#include "tl_ops.h"', '#include "tl_kernels.h"', '#include "tl_report.h"',
              "#include <string.h>", "", f"static int8_t out[{max_out}];",
-             f"static float fout[{max_out}];", f"static int32_t fbits[{max_out}];", *prog.decls, ""]
+             f"static float fout[{max_out}];", f"static int32_t fbits[{max_out}];", *prog.decls,
+             "/* the pooling calls' kernel scratch (tl_context; only CMSIS-NN on DSP uses it) */",
+             f"static uint32_t kscratch[{SCRATCH_BYTES // 4}];",
+             "static const tl_context kctx = {kscratch, sizeof kscratch};", ""]
     if calls:  # counted by the -Wl,--wrap=<name> wrappers (wraps_c)
         lines += [f"extern int32_t tl_test_calls[{len(calls)}];", ""]
     for i, c in enumerate(cases):
@@ -427,16 +430,14 @@ def program_c(prog: Program, cases: list[Case], calls: tuple[str, ...]) -> str:
     for k, (_, call, _) in enumerate(STATUS_CASES):
         lines.append(f"    st[{k}] = (int32_t){call};")
     lines += [f"    tl_report_i32(\"status\", st, {len(STATUS_CASES)});", "}", ""]
-    # the scratch query of a 2x2x3 average pool, and the call without registered scratch
+    # the scratch query of a 2x2x3 average pool, and the call without a scratch context
     lines += ["static void scratch_case(void)", "{",
               "    tl_pool_params p = {1, 1, 2, 2, 0, 0, -128, 127};",
               "    tl_dims di = {1, 2, 2, 3}, do_ = {1, 1, 1, 3};", "    int32_t r[2];",
               "    r[0] = (int32_t)tl_avg_pool_s8_scratch_size(&p, &di, &do_);",
-              "    tl_kernels_set_scratch(NULL, 0);",
-              "    r[1] = (int32_t)tl_avg_pool_s8(&p, &di, in_0, &do_, out);",
+              "    r[1] = (int32_t)tl_avg_pool_s8(NULL, &p, &di, in_0, &do_, out);",
               "    tl_report_i32(\"scratch\", r, 2);", "}", ""]
-    lines += ["int main(void)", "{", f"    static uint32_t scratch[{SCRATCH_BYTES // 4}];",
-              "    tl_kernels_set_scratch(scratch, sizeof scratch);"]
+    lines += ["int main(void)", "{"]
     lines += [f"    case_{i}();" for i in range(len(cases))]
     lines += ["    status_cases();", "    scratch_case();"]
     if calls:

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -28,9 +29,9 @@ from pathlib import Path
 import pytest
 
 import tinylora
-from tinylora import emulate
+from tinylora import emulate, targets
 from tinylora.codegen import project as gen
-from tinylora.errors import BudgetError
+from tinylora.errors import BudgetError, InputError
 from tinylora.planning.boards import board_names, load_board
 
 BOARDS = board_names()
@@ -177,8 +178,37 @@ def test_project_contents_follow_the_board(projects, board):
         lib = json.loads((folder / "lib/cmsis_nn/library.json").read_text())
         assert lib["build"]["srcDir"] == "Source" and lib["build"]["includeDir"] == "Include"
         assert "TL_USE_CMSIS_NN" in (folder / "lib/cmsis_nn/README.md").read_text()
-        assert "\n    -D TL_USE_CMSIS_NN" not in ini          # off by default (no kernel scratch yet)
         assert not (folder / "src/idf_component.yml").exists()
+    # the board's library by default, one build_flags line the README names, its kernel
+    # scratch planned in the arena; no stale "keep it off" / stub wording anywhere
+    lib = targets.LIBRARIES[b.backend]
+    assert p.backend == b.backend and f"\n    -D {lib.define}\n" in ini.split("[qemu]")[0]
+    assert f"`-D {lib.define}`" in readme and "tinylora gen --backend portable" in readme
+    assert f"largest: {p.kernel_scratch}" in readme
+    assert (p.kernel_scratch > 0) == (b.backend == "cmsis-nn")   # ESP-NN (ANSI/opt): none
+    assert f"custom_kernel_library_dir = ${{sysenv.{lib.env}}}" in ini
+    text = "".join(f.read_text(errors="replace") for f in folder.rglob("*") if f.is_file())
+    for stale in ("keep -D TL_USE", "test double", "#error stub", "does not yet give",
+                  "tl_kernels_set_scratch", "tinylora.train.", "tinylora.arena."):
+        assert stale not in text, stale
+
+
+def test_gen_backend_portable_and_board_data():
+    """``--backend portable``: no library flag, no kernel scratch, QEMU envs say portable; a
+    library the board's platform cannot build is refused; the heap arena is board data."""
+    p = gen.plan_project("nucleo_f411re", backend="portable")
+    ini = p.files["platformio.ini"].decode()
+    assert p.backend == "portable" and p.kernel_scratch == 0 and "TL_USE_CMSIS_NN" not in ini
+    assert "custom_kernel_library" not in ini and "portable C (this project's backend)" in ini
+    assert "-D TL_USE_" not in p.files["README.md"].decode().split("## Accelerated kernels")[1]
+    default = gen.plan_project("nucleo_f411re")
+    # the im2col scratch is planned (here it fits beside buffers that are not live then)
+    assert default.kernel_scratch > 0 and "kernel scratch (cmsis-nn)" in default.plan_report
+    assert default.training_arena_bytes >= p.training_arena_bytes
+    with pytest.raises(InputError, match="does not build for board nucleo_f411re"):
+        gen.plan_project("nucleo_f411re", backend="esp-nn")
+    assert [load_board(b).heap_arena for b in ("esp32", "esp32s3", "nucleo_f411re")] == \
+        [True, False, False]
 
 
 def test_esp32_arena_stays_out_of_dram0_0_seg(projects):
@@ -443,6 +473,9 @@ def test_pio_run_and_pio_test_on_qemu(projects, build_project, pio_core, q, tmp_
     assert "A 0 17/32 53.1%" == want[0] and "A 0 23/32 71.8%" in want   # it learned
     assert "none restored (no checkpoint stored yet): starting from the base model" in out
 
+    # the esp32s3 project's backend is ESP-NN: linked where it runs (generic-opt C)
+    linked = LIBRARY_SYMBOLS.get((project.backend, q.emulation), set())
+    assert linked <= _elf_symbols(q, build_project / ".pio" / "build" / q.env / "firmware.elf")
     t2 = time.perf_counter()
     if q.emulation != "xtensa":   # the Xtensa target has no host files
         _power_loss(project, q, build_project, pio_core, x, y, tmp_path, monkeypatch)
@@ -495,18 +528,46 @@ def test_pio_test_reports_a_wrong_byte(projects, build_project, pio_core, tmp_pa
                       "test_checkpoint_round_trip_program_unit_8",
                       "test_torn_write_keeps_the_previous_checkpoint", "training_step_05"], failed
     assert counts["failed"] == 6 and counts["succeeded"] == total - 6, counts
-    assert "training_step_05: Q10 loss differs from tinylora.train.Trainer.step" in result.output
+    assert "training_step_05: Q10 loss differs from tinylora.ref.trainer.Trainer.step" in result.output
+
+
+def _elf_symbols(q: gen.QemuEnv, elf: Path) -> set[str]:
+    from tinylora.targets import TOOLCHAINS
+    out = subprocess.run([TOOLCHAINS[q.emulation].nm, str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    return {parts[-1] for parts in (line.split() for line in out.splitlines()) if len(parts) == 3}
+
+
+#: Kernels of the real libraries a QEMU build must link (the builds are --gc-sections: linked
+#: means called), by the project's backend and the environment's core.
+LIBRARY_SYMBOLS = {("cmsis-nn", "cortex-m7"): {"arm_convolve_s8", "arm_convolve_wrapper_s8"},
+                   ("esp-nn", "xtensa"): {"esp_nn_conv_s8_opt", "esp_nn_depthwise_conv_s8_opt"},
+                   ("esp-nn", "rv32imc"): {"esp_nn_conv_s8_opt", "esp_nn_depthwise_conv_s8_opt"}}
 
 
 def test_pio_run_builds_an_stm32_project_on_qemu(projects, pio_core, tmp_path):
-    """An STM32 project (with its empty CMSIS-NN vendoring point) builds for the Cortex-M7."""
+    """An STM32 project builds for the Cortex-M7 against the real CMSIS-NN (CMSIS_NN_DIR), not
+    its empty vendoring point, and runs its training at boot as numpy says; without the
+    variable the build stops and says how to fix it."""
     from tinylora import pio
-    _, folder = projects["nucleo_f746zg"]
+    project, folder = projects["nucleo_f746zg"]
+    assert project.backend == "cmsis-nn" and project.kernel_scratch > 0
     copy = tmp_path / "f746"
     shutil.copytree(folder, copy)
     result = pio.run(copy, "qemu_cm7", pio_core, timeout=300)
-    # the empty vendoring point is not built (tinylora's own tl_kernels_cmsis_nn.c is)
     assert "[SUCCESS]" in result.output and "/cmsis_nn/" not in result.output
+    q = next(q for q in gen.QEMU_ENVS if q.env == "qemu_cm7")
+    elf = copy / ".pio" / "build" / q.env / "firmware.elf"
+    assert LIBRARY_SYMBOLS["cmsis-nn", "cortex-m7"] <= _elf_symbols(q, elf)
+    code, out = _run_firmware(q, elf)
+    assert code == 0 and "A 0 " in out, out
+    shutil.rmtree(copy / ".pio")
+    broken = subprocess.run([sys.executable, "-m", "platformio", "run", "-e", "qemu_cm7", "-d",
+                             str(copy)], env={**pio.environment(pio_core), "CMSIS_NN_DIR": ""},
+                            capture_output=True, text=True, timeout=300)
+    assert broken.returncode != 0
+    assert "CMSIS_NN_DIR is not set" in broken.stdout + broken.stderr
+    assert "tinylora gen --backend portable" in broken.stdout + broken.stderr
 
 
 def test_pio_run_builds_the_frozen_forward_app(pio_core, tmp_path):

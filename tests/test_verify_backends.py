@@ -96,10 +96,24 @@ def test_bundled_and_random_models(target, backend, tmp_path):
 
 
 def test_portable_program_has_no_library(tmp_path):
-    """The default backend links no library and registers no scratch (goldens unchanged)."""
+    """The default backend plans no kernel scratch: every frozen call gets a NULL context."""
     files, _, scratch = verify.write_program([verify.example_case(2)], tmp_path)
-    assert scratch == 0 and not any("scratch" in f.name for f in files)
-    assert "tl_kernels_set_scratch" not in "".join(f.read_text() for f in files)
+    text = "".join(f.read_text() for f in files)
+    assert scratch == 0 and "tl_context ctx" not in text and "tl_conv2d_s8(NULL, " in text
+
+
+def test_library_program_passes_planned_scratch(tmp_path):
+    """With CMSIS-NN each frozen call that needs scratch gets a tl_context on its own arena
+    buffer (the plan's kernel scratch), no global registration; the others get NULL."""
+    case = verify.example_case(2)
+    files, _, scratch = verify.write_program([case], tmp_path, backend="cmsis-nn")
+    text = "".join(f.read_text() for f in files)
+    kernel = [b for b in checked_plan(case.trainer, backend="cmsis-nn").buffers
+              if b.what.startswith("kernel scratch")]
+    assert kernel and scratch == max(b.size for b in kernel)
+    for b in kernel:
+        assert f"const tl_context ctx = {{ TL_AT(int8_t, {b.offset}), {b.size}u }};" in text
+    assert "set_scratch" not in text and "tl_depthwise_conv2d_s8(NULL, " in text  # 3x3: none
 
 
 # ----------------------------------------------------------------------------- scratch
@@ -187,7 +201,7 @@ int main(void)
                                .act_min = -128, .act_max = 127 };
     const tl_dims in = { 1, 5, 4, 3 }, f = { 6, 1, 1, 3 }, out = { 1, 7, 6, 6 };
     static int8_t y[7 * 6 * 6];
-    int status = tl_conv2d_s8(&p, &q, &in, x, &f, w, bias, &out, y);
+    int status = tl_conv2d_s8(NULL, &p, &q, &in, x, &f, w, bias, &out, y);
     if (status != TL_OK) {
         tl_report_error("conv1x1", 0, status);
     } else {

@@ -38,6 +38,7 @@ from tinylora import emulate
 from tinylora.codegen import c_array_rows
 from tinylora.codegen.step import plan_step, render_step
 from tinylora.errors import EmulationError, InputError
+from tinylora.planning.arena import plan_trainer
 from tinylora.ref.layers import Reshape
 from tinylora.ref.trainer import Trainer
 from tinylora.targets import TOOLCHAINS, VARIANTS, Variant
@@ -69,9 +70,9 @@ def _run_report(target: str, elf: Path, shift: int, timeout: float) -> emulate.R
     rep = emulate.parse_report(r.stdout, r.returncode)
     if rep.errors:
         raise EmulationError(f"{target}: the generated step returned tl_status codes {rep.errors} "
-                             f"(firmware/include/tl_types.h); nothing was counted. A library "
-                             f"backend returning TL_ERR_ARENA needs its kernel scratch registered "
-                             f"(tl_kernels_set_scratch); try --backend portable")
+                             f"(firmware/include/tl_types.h); nothing was counted. TL_ERR_ARENA "
+                             f"from a library backend: its kernel scratch (planned in the arena, "
+                             f"planning/kernel_scratch.py) was too small; try --backend portable")
     return rep
 
 
@@ -216,7 +217,8 @@ def build_bench(trainer: Trainer, variant: Variant, x, y, out: Path, command: st
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for prefix, timing in (("bench", False), ("bench_t", True)):
-        for name, text in render_step(plan_step(trainer, prefix=prefix), command, timing=timing).items():
+        step = plan_step(trainer, plan_trainer(trainer, backend=variant.backend), prefix=prefix)
+        for name, text in render_step(step, command, timing=timing).items():
             (out / name).write_text(text)
         files.append(out / f"{prefix}.c")
     (out / "bench_samples.h").write_text(_samples_header(x, y, len(trainer.schedule) + 1))

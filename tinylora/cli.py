@@ -248,6 +248,8 @@ def _add_gen(sub, fmt) -> None:
     p.add_argument("--lr", type=LR, default=GEN_LR,
                    help=f"learning rate of the on-device training (default {GEN_LR})")
     p.add_argument("--out", default=None, help="project folder (default tinylora-<board>)")
+    p.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="frozen kernels (default: the board's; portable: tinylora's own C)")
     p.add_argument("--force", action="store_true", help="overwrite files changed outside USER CODE regions")
     p.set_defaults(func=cmd_gen)
 

@@ -325,6 +325,7 @@ def _gen_command(args) -> str:
         parts.append(f"--epochs {args.epochs}")
     if args.lr != GEN_LR:
         parts.append(f"--lr {args.lr:g}")
+    parts += [f"--backend {args.backend}"] if args.backend else []
     return " ".join(parts)
 
 
@@ -332,7 +333,8 @@ def cmd_gen(args) -> int:
     out = pathlib.Path(args.out or f"tinylora-{args.board}")
     project = plan_project(args.board, model_path=args.model, rank=args.rank,
                            auto_rank=args.auto_rank, data=args.data, samples=args.samples,
-                           epochs=args.epochs, lr=args.lr, command=_gen_command(args))
+                           epochs=args.epochs, lr=args.lr, command=_gen_command(args),
+                           backend=args.backend)
     b = project.board
     print(f"board {b.name} ({b.title}): {b.platform} / {b.pio_board} / {b.framework}")
     print(f"model {project.model_name}; LoRA {project.config_text}")

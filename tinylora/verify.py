@@ -21,19 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from tinylora import emulate, libraries, load_tflite, tasks
-from tinylora.codegen.frozen import plan_frozen
 from tinylora.codegen.selftest import runner_main_c
 from tinylora.codegen.step import plan_step, render_step
 from tinylora.codegen.vectors import (
     VectorSet,
     expected_vectors,
-    generate_kernel_scratch,
     generate_shared_arena,
     generate_vectors,
 )
 from tinylora.errors import InputError
 from tinylora.examples import example_model
-from tinylora.planning.kernel_scratch import max_scratch
+from tinylora.planning.arena import plan_trainer
+from tinylora.planning.kernel_scratch import frozen_layer_scratch
 from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.targets import BACKENDS, VARIANTS, VERIFY_TARGETS, backend_build
 
@@ -152,7 +151,6 @@ def _compare(case: Case, expected: dict[str, bytes], report: emulate.Report) -> 
 
 
 SHARED_ARENA = "tl_verify_arena"
-KERNEL_SCRATCH = "tl_verify_kernel_scratch"
 
 
 def write_program(cases: Sequence[Case], out_dir: Path, command: str | None = None,
@@ -160,14 +158,14 @@ def write_program(cases: Sequence[Case], out_dir: Path, command: str | None = No
     """Render every case's step and runner, and a main calling them; returns (C files, the
     defines to build them with, kernel scratch bytes). The first case runs in its generated
     static arena, the others in one shared caller-owned arena (built without their static
-    arenas), so both ways are exercised and a program of many cases fits small RAM. With an
-    optimised library, a runner first registers kernel scratch of the planned size (the largest
-    need over every case's frozen layers, kernel_scratch.max_scratch)."""
+    arenas), so both ways are exercised and a program of many cases fits small RAM. Each step is
+    planned for ``backend``: an optimised library's kernel scratch lies in the arena and each
+    frozen call gets its own as a ``tl_context``; the bytes returned are the largest of them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files, defines, shared, scratch = [], {}, 0, 0
     for k, case in enumerate(cases):
-        step = plan_step(case.trainer, prefix=case.prefix)
-        scratch = max(scratch, max_scratch(backend, plan_frozen(case.trainer.model).steps))
+        step = plan_step(case.trainer, plan_trainer(case.trainer, backend=backend), prefix=case.prefix)
+        scratch = max([scratch, *(frozen_layer_scratch(backend, layer) for layer in case.trainer.model.layers)])
         arena = None
         if k > 0:
             arena = SHARED_ARENA
@@ -186,11 +184,6 @@ def write_program(cases: Sequence[Case], out_dir: Path, command: str | None = No
         path.write_text(generate_shared_arena(SHARED_ARENA, shared, command))
         files.append(path)
     runners = [f"{c.prefix}_run_vectors" for c in cases]
-    if backend != "portable":
-        path = out_dir / "kernel_scratch.c"
-        path.write_text(generate_kernel_scratch(KERNEL_SCRATCH, backend, scratch, command))
-        files.append(path)
-        runners.insert(0, KERNEL_SCRATCH)
     main = out_dir / "main.c"
     main.write_text(runner_main_c(runners, quant_cases=False, command=command))
     return files + [main], defines, scratch

@@ -19,7 +19,6 @@ import numpy as np
 from tinylora import emulate, libraries, load_tflite
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
 from tinylora.codegen.selftest import runner_main_c
-from tinylora.codegen.vectors import generate_kernel_scratch
 from tinylora.errors import InputError
 from tinylora.examples import example_model
 from tinylora.planning.kernel_scratch import max_scratch
@@ -28,7 +27,6 @@ from tinylora.targets import VARIANTS, VERIFY_TARGETS, backend_build
 __all__ = ["ForwardResult", "forward_inputs", "verify_forward"]
 
 PREFIX = "fwd"
-KERNEL_SCRATCH = "tl_verify_kernel_scratch"
 
 
 @dataclass
@@ -83,15 +81,11 @@ def _build(target: str, backend: str, model, x, out: Path, command: str | None):
     if lib is not None:
         archive, includes = libraries.build_library(emu, lib)
         libs = [archive]
-    plan = plan_frozen(model, PREFIX)
+    plan = plan_frozen(model, PREFIX, backend)   # the library's kernel scratch: in `scratch`
     scratch = max_scratch(backend, plan.steps)
     files = [out / f"{PREFIX}.c", out / "main.c"]
-    files[0].write_text(generate_frozen_c(model, x, PREFIX, command))
+    files[0].write_text(generate_frozen_c(model, x, PREFIX, command, backend))
     runners = [f"{PREFIX}_run_tests"]
-    if lib is not None:
-        files.append(out / "kernel_scratch.c")
-        files[-1].write_text(generate_kernel_scratch(KERNEL_SCRATCH, backend, scratch, command))
-        runners.insert(0, KERNEL_SCRATCH)
     files[1].write_text(runner_main_c(runners, quant_cases=False, command=command))
     elf = emulate.build(emu, files, out, defines, include_dirs=[out, *includes], libs=libs)
     return emu, elf, scratch, plan.scratch_size

@@ -41,40 +41,47 @@
 extern "C" {
 #endif
 
+/* Kernel scratch for the optimised libraries (CMSIS-NN's cmsis_nn_context): a caller-owned
+ * buffer passed as the first argument of every kernel that may need one (no malloc, no global).
+ * A kernel uses it for the duration of one call only, so one buffer may serve every layer and
+ * be shared with anything not live during that call. The start is rounded up to a 16-byte
+ * boundary (the size queries below include that slack). NULL, or buf NULL / size 0: no scratch.
+ * A kernel whose library needs more than the usable bytes returns TL_ERR_ARENA and writes
+ * nothing outside [buf, buf + size). Portable / DSP builds need no scratch: the size queries
+ * return 0 and the buffer is never touched. */
+typedef struct {
+    void *buf;
+    size_t size;
+} tl_context;
+
 /* FULLY_CONNECTED: output[r][o] for r < input_dims->n rows of input_dims->c = depth values.
  * filter_dims: n = output channels, c = depth (h = w = 1). output_dims: n = rows, c = output
  * channels. input_dims->h and ->w must be 1 (flatten first: a RESHAPE costs nothing). */
-tl_status tl_fully_connected_s8(const tl_fc_params *params, const tl_per_channel_quant *quant,
-                                const tl_dims *input_dims, const int8_t *input,
-                                const tl_dims *filter_dims, const int8_t *filter,
-                                const int32_t *bias, const tl_dims *output_dims, int8_t *output);
+tl_status tl_fully_connected_s8(const tl_context *ctx, const tl_fc_params *params,
+                                const tl_per_channel_quant *quant, const tl_dims *input_dims,
+                                const int8_t *input, const tl_dims *filter_dims,
+                                const int8_t *filter, const int32_t *bias,
+                                const tl_dims *output_dims, int8_t *output);
 
 /* CONV_2D: input [n][h][w][c], filter [out_c][kh][kw][c], output [n][oh][ow][out_c].
  * Output pixel (y, x) reads input rows y * stride_h - pad_h + ky * dilation_h (columns
  * alike); taps outside the input contribute nothing (zero in the offset domain). */
-tl_status tl_conv2d_s8(const tl_conv_params *params, const tl_per_channel_quant *quant,
-                       const tl_dims *input_dims, const int8_t *input, const tl_dims *filter_dims,
-                       const int8_t *filter, const int32_t *bias, const tl_dims *output_dims,
-                       int8_t *output);
+tl_status tl_conv2d_s8(const tl_context *ctx, const tl_conv_params *params,
+                       const tl_per_channel_quant *quant, const tl_dims *input_dims,
+                       const int8_t *input, const tl_dims *filter_dims, const int8_t *filter,
+                       const int32_t *bias, const tl_dims *output_dims, int8_t *output);
 
 /* DEPTHWISE_CONV_2D: filter_dims n = 1, h = kh, w = kw, c = output channels
  * = input channels * depth_multiplier; output channel oc reads input channel
  * oc / depth_multiplier. Geometry as tl_conv2d_s8. */
-tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params, const tl_per_channel_quant *quant,
-                                 const tl_dims *input_dims, const int8_t *input,
-                                 const tl_dims *filter_dims, const int8_t *filter,
-                                 const int32_t *bias, const tl_dims *output_dims, int8_t *output);
+tl_status tl_depthwise_conv2d_s8(const tl_context *ctx, const tl_dw_conv_params *params,
+                                 const tl_per_channel_quant *quant, const tl_dims *input_dims,
+                                 const int8_t *input, const tl_dims *filter_dims,
+                                 const int8_t *filter, const int32_t *bias,
+                                 const tl_dims *output_dims, int8_t *output);
 
-/* Scratch memory for the optimised libraries (caller-owned, no malloc). Register one buffer
- * before the first kernel call; it is used by one kernel call at a time (not re-entrant) and may
- * be shared with anything that is not live during inference calls. The start is rounded up to
- * a 16-byte boundary (the sizes below include that slack). NULL unregisters. A kernel whose
- * library needs more than the registered bytes returns TL_ERR_ARENA. Portable / DSP builds need
- * no scratch: the size queries return 0 and the buffer is never touched. */
-void tl_kernels_set_scratch(void *buffer, size_t size);
-
-/* Bytes of scratch each kernel needs for these arguments in this build (0: none). The maximum
- * over a model's layers is what to register. Arguments as the kernels take them; invalid ones
+/* Bytes of scratch (tl_context.size) each kernel needs for these arguments in this build (0:
+ * none). The maximum over a model's layers serves them all. Arguments as the kernels take them; invalid ones
  * give 0 (the kernel then reports the error). */
 size_t tl_fully_connected_s8_scratch_size(const tl_dims *input_dims, const tl_dims *filter_dims,
                                           const tl_dims *output_dims);

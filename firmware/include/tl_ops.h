@@ -20,6 +20,7 @@
 #ifndef TL_OPS_H
 #define TL_OPS_H
 
+#include "tl_kernels.h"
 #include "tl_quant.h"
 #include "tl_types.h"
 
@@ -94,18 +95,19 @@ typedef struct {
 
 /* AVERAGE_POOL_2D: output[n][y][x][c] = the window's sum of raw values divided by its count,
  * rounded half away from zero, clamped to [act_min, act_max]. in->c must equal out->c and
- * in->n out->n; every window must overlap the input (pad < filter, last window starts inside). */
-tl_status tl_avg_pool_s8(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                         const tl_dims *out, int8_t *output);
+ * in->n out->n; every window must overlap the input (pad < filter, last window starts inside).
+ * ctx: kernel scratch as in tl_kernels.h (NULL: none). */
+tl_status tl_avg_pool_s8(const tl_context *ctx, const tl_pool_params *params, const tl_dims *in,
+                         const int8_t *input, const tl_dims *out, int8_t *output);
 
-/* Scratch bytes tl_avg_pool_s8 needs registered (tl_kernels_set_scratch) in this build: 0
+/* Scratch bytes tl_avg_pool_s8 needs in its tl_context in this build: 0
  * except CMSIS-NN on DSP cores (one int32 per channel, plus the alignment slack). */
 size_t tl_avg_pool_s8_scratch_size(const tl_pool_params *params, const tl_dims *in,
                                    const tl_dims *out);
 
 /* MAX_POOL_2D: the window's largest value, clamped to [act_min, act_max]. Geometry as above. */
-tl_status tl_max_pool_s8(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                         const tl_dims *out, int8_t *output);
+tl_status tl_max_pool_s8(const tl_context *ctx, const tl_pool_params *params, const tl_dims *in,
+                         const int8_t *input, const tl_dims *out, int8_t *output);
 
 /* ADD with TFLM's 4-D broadcast: each dimension of in1 / in2 equals out's or is 1. Offsets in
  * [-128, 128], left_shift in [0, 31]. */

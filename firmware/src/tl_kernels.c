@@ -279,31 +279,19 @@ static tl_status tl_check_common(int32_t input_offset, int32_t output_offset, in
 }
 
 /* ------------------------------------------------------------------------------------------
- * Backend scratch (tl_kernels_set_scratch): one caller-owned buffer, start rounded up to 16.
+ * Backend scratch: the caller's tl_context, start rounded up to 16.
  * ------------------------------------------------------------------------------------------ */
-static uint8_t *tl_scratch = NULL;
-static size_t tl_scratch_bytes = 0u;
-
-void tl_kernels_set_scratch(void *buffer, size_t size)
+void *tl_scratch_take(const tl_context *ctx, int32_t need)
 {
-    const size_t skip = (size_t)(((uintptr_t)0 - (uintptr_t)buffer) & (TL_SCRATCH_ALIGN - 1u));
-    if (buffer == NULL || size <= skip) {
-        tl_scratch = NULL;
-        tl_scratch_bytes = 0u;
-        return;
+    size_t skip;
+    if (ctx == NULL || ctx->buf == NULL || need <= 0) {
+        return NULL;
     }
-    tl_scratch = (uint8_t *)buffer + skip;
-    tl_scratch_bytes = size - skip;
-}
-
-void *tl_kernels_scratch(void)
-{
-    return tl_scratch;
-}
-
-size_t tl_kernels_scratch_size(void)
-{
-    return tl_scratch_bytes;
+    skip = (size_t)(((uintptr_t)0 - (uintptr_t)ctx->buf) & (TL_SCRATCH_ALIGN - 1u));
+    if (ctx->size < skip || ctx->size - skip < (size_t)need) {
+        return NULL;
+    }
+    return (uint8_t *)ctx->buf + skip;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -358,10 +346,11 @@ size_t tl_depthwise_conv2d_s8_scratch_size(const tl_dw_conv_params *params,
 /* ------------------------------------------------------------------------------------------
  * FULLY_CONNECTED
  * ------------------------------------------------------------------------------------------ */
-tl_status tl_fully_connected_s8(const tl_fc_params *params, const tl_per_channel_quant *quant,
-                                const tl_dims *input_dims, const int8_t *input,
-                                const tl_dims *filter_dims, const int8_t *filter,
-                                const int32_t *bias, const tl_dims *output_dims, int8_t *output)
+tl_status tl_fully_connected_s8(const tl_context *ctx, const tl_fc_params *params,
+                                const tl_per_channel_quant *quant, const tl_dims *input_dims,
+                                const int8_t *input, const tl_dims *filter_dims,
+                                const int8_t *filter, const int32_t *bias,
+                                const tl_dims *output_dims, int8_t *output)
 {
     int32_t rows, depth, channels, r;
     tl_status s;
@@ -389,12 +378,14 @@ tl_status tl_fully_connected_s8(const tl_fc_params *params, const tl_per_channel
     }
 #if defined(TL_BACKEND)
     {
-        const int b = tl_backend_fully_connected(params, quant, rows, depth, channels, input,
+        const int b = tl_backend_fully_connected(ctx, params, quant, rows, depth, channels, input,
                                                  filter, bias, output);
         if (b != TL_DECLINED) {
             return (tl_status)b;
         }
     }
+#else
+    (void)ctx;
 #endif
     for (r = 0; r < rows; ++r) {
         tl_fc_portable(params, quant, input + (size_t)r * (size_t)depth, depth, filter, bias,
@@ -480,10 +471,10 @@ static void tl_window_at(tl_window *win, const tl_conv_params *params, const int
     win->f_row = (size_t)k_w * (size_t)win->in_c;
 }
 
-tl_status tl_conv2d_s8(const tl_conv_params *params, const tl_per_channel_quant *quant,
-                       const tl_dims *input_dims, const int8_t *input, const tl_dims *filter_dims,
-                       const int8_t *filter, const int32_t *bias, const tl_dims *output_dims,
-                       int8_t *output)
+tl_status tl_conv2d_s8(const tl_context *ctx, const tl_conv_params *params,
+                       const tl_per_channel_quant *quant, const tl_dims *input_dims,
+                       const int8_t *input, const tl_dims *filter_dims, const int8_t *filter,
+                       const int32_t *bias, const tl_dims *output_dims, int8_t *output)
 {
     int32_t b, oy, ox, oc;
     int32_t in_h, in_w, in_c, k_h, k_w, out_h, out_w, out_c;
@@ -519,12 +510,14 @@ tl_status tl_conv2d_s8(const tl_conv_params *params, const tl_per_channel_quant 
     }
 #if defined(TL_BACKEND)
     {
-        const int r = tl_backend_conv2d(params, quant, input_dims, input, filter_dims, filter, bias,
-                                        output_dims, output);
+        const int r = tl_backend_conv2d(ctx, params, quant, input_dims, input, filter_dims, filter,
+                                        bias, output_dims, output);
         if (r != TL_DECLINED) {
             return (tl_status)r;
         }
     }
+#else
+    (void)ctx;
 #endif
     {
         /* Output pixels in pairs when their windows have the same valid taps (everywhere but
@@ -610,10 +603,11 @@ tl_status tl_conv2d_s8(const tl_conv_params *params, const tl_per_channel_quant 
 /* ------------------------------------------------------------------------------------------
  * DEPTHWISE_CONV_2D
  * ------------------------------------------------------------------------------------------ */
-tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params, const tl_per_channel_quant *quant,
-                                 const tl_dims *input_dims, const int8_t *input,
-                                 const tl_dims *filter_dims, const int8_t *filter,
-                                 const int32_t *bias, const tl_dims *output_dims, int8_t *output)
+tl_status tl_depthwise_conv2d_s8(const tl_context *ctx, const tl_dw_conv_params *params,
+                                 const tl_per_channel_quant *quant, const tl_dims *input_dims,
+                                 const int8_t *input, const tl_dims *filter_dims,
+                                 const int8_t *filter, const int32_t *bias,
+                                 const tl_dims *output_dims, int8_t *output)
 {
     int32_t b, oy, ox, ic, m, ky, kx;
     int32_t in_h, in_w, in_c, k_h, k_w, out_h, out_w, out_c, mult;
@@ -654,12 +648,14 @@ tl_status tl_depthwise_conv2d_s8(const tl_dw_conv_params *params, const tl_per_c
     }
 #if defined(TL_BACKEND)
     {
-        const int r = tl_backend_depthwise_conv2d(params, quant, input_dims, input, filter_dims,
-                                                  filter, bias, output_dims, output);
+        const int r = tl_backend_depthwise_conv2d(ctx, params, quant, input_dims, input,
+                                                  filter_dims, filter, bias, output_dims, output);
         if (r != TL_DECLINED) {
             return (tl_status)r;
         }
     }
+#else
+    (void)ctx;
 #endif
     if (mult == 1) {
         /* Channel-inner: for each output pixel, 4 channels at a time (then 1), every valid

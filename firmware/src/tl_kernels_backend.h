@@ -17,10 +17,9 @@
 
 #define TL_SCRATCH_ALIGN 16u
 
-/* The scratch registered with tl_kernels_set_scratch (start aligned to TL_SCRATCH_ALIGN), or
- * NULL; its usable size. */
-void *tl_kernels_scratch(void);
-size_t tl_kernels_scratch_size(void);
+/* The caller's scratch (tl_context) with its start rounded up to TL_SCRATCH_ALIGN, when
+ * `need` > 0 library bytes fit after that; NULL otherwise (ctx NULL, empty or too small). */
+void *tl_scratch_take(const tl_context *ctx, int32_t need);
 
 /* FULLY_CONNECTED channels [o_begin, o_end) of one row on the portable path (the glue sends
  * the calls its library cannot do bit-exactly here). */
@@ -58,10 +57,9 @@ static inline size_t tl_scratch_need(int32_t library_bytes)
     return library_bytes > 0 ? (size_t)library_bytes + TL_SCRATCH_ALIGN - 1u : 0u;
 }
 
-static inline int tl_scratch_ok(int32_t library_bytes)
+static inline int tl_scratch_ok(const tl_context *ctx, int32_t library_bytes)
 {
-    return library_bytes <= 0 ||
-           (tl_kernels_scratch() != NULL && (size_t)library_bytes <= tl_kernels_scratch_size());
+    return library_bytes <= 0 || tl_scratch_take(ctx, library_bytes) != NULL;
 }
 
 /* Returns whether every shift lies in [-31, 30]; *uniform: every channel has channel 0's pair. */
@@ -93,18 +91,20 @@ static inline int32_t *tl_mutable_i32(const int32_t *p)
 
 /* Each backend file defines these. The kernels validate their arguments first; the glue
  * returns a tl_status, or TL_DECLINED to send the call down the portable path (same bytes).
- * The *_scratch functions return the library's scratch bytes for the call (0: none). */
-int tl_backend_fully_connected(const tl_fc_params *params, const tl_per_channel_quant *quant,
-                               int32_t rows, int32_t depth, int32_t channels, const int8_t *input,
-                               const int8_t *filter, const int32_t *bias, int8_t *output);
-int tl_backend_conv2d(const tl_conv_params *params, const tl_per_channel_quant *quant,
-                      const tl_dims *in, const int8_t *input, const tl_dims *f,
-                      const int8_t *filter, const int32_t *bias, const tl_dims *out,
-                      int8_t *output);
-int tl_backend_depthwise_conv2d(const tl_dw_conv_params *params, const tl_per_channel_quant *quant,
-                                const tl_dims *in, const int8_t *input, const tl_dims *f,
-                                const int8_t *filter, const int32_t *bias, const tl_dims *out,
-                                int8_t *output);
+ * The *_scratch functions return the library's scratch bytes for the call (0: none); a call
+ * whose library needs more than ctx offers returns TL_ERR_ARENA before touching anything. */
+int tl_backend_fully_connected(const tl_context *ctx, const tl_fc_params *params,
+                               const tl_per_channel_quant *quant, int32_t rows, int32_t depth,
+                               int32_t channels, const int8_t *input, const int8_t *filter,
+                               const int32_t *bias, int8_t *output);
+int tl_backend_conv2d(const tl_context *ctx, const tl_conv_params *params,
+                      const tl_per_channel_quant *quant, const tl_dims *in, const int8_t *input,
+                      const tl_dims *f, const int8_t *filter, const int32_t *bias,
+                      const tl_dims *out, int8_t *output);
+int tl_backend_depthwise_conv2d(const tl_context *ctx, const tl_dw_conv_params *params,
+                                const tl_per_channel_quant *quant, const tl_dims *in,
+                                const int8_t *input, const tl_dims *f, const int8_t *filter,
+                                const int32_t *bias, const tl_dims *out, int8_t *output);
 int32_t tl_backend_fc_scratch(int32_t rows, int32_t depth, int32_t channels);
 int32_t tl_backend_conv_scratch(const tl_conv_params *params, const tl_dims *in, const tl_dims *f,
                                 const tl_dims *out);
@@ -114,10 +114,10 @@ int32_t tl_backend_dw_scratch(const tl_dw_conv_params *params, const tl_dims *in
 /* The ops of tl_ops.c a library can take (pooling of one NHWC tensor, ADD of two tensors of
  * the same shape, `size` elements). What each library takes and what it declines: the glue
  * files' comments. */
-int tl_backend_avg_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                        const tl_dims *out, int8_t *output);
-int tl_backend_max_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                        const tl_dims *out, int8_t *output);
+int tl_backend_avg_pool(const tl_context *ctx, const tl_pool_params *params, const tl_dims *in,
+                        const int8_t *input, const tl_dims *out, int8_t *output);
+int tl_backend_max_pool(const tl_context *ctx, const tl_pool_params *params, const tl_dims *in,
+                        const int8_t *input, const tl_dims *out, int8_t *output);
 int32_t tl_backend_avg_pool_scratch(const tl_pool_params *params, const tl_dims *in,
                                     const tl_dims *out);
 int tl_backend_add(const tl_add_params *params, int32_t size, const int8_t *input1,

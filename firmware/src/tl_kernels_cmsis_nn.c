@@ -19,6 +19,12 @@
 #error                                                                                             \
     "CMSIS_NN_USE_REQUANTIZE_INLINE_ASSEMBLY must stay off: tinylora is checked against CMSIS-NN's C requantization"
 #endif
+#if defined(__has_include)
+#if !__has_include("arm_nnfunctions.h")
+#error                                                                                             \
+    "TL_USE_CMSIS_NN: CMSIS-NN (v7.0.0) is not on the include path: vendor it (a generated project: lib/cmsis_nn/README.md) or build without -D TL_USE_CMSIS_NN (tinylora's portable kernels)"
+#endif
+#endif
 #include "arm_nnfunctions.h"
 static void tl_cmsis_dims(cmsis_nn_dims *d, int32_t n, int32_t h, int32_t w, int32_t c)
 {
@@ -36,15 +42,13 @@ static tl_status tl_cmsis_status(arm_cmsis_nn_status status)
     return status == ARM_CMSIS_NN_ARG_ERROR ? TL_ERR_PARAM : TL_ERR_UNSUPPORTED;
 }
 
-/* ctx for a call needing `need` bytes (0: none); 0 if the registered scratch is too small. */
-static int tl_cmsis_context(cmsis_nn_context *ctx, int32_t need)
+/* CMSIS-NN's context for a call needing `need` bytes (0: none) from the caller's scratch;
+ * 0 if that is too small. */
+static int tl_cmsis_context(const tl_context *scratch, cmsis_nn_context *ctx, int32_t need)
 {
-    if (!tl_scratch_ok(need)) {
-        return 0;
-    }
-    ctx->buf = need > 0 ? tl_kernels_scratch() : NULL;
+    ctx->buf = need > 0 ? tl_scratch_take(scratch, need) : NULL;
     ctx->size = need > 0 ? need : 0;
-    return 1;
+    return need <= 0 || ctx->buf != NULL;
 }
 
 /* FULLY_CONNECTED shapes: input [rows][depth], filter_dims n = accumulation depth,
@@ -66,9 +70,10 @@ int32_t tl_backend_fc_scratch(int32_t rows, int32_t depth, int32_t channels)
     return arm_fully_connected_s8_get_buffer_size(&filter_dims);
 }
 
-int tl_backend_fully_connected(const tl_fc_params *params, const tl_per_channel_quant *quant,
-                               int32_t rows, int32_t depth, int32_t channels, const int8_t *input,
-                               const int8_t *filter, const int32_t *bias, int8_t *output)
+int tl_backend_fully_connected(const tl_context *scratch, const tl_fc_params *params,
+                               const tl_per_channel_quant *quant, int32_t rows, int32_t depth,
+                               int32_t channels, const int8_t *input, const int8_t *filter,
+                               const int32_t *bias, int8_t *output)
 {
     cmsis_nn_context ctx;
     cmsis_nn_fc_params fc;
@@ -79,7 +84,7 @@ int tl_backend_fully_connected(const tl_fc_params *params, const tl_per_channel_
         return TL_DECLINED;
     }
     tl_cmsis_fc_dims(rows, depth, channels, &input_dims, &filter_dims, &bias_dims, &output_dims);
-    if (!tl_cmsis_context(&ctx, arm_fully_connected_s8_get_buffer_size(&filter_dims))) {
+    if (!tl_cmsis_context(scratch, &ctx, arm_fully_connected_s8_get_buffer_size(&filter_dims))) {
         return TL_ERR_ARENA;
     }
     fc.input_offset = params->input_offset;
@@ -135,9 +140,10 @@ int32_t tl_backend_conv_scratch(const tl_conv_params *params, const tl_dims *in,
     return arm_convolve_wrapper_s8_get_buffer_size(&conv, &input_dims, &filter_dims, &output_dims);
 }
 
-int tl_backend_conv2d(const tl_conv_params *params, const tl_per_channel_quant *quant,
-                      const tl_dims *in, const int8_t *input, const tl_dims *f,
-                      const int8_t *filter, const int32_t *bias, const tl_dims *out, int8_t *output)
+int tl_backend_conv2d(const tl_context *scratch, const tl_conv_params *params,
+                      const tl_per_channel_quant *quant, const tl_dims *in, const int8_t *input,
+                      const tl_dims *f, const int8_t *filter, const int32_t *bias,
+                      const tl_dims *out, int8_t *output)
 {
     cmsis_nn_context ctx;
     cmsis_nn_conv_params conv;
@@ -149,8 +155,9 @@ int tl_backend_conv2d(const tl_conv_params *params, const tl_per_channel_quant *
     }
     tl_cmsis_conv_args(params, in, f, out, &conv, &input_dims, &filter_dims, &bias_dims,
                        &output_dims);
-    if (!tl_cmsis_context(&ctx, arm_convolve_wrapper_s8_get_buffer_size(
-                                    &conv, &input_dims, &filter_dims, &output_dims))) {
+    if (!tl_cmsis_context(scratch, &ctx,
+                          arm_convolve_wrapper_s8_get_buffer_size(&conv, &input_dims, &filter_dims,
+                                                                  &output_dims))) {
         return TL_ERR_ARENA;
     }
     q.multiplier = tl_mutable_i32(quant->multiplier);
@@ -193,10 +200,10 @@ int32_t tl_backend_dw_scratch(const tl_dw_conv_params *params, const tl_dims *in
                                                          &output_dims);
 }
 
-int tl_backend_depthwise_conv2d(const tl_dw_conv_params *params, const tl_per_channel_quant *quant,
-                                const tl_dims *in, const int8_t *input, const tl_dims *f,
-                                const int8_t *filter, const int32_t *bias, const tl_dims *out,
-                                int8_t *output)
+int tl_backend_depthwise_conv2d(const tl_context *scratch, const tl_dw_conv_params *params,
+                                const tl_per_channel_quant *quant, const tl_dims *in,
+                                const int8_t *input, const tl_dims *f, const int8_t *filter,
+                                const int32_t *bias, const tl_dims *out, int8_t *output)
 {
     cmsis_nn_context ctx;
     cmsis_nn_dw_conv_params dw;
@@ -210,8 +217,9 @@ int tl_backend_depthwise_conv2d(const tl_dw_conv_params *params, const tl_per_ch
         return TL_DECLINED;
     }
     tl_cmsis_dw_args(params, in, f, out, &dw, &input_dims, &filter_dims, &bias_dims, &output_dims);
-    if (!tl_cmsis_context(&ctx, arm_depthwise_conv_wrapper_s8_get_buffer_size(
-                                    &dw, &input_dims, &filter_dims, &output_dims))) {
+    if (!tl_cmsis_context(scratch, &ctx,
+                          arm_depthwise_conv_wrapper_s8_get_buffer_size(
+                              &dw, &input_dims, &filter_dims, &output_dims))) {
         return TL_ERR_ARENA;
     }
     q.multiplier = tl_mutable_i32(quant->multiplier);
@@ -263,8 +271,8 @@ int32_t tl_backend_avg_pool_scratch(const tl_pool_params *params, const tl_dims 
     return arm_avgpool_s8_get_buffer_size(out->w, out->c);
 }
 
-static int tl_cmsis_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                         const tl_dims *out, int8_t *output, int average)
+static int tl_cmsis_pool(const tl_context *scratch, const tl_pool_params *params, const tl_dims *in,
+                         const int8_t *input, const tl_dims *out, int8_t *output, int average)
 {
     cmsis_nn_context ctx;
     cmsis_nn_pool_params pool;
@@ -273,7 +281,8 @@ static int tl_cmsis_pool(const tl_pool_params *params, const tl_dims *in, const 
     const size_t out_image = (size_t)out->h * (size_t)out->w * (size_t)out->c;
     int32_t b;
     tl_cmsis_pool_args(params, in, out, &pool, &input_dims, &filter_dims, &output_dims);
-    if (!tl_cmsis_context(&ctx, average ? arm_avgpool_s8_get_buffer_size(out->w, out->c) : 0)) {
+    if (!tl_cmsis_context(scratch, &ctx,
+                          average ? arm_avgpool_s8_get_buffer_size(out->w, out->c) : 0)) {
         return TL_ERR_ARENA;
     }
     for (b = 0; b < in->n; ++b) {
@@ -289,16 +298,16 @@ static int tl_cmsis_pool(const tl_pool_params *params, const tl_dims *in, const 
     return TL_OK;
 }
 
-int tl_backend_avg_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                        const tl_dims *out, int8_t *output)
+int tl_backend_avg_pool(const tl_context *scratch, const tl_pool_params *params, const tl_dims *in,
+                        const int8_t *input, const tl_dims *out, int8_t *output)
 {
-    return tl_cmsis_pool(params, in, input, out, output, 1);
+    return tl_cmsis_pool(scratch, params, in, input, out, output, 1);
 }
 
-int tl_backend_max_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                        const tl_dims *out, int8_t *output)
+int tl_backend_max_pool(const tl_context *scratch, const tl_pool_params *params, const tl_dims *in,
+                        const int8_t *input, const tl_dims *out, int8_t *output)
 {
-    return tl_cmsis_pool(params, in, input, out, output, 0);
+    return tl_cmsis_pool(scratch, params, in, input, out, output, 0);
 }
 
 static int tl_cmsis_add_ok(const tl_add_params *p)

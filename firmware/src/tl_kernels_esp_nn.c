@@ -13,6 +13,12 @@
 #if defined(SKIP_NUDGE) || defined(CONFIG_NN_SKIP_NUDGE) || defined(NN_SKIP_NUDGE)
 #error "ESP-NN's SKIP_NUDGE / CONFIG_NN_SKIP_NUDGE requantization is not bit-exact; turn it off"
 #endif
+#if defined(__has_include)
+#if !__has_include("esp_nn.h")
+#error                                                                                             \
+    "TL_USE_ESP_NN: ESP-NN (1.1.2) is not on the include path: a generated project gets it from src/idf_component.yml (ESP-IDF), its QEMU environments from ESP_NN_DIR; or build without -D TL_USE_ESP_NN (tinylora's portable kernels)"
+#endif
+#endif
 #include "esp_nn.h"
 /* ESP-NN keeps dims in uint16 and image coordinates in int16. */
 static int tl_esp_fits(int32_t v)
@@ -45,14 +51,16 @@ static int tl_esp_fc_call_ok(const int8_t *x, const int8_t *w, int32_t depth, in
 #endif
 }
 
-int tl_backend_fully_connected(const tl_fc_params *params, const tl_per_channel_quant *quant,
-                               int32_t rows, int32_t depth, int32_t channels, const int8_t *input,
-                               const int8_t *filter, const int32_t *bias, int8_t *output)
+int tl_backend_fully_connected(const tl_context *scratch, const tl_fc_params *params,
+                               const tl_per_channel_quant *quant, int32_t rows, int32_t depth,
+                               int32_t channels, const int8_t *input, const int8_t *filter,
+                               const int32_t *bias, int8_t *output)
 {
     const int32_t input_offset = params->input_offset;
     const int32_t output_offset = params->output_offset;
     int uniform;
     int32_t r, o;
+    (void)scratch; /* ESP-NN's fully-connected kernels take no scratch */
     if (depth > 65535 || channels > 65535 || !tl_quant_scan(quant, channels, &uniform)) {
         return TL_DECLINED;
     }
@@ -152,9 +160,10 @@ int32_t tl_backend_conv_scratch(const tl_conv_params *params, const tl_dims *in,
     return (int32_t)esp_nn_get_conv_scratch_size(&input_dims, &filter_dims, &output_dims, &conv);
 }
 
-int tl_backend_conv2d(const tl_conv_params *params, const tl_per_channel_quant *quant,
-                      const tl_dims *in, const int8_t *input, const tl_dims *f,
-                      const int8_t *filter, const int32_t *bias, const tl_dims *out, int8_t *output)
+int tl_backend_conv2d(const tl_context *scratch, const tl_conv_params *params,
+                      const tl_per_channel_quant *quant, const tl_dims *in, const int8_t *input,
+                      const tl_dims *f, const int8_t *filter, const int32_t *bias,
+                      const tl_dims *out, int8_t *output)
 {
     conv_params_t conv;
     data_dims_t input_dims, filter_dims, output_dims;
@@ -169,11 +178,11 @@ int tl_backend_conv2d(const tl_conv_params *params, const tl_per_channel_quant *
     tl_esp_conv_args(params, in, f, out, &conv, &input_dims, &filter_dims, &output_dims);
     tl_esp_quant(quant, &q);
     need = (int32_t)esp_nn_get_conv_scratch_size(&input_dims, &filter_dims, &output_dims, &conv);
-    if (!tl_scratch_ok(need)) {
+    if (!tl_scratch_ok(scratch, need)) {
         return TL_ERR_ARENA;
     }
     if (need > 0) {
-        esp_nn_set_conv_scratch_buf(tl_kernels_scratch());
+        esp_nn_set_conv_scratch_buf(tl_scratch_take(scratch, need));
     }
     for (b = 0; b < in->n; ++b) {
         esp_nn_conv_s8(&input_dims, input + (size_t)b * in_image, &filter_dims, filter, bias,
@@ -225,10 +234,10 @@ int32_t tl_backend_dw_scratch(const tl_dw_conv_params *params, const tl_dims *in
                                                            &dw);
 }
 
-int tl_backend_depthwise_conv2d(const tl_dw_conv_params *params, const tl_per_channel_quant *quant,
-                                const tl_dims *in, const int8_t *input, const tl_dims *f,
-                                const int8_t *filter, const int32_t *bias, const tl_dims *out,
-                                int8_t *output)
+int tl_backend_depthwise_conv2d(const tl_context *scratch, const tl_dw_conv_params *params,
+                                const tl_per_channel_quant *quant, const tl_dims *in,
+                                const int8_t *input, const tl_dims *f, const int8_t *filter,
+                                const int32_t *bias, const tl_dims *out, int8_t *output)
 {
     dw_conv_params_t dw;
     data_dims_t input_dims, filter_dims, output_dims;
@@ -244,11 +253,11 @@ int tl_backend_depthwise_conv2d(const tl_dw_conv_params *params, const tl_per_ch
     tl_esp_quant(quant, &q);
     need = (int32_t)esp_nn_get_depthwise_conv_scratch_size(&input_dims, &filter_dims, &output_dims,
                                                            &dw);
-    if (!tl_scratch_ok(need)) {
+    if (!tl_scratch_ok(scratch, need)) {
         return TL_ERR_ARENA;
     }
     if (need > 0) {
-        esp_nn_set_depthwise_conv_scratch_buf(tl_kernels_scratch());
+        esp_nn_set_depthwise_conv_scratch_buf(tl_scratch_take(scratch, need));
     }
     for (b = 0; b < in->n; ++b) {
         esp_nn_depthwise_conv_s8(&input_dims, input + (size_t)b * in_image, &filter_dims, filter,
@@ -327,15 +336,17 @@ static int tl_esp_pool(const tl_pool_params *params, const tl_dims *in, const in
     return TL_OK;
 }
 
-int tl_backend_avg_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                        const tl_dims *out, int8_t *output)
+int tl_backend_avg_pool(const tl_context *scratch, const tl_pool_params *params, const tl_dims *in,
+                        const int8_t *input, const tl_dims *out, int8_t *output)
 {
+    (void)scratch; /* ESP-NN's pooling kernels take no scratch */
     return tl_esp_pool(params, in, input, out, output, 1);
 }
 
-int tl_backend_max_pool(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                        const tl_dims *out, int8_t *output)
+int tl_backend_max_pool(const tl_context *scratch, const tl_pool_params *params, const tl_dims *in,
+                        const int8_t *input, const tl_dims *out, int8_t *output)
 {
+    (void)scratch;
     return tl_esp_pool(params, in, input, out, output, 0);
 }
 

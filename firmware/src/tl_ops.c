@@ -192,8 +192,8 @@ static void tl_pool_portable(const tl_pool_params *p, const tl_dims *in, const i
     }
 }
 
-tl_status tl_avg_pool_s8(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                         const tl_dims *out, int8_t *output)
+tl_status tl_avg_pool_s8(const tl_context *ctx, const tl_pool_params *params, const tl_dims *in,
+                         const int8_t *input, const tl_dims *out, int8_t *output)
 {
     const tl_status s = tl_pool_check(params, in, input, out, output);
     if (s != TL_OK) {
@@ -201,11 +201,13 @@ tl_status tl_avg_pool_s8(const tl_pool_params *params, const tl_dims *in, const 
     }
 #if defined(TL_BACKEND)
     {
-        const int r = tl_backend_avg_pool(params, in, input, out, output);
+        const int r = tl_backend_avg_pool(ctx, params, in, input, out, output);
         if (r != TL_DECLINED) {
             return (tl_status)r;
         }
     }
+#else
+    (void)ctx;
 #endif
     tl_pool_portable(params, in, input, out, output, 1);
     return TL_OK;
@@ -224,8 +226,8 @@ size_t tl_avg_pool_s8_scratch_size(const tl_pool_params *params, const tl_dims *
 #endif
 }
 
-tl_status tl_max_pool_s8(const tl_pool_params *params, const tl_dims *in, const int8_t *input,
-                         const tl_dims *out, int8_t *output)
+tl_status tl_max_pool_s8(const tl_context *ctx, const tl_pool_params *params, const tl_dims *in,
+                         const int8_t *input, const tl_dims *out, int8_t *output)
 {
     const tl_status s = tl_pool_check(params, in, input, out, output);
     if (s != TL_OK) {
@@ -233,11 +235,13 @@ tl_status tl_max_pool_s8(const tl_pool_params *params, const tl_dims *in, const 
     }
 #if defined(TL_BACKEND)
     {
-        const int r = tl_backend_max_pool(params, in, input, out, output);
+        const int r = tl_backend_max_pool(ctx, params, in, input, out, output);
         if (r != TL_DECLINED) {
             return (tl_status)r;
         }
     }
+#else
+    (void)ctx;
 #endif
     tl_pool_portable(params, in, input, out, output, 0);
     return TL_OK;

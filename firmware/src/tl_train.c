@@ -424,6 +424,49 @@ static int64_t tl_ga_entry(const tl_lora_params *p, const int64_t *dh, const int
     return sum;
 }
 
+/* Largest |v| over n values: the peak of an outer product u v^T is the product
+ * of the peaks (|u_i v_j| = |u_i| |v_j|), which spares a one-row layer the pass over its
+ * entries. */
+static uint32_t tl_peak_i16(const int16_t *v, int32_t n, size_t stride)
+{
+    uint32_t peak = 0u;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const uint32_t m = tl_mag32(v[(size_t)i * stride]);
+        peak = m > peak ? m : peak;
+    }
+    return peak;
+}
+
+static uint32_t tl_peak_i8(const int8_t *v, int32_t n, int32_t offset)
+{
+    uint32_t peak = 0u;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const uint32_t m = tl_mag32((int32_t)v[i] + offset);
+        peak = m > peak ? m : peak;
+    }
+    return peak;
+}
+
+static uint64_t tl_peak_i64(const int64_t *v, int32_t n)
+{
+    uint64_t peak = 0u;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const uint64_t m = tl_mag64(v[i]);
+        peak = m > peak ? m : peak;
+    }
+    return peak;
+}
+
+/* normalize31 of an outer-product entry (a one-row layer): |v| <= peak < 2^31 makes the block
+ * exponent e <= 0 (>= -30), so normalization is an exact left shift. */
+static int32_t tl_shl31(int32_t v, int32_t e)
+{
+    return tl_wrap32((uint32_t)v << -e);
+}
+
 static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *opt,
                                 const int8_t *input, const int16_t *grad, int32_t e,
                                 const tl_lora_tensors *lora, int32_t eh)
@@ -432,28 +475,37 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
     uint64_t peak = 0u;
     int32_t c, j, k, eb, ea, shift;
     /* GB = normalize31(g^T . h) -> rescale(GB, M_uB, shift + e + eb) */
-    for (c = 0; c < C; ++c) {
-        for (j = 0; j < r; ++j) {
-            const uint64_t m = tl_mag64(tl_gb_entry(p, grad, lora->h, rows, c, j));
-            peak = m > peak ? m : peak;
+    if (rows == 1) { /* an outer product: |g| < 2^16, |h| <= 128 */
+        peak = (uint64_t)tl_peak_i16(grad, C, 1u) * tl_peak_i8(lora->h, r, 0);
+    } else {
+        for (c = 0; c < C; ++c) {
+            for (j = 0; j < r; ++j) {
+                const uint64_t m = tl_mag64(tl_gb_entry(p, grad, lora->h, rows, c, j));
+                peak = m > peak ? m : peak;
+            }
         }
     }
     eb = peak == 0u ? 0 : tl_bit_length64(peak) - 31;
     shift = tl_shift_sum(p->update_b_shift, e, eb, 0);
     for (c = 0; c < C; ++c) {
         for (j = 0; j < r; ++j) {
-            const int32_t m =
-                (int32_t)tl_normalize_value(tl_gb_entry(p, grad, lora->h, rows, c, j), eb, 31);
+            const int32_t m = rows == 1 ? tl_shl31((int32_t)grad[c] * (int32_t)lora->h[j], eb)
+                                        : (int32_t)tl_normalize_value(
+                                              tl_gb_entry(p, grad, lora->h, rows, c, j), eb, 31);
             tl_emit(opt, &lora->db, c * r + j,
                     tl_requantize_single(m, p->update_b_multiplier, shift));
         }
     }
     /* GA = normalize31(dh^T . x_off) -> rescale(GA, M_uA, shift + e + eh + ea) */
     peak = 0u;
-    for (j = 0; j < r; ++j) {
-        for (k = 0; k < K; ++k) {
-            const uint64_t m = tl_mag64(tl_ga_entry(p, lora->dh, input, j, k));
-            peak = m > peak ? m : peak;
+    if (rows == 1) { /* an outer product: |dh| < 2^15, |x_off| <= 255 */
+        peak = tl_peak_i64(lora->dh, r) * tl_peak_i8(input, K, p->input_offset);
+    } else {
+        for (j = 0; j < r; ++j) {
+            for (k = 0; k < K; ++k) {
+                const uint64_t m = tl_mag64(tl_ga_entry(p, lora->dh, input, j, k));
+                peak = m > peak ? m : peak;
+            }
         }
     }
     ea = peak == 0u ? 0 : tl_bit_length64(peak) - 31;
@@ -461,7 +513,9 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
     for (j = 0; j < r; ++j) {
         for (k = 0; k < K; ++k) {
             const int32_t m =
-                (int32_t)tl_normalize_value(tl_ga_entry(p, lora->dh, input, j, k), ea, 31);
+                rows == 1
+                    ? tl_shl31((int32_t)lora->dh[j] * ((int32_t)input[k] + p->input_offset), ea)
+                    : (int32_t)tl_normalize_value(tl_ga_entry(p, lora->dh, input, j, k), ea, 31);
             tl_emit(opt, &lora->da, j * K + k,
                     tl_requantize_single(m, p->update_a_multiplier, shift));
         }

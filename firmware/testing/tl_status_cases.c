@@ -30,24 +30,24 @@ void tl_status_cases(void)
     const tl_softmax_params sm_bad_shift = { 1 << 30, 32, -100 };
 
     tl_report_begin("status", 0);
-    tl_report_put_i32(
-        (int32_t)tl_fully_connected_s8(&fc, &q, &fc_in, x, &fc_w, w, NULL, &fc_out, y)); /* TL_OK */
-    tl_report_put_i32((int32_t)tl_fully_connected_s8(&fc, &q, &fc_in, NULL, &fc_w, w, NULL, &fc_out,
-                                                     y)); /* NULL */
-    tl_report_put_i32((int32_t)tl_fully_connected_s8(&fc_bad_act, &q, &fc_in, x, &fc_w, w, NULL,
-                                                     &fc_out, y)); /* PARAM */
-    tl_report_put_i32((int32_t)tl_fully_connected_s8(&fc_bad_offset, &q, &fc_in, x, &fc_w, w, NULL,
-                                                     &fc_out, y)); /* PARAM */
-    tl_report_put_i32((int32_t)tl_fully_connected_s8(&fc, &q, &fc_in_bad, x, &fc_w, w, NULL,
+    tl_report_put_i32((int32_t)tl_fully_connected_s8(NULL, &fc, &q, &fc_in, x, &fc_w, w, NULL,
+                                                     &fc_out, y)); /* TL_OK */
+    tl_report_put_i32((int32_t)tl_fully_connected_s8(NULL, &fc, &q, &fc_in, NULL, &fc_w, w, NULL,
+                                                     &fc_out, y)); /* NULL */
+    tl_report_put_i32((int32_t)tl_fully_connected_s8(NULL, &fc_bad_act, &q, &fc_in, x, &fc_w, w,
+                                                     NULL, &fc_out, y)); /* PARAM */
+    tl_report_put_i32((int32_t)tl_fully_connected_s8(NULL, &fc_bad_offset, &q, &fc_in, x, &fc_w, w,
+                                                     NULL, &fc_out, y)); /* PARAM */
+    tl_report_put_i32((int32_t)tl_fully_connected_s8(NULL, &fc, &q, &fc_in_bad, x, &fc_w, w, NULL,
                                                      &fc_out, y)); /* SHAPE */
-    tl_report_put_i32(
-        (int32_t)tl_conv2d_s8(&conv, &q, &conv_in, x, &conv_w, w, NULL, &conv_out, y)); /* TL_OK */
-    tl_report_put_i32((int32_t)tl_conv2d_s8(&conv_bad_stride, &q, &conv_in, x, &conv_w, w, NULL,
-                                            &conv_out, y)); /* PARAM */
-    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8(&dw_bad_mult, &q, &conv_in, x, &dw_w, w, NULL,
-                                                      &conv_out, y));     /* SHAPE */
-    tl_report_put_i32((int32_t)tl_softmax_s8(&sm, 1, 8, x, y));           /* TL_OK */
-    tl_report_put_i32((int32_t)tl_softmax_s8(&sm, 1, 4096, x, y));        /* SHAPE */
-    tl_report_put_i32((int32_t)tl_softmax_s8(&sm_bad_shift, 1, 8, x, y)); /* PARAM */
+    tl_report_put_i32((int32_t)tl_conv2d_s8(NULL, &conv, &q, &conv_in, x, &conv_w, w, NULL,
+                                            &conv_out, y)); /* TL_OK */
+    tl_report_put_i32((int32_t)tl_conv2d_s8(NULL, &conv_bad_stride, &q, &conv_in, x, &conv_w, w,
+                                            NULL, &conv_out, y)); /* PARAM */
+    tl_report_put_i32((int32_t)tl_depthwise_conv2d_s8(NULL, &dw_bad_mult, &q, &conv_in, x, &dw_w, w,
+                                                      NULL, &conv_out, y)); /* SHAPE */
+    tl_report_put_i32((int32_t)tl_softmax_s8(&sm, 1, 8, x, y));             /* TL_OK */
+    tl_report_put_i32((int32_t)tl_softmax_s8(&sm, 1, 4096, x, y));          /* SHAPE */
+    tl_report_put_i32((int32_t)tl_softmax_s8(&sm_bad_shift, 1, 8, x, y));   /* PARAM */
     tl_report_end();
 }

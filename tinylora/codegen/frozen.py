@@ -13,7 +13,9 @@ HARD_SWISH; :mod:`tinylora.codegen.frozen_ops`). Any DAG with one input and one 
 :func:`tinylora.planning.forward.plan_forward` places each tensor in ``scratch`` (caller-owned,
 ``<PREFIX>_SCRATCH_SIZE`` bytes) for its lifetime; RESHAPE moves no bytes. A chain of FC /
 conv / depthwise / RESHAPE / SOFTMAX keeps the earlier plan (activations alternate between two
-halves of ``scratch``), so its C keeps its bytes. With ``inputs``, the file also embeds those
+halves of ``scratch``), so its C keeps its bytes. Behind the activations lies the kernel
+scratch of the optimised library ``backend`` (planning/kernel_scratch.py; none for
+``portable``), handed to each call that needs it as a ``tl_context``. With ``inputs``, the file also embeds those
 samples and ``void <prefix>_run_tests(void)``, which runs each and prints the outputs in the
 ``tl_report`` line protocol as ``T <prefix>_out_<i hex> <bytes>`` (float32 outputs as their
 bits), to compare with :meth:`tinylora.Model.forward` byte for byte (see
@@ -30,6 +32,7 @@ from tinylora.codegen import c_array_rows, c_comment, c_identifier, provenance, 
 from tinylora.codegen.frozen_ops import OPS, _Array, op_step
 from tinylora.errors import ModelError
 from tinylora.planning.forward import ForwardPlan, plan_forward
+from tinylora.planning.kernel_scratch import layer_scratch, max_scratch
 from tinylora.ref.layers import SUPPORTED_OPS as CHAIN_OPS
 from tinylora.ref.layers import Layer, _padding_before
 from tinylora.ref.model import Model
@@ -209,10 +212,11 @@ def _plan_dag(plan: FrozenPlan, model: Model) -> None:
         plan.steps.append(step)
 
 
-def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
+def plan_frozen(model: Model, prefix: str = "tl_model", backend: str = "portable") -> FrozenPlan:
     """The generated forward's constants, steps and buffers for ``model``: any DAG of the
     supported ops with one input and one output (:func:`tinylora.planning.forward.plan_forward`
-    places its tensors; a chain of FC / conv / softmax keeps its two-region plan)."""
+    places its tensors; a chain of FC / conv / softmax keeps its two-region plan), its frozen
+    kernels built against ``backend`` (whose kernel scratch lies behind the activations)."""
     _check_codegen(model)
     prefix = c_identifier(prefix)
     plan = FrozenPlan(prefix, int(np.prod(model.input_shape)), int(np.prod(model.output_shape)), 0)
@@ -222,18 +226,24 @@ def plan_frozen(model: Model, prefix: str = "tl_model") -> FrozenPlan:
         _plan_chain(plan, model)
     else:
         _plan_dag(plan, model)
+    activations, kernel = plan.scratch_size, max_scratch(backend, plan.steps)
+    plan.scratch_size += kernel
+    for step in plan.steps:
+        step["ctx"] = ({"buf": f"scratch + {activations}", "size": kernel}
+                       if layer_scratch(backend, step) else None)
     return plan
 
 
 def generate_frozen_c(model: Model, inputs=None, prefix: str = "tl_model",
-                      command: str | None = None) -> str:
+                      command: str | None = None, backend: str = "portable") -> str:
     """C source of ``model``'s frozen forward (and, with ``inputs``, its test runner).
 
     ``inputs``: int8 samples, shape (N, *model.input_shape), embedded as test vectors.
     ``command`` is recorded in the provenance header. Deterministic: the same arguments
-    always give the same bytes.
+    always give the same bytes. ``backend``: the optimised library the program links (its
+    kernel scratch is planned into ``scratch``).
     """
-    plan = plan_frozen(model, prefix)
+    plan = plan_frozen(model, prefix, backend)
     tests = None
     if inputs is not None:
         x, _ = model._check_input(np.asarray(inputs))

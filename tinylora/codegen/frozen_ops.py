@@ -6,7 +6,9 @@ the same ``*_params`` functions the numpy reference runs), its dims and, where t
 constant operands (an ADD's constant addend, a CONCATENATION's axis sizes), the const arrays.
 Every op's ``form`` names the shape of its call:
 
-``tensor``   ``call(&params, &input_dims, src, &output_dims, dst)``  (pooling, PAD)
+``pool``     ``call(ctx, &params, &input_dims, src, &output_dims, dst)``  (pooling: ``ctx`` the
+             library's kernel scratch, a ``tl_context``, or NULL)
+``tensor``   ``call(&params, &input_dims, src, &output_dims, dst)``  (PAD)
 ``add``      ``tl_add_s8(&params, &input_dims, src[0], &input2_dims, src[1], &output_dims, dst)``
 ``mean``     ``tl_mean_s8(&params, &input_dims, src, dst)``
 ``concat``   ``tl_concat_s8(&params, inputs, dst)`` with ``inputs = {src...}``
@@ -82,7 +84,7 @@ def _pool(layer, shapes, arrays, tag) -> dict:
     params = {"stride_h": o["stride_h"], "stride_w": o["stride_w"],
               "filter_h": o["filter_height"], "filter_w": o["filter_width"],
               "pad_h": pad_h, "pad_w": pad_w, "act_min": lo, "act_max": hi}
-    return {"form": "tensor", "call": call, "params_type": "tl_pool_params", "params": params}
+    return {"form": "pool", "call": call, "params_type": "tl_pool_params", "params": params}
 
 
 def _pad(layer, shapes, arrays, tag) -> dict:

@@ -44,6 +44,7 @@ from tinylora.codegen.frozen import _Array, plan_frozen
 from tinylora.codegen.vectors import VectorSet, expected_vectors, generate_shared_arena, generate_vectors
 from tinylora.errors import ConfigError, InputError
 from tinylora.formats import checkpoint as ckpt
+from tinylora.planning import kernel_scratch
 from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
 from tinylora.ref import lora
 from tinylora.ref.dag import require_c_backward
@@ -234,11 +235,18 @@ def _forward_op(sp: StepPlan, life: _Lifetimes, frozen_steps: dict, t: int, op) 
     if isinstance(layer, Reshape):
         return {"kind": "copy", "comment": comment, "src": _at(src), "dst": _at(dst),
                 "bytes": int(np.prod(layer.output_shape))}
+    scratch = kernel_scratch.buffer_name(op.layer)  # the library's, planned in the arena
+    ctx = None
+    if life.has(scratch):
+        k = life.read(scratch, t)
+        ctx = {"buf": _at(k), "size": k.size}
     step = frozen_steps[op.layer]
     if step.get("form") in ("add", "concat"):   # every input: residual branches, a constant
-        return {"kind": "frozen", "comment": comment, "step": step, "dst": _at(dst),
-                "src": [_at(b) for b in ins] + ([step["constant"]] if step.get("constant") else [])}
-    return {"kind": "frozen", "comment": comment, "step": step, "src": _at(src), "dst": _at(dst)}
+        src = [_at(b) for b in ins] + ([step["constant"]] if step.get("constant") else [])
+    else:
+        src = _at(src)
+    return {"kind": "frozen", "comment": comment, "step": step, "src": src, "dst": _at(dst),
+            "ctx": ctx}
 
 
 def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
@@ -363,7 +371,7 @@ def _header_lines(sp: StepPlan, command: str | None, function: str) -> list[str]
         f"density {t.grad_density}; capacity {t.grad_capacity}; recompute {t.recompute}.",
         f"Arena: {sp.plan.total_bytes} B (persistent {sp.plan.persistent_bytes}, scratch "
         f"{sp.plan.scratch_bytes}); {len(t.schedule)} schedule ops.",
-        "Bit-exact with tinylora.train.Trainer.step (docs/numerics.md).",
+        "Bit-exact with tinylora.ref.trainer.Trainer.step (docs/numerics.md).",
     ])
 
 

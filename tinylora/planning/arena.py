@@ -15,7 +15,7 @@ import numpy as np
 
 from tinylora.errors import BudgetError, ConfigError, ScheduleError
 from tinylora.planning.boards import load_board
-from tinylora.planning.kernel_scratch import frozen_layer_scratch
+from tinylora.planning.kernel_scratch import buffer_name, frozen_layer_scratch
 from tinylora.planning.plotting import plot_plan
 from tinylora.ref.dag import is_chain_path
 from tinylora.ref.lora import lora_rows
@@ -216,7 +216,7 @@ def lifetimes(trainer, backend: str = "portable") -> list[Buffer]:
         if op.op == "forward" and backend != "portable":
             need = frozen_layer_scratch(backend, trainer.model.layers[op.layer])
             if need:
-                out.append(Buffer(f"k{op.layer}", "int8", (need,), t, t, "scratch",
+                out.append(Buffer(buffer_name(op.layer), "int8", (need,), t, t, "scratch",
                                   f"kernel scratch ({backend})"))
         if op.op == "backward" and op.layer in trainer.adapters and trainer.accum_steps == 1:
             ad = trainer.adapters[op.layer]   # per-step gradient buffers: backward .. update

@@ -30,6 +30,7 @@ class Board:
     backend: str
     emulation: str
     static_limit_kb: int | None = None
+    heap_arena: bool = False      # the generated app takes its arena from the heap, not .bss
     console: dict | None = None   # the generated project's serial console (UART, pins)
     storage: dict | None = None   # where the generated project keeps checkpoints
     flash: dict | None = None     # flash layout: sectors, program region, code estimate

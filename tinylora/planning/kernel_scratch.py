@@ -31,7 +31,7 @@ from tinylora.errors import InputError
 from tinylora.ref.layers import _padding_before
 
 __all__ = ["SCRATCH_ALIGN", "library_scratch", "layer_scratch", "max_scratch", "frozen_call",
-           "frozen_layer_scratch"]
+           "frozen_layer_scratch", "buffer_name"]
 
 SCRATCH_ALIGN = 16
 _LIBRARY_BACKENDS = ("cmsis-nn", "esp-nn", "esp-nn-ansi")
@@ -116,6 +116,12 @@ def frozen_call(layer) -> dict | None:
     return {"kind": layer.kind, "params": params, "input_dims": _dims(1, h, w, c),
             "filter_dims": _dims(1, kh, kw, oc) if depthwise else _dims(oc, kh, kw, c),
             "output_dims": _dims(1, oh, ow, oc)}
+
+
+def buffer_name(layer: int) -> str:
+    """The arena buffer holding layer ``layer``'s kernel scratch during its frozen call (the
+    generated step hands it to the kernel as a ``tl_context``)."""
+    return f"k{layer}"
 
 
 def frozen_layer_scratch(backend: str, layer) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 from tinylora.codegen import provenance
 from tinylora.errors import ProjectError
 from tinylora.planning.boards import Board
-from tinylora.targets import PIO_ENVS
+from tinylora.targets import LIBRARIES, PIO_ENVS
 
 FUNCTION = "tinylora.codegen.project.generate_project"
 
@@ -23,10 +23,10 @@ PLATFORM_DIR = "tools/platform-tinylora-qemu"
 
 
 #: ESP-NN, pinned (ESP Component Registry, espressif/esp-nn); CMSIS-NN's release to vendor.
-ESP_NN_VERSION = "1.1.2"
+ESP_NN_VERSION = LIBRARIES["esp-nn"].version.lstrip("v")
 
 
-CMSIS_NN_VERSION = "7.0.0"
+CMSIS_NN_VERSION = LIBRARIES["cmsis-nn"].version.lstrip("v")
 
 
 #: Runtime files every project carries (firmware/ -> lib/tinylora/src).
@@ -134,6 +134,10 @@ class Project:
     trainer: object = None
     #: the program image against the board's flash layout (tinylora.planning.flash.FlashBudget)
     flash: object = None
+    #: the frozen kernels (codegen/project/kernels.py) and the largest kernel scratch one frozen
+    #: call takes from the arena for them
+    backend: str = "portable"
+    kernel_scratch: int = 0
     #: the application's console lines after boot (no '#' lines), as numpy computes them
     expected_output: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)

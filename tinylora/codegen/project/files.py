@@ -7,6 +7,7 @@ import numpy as np
 
 from tinylora import __version__
 from tinylora.codegen import c_array_rows, c_comment, render
+from tinylora.codegen.project import kernels
 from tinylora.codegen.project.common import (
     CMSIS_NN_VERSION,
     ESP_NN_VERSION,
@@ -123,7 +124,8 @@ def _board_context(p: Project) -> dict:
     storage, console, stm32 = _board_storage_console(b)
     width = max(len(b.name), *(len(q.env) for q in QEMU_ENVS))
     qemu = [{"env": q.env, "board": q.board, "title": q.title, "own": q.emulation == b.emulation,
-             "pad": " " * (width - len(q.env)), "command": q.command} for q in QEMU_ENVS]
+             "pad": " " * (width - len(q.env)), "command": q.command,
+             "kernel_options": kernels.qemu_options(p.backend, q.emulation)} for q in QEMU_ENVS]
     layout = flash_layout(b)
     app = layout.app
     # PlatformIO's size check (checkprogsize, run by pio run / test / upload) refuses an image
@@ -131,28 +133,32 @@ def _board_context(p: Project) -> dict:
     # and in the QEMU environments, which build the same libraries and tests
     size_check = [f"board_upload.maximum_size = {app.size}"]
     partitions = _partition_rows(layout, storage) if esp else []
+    flags = kernels.board_flags(p.backend)
+    lib = kernels.library(p.backend)
+    if flags:  # the one line to delete for tinylora's portable kernels (README.md)
+        flags = [f"; frozen kernels: {lib.title} {lib.version}; delete the next line for the portable C",
+                 *flags]
     if esp:
         board_options = ["board_build.partitions = partitions.csv",
-                         "monitor_filters = esp32_exception_decoder"]
+                         "monitor_filters = esp32_exception_decoder",
+                         *(["build_flags =", *flags] if flags else [])]
     else:
-        board_options = ["upload_protocol = stlink", *size_check, "build_flags =", f"    -D TL_STM32_{stm32['family']}",
-                         "; CMSIS-NN: vendor it into lib/cmsis_nn (lib/cmsis_nn/README.md). The",
-                         "; runtime's TL_USE_CMSIS_NN dispatch is verified only against a test",
-                         "; double, and this project does not yet register kernel scratch",
-                         "; (tl_kernels_set_scratch): keep -D TL_USE_CMSIS_NN off for now."]
+        board_options = ["upload_protocol = stlink", *size_check, "build_flags =",
+                         f"    -D TL_STM32_{stm32['family']}", *flags]
     return dict(board=b, esp=esp, stm32=stm32, storage=storage, console=console,
                 ram_storage=_ram_storage(p.code.checkpoint_bytes), qemu=qemu,
                 board_options=board_options, size_check=size_check, partitions=partitions,
                 adapters=layout.adapter_slots,
                 board_pad=" " * (width - len(b.name)), version=__version__,
                 esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
-                cmsis_nn_tag=f"v{CMSIS_NN_VERSION}",
+                cmsis_nn_tag=f"v{CMSIS_NN_VERSION}", library=lib, backend=p.backend,
+                kernel_scratch=p.kernel_scratch,
                 # decisions made here, not in templates: which ESP-NN kernels the chip gets
-                # (the board's backend) and whether the arena comes from the heap (the original
-                # ESP32: tl_board.h's CONFIG_IDF_TARGET_ESP32 branch)
-                esp_nn_kernels=("the ESP32-S3 SIMD path" if b.backend == "esp-nn"
-                                else "ANSI C on this chip"),
-                heap_arena=esp and b.name == "esp32")
+                # and whether the arena comes from the heap (board data: heap_arena, the
+                # original ESP32: tl_board.h's CONFIG_IDF_TARGET_ESP32 branch)
+                esp_nn_kernels=("the ESP32-S3 SIMD path" if b.name == "esp32s3"
+                                else "the generic-opt C path on this chip, no S3 SIMD"),
+                heap_arena=b.heap_arena)
 
 
 def _app_context(p: Project, model, x, samples_note: str, epochs: int) -> dict:

@@ -25,7 +25,7 @@ from tinylora.codegen.project.common import (
 from tinylora.codegen.step import plan_step, render_step
 from tinylora.errors import ProjectError
 from tinylora.formats.checkpoint import CheckpointStore
-from tinylora.planning.arena import ALIGN, ArenaPlan
+from tinylora.planning.arena import ALIGN, ArenaPlan, plan_trainer
 
 
 def _forward_common(fplan) -> dict:
@@ -50,15 +50,16 @@ def _test_model_main(model, fplan, samples: np.ndarray, app_classes: np.ndarray,
 
 
 def frozen_model_code(model, trainer=None, samples: np.ndarray | None = None, labels=None,
-                      command: str | None = None, prefix: str = "tl_model", plan=None) -> ModelCode:
+                      command: str | None = None, prefix: str = "tl_model", plan=None,
+                      backend: str = "portable") -> ModelCode:
     """The frozen forward behind ``tl_app_model.h`` (predictions only: no training, no
     checkpoints), and its bit-exact vectors as ``test/test_model`` (outputs of
     :meth:`tinylora.Model.forward` on ``samples``). A :data:`ModelCodeFactory`: ``trainer``,
-    ``labels`` and ``plan`` are not used."""
-    fplan = plan_frozen(model, prefix)
+    ``labels`` and ``plan`` are not used; ``backend``'s kernel scratch is in its scratch."""
+    fplan = plan_frozen(model, prefix, backend)
     common = _forward_common(fplan)
     lib = {
-        "tl_model.c": generate_frozen_c(model, None, prefix, command),
+        "tl_model.c": generate_frozen_c(model, None, prefix, command, backend),
         "tl_model.h": render("project/lib/tinylora/tl_model.h.j2",
                              header=_header("lib/tinylora/src/tl_model.h", command), **common),
         "tl_app_model_frozen.c": render(
@@ -75,12 +76,12 @@ def frozen_model_code(model, trainer=None, samples: np.ndarray | None = None, la
 
 
 def _frozen_test_model(model, samples: np.ndarray, app_classes: np.ndarray, source: str,
-                       command: str | None) -> dict[str, str]:
+                       command: str | None, backend: str) -> dict[str, str]:
     """test/test_model of a build whose lib has no frozen forward: the frozen forward's C
-    (prefix tl_model) in the test folder, next to its vectors."""
-    fplan = plan_frozen(model, "tl_model")
+    (prefix tl_model, kernel scratch of ``backend``) in the test folder, next to its vectors."""
+    fplan = plan_frozen(model, "tl_model", backend)
     return {
-        "test_model/tl_model.c": generate_frozen_c(model, None, "tl_model", command),
+        "test_model/tl_model.c": generate_frozen_c(model, None, "tl_model", command, backend),
         "test_model/tl_model.h": render("project/lib/tinylora/tl_model.h.j2",
                                         header=_header("test/test_model/tl_model.h", command),
                                         **_forward_common(fplan)),
@@ -90,7 +91,8 @@ def _frozen_test_model(model, samples: np.ndarray, app_classes: np.ndarray, sour
 
 
 def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
-                        command: str | None = None, plan: ArenaPlan | None = None) -> ModelCode:
+                        command: str | None = None, plan: ArenaPlan | None = None,
+                        backend: str = "portable") -> ModelCode:
     """The generated training step behind ``tl_app_model.h``, with its tests.
 
     lib: ``tl_trainer.{h,c}`` (:func:`tinylora.codegen.step.generate_step`, without a static
@@ -102,6 +104,7 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
 
     x, _ = model._check_input(np.asarray(samples))
     y = np.asarray(labels, np.int64).reshape(-1)
+    plan = plan if plan is not None else plan_trainer(trainer, backend=backend)
     sp = plan_step(trainer, plan, prefix=STEP_PREFIX)
     macro = sp.macro
     lib = dict(render_step(sp, command=command, static_arena=False))
@@ -145,8 +148,8 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
         "test_training/test_main.c": render(
             "project/test/test_training/test_main.c.j2",
             header=_header("test/test_training/test_main.c", command,
-                           ["Expected values: tinylora.train.Trainer.step and "
-                            "tinylora.checkpoint (numpy), bit for bit."]),
+                           ["Expected values: tinylora.ref.trainer.Trainer.step and "
+                            "tinylora.formats.checkpoint (numpy), bit for bit."]),
             prefix=STEP_PREFIX, macro=macro, steps=n, restore_at=half, predict=predict,
             unit=RAM_STORAGE["erase_unit"],
             logits_rows=c_array_rows(np.stack(logits)), loss_rows=c_array_rows(losses),
@@ -156,8 +159,8 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
             name_rows=_name_rows(step_names)),
     }
     app_classes = np.argmax(np.asarray(trainer.logits(x)).reshape(count, -1), axis=-1)
-    tests.update(_frozen_test_model(model, x, app_classes, "tinylora.train.Trainer.logits "
-                                    "(the adapters' initial state)", command))
+    tests.update(_frozen_test_model(model, x, app_classes, "tinylora.ref.trainer.Trainer.logits "
+                                    "(the adapters' initial state)", command, backend))
     ckpt = len(ckpt_final)
     cases = {"test_training": n + 2 + len(masters) + 13, "test_model": count + 3}
     runtime = TRAINING_RUNTIME + (OPS_RUNTIME if plan_frozen(model).uses_ops else ())
@@ -165,17 +168,20 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
                      # the step's arena, the checkpoint buffer, and room to align the start
                      arena_bytes=sp.plan.total_bytes + ckpt + ALIGN - 1,
                      description=f"generated training step ({STEP_PREFIX}.c, bit-exact with "
-                                 "tinylora.train.Trainer.step) with checkpoints",
+                                 "tinylora.ref.trainer.Trainer.step) with checkpoints",
                      checkpoint_bytes=ckpt, test_cases=cases)
 
 
 #: The one place where a project's model code is chosen: (model, trainer, samples, labels,
-#: command=..., plan=...) -> ModelCode; ``plan`` is the trainer's arena plan, already made and
-#: checked by plan_project (None: make it).
+#: command=..., plan=..., backend=...) -> ModelCode; ``plan`` is the trainer's arena plan,
+#: already made and checked by plan_project (None: make it) for the frozen kernels of
+#: ``backend``, whose kernel scratch the model code hands to them.
 ModelCodeFactory = Callable[..., ModelCode]
 
 
 def model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
-               command: str | None = None, plan: ArenaPlan | None = None) -> ModelCode:
+               command: str | None = None, plan: ArenaPlan | None = None,
+               backend: str = "portable") -> ModelCode:
     """The model code of a project (see the module docstring): the training step."""
-    return training_model_code(model, trainer, samples, labels, command=command, plan=plan)
+    return training_model_code(model, trainer, samples, labels, command=command, plan=plan,
+                               backend=backend)

@@ -11,6 +11,7 @@ from tinylora import datasets, load_tflite, tasks
 from tinylora.codegen.project.common import _REGION_FILES, FRAMEWORKS, GEN_LR, Project, _argmax_first, _storage_name
 from tinylora.codegen.project.files import _render_files
 from tinylora.codegen.project.flash import project_flash
+from tinylora.codegen.project.kernels import project_backend
 from tinylora.codegen.project.model_code import ModelCodeFactory, model_code
 from tinylora.codegen.project.regions import _region_names
 from tinylora.codegen.project.simulate import simulate_app
@@ -58,8 +59,9 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
                  auto_rank: bool = False, data: str | None = None, samples: int = 32,
                  epochs: int = 3, command: str | None = None,
                  model_code_factory: ModelCodeFactory | None = None,
-                 lr: float = GEN_LR) -> Project:
-    """Decide the whole project for ``board`` (nothing is written).
+                 lr: float = GEN_LR, backend: str | None = None) -> Project:
+    """Decide the whole project for ``board`` (nothing is written); ``backend``: the frozen
+    kernels (default: the board's, see codegen/project/kernels.py).
 
     Raises :class:`~tinylora.errors.BudgetError` if the training step's arena does not fit
     the board's arena budget, :class:`~tinylora.planning.boards.BoardError` for an unknown board.
@@ -91,12 +93,14 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
     if not 0 < lr < 1:
         raise InputError("lr must be in (0, 1)")
     trainer = Trainer(model, config, lr=lr, recompute=recompute, calibration=x[:64])
-    # BudgetError when it does not fit (a Board given as data: its own budget)
-    plan = checked_plan(trainer, board=b.name) if not isinstance(board, Board) else \
-        checked_plan(trainer, budget=b.arena_budget)
+    # BudgetError when it does not fit (a Board given as data: its own budget); the frozen
+    # kernels' scratch is planned in the arena like every other buffer
+    backend = project_backend(b, backend)
+    plan = checked_plan(trainer, board=b.name, backend=backend) if not isinstance(board, Board) \
+        else checked_plan(trainer, budget=b.arena_budget, backend=backend)
 
     factory = model_code_factory or model_code
-    code = factory(model, trainer, x, y, command=command, plan=plan)
+    code = factory(model, trainer, x, y, command=command, plan=plan, backend=backend)
     arena = max(plan.total_bytes, code.arena_bytes)
     arena = (arena + 7) // 8 * 8
     if arena > b.arena_budget:
@@ -123,7 +127,9 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
                       arena_bytes=arena, training_arena_bytes=plan.total_bytes,
                       budget=b.arena_budget, plan_report=plan.report(), samples=len(x), code=code,
                       epochs=epochs, checkpoint_every=every, lr=trainer.lr, trainer=trainer,
-                      flash=flash)
+                      flash=flash, backend=backend,
+                      kernel_scratch=max((b.size for b in plan.buffers
+                                          if b.what.startswith("kernel scratch")), default=0))
     project.expected_output = simulate_app(trainer, x, y, epochs, every, code.checkpoint_bytes,
                                            _storage_name(b), can_train=code.can_train,
                                            model=model)

@@ -9,7 +9,12 @@
 # firmware/targets; in tinylora's source tree the platform finds them at ../../targets).
 # `upload` does nothing: QEMU loads the ELF itself (see test_testing_command in
 # platformio.ini, which runs the test firmware under QEMU with semihosting).
-from os.path import isdir, join
+# An environment with `custom_kernel_library` options (written by tinylora gen) also links an
+# optimised kernel library (CMSIS-NN, ESP-NN), built here from the unmodified source tree its
+# environment variable names; without that tree the build stops and says how to fix it.
+import glob
+import sys
+from os.path import isdir, isfile, join, relpath
 
 from SCons.Script import AlwaysBuild, Default, DefaultEnvironment
 
@@ -88,6 +93,41 @@ else:
 env.Append(CPPPATH=[join(TARGETS_DIR, "include"), join(TARGETS_DIR, "..", "testing")])
 env.BuildSources(join("$BUILD_DIR", "TinyloraTarget"), TARGETS_DIR, ["-<*>"] + support)
 
+
+
+def option_lines(name):
+    return [v.strip() for v in env.GetProjectOption(name, "").splitlines() if v.strip()]
+
+
+def kernel_library():
+    title = env.GetProjectOption("custom_kernel_library", "")
+    if not title:
+        return
+    var = env.GetProjectOption("custom_kernel_library_env")
+    root = env.GetProjectOption("custom_kernel_library_dir", "").strip()
+    marker = env.GetProjectOption("custom_kernel_library_marker")
+    if not root or not isfile(join(root, marker)):
+        why = "%s is not set" % var if not root else "%s=%s has no %s" % (var, root, marker)
+        sys.stderr.write(
+            "Error: environment %s links %s, but %s. Point %s at an unmodified %s tree "
+            "(export %s=/path/to/it; README.md, \"Accelerated kernels\"), or regenerate the "
+            "project with tinylora gen --backend portable.\n"
+            % (env.subst("$PIOENV"), title, why, var, title, var))
+        env.Exit(1)
+    includes = [join(root, d) for d in option_lines("custom_kernel_library_include")]
+    defines = [tuple(d.split("=", 1)) if "=" in d else d
+               for d in option_lines("custom_kernel_library_defines")]
+    sources = sorted(relpath(f, root) for pattern in option_lines("custom_kernel_library_sources")
+                     for f in glob.glob(join(root, pattern)))
+    libenv = env.Clone()  # the library's own C, unmodified: no project warning flags
+    libenv.Append(CCFLAGS=["-w"], CPPPATH=includes, CPPDEFINES=defines)
+    lib = libenv.BuildLibrary(join("$BUILD_DIR", "KernelLibrary"), root,
+                              ["-<*>"] + ["+<%s>" % s for s in sources])
+    env.Append(CPPPATH=includes, CPPDEFINES=defines)
+    env.Prepend(LIBS=[lib])
+
+
+kernel_library()
 program = env.BuildProgram()
 AlwaysBuild(env.Alias("upload", program, env.VerboseAction(
     lambda target, source, env: None,
