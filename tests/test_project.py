@@ -356,9 +356,10 @@ def _serial(x, y):
     # line ends LF, CRLF and CR alone (minicom, screen); a second C has nothing new (a '#'
     # reply); the last line has no line end
     text = (f"?\nS {y[0]} {x[0].tobytes().hex()}\r\nP {x[1].tobytes().hex().upper()}\n"
-            f"X\nS 99 00\rS {y[2]} {x[2].tobytes().hex()}\nE\rC\nC\nE")
+            f"Q\nS 99 00\rS {y[2]} {x[2].tobytes().hex()}\nE\rC\nC\nE")
     commands = [("?",), ("S", int(y[0]), x[0]), ("P", x[1]),
-                ("!", "unknown command (S, P, E, C or ?)"), ("!", "bad label (a decimal class number)"),
+                ("!", "unknown command (S, P, E, C, ?, L, X, U, D, F or G)"),
+                ("!", "bad label (a decimal class number)"),
                 ("S", int(y[2]), x[2]), ("E",), ("C",), ("C",), ("E",)]
     return text, commands
 

@@ -99,6 +99,14 @@ const tl_storage *tl_board_storage(void)
 #endif
 }
 
+const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots)
+{
+    /* The "adapters" partition is not wired to a tl_storage yet: no slots on ESP-IDF. */
+    *slot_size = 0u;
+    *slots = 0u;
+    return NULL;
+}
+
 #else
 typedef int tl_board_espidf_unused; /* ISO C: a translation unit is not empty */
 #endif

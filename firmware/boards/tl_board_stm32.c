@@ -115,6 +115,14 @@ const tl_storage *tl_board_storage(void)
     return tl_storage_stm32_flash();
 }
 
+const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots)
+{
+    /* The [adapters] flash sectors are not wired to a tl_storage yet: no slots on STM32. */
+    *slot_size = 0u;
+    *slots = 0u;
+    return NULL;
+}
+
 #else
 typedef int tl_board_stm32_unused; /* ISO C: a translation unit is not empty */
 #endif

@@ -12,7 +12,7 @@
 
 static const esp_partition_t *tl_partition;
 
-static int tl_part_open(void *ctx)
+static tl_status tl_part_open(void *ctx)
 {
     (void)ctx;
     if (tl_partition == NULL) {
@@ -21,14 +21,14 @@ static int tl_part_open(void *ctx)
             (esp_partition_subtype_t)TL_STORAGE_PARTITION_SUBTYPE, TL_STORAGE_PARTITION_LABEL);
     }
     if (tl_partition == NULL || tl_partition->size < TL_STORAGE_SIZE) {
-        return TL_STORAGE_ERR_OPEN;
+        return TL_ERR_OPEN;
     }
-    return TL_STORAGE_OK;
+    return TL_OK;
 }
 
-static int tl_part_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len);
-static int tl_part_erase(void *ctx, uint32_t offset, uint32_t len);
-static int tl_part_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
+static tl_status tl_part_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len);
+static tl_status tl_part_erase(void *ctx, uint32_t offset, uint32_t len);
+static tl_status tl_part_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
 
 static const tl_storage tl_part_storage = {
     .ctx = NULL,
@@ -39,46 +39,43 @@ static const tl_storage tl_part_storage = {
     .open = tl_part_open,
     .read = tl_part_read,
     .erase = tl_part_erase,
-    .write = tl_part_write,
+    .program = tl_part_write,
 };
 
-static int tl_part_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
+static tl_status tl_part_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
 {
-    int status = tl_part_open(ctx);
-    if (status == TL_STORAGE_OK) {
+    tl_status status = tl_part_open(ctx);
+    if (status == TL_OK) {
         status = tl_storage_check(&tl_part_storage, offset, len, 1u);
     }
-    if (status != TL_STORAGE_OK) {
+    if (status != TL_OK) {
         return status;
     }
-    return esp_partition_read(tl_partition, offset, dst, len) == ESP_OK ? TL_STORAGE_OK
-                                                                        : TL_STORAGE_ERR_IO;
+    return esp_partition_read(tl_partition, offset, dst, len) == ESP_OK ? TL_OK : TL_ERR_IO;
 }
 
-static int tl_part_erase(void *ctx, uint32_t offset, uint32_t len)
+static tl_status tl_part_erase(void *ctx, uint32_t offset, uint32_t len)
 {
-    int status = tl_part_open(ctx);
-    if (status == TL_STORAGE_OK) {
+    tl_status status = tl_part_open(ctx);
+    if (status == TL_OK) {
         status = tl_storage_check(&tl_part_storage, offset, len, TL_STORAGE_ERASE_UNIT);
     }
-    if (status != TL_STORAGE_OK) {
+    if (status != TL_OK) {
         return status;
     }
-    return esp_partition_erase_range(tl_partition, offset, len) == ESP_OK ? TL_STORAGE_OK
-                                                                          : TL_STORAGE_ERR_IO;
+    return esp_partition_erase_range(tl_partition, offset, len) == ESP_OK ? TL_OK : TL_ERR_IO;
 }
 
-static int tl_part_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
+static tl_status tl_part_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
 {
-    int status = tl_part_open(ctx);
-    if (status == TL_STORAGE_OK) {
+    tl_status status = tl_part_open(ctx);
+    if (status == TL_OK) {
         status = tl_storage_check(&tl_part_storage, offset, len, TL_STORAGE_PROGRAM_UNIT);
     }
-    if (status != TL_STORAGE_OK) {
+    if (status != TL_OK) {
         return status;
     }
-    return esp_partition_write(tl_partition, offset, src, len) == ESP_OK ? TL_STORAGE_OK
-                                                                         : TL_STORAGE_ERR_IO;
+    return esp_partition_write(tl_partition, offset, src, len) == ESP_OK ? TL_OK : TL_ERR_IO;
 }
 
 const tl_storage *tl_storage_esp_partition(void);

@@ -15,15 +15,15 @@
 
 #include "tl_storage.h"
 
-static int tl_flash_open(void *ctx)
+static tl_status tl_flash_open(void *ctx)
 {
     (void)ctx;
-    return TL_STORAGE_OK;
+    return TL_OK;
 }
 
-static int tl_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len);
-static int tl_flash_erase(void *ctx, uint32_t offset, uint32_t len);
-static int tl_flash_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
+static tl_status tl_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len);
+static tl_status tl_flash_erase(void *ctx, uint32_t offset, uint32_t len);
+static tl_status tl_flash_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
 
 static const tl_storage tl_flash_storage = {
     .ctx = NULL,
@@ -34,27 +34,27 @@ static const tl_storage tl_flash_storage = {
     .open = tl_flash_open,
     .read = tl_flash_read,
     .erase = tl_flash_erase,
-    .write = tl_flash_write,
+    .program = tl_flash_write,
 };
 
-static int tl_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
+static tl_status tl_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
 {
-    const int status = tl_storage_check(&tl_flash_storage, offset, len, 1u);
+    const tl_status status = tl_storage_check(&tl_flash_storage, offset, len, 1u);
     (void)ctx;
-    if (status == TL_STORAGE_OK) {
+    if (status == TL_OK) {
         memcpy(dst, (const void *)(uintptr_t)(TL_STORAGE_ADDRESS + offset), len);
     }
     return status;
 }
 
-static int tl_flash_erase(void *ctx, uint32_t offset, uint32_t len)
+static tl_status tl_flash_erase(void *ctx, uint32_t offset, uint32_t len)
 {
     FLASH_EraseInitTypeDef erase;
     uint32_t failed = 0;
     HAL_StatusTypeDef hal;
-    int status = tl_storage_check(&tl_flash_storage, offset, len, TL_STORAGE_ERASE_UNIT);
+    tl_status status = tl_storage_check(&tl_flash_storage, offset, len, TL_STORAGE_ERASE_UNIT);
     (void)ctx;
-    if (status != TL_STORAGE_OK || len == 0u) {
+    if (status != TL_OK || len == 0u) {
         return status;
     }
     memset(&erase, 0, sizeof erase);
@@ -78,16 +78,17 @@ static int tl_flash_erase(void *ctx, uint32_t offset, uint32_t len)
 #if defined(TL_STM32_F7) || defined(TL_STM32_H7)
     SCB_InvalidateDCache_by_Addr((void *)(uintptr_t)(TL_STORAGE_ADDRESS + offset), (int32_t)len);
 #endif
-    return hal == HAL_OK ? TL_STORAGE_OK : TL_STORAGE_ERR_IO;
+    return hal == HAL_OK ? TL_OK : TL_ERR_IO;
 }
 
-static int tl_flash_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
+static tl_status tl_flash_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
 {
     HAL_StatusTypeDef hal = HAL_OK;
     uint32_t done;
-    const int status = tl_storage_check(&tl_flash_storage, offset, len, TL_STORAGE_PROGRAM_UNIT);
+    const tl_status status =
+        tl_storage_check(&tl_flash_storage, offset, len, TL_STORAGE_PROGRAM_UNIT);
     (void)ctx;
-    if (status != TL_STORAGE_OK) {
+    if (status != TL_OK) {
         return status;
     }
     HAL_FLASH_Unlock();
@@ -110,7 +111,7 @@ static int tl_flash_write(void *ctx, uint32_t offset, const uint8_t *src, uint32
 #if defined(TL_STM32_F7) || defined(TL_STM32_H7)
     SCB_InvalidateDCache_by_Addr((void *)(uintptr_t)(TL_STORAGE_ADDRESS + offset), (int32_t)len);
 #endif
-    return hal == HAL_OK ? TL_STORAGE_OK : TL_STORAGE_ERR_IO;
+    return hal == HAL_OK ? TL_OK : TL_ERR_IO;
 }
 
 const tl_storage *tl_storage_stm32_flash(void);

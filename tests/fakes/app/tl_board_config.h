@@ -11,6 +11,12 @@
 #define TL_STORAGE_SIZE 0x400u
 #define TL_STORAGE_ERASE_UNIT 0x100u
 #define TL_STORAGE_PROGRAM_UNIT 4u
+#ifndef TL_ADAPTER_SLOTS
+#define TL_ADAPTER_SLOTS 3u /* adapter slots: RAM, 2 record units of 256 B, 3 slots of 256 B */
+#endif
+#define TL_ADAPTER_RAM_UNIT 256u
+#define TL_ADAPTER_RAM_SLOT_SIZE 256u
+#define TL_ADAPTER_RAM_SIZE (2u * TL_ADAPTER_RAM_UNIT + TL_ADAPTER_SLOTS * TL_ADAPTER_RAM_SLOT_SIZE)
 
 #if defined(ESP_PLATFORM) /* the ESP-IDF board files against tests/fakes/esp_idf */
 #define TL_STORAGE_PARTITION_LABEL "tinylora"

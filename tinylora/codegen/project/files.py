@@ -7,6 +7,7 @@ import numpy as np
 
 from tinylora import __version__
 from tinylora.codegen import c_array_rows, c_comment, render
+from tinylora.codegen.project.adapters import RAM_UNIT, slot_plan
 from tinylora.codegen.project.common import (
     CMSIS_NN_VERSION,
     ESP_NN_VERSION,
@@ -58,10 +59,12 @@ LIB_SOURCES = {
 STATIC_C = {
     "src/main.c": "app/main.c",
     "lib/tinylora/src/tl_app_model.h": "app/tl_app_model.h",
-    "lib/tl_app/src/tl_storage.h": "app/tl_storage.h",
-    "lib/tl_app/src/tl_storage.c": "app/tl_storage.c",
     "lib/tl_app/src/tl_protocol.h": "app/tl_protocol.h",
     "lib/tl_app/src/tl_protocol.c": "app/tl_protocol.c",
+    "lib/tl_app/src/tl_adapter.h": "app/tl_adapter.h",
+    "lib/tl_app/src/tl_adapter.c": "app/tl_adapter.c",
+    "lib/tl_app/src/tl_app_adapters.h": "app/tl_app_adapters.h",
+    "lib/tl_app/src/tl_app_adapters.c": "app/tl_app_adapters.c",
     "lib/tl_board/src/tl_board.h": "boards/tl_board.h",
     "lib/tl_board/src/tl_board_common.c": "boards/tl_board_common.c",
     "lib/tl_board/src/tl_board_qemu.c": "boards/tl_board_qemu.c",
@@ -140,10 +143,11 @@ def _board_context(p: Project) -> dict:
                          "; runtime's TL_USE_CMSIS_NN dispatch is verified only against a test",
                          "; double, and this project does not yet register kernel scratch",
                          "; (tl_kernels_set_scratch): keep -D TL_USE_CMSIS_NN off for now."]
-    return dict(board=b, esp=esp, stm32=stm32, storage=storage, console=console,
+    return dict(ram_adapter_unit=RAM_UNIT, board=b, esp=esp, stm32=stm32, storage=storage, console=console,
                 ram_storage=_ram_storage(p.code.checkpoint_bytes), qemu=qemu,
                 board_options=board_options, size_check=size_check, partitions=partitions,
                 adapters=layout.adapter_slots,
+                adapter_slots=slot_plan(layout, p.code.adapter_bytes, p.code.can_train),
                 board_pad=" " * (width - len(b.name)), version=__version__,
                 esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
                 cmsis_nn_tag=f"v{CMSIS_NN_VERSION}",

@@ -9,6 +9,7 @@ import numpy as np
 
 from tinylora.codegen import c_array_rows, render
 from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
+from tinylora.codegen.project.adapters import adapter_context, adapter_file_bytes
 from tinylora.codegen.project.common import (
     RAM_STORAGE,
     RUNTIME,
@@ -107,7 +108,7 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     lib["tl_app_model_train.c"] = render(
         "project/lib/tinylora/tl_app_model_train.c.j2",
         header=_header("lib/tinylora/src/tl_app_model_train.c", command),
-        prefix=STEP_PREFIX, macro=macro)
+        prefix=STEP_PREFIX, macro=macro, adapter=adapter_context(trainer))
 
     # the vectors: numpy's Trainer on a copy, the step sequence of test_training
     t = copy.deepcopy(trainer)
@@ -164,7 +165,8 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
                      arena_bytes=sp.plan.total_bytes + ckpt + ALIGN - 1,
                      description=f"generated training step ({STEP_PREFIX}.c, bit-exact with "
                                  "tinylora.train.Trainer.step) with checkpoints",
-                     checkpoint_bytes=ckpt, test_cases=cases)
+                     checkpoint_bytes=ckpt, adapter_bytes=adapter_file_bytes(trainer),
+                     test_cases=cases)
 
 
 #: The one place where a project's model code is chosen: (model, trainer, samples, labels,
