@@ -30,8 +30,11 @@ import pytest
 import tinylora
 from tinylora import emulate
 from tinylora.codegen import project as gen
+from tinylora.codegen.project import files as gen_files
+from tinylora.codegen.project.adapters import slot_plan
 from tinylora.errors import BudgetError
 from tinylora.planning.boards import board_names, load_board
+from tinylora.planning.flash import flash_layout
 
 BOARDS = board_names()
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
@@ -155,7 +158,7 @@ def test_project_contents_follow_the_board(projects, board):
     assert "test_framework = custom" in ini and (folder / "test/test_custom_runner.py").is_file()
     assert (folder / "lib/tinylora/library.json").is_file()
     assert json.loads((folder / "lib/tinylora/library.json").read_text())["name"] == "tinylora"
-    for suite in ("test_training", "test_model", "test_storage", "test_protocol"):
+    for suite in ("test_training", "test_model", "test_storage", "test_protocol", "test_adapters"):
         assert (folder / "test" / suite / "test_main.c").is_file()
     src = folder / "lib/tinylora/src"
     for name in ("tl_trainer.c", "tl_trainer.h", "tl_app_model_train.c", "tl_train.c",
@@ -452,7 +455,9 @@ def test_pio_run_and_pio_test_on_qemu(projects, build_project, pio_core, q, tmp_
     t4 = time.perf_counter()
     counts = pio.parse_test_summary(tested.output)
     assert counts["failed"] == counts["errored"] == counts["skipped"] == 0, tested.output[-3000:]
-    cases = {**project.code.test_cases, "test_storage": 7, "test_protocol": 8}
+    cases = {**project.code.test_cases, **gen_files.STATIC_SUITE_CASES,
+             "test_adapters": gen_files.adapter_suite_cases(
+                 slot_plan(flash_layout(project.board), project.code.adapter_bytes, True).slots)}
     assert counts["total"] == counts["succeeded"] == sum(cases.values()), (counts, cases)
     assert cases["test_training"] >= 32 + 13 and "test_training" in tested.output
     print(f"\n{q.env}: pio run {t1 - t0:.1f} s; power-loss boots {t3 - t2:.1f} s; pio test "

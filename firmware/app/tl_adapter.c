@@ -161,7 +161,7 @@ tl_status tl_adapter_verify_stored(const tl_adapter_config *cfg, const tl_storag
 {
     uint8_t head[TL_AD_DESCR_MAX];
     uint8_t tail[4];
-    uint32_t crc = 0u;
+    uint32_t crc = 0u, layers;
     tl_status s;
     if (cfg == NULL || st == NULL || tl_adapter_size(cfg) == 0u) {
         return TL_ERR_NULL;
@@ -199,12 +199,15 @@ tl_status tl_adapter_verify_stored(const tl_adapter_config *cfg, const tl_storag
     if (tl_get16(head + TL_AD_AT_FORM) != TL_ADAPTER_FORM_MASTERS) {
         return tl_get16(head + TL_AD_AT_FORM) == 2u ? TL_ERR_UNSUPPORTED : TL_ERR_VERSION;
     }
-    s = tl_check_shape(head, len);
-    if (s != TL_OK) {
-        return s;
+    layers = tl_get16(head + TL_AD_AT_LAYERS);
+    if (layers == 0u || layers > TL_ADAPTER_MAX_LAYERS ||
+        TL_ADAPTER_HEADER_SIZE + TL_ADAPTER_LAYER_SIZE * layers + 4u > len) {
+        return TL_ERR_LAYOUT;
     }
-    s = st->read(st->ctx, offset, head,
-                 TL_ADAPTER_HEADER_SIZE + TL_ADAPTER_LAYER_SIZE * tl_get16(head + TL_AD_AT_LAYERS));
+    s = st->read(st->ctx, offset, head, TL_ADAPTER_HEADER_SIZE + TL_ADAPTER_LAYER_SIZE * layers);
+    if (s == TL_OK) {
+        s = tl_check_shape(head, len);
+    }
     return s != TL_OK ? s : tl_check_build(cfg, head);
 }
 

@@ -58,13 +58,13 @@ LIB_SOURCES = {
 #: Copied under the provenance header; nothing in them varies per project.
 STATIC_C = {
     "src/main.c": "app/main.c",
+    "src/tl_app_adapters.h": "app/tl_app_adapters.h",
+    "src/tl_app_adapters.c": "app/tl_app_adapters.c",
     "lib/tinylora/src/tl_app_model.h": "app/tl_app_model.h",
     "lib/tl_app/src/tl_protocol.h": "app/tl_protocol.h",
     "lib/tl_app/src/tl_protocol.c": "app/tl_protocol.c",
     "lib/tl_app/src/tl_adapter.h": "app/tl_adapter.h",
     "lib/tl_app/src/tl_adapter.c": "app/tl_adapter.c",
-    "lib/tl_app/src/tl_app_adapters.h": "app/tl_app_adapters.h",
-    "lib/tl_app/src/tl_app_adapters.c": "app/tl_app_adapters.c",
     "lib/tl_board/src/tl_board.h": "boards/tl_board.h",
     "lib/tl_board/src/tl_board_common.c": "boards/tl_board_common.c",
     "lib/tl_board/src/tl_board_qemu.c": "boards/tl_board_qemu.c",
@@ -77,7 +77,17 @@ STATIC_C = {
     "test/tl_unit.c": "app/test/tl_unit.c",
     "test/test_storage/test_main.c": "app/test/test_storage.c",
     "test/test_protocol/test_main.c": "app/test/test_protocol.c",
+    "test/test_adapters/test_main.c": "app/test/test_adapters.c",
 }
+#: Unity cases of the static suites (firmware/app/test); test_adapters: adapter_suite_cases.
+STATIC_SUITE_CASES = {"test_storage": 7, "test_protocol": 9}
+
+
+def adapter_suite_cases(slots: int) -> int:
+    """Cases of test_adapters: the whole suite with slots, one ("none here") without."""
+    return 7 if slots else 1
+
+
 #: Files of firmware/targets copied into the local QEMU platform.
 TARGET_FILES = ("cortex-m/mps2.ld", "cortex-m/startup.c", "stdio/tl_target_stdio.c",
                 "xtensa/start.S", "xtensa/tl_target.c", "xtensa/xtensa-sim.ld")
@@ -201,7 +211,8 @@ def _readme(p: Project, files: dict, ctx: dict, app: dict, samples_note: str, ep
     unit = int(ctx["storage"]["erase_unit"])
     slot = -(-max(p.code.checkpoint_bytes, 1) // unit) * unit
     suites = sorted({f.split("/")[1] for f in files if f.startswith("test/test_") and f.count("/") == 2})
-    cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 8}
+    cases = {**p.code.test_cases, **STATIC_SUITE_CASES,
+             "test_adapters": adapter_suite_cases(ctx["adapter_slots"].slots)}
     return render("project/README.md.j2", header=_header("README.md", command), project=p,
                   samples_note=samples_note, epochs=epochs, test_suites=suites, test_cases=cases,
                   test_total=sum(cases.get(t, 0) for t in suites), ckpt_slot=slot,
