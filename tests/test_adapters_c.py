@@ -127,3 +127,62 @@ def test_protocol_suite_passes_on_the_host(tmp_path):
                                     FW / "app" / "tl_protocol.c"])
     out = subprocess.run([str(exe)], capture_output=True, timeout=60).stdout.decode()
     assert "9 Tests 0 Failures" in out, out
+
+
+# ------------------------------------------------------------ push / pull through a pseudo-terminal
+
+@pytest.fixture
+def qemu_device(tmp_path):
+    """The application (fake model) on QEMU Cortex-M4, its console on a pseudo-terminal: the
+    semihosting console is QEMU's standard input and output, here the pty's controller side;
+    tinylora push / pull open the other side as a serial port. Yields the port's path."""
+    import os
+    import pty
+    import tty
+    ok, why = emulate.available("cortex-m4")
+    assert ok, why
+    elf = _build("cortex-m4", tmp_path, APP)
+    spec = emulate.TOOLCHAINS["cortex-m4"]
+    controller, port = pty.openpty()
+    tty.setraw(port)   # no echo of the device's output back into its input
+    proc = subprocess.Popen([*spec.qemu[:-1], spec.qemu[-1], str(elf)], stdin=controller,
+                            stdout=controller, stderr=subprocess.PIPE, env=dict(os.environ, **spec.env))
+    try:
+        yield os.ttyname(port)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        os.close(port)
+        os.close(controller)
+
+
+def test_push_and_pull_through_a_pty(qemu_device, tmp_path):
+    from tinylora import device
+    base = tmp_path / "base.tla"
+    assert device.pull(qemu_device, base) == 106
+    shifted = bytearray(base.read_bytes())
+    shifted[64 + 28:64 + 30] = (1).to_bytes(2, "little")   # the fake adds master 0 to its class
+    (tmp_path / "shifted.tla").write_bytes(_reseal(bytes(shifted)))
+    assert device.push(qemu_device, tmp_path / "shifted.tla") == 0   # the first inactive slot
+    assert device.pull(qemu_device, tmp_path / "back.tla") == 106
+    assert (tmp_path / "back.tla").read_bytes() == _reseal(bytes(shifted))   # it runs that adapter
+    link = device.Link.open(qemu_device)
+    try:
+        link.send("P 05000000")
+        assert link.reply(("R ",), "predict") == "R - 0 -"    # (5 + 1) % 3
+        link.send("X -")
+        assert link.reply(("x ",), "base") == "x -"
+        link.send("P 05000000")
+        assert link.reply(("R ",), "predict") == "R - 2 -"    # the base model again
+    finally:
+        link.close()
+    foreign = bytearray(_reseal(bytes(shifted)))
+    foreign[12] ^= 1
+    (tmp_path / "foreign.tla").write_bytes(_reseal(bytes(foreign)))
+    with pytest.raises(device.DeviceError, match="another base model"):
+        device.push(qemu_device, tmp_path / "foreign.tla", slot=1)
+    with pytest.raises(device.DeviceError, match="beyond the device's 3 adapter slot"):
+        device.push(qemu_device, tmp_path / "shifted.tla", slot=5)
+    (tmp_path / "cut.tla").write_bytes(base.read_bytes()[:-9])
+    with pytest.raises(device.InputError, match="truncated"):
+        device.push(qemu_device, tmp_path / "cut.tla")

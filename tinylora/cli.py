@@ -18,6 +18,7 @@ from tinylora.commands import (
     cmd_train,
     cmd_verify,
 )
+from tinylora.device import cmd_pull, cmd_push
 from tinylora.errors import TinyLoRAError
 from tinylora.targets import BACKENDS
 from tinylora.verify import DEFAULT_LR, TARGETS
@@ -266,6 +267,30 @@ def _add_boards(sub, fmt) -> None:
     p.set_defaults(func=cmd_boards)
 
 
+def _add_push_pull(sub, fmt) -> None:
+    p = sub.add_parser("push", formatter_class=fmt, help="upload an adapter file to a device's slot",
+                       description="Upload a format-2 adapter file (.tla) over the serial port into an "
+                                   "inactive adapter slot of a `tinylora gen` device, chunk by chunk (each "
+                                   "CRC-checked), then activate it. The device checks the base model's "
+                                   "hash and the LoRA config; a refusal changes nothing active.",
+                       epilog="example:\n  tinylora push --port /dev/ttyUSB0 adapter.tla --slot 1")
+    p.add_argument("adapter", help="the adapter file (.tla)")
+    p.add_argument("--port", required=True, help="the device's serial port")
+    p.add_argument("--slot", type=_int_in(0, 255), default=None,
+                   help="the slot (default: the first one not active)")
+    p.add_argument("--no-activate", action="store_true", help="store it, keep the active adapter")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    p.set_defaults(func=cmd_push)
+    p = sub.add_parser("pull", formatter_class=fmt, help="download a device's current adapter",
+                       description="Write the adapter the device runs now (its int16 masters, trained "
+                                   "on the device or not) as a format-2 file.",
+                       epilog="example:\n  tinylora pull --port /dev/ttyUSB0 --out device.tla")
+    p.add_argument("--port", required=True, help="the device's serial port")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    p.set_defaults(func=cmd_pull)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
@@ -284,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pio_setup(sub, fmt)
     _add_bench(sub, fmt)
     _add_boards(sub, fmt)
+    _add_push_pull(sub, fmt)
     return parser
 
 

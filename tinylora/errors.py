@@ -60,3 +60,7 @@ class ScheduleError(TinyLoRAError, RuntimeError):
 
 class ResourceError(TinyLoRAError, FileNotFoundError):
     """A file the package ships (model, data, templates) is missing from the installation."""
+
+
+class DeviceError(TinyLoRAError, RuntimeError):
+    """A device (tinylora push / pull) refused a command or did not answer."""
