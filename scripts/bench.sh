@@ -9,3 +9,4 @@ python benchmarks/memory.py
 python benchmarks/oracles.py
 python benchmarks/gradients.py
 python benchmarks/cost.py
+python benchmarks/merge.py

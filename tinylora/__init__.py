@@ -3,9 +3,8 @@
 A frozen int8 base model (from a .tflite file) is read into a :class:`Model`
 whose forward pass equals TensorFlow Lite Micro's int8 kernels bit for bit.
 """
-__version__ = "0.1.0"  # before the imports: codegen reads it
-
 from tinylora.errors import (
+    AdapterError,
     BoardError,
     BudgetError,
     CheckpointError,
@@ -17,13 +16,16 @@ from tinylora.errors import (
     TinyLoRAError,
 )
 from tinylora.examples import example_model
+from tinylora.formats.adapter import Adapter
+from tinylora.merge import merge
 from tinylora.planning.arena import ArenaPlan, checked_plan
 from tinylora.ref.model import Model, load_tflite
-from tinylora.ref.trainer import Adapter, LoRAConfig, Trainer
+from tinylora.ref.trainer import LoRAConfig, Trainer
+from tinylora.version import __version__  # first: codegen reads it
 
-__all__ = ["Adapter", "ArenaPlan", "BoardError", "BudgetError", "CheckpointError", "ConfigError", "EmulationError",
-           "InputError", "LoRAConfig", "Model", "ModelError", "ProjectError", "TinyLoRAError", "Trainer",
-           "load_tflite", "example_model", "plan", "__version__"]
+__all__ = ["Adapter", "AdapterError", "ArenaPlan", "BoardError", "BudgetError", "CheckpointError", "ConfigError",
+           "EmulationError", "InputError", "LoRAConfig", "Model", "ModelError", "ProjectError", "TinyLoRAError",
+           "Trainer", "load_tflite", "example_model", "merge", "plan", "__version__"]
 
 
 def plan(model_or_trainer, config=None, budget=None, board=None, **trainer_options):

@@ -5,12 +5,12 @@ import argparse
 import sys
 
 from tinylora import __version__, tasks
+from tinylora.adapter_cmds import cmd_eval, cmd_merge
 from tinylora.bench import BENCH_TARGETS
 from tinylora.codegen.project import GEN_LR
 from tinylora.commands import (
     cmd_bench,
     cmd_boards,
-    cmd_eval,
     cmd_gen,
     cmd_inspect,
     cmd_pio_setup,
@@ -83,12 +83,36 @@ def _add_inspect(sub, fmt) -> None:
 
 def _add_eval(sub, fmt) -> None:
     p = sub.add_parser("eval", formatter_class=fmt,
-                       help="int8 accuracy of a digits model on the bundled test split",
-                       description="Run the int8 model (tinylora's bit-exact interpreter) on "
-                                   "the bundled digits test split and print its accuracy.",
-                       epilog="example:\n  tinylora eval")
+                       help="accuracy (classifiers) or error (MSE models) of a model, with or without an adapter",
+                       description="Run the int8 model (tinylora's bit-exact interpreter), with an "
+                                   "adapter when given, on --data (default: the bundled digits test "
+                                   "split) and print its accuracy, or for an MSE model its mean "
+                                   "squared and absolute error.",
+                       epilog="examples:\n  tinylora eval\n"
+                              "  tinylora eval --model m.tflite --adapter a.tla --data d.npz\n"
+                              "  tinylora eval --model regressor.tflite --data d.npz --loss mse\n\n"
+                              "D.npz: x_test, y_test (else x, y); labels are class numbers, MSE "
+                              "targets real values (or int8 in the output's quantization)")
     _model_arg(p)
+    p.add_argument("--model", dest="model_option", default=None, help="the .tflite (same as the positional)")
+    p.add_argument("--adapter", default=None, help="an adapter file (.tla) for the model")
+    p.add_argument("--data", default=None, help="an .npz to evaluate on")
+    p.add_argument("--loss", default=None, choices=["xent", "mse"],
+                   help="what the outputs are when neither the adapter nor a final SOFTMAX says")
     p.set_defaults(func=cmd_eval)
+
+
+def _add_merge(sub, fmt) -> None:
+    p = sub.add_parser("merge", formatter_class=fmt,
+                       help="merge an adapter into its base model: a plain .tflite",
+                       description="Write a standard .tflite whose adapted layers hold W + (alpha/r) BA, "
+                                   "requantized per channel; it runs at the base model's cost in any "
+                                   "TFLite runtime (pip install tinylora[merge]).",
+                       epilog="example:\n  tinylora merge --model m.tflite --adapter a.tla --out merged.tflite")
+    p.add_argument("--model", default=None, help="the base .tflite (default: bundled)")
+    p.add_argument("--adapter", required=True, help="the adapter file (.tla) trained for it")
+    p.add_argument("--out", required=True, help="the merged .tflite to write")
+    p.set_defaults(func=cmd_merge)
 
 
 def _add_train(sub, fmt) -> None:
@@ -99,9 +123,9 @@ def _add_train(sub, fmt) -> None:
                                    "accuracy before and after. Default: the bundled digits CNN "
                                    "on the bundled 'sensor' adaptation task.",
                        epilog="examples:\n  tinylora train\n"
-                              "  tinylora train --task remap --rank 2 --epochs 2 --out adapter.bin\n"
+                              "  tinylora train --task remap --rank 2 --epochs 2 --out adapter.tla\n"
                               "  tinylora train --model m.tflite --data d.npz --rank 4 --epochs 3 "
-                              "--out adapter.bin\n\n"
+                              "--out adapter.tla\n\n"
                               "D.npz holds x_train, y_train (and x_test, y_test), or x and y;\n"
                               "float x is quantized with the model's input scale, integer x is "
                               "used as int8.")
@@ -302,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_inspect(sub, fmt)
     _add_eval(sub, fmt)
+    _add_merge(sub, fmt)
     _add_train(sub, fmt)
     _add_plan(sub, fmt)
     _add_verify(sub, fmt)

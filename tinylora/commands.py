@@ -43,9 +43,9 @@ def _quant_text(t: tflite.Tensor | None) -> str:
 
 
 def _inspect_adapter(path: str, data: bytes) -> int:
-    """`tinylora inspect adapter.bin`: what the adapter holds (its structure; no model needed)."""
-    print(f"{path}: {Adapter.parse(data).describe()}")
-    print("(apply it to its base model with Adapter.from_bytes(data, model))")
+    """`tinylora inspect adapter.tla`: what the adapter holds (its structure; no model needed)."""
+    print(f"{path}: {Adapter.load(data).describe()}")
+    print("(use it: Trainer(model, adapter=path), tinylora eval --adapter, tinylora merge)")
     return 0
 
 
@@ -88,16 +88,6 @@ def cmd_inspect(args) -> int:
         print(f"\nnot supported: {e}")
         return 1
     print("\nevery op is supported: tinylora runs this model bit-exactly")
-    return 0
-
-
-def cmd_eval(args) -> int:
-    model = load_tflite(_model_path(args.model))
-    split = datasets.digits_split(seed=0)
-    x = datasets.to_model_input(model, split["x_test"])
-    logits = model.forward(x)
-    acc = float(np.mean(np.argmax(logits, axis=-1) == split["y_test"]))
-    print(f"int8 accuracy on the digits test split ({len(x)} images): {acc:.4f}")
     return 0
 
 
@@ -154,7 +144,7 @@ def cmd_train(args) -> int:
     if args.out:
         out = pathlib.Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(blob)
+        trainer.adapter.save(out)
         print(f"wrote {out}")
     return 0
 

@@ -18,6 +18,10 @@ class ModelError(TinyLoRAError, ValueError):
     """A .tflite file that tinylora cannot read or does not support."""
 
 
+class AdapterError(ModelError):
+    """An adapter file (.tla) that is damaged, of another format, or for another model or config."""
+
+
 class FlatBufferError(TinyLoRAError, ValueError):
     """The bytes are not a well-formed FlatBuffer (out-of-range offset or length)."""
 
@@ -64,3 +68,7 @@ class ResourceError(TinyLoRAError, FileNotFoundError):
 
 class DeviceError(TinyLoRAError, RuntimeError):
     """A device (tinylora push / pull) refused a command or did not answer."""
+
+
+class MissingDependencyError(TinyLoRAError, ImportError):
+    """An optional package a feature needs is not installed; the message names the pip extra."""

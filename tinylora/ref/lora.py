@@ -155,6 +155,12 @@ def multiplier(real: float, what: str) -> tuple[int, int]:
 def layer_constants(layer: Layer, rank: int, alpha: float, rms_x_off: float) -> LayerConstants:
     # float32, as the adapter file stores them: the constants are reproducible from the file
     s_a, s_b, s_h = (float(np.float32(v)) for v in choose_scales(layer, rank, alpha, rms_x_off))
+    return constants_for_scales(layer, rank, alpha, s_a, s_b, s_h)
+
+
+def constants_for_scales(layer: Layer, rank: int, alpha: float, s_a: float, s_b: float,
+                         s_h: float) -> LayerConstants:
+    """The constants of given (float32) scales: a fresh layer's, or an adapter file's."""
     s_x = float(layer.input_q.scale[0])
     s_w = layer.weights_q.scale.astype(np.float64)
     s_w = np.broadcast_to(s_w, (layer.weights.shape[0],))

@@ -36,9 +36,14 @@ class Trainer(HeadMixin, StepExecutor):
                  grad_threshold: int = 0, grad_density: float | None = None,
                  recompute: str = "none", seed: int = 0, momentum: float = 0.0,
                  accum_steps: int = 1, calibration=None, grad_capacity: int | None = None,
-                 loss: str | None = None):
+                 loss: str | None = None, adapter=None):
         require_chain_ops(model, "training", forward_any=True)
         self.model = model
+        self._loaded = None if adapter is None else (adapter if isinstance(adapter, Adapter)
+                                                     else Adapter.load(adapter))
+        if self._loaded is not None:   # resume: the file's layers, scales, alpha, loss, masters
+            config = self._loaded.trainer_config(model, config, loss)
+        self.inference_only = self._loaded is not None and self._loaded.form == "deploy"
         self.config = config or LoRAConfig()
         if recompute not in RECOMPUTE_MODES:
             raise ConfigError(f"recompute must be one of {RECOMPUTE_MODES}, got {recompute!r}")
@@ -62,8 +67,8 @@ class Trainer(HeadMixin, StepExecutor):
         self.lr_q = quant.quantize_multiplier(lr)
         self.lr = self.lr_q[0] * 2.0 ** (self.lr_q[1] - 31)   # the exact learning rate
         self.momentum_q = quant.quantize_multiplier(momentum) if momentum else (0, 0)
-        self.step_count = 0
-        self.updates = 0
+        self.updates = self._loaded.updates if self._loaded is not None else 0
+        self.step_count = self.updates * self.accum_steps
         self._setup_head(loss if loss is not None else self.config.loss)
         self.config = dataclasses.replace(self.config, loss=self.loss)  # copies keep it
         self._setup_targets(calibration)
@@ -98,19 +103,21 @@ class Trainer(HeadMixin, StepExecutor):
                     f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) lies between the "
                     f"adapters and the loss, and tinylora has no backward for it: choose targets "
                     f"above layer {layer.index}")
-        rms = self._calibrate(chosen, calibration)
+        rms = self._calibrate(chosen, calibration) if self._loaded is None else {}
         rng = self._rng = lora.Xorshift32(self.seed)
         self.adapters: dict[int, AdaptedLayer] = {}
         for layer in sorted(chosen, key=lambda l: l.index):
             r = self.config.rank_of(layer)
             if not 1 <= r <= 255:
                 raise ConfigError(f"rank {r} for layer {layer.index} must be in 1..255")
-            k = lora.layer_constants(layer, r, self.config.alpha_of(layer), rms[layer.index])
             depth, c_out = layer.weights.shape[-1], layer.weights.shape[0]
-            a = rng.uniform_int(-lora.A_INIT, lora.A_INIT, r * depth).reshape(r, depth)
-            self.adapters[layer.index] = AdaptedLayer(
-                layer, k, a << lora.MASTER_FRAC_BITS, np.zeros((c_out, r), np.int64),
-                momentum=bool(self.momentum_q[0]))
+            a = rng.uniform_int(-lora.A_INIT, lora.A_INIT, r * depth).reshape(r, depth)  # drawn anyway:
+            a, b = a << lora.MASTER_FRAC_BITS, np.zeros((c_out, r), np.int64)         # same PRNG state
+            if self._loaded is None:
+                k = lora.layer_constants(layer, r, self.config.alpha_of(layer), rms[layer.index])
+            else:
+                k, a, b = self._loaded.layer_state(layer, self.config.alpha_of(layer))
+            self.adapters[layer.index] = AdaptedLayer(layer, k, a, b, momentum=bool(self.momentum_q[0]))
         self._backward_constants()
 
     def _find_layer(self, key) -> Layer:
@@ -221,6 +228,9 @@ class Trainer(HeadMixin, StepExecutor):
         return self._run({"x": x, "label": self._label(label)}, start=0)
 
     def _run(self, bufs: dict, start: int) -> StepResult:
+        if self.inference_only:
+            raise ConfigError("this trainer holds a deploy-form adapter (int8 values, no masters): it "
+                              "predicts but cannot train; load the masters form (.tla, form 1) to train")
         if self._arena is not None:
             bufs = ArenaBuffers(self._arena, start - 1, bufs)
         for j in range(start, len(self.schedule)):
@@ -382,8 +392,5 @@ class StepResult(int):
     @property
     def loss(self) -> int:
         return int(self)
-
-
-# --------------------------------------------------------------------------- adapter file
 
 
