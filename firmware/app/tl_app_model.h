@@ -60,7 +60,7 @@ const tl_adapter_config *tl_app_model_adapter_config(void);
 /* Run the adapter file at `offset` of `storage` (verified first: on a refusal nothing
  * changes): its masters become the trainer's, accumulators and momentum zeroed, updates from
  * the file, the step count kept. storage NULL: the base model (the generated initial
- * masters, B = 0: the base model's outputs exactly). TL_ERR_UNSUPPORTED without adapters. */
+ * A masters with the B masters 0: the base model's outputs exactly). TL_ERR_UNSUPPORTED without adapters. */
 tl_status tl_app_model_adapter_load(const tl_storage *storage, uint32_t offset);
 
 /* The trainer's current masters as a form-1 adapter file, given to `sink` in pieces. */

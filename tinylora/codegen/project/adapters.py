@@ -6,19 +6,15 @@ slots. On the board it is the ``[adapters]`` region of boards/<board>.toml; unde
 the tests it is RAM, each slot the adapter file rounded up to :data:`RAM_UNIT` bytes."""
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 
 from tinylora.codegen import c_array_rows
+from tinylora.formats.adapter import LOSSES, Adapter
 from tinylora.planning.flash import FlashLayout
 
-#: Format-2 adapter file: header, per-layer descriptor, CRC (docs/adapter.md).
-HEADER_BYTES, LAYER_BYTES, CRC_BYTES = 64, 28, 4
 #: The erase unit of the RAM adapter region (QEMU, tests).
 RAM_UNIT = 1024
-#: The loss codes of the file's header.
-LOSS_CODES = {"xent": 0, "mse": 1}
 
 
 def _f32_bits(value: float) -> str:
@@ -27,23 +23,22 @@ def _f32_bits(value: float) -> str:
 
 def adapter_file_bytes(trainer) -> int:
     """Bytes of the trainer's form-1 (int16 masters) adapter file."""
-    masters = sum(ad.a_master.size + ad.b_master.size for ad in trainer.adapters.values())
-    return HEADER_BYTES + LAYER_BYTES * len(trainer.adapters) + 2 * masters + CRC_BYTES
+    return len(Adapter.from_trainer(trainer).to_bytes("masters"))
 
 
 def adapter_context(trainer) -> dict:
-    """The template context of the adapter config in tl_app_model_train.c."""
+    """The template context of the adapter config in tl_app_model_train.c: the header fields
+    and layer descriptors of the trainer's own file (tinylora.formats.adapter.Adapter)."""
+    ad = Adapter.from_trainer(trainer)
     layers = []
-    for i, ad in sorted(trainer.adapters.items()):
-        rank, depth = ad.a_master.shape
-        channels = ad.b_master.shape[0]
-        layers.append({"index": i, "rank": rank, "depth": depth, "channels": channels,
-                       "s_a": _f32_bits(ad.k.s_a), "s_b": _f32_bits(ad.k.s_b),
-                       "s_h": _f32_bits(ad.k.s_h),
-                       "alpha": _f32_bits(trainer.config.alpha_of(ad.layer)),
-                       "what": f"layer {i} {ad.layer.kind}: r {rank}, K {depth}, C {channels}"})
-    sha = hashlib.sha256(bytes(trainer.model.source)).digest()
-    return {"sha_rows": c_array_rows(list(sha)), "loss": LOSS_CODES[trainer.loss],
+    for l in ad.layers:
+        rank, depth = l["a"].shape
+        channels = l["b"].shape[0]
+        layers.append({"index": l["index"], "rank": rank, "depth": depth, "channels": channels,
+                       "s_a": _f32_bits(l["s_a"]), "s_b": _f32_bits(l["s_b"]),
+                       "s_h": _f32_bits(l["s_h"]), "alpha": _f32_bits(l["alpha"]),
+                       "what": f"layer {l['index']}: r {rank}, K {depth}, C {channels}"})
+    return {"sha_rows": c_array_rows(list(ad.model_sha256)), "loss": LOSSES[ad.loss],
             "layers": layers}
 
 

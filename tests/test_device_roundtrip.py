@@ -1,0 +1,110 @@
+"""Round trips between the host and a generated project's application on QEMU Cortex-M4, its
+console on a pseudo-terminal (tinylora push / pull): train on the device, pull, the file equals
+the numpy trainer's adapter after the same samples; train on the host, push, the device predicts
+what numpy predicts with that adapter; X - gives the base model again."""
+import copy
+import os
+import pty
+import subprocess
+import tty
+
+import numpy as np
+import pytest
+
+from tinylora import device, emulate, tasks
+from tinylora.codegen import project as gen
+from tinylora.formats.adapter import Adapter
+
+SAMPLES, BOARD = 8, "esp32"
+
+
+#: The emulated targets whose semihosting console reads input (QEMU's RISC-V one does not).
+TARGETS = ("cortex-m4", "cortex-m7", "xtensa")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The esp32 project (14 adapter slots), generated once."""
+    folder = tmp_path_factory.mktemp("roundtrip") / "p"
+    p = gen.plan_project(BOARD, samples=SAMPLES, epochs=1, command="tests/test_device_roundtrip.py")
+    gen.write_project(p, folder)
+    return p, folder
+
+
+@pytest.fixture(scope="module", params=TARGETS)
+def built(request, project, tmp_path_factory):
+    """Its application built for an emulated target: (Project, target, ELF)."""
+    p, folder = project
+    libs = [folder / "lib" / n / "src" for n in ("tinylora", "tl_app", "tl_board")]
+    sources = sorted((folder / "src").glob("*.c")) + [c for d in libs for c in sorted(d.glob("*.c"))]
+    elf = emulate.build(request.param, sources, tmp_path_factory.mktemp(request.param), runtime=False,
+                        include_dirs=[*libs, folder / "src"])
+    return p, request.param, elf
+
+
+@pytest.fixture
+def port(built):
+    spec = emulate.TOOLCHAINS[built[1]]
+    controller, port = pty.openpty()
+    tty.setraw(port)
+    proc = subprocess.Popen([*spec.qemu[:-1], spec.qemu[-1], str(built[2])], stdin=controller,
+                            stdout=controller, stderr=subprocess.PIPE, env=dict(os.environ, **spec.env))
+    try:
+        yield os.ttyname(port)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        os.close(port)
+        os.close(controller)
+
+
+def _samples():
+    t = tasks.task("sensor", 0)
+    return t["x_train"], t["y_train"].astype(np.int64)
+
+
+def _predictions(port: str, x: np.ndarray) -> list[int]:
+    link = device.Link.open(port, timeout=120)
+    try:
+        out = []
+        for row in x:
+            link.send(f"P {row.astype(np.int8).tobytes().hex()}")
+            out.append(int(link.reply(("R ",), "predict").split()[2]))
+        return out
+    finally:
+        link.close()
+
+
+def test_train_on_the_device_pull_equals_numpy(built, port, tmp_path):
+    p = built[0]
+    xr, yr = _samples()
+    x, y = p.trainer.model.quantize(xr[:SAMPLES]), yr[:SAMPLES]
+    t = copy.deepcopy(p.trainer)
+    for i in range(SAMPLES):     # the boot training: one pass over the embedded samples
+        t.step(x[i:i + 1], int(y[i]))
+    assert device.pull(port, tmp_path / "device.tla", timeout=120) > 0
+    assert (tmp_path / "device.tla").read_bytes() == Adapter.from_trainer(t).to_bytes()
+
+
+def test_train_on_the_host_push_predicts_as_numpy(built, port, tmp_path):
+    p = built[0]
+    xr, yr = _samples()
+    t = copy.deepcopy(p.trainer)
+    xt = p.trainer.model.quantize(xr[SAMPLES:SAMPLES + 24])
+    for i in range(len(xt)):
+        t.step(xt[i:i + 1], int(yr[SAMPLES + i]))
+    Adapter.from_trainer(t).save(tmp_path / "host.tla")
+    probe = p.trainer.model.quantize(xr[:SAMPLES])
+    assert device.push(port, tmp_path / "host.tla", timeout=120) == 0
+    want = [int(np.argmax(t.logits(probe[i:i + 1]))) for i in range(SAMPLES)]
+    assert _predictions(port, probe) == want
+    assert device.pull(port, tmp_path / "back.tla", timeout=120) > 0
+    assert (tmp_path / "back.tla").read_bytes() == (tmp_path / "host.tla").read_bytes()
+    link = device.Link.open(port, timeout=120)
+    try:
+        link.send("X -")
+        assert link.reply(("x ",), "base") == "x -"
+    finally:
+        link.close()
+    base = [int(np.argmax(np.asarray(p.trainer.model.forward(probe[i:i + 1])))) for i in range(SAMPLES)]
+    assert _predictions(port, probe) == base
