@@ -11,7 +11,7 @@ import tty
 import numpy as np
 import pytest
 
-from tinylora import device, emulate, tasks
+from tinylora import bench, device, emulate, tasks
 from tinylora.codegen import project as gen
 from tinylora.formats.adapter import Adapter
 
@@ -108,3 +108,24 @@ def test_train_on_the_host_push_predicts_as_numpy(built, port, tmp_path):
         link.close()
     base = [int(np.argmax(np.asarray(p.trainer.model.forward(probe[i:i + 1])))) for i in range(SAMPLES)]
     assert _predictions(port, probe) == base
+
+
+SWITCH = ("switch_slot", "switch_base", "verify", "select")
+
+
+def test_switch_cost(project, tmp_path):
+    """Exact instructions of a hot swap on Cortex-M4 (QEMU -icount; benchmarks/adapter_switch_main.c):
+    printed with -s."""
+    p, folder = project
+    lib = folder / "lib" / "tinylora" / "src"
+    sources = [*sorted(lib.glob("*.c")), folder / "lib/tl_app/src/tl_adapter.c",
+               emulate.firmware_dir() / "testing" / "tl_report.c",
+               emulate.firmware_dir().parent / "benchmarks" / "adapter_switch_main.c"]
+    elf = emulate.build("cortex-m4", sources, tmp_path, runtime=False,
+                        include_dirs=[lib, folder / "lib/tl_app/src", folder / "lib/tl_board/src"])
+    counts = {k: int(v[0]) for k, v in bench.measure("cortex-m4", elf, SWITCH).items()}
+    size = p.code.adapter_bytes
+    print(f"\nhot swap on cortex-m4, {size} B adapter file (bundled model, rank 3): {counts}")
+    assert all(v > 0 for v in counts.values()), counts
+    # the switch reads and checks the whole file once more than the checks alone
+    assert counts["verify"] < counts["switch_slot"] and counts["verify"] < counts["select"]
