@@ -2,6 +2,7 @@
 console on a pseudo-terminal (tinylora push / pull): train on the device, pull, the file equals
 the numpy trainer's adapter after the same samples; train on the host, push, the device predicts
 what numpy predicts with that adapter; X - gives the base model again."""
+import contextlib
 import copy
 import os
 import pty
@@ -42,12 +43,14 @@ def built(request, project, tmp_path_factory):
     return p, request.param, elf
 
 
-@pytest.fixture
-def port(built):
-    spec = emulate.TOOLCHAINS[built[1]]
+@contextlib.contextmanager
+def _qemu_pty(target: str, elf):
+    """The program on QEMU, its semihosting console (QEMU's standard input and output) on the
+    controller side of a pseudo-terminal; yields the other side's path, a serial port."""
+    spec = emulate.TOOLCHAINS[target]
     controller, port = pty.openpty()
-    tty.setraw(port)
-    proc = subprocess.Popen([*spec.qemu[:-1], spec.qemu[-1], str(built[2])], stdin=controller,
+    tty.setraw(port)   # no echo of the device's output back into its input
+    proc = subprocess.Popen([*spec.qemu[:-1], spec.qemu[-1], str(elf)], stdin=controller,
                             stdout=controller, stderr=subprocess.PIPE, env=dict(os.environ, **spec.env))
     try:
         yield os.ttyname(port)
@@ -56,6 +59,12 @@ def port(built):
         proc.wait(timeout=30)
         os.close(port)
         os.close(controller)
+
+
+@pytest.fixture
+def port(built):
+    with _qemu_pty(built[1], built[2]) as path:
+        yield path
 
 
 def _samples():
@@ -129,3 +138,63 @@ def test_switch_cost(project, tmp_path):
     assert all(v > 0 for v in counts.values()), counts
     # the switch reads and checks the whole file once more than the checks alone
     assert counts["verify"] < counts["switch_slot"] and counts["verify"] < counts["select"]
+
+
+# ------------------------------------------------------------ gen --adapter
+
+def _host_adapter(p, tmp_path) -> Adapter:
+    xr, yr = _samples()
+    t = copy.deepcopy(p.trainer)
+    xt = p.trainer.model.quantize(xr[40:56])
+    for i in range(len(xt)):
+        t.step(xt[i:i + 1], int(yr[40 + i]))
+    return Adapter.from_trainer(t)
+
+
+def test_gen_adapter_refuses_another_model_and_the_deploy_form(project, tmp_path):
+    from tinylora.errors import InputError, TinyLoRAError
+    ad = _host_adapter(project[0], tmp_path)
+    ad.save(tmp_path / "deploy.tla", form="deploy")
+    with pytest.raises(InputError, match="deploy-form"):
+        gen.plan_project(BOARD, samples=SAMPLES, epochs=1, adapter=str(tmp_path / "deploy.tla"))
+    ad.model_sha256 = bytes(32)
+    ad.save(tmp_path / "foreign.tla")
+    with pytest.raises(TinyLoRAError, match="another base model"):
+        gen.plan_project(BOARD, samples=SAMPLES, epochs=1, adapter=str(tmp_path / "foreign.tla"))
+
+
+def test_gen_adapter_starts_from_it_and_keeps_it_in_slot_0(project, tmp_path):
+    host = _host_adapter(project[0], tmp_path)
+    host.save(tmp_path / "host.tla")
+    p = gen.plan_project(BOARD, samples=SAMPLES, epochs=1, adapter=str(tmp_path / "host.tla"),
+                         command="tests/test_device_roundtrip.py")
+    assert Adapter.from_trainer(p.trainer).to_bytes() == host.to_bytes()   # its masters, scales
+    folder = tmp_path / "p"
+    gen.write_project(p, folder)
+    libs = [folder / "lib" / n / "src" for n in ("tinylora", "tl_app", "tl_board")]
+    sources = sorted((folder / "src").glob("*.c")) + [c for d in libs for c in sorted(d.glob("*.c"))]
+    elf = emulate.build("cortex-m4", sources, tmp_path / "build", runtime=False,
+                        include_dirs=[*libs, folder / "src"])
+    x, y = p.trainer.model.quantize(_samples()[0][:SAMPLES]), _samples()[1][:SAMPLES]
+    t = copy.deepcopy(p.trainer)
+    for i in range(SAMPLES):   # the boot training continues from the adapter
+        t.step(x[i:i + 1], int(y[i]))
+    for suite in ("test_training", "test_adapters"):   # the project's own suites, on QEMU
+        run = emulate.run("cortex-m4", emulate.build(
+            "cortex-m4", [folder / "test" / suite / "test_main.c", folder / "test" / "tl_unit.c",
+                          *(c for d in libs for c in sorted(d.glob("*.c")))],
+            tmp_path / suite, runtime=False, include_dirs=[*libs, folder / "test"]), timeout=300)
+        assert run.returncode == 0 and b" 0 Failures" in run.stdout, run.stdout.decode()[-3000:]
+    with _qemu_pty("cortex-m4", elf) as port:
+        device.pull(port, tmp_path / "after_boot.tla", timeout=120)
+        assert (tmp_path / "after_boot.tla").read_bytes() == Adapter.from_trainer(t).to_bytes()
+        link = device.Link.open(port, timeout=120)
+        try:
+            link.send("L")
+            assert link.reply(("l 0",), "list") == "l 0 ok"
+            link.send("X 0")
+            assert link.reply(("x ",), "select") == "x 0"
+        finally:
+            link.close()
+        device.pull(port, tmp_path / "slot0.tla", timeout=120)
+        assert (tmp_path / "slot0.tla").read_bytes() == host.to_bytes()   # back to the host's

@@ -225,12 +225,15 @@ def _add_gen(sub, fmt) -> None:
                                    "regions and refuses to overwrite other changes.",
                        epilog="examples:\n  tinylora gen --board esp32s3\n"
                               "  tinylora gen --board nucleo_f411re --auto-rank --out f411\n"
-                              "  tinylora gen --board esp32 --model m.tflite --data d.npz --rank 2")
+                              "  tinylora gen --board esp32 --model m.tflite --data d.npz --rank 2\n"
+                              "  tinylora gen --board esp32s3 --adapter host.tla")
     p.add_argument("--board", required=True, help="the board (see tinylora boards)")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rank", type=RANK, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
     g.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the board's budget")
+    g.add_argument("--adapter", default=None, help="a .tla (masters) to start from: its config and "
+                   "scales, kept in adapter slot 0 (checked against the model first)")
     p.add_argument("--data", default=None, help="an .npz whose first samples are embedded (x_train/y_train or x/y)")
     p.add_argument("--samples", type=_int_in(1, 4096), default=32, help="embedded samples, 1..4096 (default 32)")
     p.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over them at boot, 1..1000 (default 3)")

@@ -50,19 +50,45 @@ static tl_status tl_apply(uint32_t slot)
     return tl_app_model_adapter_load(tl_store.region, tl_adapter_slot_offset(&tl_store, slot));
 }
 
+/* `gen --adapter`: its file into slot 0 when that slot is empty (the first boot). The trainer
+ * starts from it anyway; the slot keeps it to return to (X 0). */
+static void tl_install_initial(void)
+{
+    const tl_adapter_config *cfg = tl_app_model_adapter_config();
+    uint32_t len = 0u, at;
+    const uint8_t *file = tl_app_model_initial_adapter(&len);
+    tl_status status;
+    if (file == NULL ||
+        tl_adapter_verify_stored(cfg, tl_store.region, tl_adapter_slot_offset(&tl_store, 0u),
+                                 tl_adapter_size(cfg)) != TL_ERR_EMPTY) {
+        return;
+    }
+    status = tl_adapter_upload_begin(&tl_upload, &tl_store, cfg, 0u, len);
+    for (at = 0u; at < len && status == TL_OK; at += TL_PROTO_CHUNK_MAX) {
+        const uint32_t n = len - at < TL_PROTO_CHUNK_MAX ? len - at : TL_PROTO_CHUNK_MAX;
+        status = tl_adapter_upload_chunk(&tl_upload, tl_upload.next, file + at, n,
+                                         tl_crc32(0u, file + at, n));
+    }
+    status = status == TL_OK ? tl_adapter_upload_end(&tl_upload) : status;
+    if (status != TL_OK) {
+        tl_refusal("the generated adapter could not be stored in slot 0", status);
+        return;
+    }
+    tl_print("# adapters: slot 0 holds the adapter the project was generated with\n");
+}
+
 int tl_app_adapters_boot(void)
 {
     uint32_t slots = 0u, slot_size = 0u, slot = TL_ADAPTER_NONE;
     const tl_storage *region = tl_board_adapter_storage(&slot_size, &slots);
     tl_status status;
     tl_store_ok = 0;
-    tl_print("# adapters: ");
     if (tl_app_model_adapter_config() == NULL) {
-        tl_print("not in this build (the frozen forward has no masters)\n");
+        tl_print("# adapters: not in this build (the frozen forward has no masters)\n");
         return 0;
     }
     if (region == NULL || slots == 0u) {
-        tl_print("no slots on this board ([adapters] of its boards/*.toml)\n");
+        tl_print("# adapters: no slots on this board ([adapters] of its boards/*.toml)\n");
         return 0;
     }
     status = tl_adapter_store_init(&tl_store, region, slot_size, slots);
@@ -71,6 +97,8 @@ int tl_app_adapters_boot(void)
         return 0;
     }
     tl_store_ok = 1;
+    tl_install_initial();
+    tl_print("# adapters: ");
     tl_print_u32(slots);
     tl_print(" slots of ");
     tl_print_u32(slot_size);

@@ -63,6 +63,10 @@ const tl_adapter_config *tl_app_model_adapter_config(void);
  * A masters with the B masters 0: the base model's outputs exactly). TL_ERR_UNSUPPORTED without adapters. */
 tl_status tl_app_model_adapter_load(const tl_storage *storage, uint32_t offset);
 
+/* The adapter file the project was generated with (`tinylora gen --adapter`: the trainer's
+ * initial state, kept in adapter slot 0), or NULL (*len 0). */
+const uint8_t *tl_app_model_initial_adapter(uint32_t *len);
+
 /* The trainer's current masters as a form-1 adapter file, given to `sink` in pieces. */
 tl_status tl_app_model_adapter_save(tl_adapter_sink sink, void *ctx);
 

@@ -100,6 +100,12 @@ const tl_adapter_config *tl_app_model_adapter_config(void)
 #endif
 }
 
+const uint8_t *tl_app_model_initial_adapter(uint32_t *len)
+{
+    *len = 0u;
+    return NULL;
+}
+
 tl_status tl_app_model_adapter_load(const tl_storage *storage, uint32_t offset)
 {
     tl_status status;

@@ -90,7 +90,8 @@ def _frozen_test_model(model, samples: np.ndarray, app_classes: np.ndarray, sour
 
 
 def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
-                        command: str | None = None, plan: ArenaPlan | None = None) -> ModelCode:
+                        command: str | None = None, plan: ArenaPlan | None = None,
+                        initial_adapter: bytes | None = None) -> ModelCode:
     """The generated training step behind ``tl_app_model.h``, with its tests.
 
     lib: ``tl_trainer.{h,c}`` (:func:`tinylora.codegen.step.generate_step`, without a static
@@ -98,6 +99,7 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     :data:`TRAINING_RUNTIME`. test: ``test_training`` (:data:`VECTOR_STEPS` steps on the
     embedded samples compared with ``Trainer.step``, checkpoints and the two-slot store on
     RAM storage, torn writes) and ``test_model`` (the frozen forward's vectors).
+    ``initial_adapter``: a form-1 file (gen --adapter) the firmware keeps in adapter slot 0.
     ``trainer`` is not changed (the expected values come from copies of it)."""
 
     x, _ = model._check_input(np.asarray(samples))
@@ -108,7 +110,8 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     lib["tl_app_model_train.c"] = render(
         "project/lib/tinylora/tl_app_model_train.c.j2",
         header=_header("lib/tinylora/src/tl_app_model_train.c", command),
-        prefix=STEP_PREFIX, macro=macro, adapter=adapter_context(trainer))
+        prefix=STEP_PREFIX, macro=macro, adapter=adapter_context(trainer),
+        initial_rows=c_array_rows(np.frombuffer(initial_adapter, np.uint8)) if initial_adapter else [])
 
     # the vectors: numpy's Trainer on a copy, the step sequence of test_training
     t = copy.deepcopy(trainer)
@@ -153,6 +156,7 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
             ckpt_mid_rows=u8(ckpt_mid), ckpt_final_rows=u8(ckpt_final),
             stored_mid_rows=u8(stored_mid), stored_final_rows=u8(stored_final),
             masters=masters, predict_rows=c_array_rows(predicted),
+            initial_updates=int.from_bytes(initial_adapter[48:52], "little") if initial_adapter else 0,
             name_rows=_name_rows(step_names)),
     }
     app_classes = np.argmax(np.asarray(trainer.logits(x)).reshape(count, -1), axis=-1)
@@ -176,6 +180,8 @@ ModelCodeFactory = Callable[..., ModelCode]
 
 
 def model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
-               command: str | None = None, plan: ArenaPlan | None = None) -> ModelCode:
+               command: str | None = None, plan: ArenaPlan | None = None,
+               initial_adapter: bytes | None = None) -> ModelCode:
     """The model code of a project (see the module docstring): the training step."""
-    return training_model_code(model, trainer, samples, labels, command=command, plan=plan)
+    return training_model_code(model, trainer, samples, labels, command=command, plan=plan,
+                               initial_adapter=initial_adapter)
