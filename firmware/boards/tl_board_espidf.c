@@ -17,6 +17,7 @@
 
 const tl_storage *tl_storage_esp_partition(void);
 const tl_storage *tl_storage_esp_nvs(void);
+const tl_storage *tl_storage_esp_adapters(void);
 
 void tl_board_init(void)
 {
@@ -101,10 +102,10 @@ const tl_storage *tl_board_storage(void)
 
 const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots)
 {
-    /* The "adapters" partition is not wired to a tl_storage yet: no slots on ESP-IDF. */
-    *slot_size = 0u;
-    *slots = 0u;
-    return NULL;
+    const tl_storage *region = tl_storage_esp_adapters(); /* partition "adapters" */
+    *slot_size = region != NULL ? TL_ADAPTER_SLOT_SIZE : 0u;
+    *slots = region != NULL ? TL_ADAPTER_SLOTS : 0u;
+    return region;
 }
 
 #else

@@ -50,6 +50,12 @@ class SlotPlan:
     ram_slot_size: int      # under QEMU and in the tests
     file_bytes: int         # one form-1 adapter file
     note: str
+    erase_unit: int = 0     # of the board's adapter region (one active-record copy)
+
+    @property
+    def region_size(self) -> int:
+        """Bytes of the board's adapter region: two record units, then the slots."""
+        return 2 * self.erase_unit + self.slots * self.slot_size if self.slots else 0
 
     @property
     def ram_size(self) -> int:
@@ -68,6 +74,8 @@ def slot_plan(layout: FlashLayout, file_bytes: int, can_train: bool) -> SlotPlan
         return SlotPlan(0, 0, 0, file_bytes,
                         f"none: an adapter file of {file_bytes:,} B exceeds {layout.board}'s "
                         f"{layout.adapter_slot_size:,} B slots (a smaller rank fits)")
+    region = layout.region("adapter slots")
     return SlotPlan(layout.adapter_slots, layout.adapter_slot_size, ram_slot, file_bytes,
                     f"{layout.adapter_slots} slots of {layout.adapter_slot_size:,} B for "
-                    f"{file_bytes:,} B adapter files")
+                    f"{file_bytes:,} B adapter files",
+                    (region.size - layout.adapter_slots * layout.adapter_slot_size) // 2)
