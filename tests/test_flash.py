@@ -50,6 +50,10 @@ def test_board_flash_layout_is_consistent(name):
         slots = layout.region("adapter slots")   # two active-record sectors, then the slots
         record = layout.boundaries[layout.boundaries.index(slots.start) + 1] - slots.start
         assert slots.size == 2 * record + layout.adapter_slots * layout.adapter_slot_size
+        if "first_sector" in b.adapters:   # the STM32 backend erases by sector number
+            per_bank = len(layout.boundaries) // 2 if b.platform == "ststm32" else 0
+            at = (b.adapters["bank"] - 1) * per_bank + b.adapters["first_sector"]
+            assert layout.boundaries[at] == slots.start
         first = slots.start + 2 * record
         assert all(first + k * layout.adapter_slot_size in bounds for k in range(layout.adapter_slots + 1))
     if esp:   # partitions.csv is written from the same layout

@@ -15,6 +15,7 @@
 #include "tl_board.h"
 
 const tl_storage *tl_storage_stm32_flash(void);
+const tl_storage *tl_storage_stm32_adapters(void);
 
 static UART_HandleTypeDef tl_uart;
 
@@ -117,10 +118,10 @@ const tl_storage *tl_board_storage(void)
 
 const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots)
 {
-    /* The [adapters] flash sectors are not wired to a tl_storage yet: no slots on STM32. */
-    *slot_size = 0u;
-    *slots = 0u;
-    return NULL;
+    const tl_storage *region = tl_storage_stm32_adapters(); /* the [adapters] sectors */
+    *slot_size = region != NULL ? TL_ADAPTER_SLOT_SIZE : 0u;
+    *slots = region != NULL ? TL_ADAPTER_SLOTS : 0u;
+    return region;
 }
 
 #else

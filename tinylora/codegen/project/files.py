@@ -129,6 +129,18 @@ def _partition_rows(layout, storage: dict) -> list[str]:
             for n, t, s, o, z in rows]
 
 
+def _stm32_adapters(b) -> dict | None:
+    """The [adapters] region's address, first sector (page) and bank, for the STM32 backend."""
+    a = b.adapters or {}
+    if not int(a.get("slots", 0)):
+        return None
+    if "first_sector" not in a or "bank" not in a:
+        raise ProjectError(f"board {b.name}: boards/{b.name}.toml [adapters] needs first_sector "
+                           "and bank (the flash backend erases by sector number)")
+    return {"address": f"0x{int(a['address']):08X}", "first_sector": int(a["first_sector"]),
+            "bank": int(a["bank"])}
+
+
 def _board_context(p: Project) -> dict:
     """What every template of the project may use: board, storage, console, QEMU environments."""
     b = p.board
@@ -158,6 +170,7 @@ def _board_context(p: Project) -> dict:
                 board_options=board_options, size_check=size_check, partitions=partitions,
                 adapters=layout.adapter_slots,
                 adapter_slots=slot_plan(layout, p.code.adapter_bytes, p.code.can_train),
+                adapters_stm32=_stm32_adapters(b) if stm32 else None,
                 board_pad=" " * (width - len(b.name)), version=__version__,
                 esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
                 cmsis_nn_tag=f"v{CMSIS_NN_VERSION}",
