@@ -126,7 +126,7 @@ def _run_variant(variant, cases, root) -> list[tuple[list[str], emulate.Report]]
         for name in names:
             model, x, _, _ = cases[name]
             path = out / f"{name}.c"
-            path.write_text(generate_frozen_c(model, x, prefix=name))
+            path.write_text(generate_frozen_c(model, x, prefix=name, backend=lib or "portable"))
             files.append(path)
         runners = [f"{n}_run_tests" for n in names]
         if lib is None:
@@ -139,7 +139,7 @@ def _run_variant(variant, cases, root) -> list[tuple[list[str], emulate.Report]]
                 wraps_c(calls, header)
                 + f'\n#include "tl_report.h"\nvoid tl_zoo_calls(void);\nvoid tl_zoo_calls(void)\n'
                 f'{{\n    tl_report_i32("calls", tl_test_calls, {len(calls)});\n}}\n')
-            all_runners = backends.runners(runners, quant_cases=False) + ["tl_zoo_calls"]
+            all_runners = runners + ["tl_zoo_calls"]
             (out / "main.c").write_text(runner_main_c(all_runners, quant_cases=False))
             sources = [*files, out / "wraps.c", out / "main.c"]
             sources += [f"-Wl,--wrap={c}" for c in calls]
