@@ -13,7 +13,9 @@ from tinylora.codegen import project as gen
 
 FW = emulate.firmware_dir()
 FAKES = Path(__file__).parent / "fakes" / "app"
-APP_SOURCES = [FW / "app" / "main.c", FW / "app" / "tl_protocol.c", FW / "app" / "tl_storage.c",
+APP_SOURCES = [FW / "app" / "main.c", FW / "app" / "tl_protocol.c", FW / "src" / "tl_storage.c",
+               FW / "app" / "tl_adapter.c", FW / "app" / "tl_app_adapters.c",
+               FW / "src" / "tl_checkpoint.c", FW / "src" / "tl_quant.c",
                FW / "boards" / "tl_board_qemu.c", FW / "boards" / "tl_board_common.c",
                FAKES / "tl_app_model_fake.c"]
 INCLUDES = [FAKES, FW / "app", FW / "boards"]

@@ -30,8 +30,11 @@ import pytest
 import tinylora
 from tinylora import emulate
 from tinylora.codegen import project as gen
+from tinylora.codegen.project import files as gen_files
+from tinylora.codegen.project.adapters import slot_plan
 from tinylora.errors import BudgetError
 from tinylora.planning.boards import board_names, load_board
+from tinylora.planning.flash import flash_layout
 
 BOARDS = board_names()
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
@@ -155,7 +158,7 @@ def test_project_contents_follow_the_board(projects, board):
     assert "test_framework = custom" in ini and (folder / "test/test_custom_runner.py").is_file()
     assert (folder / "lib/tinylora/library.json").is_file()
     assert json.loads((folder / "lib/tinylora/library.json").read_text())["name"] == "tinylora"
-    for suite in ("test_training", "test_model", "test_storage", "test_protocol"):
+    for suite in ("test_training", "test_model", "test_storage", "test_protocol", "test_adapters"):
         assert (folder / "test" / suite / "test_main.c").is_file()
     src = folder / "lib/tinylora/src"
     for name in ("tl_trainer.c", "tl_trainer.h", "tl_app_model_train.c", "tl_train.c",
@@ -356,9 +359,10 @@ def _serial(x, y):
     # line ends LF, CRLF and CR alone (minicom, screen); a second C has nothing new (a '#'
     # reply); the last line has no line end
     text = (f"?\nS {y[0]} {x[0].tobytes().hex()}\r\nP {x[1].tobytes().hex().upper()}\n"
-            f"X\nS 99 00\rS {y[2]} {x[2].tobytes().hex()}\nE\rC\nC\nE")
+            f"Q\nS 99 00\rS {y[2]} {x[2].tobytes().hex()}\nE\rC\nC\nE")
     commands = [("?",), ("S", int(y[0]), x[0]), ("P", x[1]),
-                ("!", "unknown command (S, P, E, C or ?)"), ("!", "bad label (a decimal class number)"),
+                ("!", "unknown command (S, P, E, C, ?, L, X, U, D, F or G)"),
+                ("!", "bad label (a decimal class number)"),
                 ("S", int(y[2]), x[2]), ("E",), ("C",), ("C",), ("E",)]
     return text, commands
 
@@ -451,7 +455,9 @@ def test_pio_run_and_pio_test_on_qemu(projects, build_project, pio_core, q, tmp_
     t4 = time.perf_counter()
     counts = pio.parse_test_summary(tested.output)
     assert counts["failed"] == counts["errored"] == counts["skipped"] == 0, tested.output[-3000:]
-    cases = {**project.code.test_cases, "test_storage": 7, "test_protocol": 8}
+    cases = {**project.code.test_cases, **gen_files.STATIC_SUITE_CASES,
+             "test_adapters": gen_files.adapter_suite_cases(
+                 slot_plan(flash_layout(project.board), project.code.adapter_bytes, True).slots)}
     assert counts["total"] == counts["succeeded"] == sum(cases.values()), (counts, cases)
     assert cases["test_training"] >= 32 + 13 and "test_training" in tested.output
     print(f"\n{q.env}: pio run {t1 - t0:.1f} s; power-loss boots {t3 - t2:.1f} s; pio test "

@@ -859,9 +859,9 @@ class CheckpointCodec:
                 bad.append(f"checkpoint encode #{ti}: {len(got)} bytes vs {len(good)}, first "
                            f"difference at {next((i for i, (a, b) in enumerate(zip(got, good)) if a != b), None)}")
             bad.compare(f"checkpoint size #{ti}", r.int32(f"ck_size_{ti:x}"), [len(good)])
-            bad.compare(f"checkpoint small buffer #{ti}", r.int32(f"ck_small_{ti:x}"), [2])
-        codes = {"OK": 0, "SHORT": 3, "MAGIC": 4, "CRC": 5, "LENGTH": 6, "VERSION": 7, "SPLIT": 8,
-                 "FOREIGN": 9, "LAYOUT": 10}
+            bad.compare(f"checkpoint small buffer #{ti}", r.int32(f"ck_small_{ti:x}"), [5])   # TL_ERR_ARENA
+        codes = {"OK": 0, "SHORT": 6, "MAGIC": 7, "CRC": 8, "LENGTH": 9, "VERSION": 10, "SPLIT": 11,
+                 "FOREIGN": 12, "LAYOUT": 13}   # tl_status (tl_types.h)
         for n, (ti, _data, status, what) in enumerate(self.records):
             about = f"decode #{n} ({what}, trainer {ti})"
             bad.compare(f"{about} status", r.int32(f"ck_dec_{n:x}"), [codes[status]])
@@ -972,9 +972,9 @@ class StoreScenario:
                 try:
                     total = sum(len(d) for _, d in store.plan_writes(self.checkpoints[a]))
                     store.save(self.checkpoints[a], tear_at=None if b < 0 else b)
-                    status = 13 if 0 <= b < total else 0   # C reports the torn write (IO)
+                    status = 16 if 0 <= b < total else 0   # C reports the torn write (TL_ERR_IO)
                 except CheckpointError:
-                    status = 12
+                    status = 15   # TL_ERR_TOO_LARGE
                 self.expected.append((status, zlib.crc32(store.medium), None))
             elif kind == "flip":
                 store.medium[a] ^= 1 << b
@@ -990,7 +990,7 @@ class StoreScenario:
                     data = store.load()
                     self.expected.append((0, zlib.crc32(store.medium), data))
                 except CheckpointError:
-                    self.expected.append((11, zlib.crc32(store.medium), None))
+                    self.expected.append((14, zlib.crc32(store.medium), None))   # TL_ERR_EMPTY
 
     def emit(self, prog):
         n = self.n
@@ -1000,7 +1000,7 @@ class StoreScenario:
         used = sorted({a for kind, a, _ in self.ops if kind == "save"})
         cks = {j: prog.const(f"sck{n}_{j}", "uint8_t", np.frombuffer(self.checkpoints[j], np.uint8))
                for j in used}
-        body = ["ram_medium med;", "tl_ckpt_storage st;", "uint32_t len = 0, seq = 0;", "int status;",
+        body = ["ram_medium med;", "tl_ckpt_store st;", "uint32_t len = 0, seq = 0;", "int status;",
                 f"ram_medium_init(&med, &st, {medium}, {size}u, {self.record_slot}u, {self.adapter_slot}u);"]
         for j, (kind, a, b) in enumerate(self.ops):
             idx = (n << 8) | j
@@ -1210,7 +1210,7 @@ _STATUS_EXPECTED = {}
 
 
 def _status_checks() -> list[str]:
-    """Argument checks: (name, call, expected tl_status / tl_ckpt_status)."""
+    """Argument checks: (name, call, expected tl_status)."""
     checks = [
         ("fwd_null", "tl_lora_forward_s8(&p, NULL, a, b, y, h)", 1),
         ("fwd_stride", "(q = p, q.stride_h = 0, tl_lora_forward_s8(&q, x, a, b, y, h))", 3),
@@ -1236,9 +1236,9 @@ def _status_checks() -> list[str]:
         ("norm_null", "tl_normalize(NULL, 2, 15, m32, &e)", 1),
         ("norm_empty", "tl_normalize(NULL, 0, 15, NULL, &e)", 0),
         ("ck_null", "tl_checkpoint_encode(NULL, 0u, bytes, 64u, &len)", 1),
-        ("ck_verify_short", "tl_checkpoint_verify(bytes, 10u)", 3),
-        ("ck_store_small_slot", "(stor.record_slot = 51u, tl_ckpt_store_save(&stor, bytes, 64u))", 2),
-        ("ck_store_empty", "(stor.record_slot = 64u, tl_ckpt_store_load(&stor, bytes, 64u, &len, NULL))", 11),
+        ("ck_verify_short", "tl_checkpoint_verify(bytes, 10u)", 6),
+        ("ck_store_small_slot", "(stor.record_slot = 51u, tl_ckpt_store_save(&stor, bytes, 64u))", 5),
+        ("ck_store_empty", "(stor.record_slot = 64u, tl_ckpt_store_load(&stor, bytes, 64u, &len, NULL))", 14),
     ]
     body = [
         "static const int8_t w[8] = {1, -2, 3, -4, 5, -6, 7, -8};",
@@ -1260,7 +1260,7 @@ def _status_checks() -> list[str]:
         "int32_t e = 0, loss = 0;",
         "uint32_t len = 0;",
         "ram_medium med;",
-        "tl_ckpt_storage stor;",
+        "tl_ckpt_store stor;",
         "ram_medium_init(&med, &stor, medium, 256u, 64u, 0u);",
         "(void)m32;",
     ]

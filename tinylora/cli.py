@@ -18,6 +18,7 @@ from tinylora.commands import (
     cmd_train,
     cmd_verify,
 )
+from tinylora.device import cmd_pull, cmd_push
 from tinylora.errors import TinyLoRAError
 from tinylora.fleet import command as fleet_command
 from tinylora.ref.loss import LOSSES
@@ -233,12 +234,15 @@ def _add_gen(sub, fmt) -> None:
                                    "regions and refuses to overwrite other changes.",
                        epilog="examples:\n  tinylora gen --board esp32s3\n"
                               "  tinylora gen --board nucleo_f411re --auto-rank --out f411\n"
-                              "  tinylora gen --board esp32 --model m.tflite --data d.npz --rank 2")
+                              "  tinylora gen --board esp32 --model m.tflite --data d.npz --rank 2\n"
+                              "  tinylora gen --board esp32s3 --adapter host.tla")
     p.add_argument("--board", required=True, help="the board (see tinylora boards)")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rank", type=RANK, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
     g.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the board's budget")
+    g.add_argument("--adapter", default=None, help="a .tla (masters) to start from: its config and "
+                   "scales, kept in adapter slot 0 (checked against the model first)")
     p.add_argument("--data", default=None, help="an .npz whose first samples are embedded (x_train/y_train or x/y)")
     p.add_argument("--samples", type=_int_in(1, 4096), default=32, help="embedded samples, 1..4096 (default 32)")
     p.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over them at boot, 1..1000 (default 3)")
@@ -299,6 +303,30 @@ def _add_boards(sub, fmt) -> None:
     p.set_defaults(func=cmd_boards)
 
 
+def _add_push_pull(sub, fmt) -> None:
+    p = sub.add_parser("push", formatter_class=fmt, help="upload an adapter file to a device's slot",
+                       description="Upload a format-2 adapter file (.tla) over the serial port into an "
+                                   "inactive adapter slot of a `tinylora gen` device, chunk by chunk (each "
+                                   "CRC-checked), then activate it. The device checks the base model's "
+                                   "hash and the LoRA config; a refusal changes nothing active.",
+                       epilog="example:\n  tinylora push --port /dev/ttyUSB0 adapter.tla --slot 1")
+    p.add_argument("adapter", help="the adapter file (.tla)")
+    p.add_argument("--port", required=True, help="the device's serial port")
+    p.add_argument("--slot", type=_int_in(0, 255), default=None,
+                   help="the slot (default: the first one not active)")
+    p.add_argument("--no-activate", action="store_true", help="store it, keep the active adapter")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    p.set_defaults(func=cmd_push)
+    p = sub.add_parser("pull", formatter_class=fmt, help="download a device's current adapter",
+                       description="Write the adapter the device runs now (its int16 masters, trained "
+                                   "on the device or not) as a format-2 file.",
+                       epilog="example:\n  tinylora pull --port /dev/ttyUSB0 --out device.tla")
+    p.add_argument("--port", required=True, help="the device's serial port")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    p.set_defaults(func=cmd_pull)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
@@ -319,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub, fmt)
     _add_boards(sub, fmt)
     _add_fleet(sub, fmt)
+    _add_push_pull(sub, fmt)
     return parser
 
 

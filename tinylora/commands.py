@@ -311,7 +311,8 @@ def _gen_command(args) -> str:
     parts = ["tinylora gen", f"--board {args.board}"]
     if args.model:
         parts.append(f"--model {pathlib.Path(args.model).name}")
-    parts.append("--auto-rank" if args.auto_rank else f"--rank {args.rank}")
+    if not getattr(args, "adapter", None):
+        parts.append("--auto-rank" if args.auto_rank else f"--rank {args.rank}")
     if args.data:
         parts.append(f"--data {pathlib.Path(args.data).name}")
     if args.samples != 32:
@@ -320,6 +321,8 @@ def _gen_command(args) -> str:
         parts.append(f"--epochs {args.epochs}")
     if args.lr != GEN_LR:
         parts.append(f"--lr {args.lr:g}")
+    if getattr(args, "adapter", None):
+        parts.append(f"--adapter {pathlib.Path(args.adapter).name}")
     return " ".join(parts)
 
 
@@ -327,7 +330,8 @@ def cmd_gen(args) -> int:
     out = pathlib.Path(args.out or f"tinylora-{args.board}")
     project = plan_project(args.board, model_path=args.model, rank=args.rank,
                            auto_rank=args.auto_rank, data=args.data, samples=args.samples,
-                           epochs=args.epochs, lr=args.lr, command=_gen_command(args))
+                           epochs=args.epochs, lr=args.lr, command=_gen_command(args),
+                           adapter=getattr(args, "adapter", None))
     b = project.board
     print(f"board {b.name} ({b.title}): {b.platform} / {b.pio_board} / {b.framework}")
     print(f"model {project.model_name}; LoRA {project.config_text}")

@@ -66,6 +66,10 @@ class ResourceError(TinyLoRAError, FileNotFoundError):
     """A file the package ships (model, data, templates) is missing from the installation."""
 
 
+class DeviceError(TinyLoRAError, RuntimeError):
+    """A device (tinylora push / pull) refused a command or did not answer."""
+
+
 class MissingDependencyError(TinyLoRAError, ImportError):
     """An optional package a feature needs is not installed; the message names the pip extra."""
 

@@ -2,8 +2,9 @@
  * The tinylora application: on-device training on the embedded samples at boot, then on
  * samples arriving over the serial port; progress, accuracy and checkpoints on the console.
  *
- * Boot: restore the newest checkpoint from the board's storage (if any), evaluate the
- * embedded samples, train until TL_APP_EPOCHS passes over them are done (counting the steps
+ * Boot: if an adapter (or the base model) was chosen with X before, run it (no checkpoint
+ * restore, no boot training: the chosen adapter is what the device serves); else restore the
+ * newest checkpoint from the board's storage (if any), evaluate the embedded samples, train until TL_APP_EPOCHS passes over them are done (counting the steps
  * a restored checkpoint already took: a reset resumes, it does not start over), write a
  * checkpoint every TL_APP_CHECKPOINT_EVERY steps, evaluate again, then serve serial lines.
  *
@@ -15,7 +16,9 @@
  *   C <steps> <bytes> <storage>            a checkpoint was written
  *   R <label> <predicted> <loss>           the answer to a serial sample (S or P line)
  *   ! <reason>                             an error
- * Input: the line protocol of lib/tl_app/src/tl_protocol.h (S, P, E, C, ?).
+ *   l / x / u / d / f / g ...              adapter slots (lib/tl_app/src/tl_app_adapters.c)
+ * Input: the line protocol of lib/tl_app/src/tl_protocol.h (S, P, E, C, ?; adapter slots:
+ * L, X, U, D, F, G).
  *
  * Regions between USER CODE BEGIN and USER CODE END are yours: `tinylora gen` keeps them
  * when it regenerates this file. It refuses to overwrite changes made anywhere else.
@@ -23,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tl_app_adapters.h"
 #include "tl_app_model.h"
 #include "tl_board.h"
 #include "tl_protocol.h"
@@ -249,7 +253,7 @@ static void tl_checkpoint_command(void)
 }
 
 /* The answer to one serial line. */
-static void tl_serve_event(const tl_proto *proto, tl_proto_event event, const int8_t *sample)
+static void tl_serve_event(tl_proto *proto, tl_proto_event event, const int8_t *sample)
 {
     int32_t predicted = -1;
     int32_t loss_q10 = -1;
@@ -299,6 +303,7 @@ static void tl_serve_event(const tl_proto *proto, tl_proto_event event, const in
         tl_line_end();
         break;
     default:
+        (void)tl_app_adapters_command(proto, event);
         break;
     }
 }
@@ -310,7 +315,8 @@ static void tl_serve(void)
     static int8_t sample[TL_APP_INPUT_SIZE];
     tl_proto proto;
     tl_proto_init(&proto, sample, TL_APP_INPUT_SIZE, TL_APP_CLASSES);
-    tl_print("# ready: send lines 'S <label> <hex>' (train), 'P <hex>' (predict), 'E', 'C' or '?'");
+    tl_print("# ready: send lines 'S <label> <hex>' (train), 'P <hex>' (predict), 'E', 'C', '?' or "
+             "adapter commands 'L', 'X', 'U', 'D', 'F', 'G'");
     tl_line_end();
     for (;;) {
         const int c = tl_board_read_char(1000);
@@ -330,6 +336,7 @@ static int tl_app_run(void)
     const char *where = "";
     uint8_t *arena;
     tl_status status;
+    int chosen;
 
     tl_print("# tinylora on ");
     tl_print(tl_board_name());
@@ -347,7 +354,13 @@ static int tl_app_run(void)
         return 1;
     }
     tl_storage_used = tl_board_storage();
-    if (TL_APP_CAN_TRAIN) {
+    chosen = tl_app_adapters_boot();
+    if (chosen) {
+        tl_print("# checkpoints: ");
+        tl_print(tl_storage_used->name);
+        tl_print(", not restored (the chosen adapter runs)");
+        tl_line_end();
+    } else if (TL_APP_CAN_TRAIN) {
         status = tl_app_model_load(tl_storage_used);
         tl_print("# checkpoints: ");
         tl_print(tl_storage_used->name);
@@ -373,7 +386,7 @@ static int tl_app_run(void)
     tl_print("# accuracy before training (pass 0: predictions only)");
     tl_line_end();
     tl_evaluate();
-    if (TL_APP_CAN_TRAIN) {
+    if (TL_APP_CAN_TRAIN && !chosen) {
         tl_boot_training();
         tl_print("# accuracy after training");
         tl_line_end();

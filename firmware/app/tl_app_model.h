@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "tl_adapter.h"
 #include "tl_app_config.h"
 #include "tl_storage.h"
 #include "tl_types.h"
@@ -51,6 +52,23 @@ tl_status tl_app_model_load(const tl_storage *storage);
 
 /* Why the last save or load failed, in a few words ("" after a success). */
 const char *tl_app_model_checkpoint_error(void);
+
+/* The adapter files this build accepts (tl_adapter.h: base model hash, layers, LoRA config),
+ * or NULL when it cannot hold adapters (the frozen forward has no masters). */
+const tl_adapter_config *tl_app_model_adapter_config(void);
+
+/* Run the adapter file at `offset` of `storage` (verified first: on a refusal nothing
+ * changes): its masters become the trainer's, accumulators and momentum zeroed, updates from
+ * the file, the step count kept. storage NULL: the base model (the generated initial
+ * A masters with the B masters 0: the base model's outputs exactly). TL_ERR_UNSUPPORTED without adapters. */
+tl_status tl_app_model_adapter_load(const tl_storage *storage, uint32_t offset);
+
+/* The adapter file the project was generated with (`tinylora gen --adapter`: the trainer's
+ * initial state, kept in adapter slot 0), or NULL (*len 0). */
+const uint8_t *tl_app_model_initial_adapter(uint32_t *len);
+
+/* The trainer's current masters as a form-1 adapter file, given to `sink` in pieces. */
+tl_status tl_app_model_adapter_save(tl_adapter_sink sink, void *ctx);
 
 /* The embedded samples: TL_APP_SAMPLES inputs and their labels. */
 extern const int8_t tl_app_samples[TL_APP_SAMPLES * TL_APP_INPUT_SIZE];

@@ -63,6 +63,12 @@ void tl_print_q10(int32_t value);                     /* a Q10 fixed-point numbe
  * flash sectors, RAM under QEMU. Never NULL; its open() may still fail. */
 const tl_storage *tl_board_storage(void);
 
+/* The adapter-slot region of this board (tl_adapter.h's layout: two active-record erase units,
+ * then *slots slots of *slot_size bytes), or NULL with *slots = 0 when it has none: RAM under
+ * QEMU (its size from tl_board_config.h), the [adapters] region of boards/<board>.toml on a
+ * device. */
+const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots);
+
 /*
  * Where the arena lives.
  *

@@ -17,6 +17,7 @@
 
 const tl_storage *tl_storage_esp_partition(void);
 const tl_storage *tl_storage_esp_nvs(void);
+const tl_storage *tl_storage_esp_adapters(void);
 
 void tl_board_init(void)
 {
@@ -97,6 +98,14 @@ const tl_storage *tl_board_storage(void)
 #else
     return tl_storage_esp_partition();
 #endif
+}
+
+const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots)
+{
+    const tl_storage *region = tl_storage_esp_adapters(); /* partition "adapters" */
+    *slot_size = region != NULL ? TL_ADAPTER_SLOT_SIZE : 0u;
+    *slots = region != NULL ? TL_ADAPTER_SLOTS : 0u;
+    return region;
 }
 
 #else

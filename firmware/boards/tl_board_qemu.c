@@ -117,39 +117,39 @@ static const tl_storage *tl_storage_instance;
 static FILE *tl_file;
 static tl_storage tl_file_storage;
 
-static int tl_file_sync(uint32_t offset, uint32_t len)
+static tl_status tl_file_sync(uint32_t offset, uint32_t len)
 {
     if (tl_file == NULL || fseek(tl_file, (long)offset, SEEK_SET) != 0 ||
         fwrite(tl_ram_medium + offset, 1, len, tl_file) != len || fflush(tl_file) != 0) {
-        return TL_STORAGE_ERR_IO;
+        return TL_ERR_IO;
     }
-    return TL_STORAGE_OK;
+    return TL_OK;
 }
 
-static int tl_file_open(void *ctx)
+static tl_status tl_file_open(void *ctx)
 {
     (void)ctx;
-    return tl_file != NULL ? TL_STORAGE_OK : TL_STORAGE_ERR_OPEN;
+    return tl_file != NULL ? TL_OK : TL_ERR_OPEN;
 }
 
-static int tl_file_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
+static tl_status tl_file_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
 {
     (void)ctx;
     return tl_ram.storage.read(&tl_ram, offset, dst, len);
 }
 
-static int tl_file_erase(void *ctx, uint32_t offset, uint32_t len)
+static tl_status tl_file_erase(void *ctx, uint32_t offset, uint32_t len)
 {
-    const int status = tl_ram.storage.erase(&tl_ram, offset, len);
+    const tl_status status = tl_ram.storage.erase(&tl_ram, offset, len);
     (void)ctx;
-    return status != TL_STORAGE_OK ? status : tl_file_sync(offset, len);
+    return status != TL_OK ? status : tl_file_sync(offset, len);
 }
 
-static int tl_file_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
+static tl_status tl_file_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
 {
-    const int status = tl_ram.storage.write(&tl_ram, offset, src, len);
+    const tl_status status = tl_ram.storage.program(&tl_ram, offset, src, len);
     (void)ctx;
-    return status != TL_STORAGE_OK ? status : tl_file_sync(offset, len);
+    return status != TL_OK ? status : tl_file_sync(offset, len);
 }
 
 const tl_storage *tl_board_storage(void)
@@ -170,7 +170,7 @@ const tl_storage *tl_board_storage(void)
         tl_file_storage.open = tl_file_open;
         tl_file_storage.read = tl_file_read;
         tl_file_storage.erase = tl_file_erase;
-        tl_file_storage.write = tl_file_write;
+        tl_file_storage.program = tl_file_write;
         tl_storage_instance = &tl_file_storage;
     }
     return tl_storage_instance;
@@ -184,6 +184,33 @@ const tl_storage *tl_board_storage(void)
                                 TL_STORAGE_RAM_ERASE_UNIT, TL_STORAGE_PROGRAM_UNIT);
     }
     return tl_storage_instance;
+}
+#endif
+
+#if TL_ADAPTER_SLOTS > 0
+/* The adapter region in RAM: two active-record units and TL_ADAPTER_SLOTS slots. */
+static uint8_t tl_adapter_medium[TL_ADAPTER_RAM_SIZE];
+static tl_storage_ram tl_adapter_ram;
+static const tl_storage *tl_adapter_instance;
+
+const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots)
+{
+    if (tl_adapter_instance == NULL) {
+        tl_adapter_instance =
+            tl_storage_ram_init(&tl_adapter_ram, tl_adapter_medium, TL_ADAPTER_RAM_SIZE,
+                                TL_ADAPTER_RAM_UNIT, TL_STORAGE_PROGRAM_UNIT);
+        tl_adapter_ram.storage.name = "RAM";
+    }
+    *slot_size = TL_ADAPTER_RAM_SLOT_SIZE;
+    *slots = TL_ADAPTER_SLOTS;
+    return tl_adapter_instance;
+}
+#else
+const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots)
+{
+    *slot_size = 0u;
+    *slots = 0u;
+    return NULL;
 }
 #endif
 

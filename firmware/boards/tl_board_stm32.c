@@ -15,6 +15,7 @@
 #include "tl_board.h"
 
 const tl_storage *tl_storage_stm32_flash(void);
+const tl_storage *tl_storage_stm32_adapters(void);
 
 static UART_HandleTypeDef tl_uart;
 
@@ -113,6 +114,14 @@ uint8_t *tl_board_arena(uint8_t *static_arena, uint32_t size, const char **where
 const tl_storage *tl_board_storage(void)
 {
     return tl_storage_stm32_flash();
+}
+
+const tl_storage *tl_board_adapter_storage(uint32_t *slot_size, uint32_t *slots)
+{
+    const tl_storage *region = tl_storage_stm32_adapters(); /* the [adapters] sectors */
+    *slot_size = region != NULL ? TL_ADAPTER_SLOT_SIZE : 0u;
+    *slots = region != NULL ? TL_ADAPTER_SLOTS : 0u;
+    return region;
 }
 
 #else

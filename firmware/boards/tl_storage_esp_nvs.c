@@ -23,12 +23,12 @@ static nvs_handle_t tl_nvs;
 static int tl_nvs_opened;
 static uint8_t tl_chunk[TL_STORAGE_NVS_CHUNK];
 
-static int tl_nvs_open(void *ctx)
+static tl_status tl_nvs_open(void *ctx)
 {
     esp_err_t err;
     (void)ctx;
     if (tl_nvs_opened) {
-        return TL_STORAGE_OK;
+        return TL_OK;
     }
     err = nvs_flash_init();
     if (err == ESP_ERR_NVS_NO_FREE_PAGES || err == ESP_ERR_NVS_NEW_VERSION_FOUND) {
@@ -36,10 +36,10 @@ static int tl_nvs_open(void *ctx)
         err = nvs_flash_init();
     }
     if (err != ESP_OK || nvs_open("tinylora", NVS_READWRITE, &tl_nvs) != ESP_OK) {
-        return TL_STORAGE_ERR_OPEN;
+        return TL_ERR_OPEN;
     }
     tl_nvs_opened = 1;
-    return TL_STORAGE_OK;
+    return TL_OK;
 }
 
 static void tl_key(uint32_t chunk, char *key, size_t size)
@@ -48,7 +48,7 @@ static void tl_key(uint32_t chunk, char *key, size_t size)
 }
 
 /* Chunk `chunk` into tl_chunk (0xFF when it has no key). */
-static int tl_load_chunk(uint32_t chunk)
+static tl_status tl_load_chunk(uint32_t chunk)
 {
     char key[12];
     size_t len = TL_STORAGE_NVS_CHUNK;
@@ -57,14 +57,14 @@ static int tl_load_chunk(uint32_t chunk)
     err = nvs_get_blob(tl_nvs, key, tl_chunk, &len);
     if (err == ESP_ERR_NVS_NOT_FOUND) {
         memset(tl_chunk, 0xFF, sizeof tl_chunk);
-        return TL_STORAGE_OK;
+        return TL_OK;
     }
-    return err == ESP_OK && len == TL_STORAGE_NVS_CHUNK ? TL_STORAGE_OK : TL_STORAGE_ERR_IO;
+    return err == ESP_OK && len == TL_STORAGE_NVS_CHUNK ? TL_OK : TL_ERR_IO;
 }
 
-static int tl_nvs_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len);
-static int tl_nvs_erase(void *ctx, uint32_t offset, uint32_t len);
-static int tl_nvs_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
+static tl_status tl_nvs_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len);
+static tl_status tl_nvs_erase(void *ctx, uint32_t offset, uint32_t len);
+static tl_status tl_nvs_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
 
 static const tl_storage tl_nvs_storage = {
     .ctx = NULL,
@@ -75,21 +75,21 @@ static const tl_storage tl_nvs_storage = {
     .open = tl_nvs_open,
     .read = tl_nvs_read,
     .erase = tl_nvs_erase,
-    .write = tl_nvs_write,
+    .program = tl_nvs_write,
 };
 
-static int tl_nvs_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
+static tl_status tl_nvs_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
 {
-    int status = tl_nvs_open(ctx);
-    if (status == TL_STORAGE_OK) {
+    tl_status status = tl_nvs_open(ctx);
+    if (status == TL_OK) {
         status = tl_storage_check(&tl_nvs_storage, offset, len, 1u);
     }
-    while (status == TL_STORAGE_OK && len > 0u) {
+    while (status == TL_OK && len > 0u) {
         const uint32_t chunk = offset / TL_STORAGE_NVS_CHUNK;
         const uint32_t at = offset % TL_STORAGE_NVS_CHUNK;
         const uint32_t n = len < TL_STORAGE_NVS_CHUNK - at ? len : TL_STORAGE_NVS_CHUNK - at;
         status = tl_load_chunk(chunk);
-        if (status == TL_STORAGE_OK) {
+        if (status == TL_OK) {
             memcpy(dst, tl_chunk + at, n);
             dst += n;
             offset += n;
@@ -99,43 +99,43 @@ static int tl_nvs_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
     return status;
 }
 
-static int tl_nvs_erase(void *ctx, uint32_t offset, uint32_t len)
+static tl_status tl_nvs_erase(void *ctx, uint32_t offset, uint32_t len)
 {
-    int status = tl_nvs_open(ctx);
+    tl_status status = tl_nvs_open(ctx);
     uint32_t chunk;
-    if (status == TL_STORAGE_OK) {
+    if (status == TL_OK) {
         status = tl_storage_check(&tl_nvs_storage, offset, len, TL_STORAGE_NVS_CHUNK);
     }
     for (chunk = offset / TL_STORAGE_NVS_CHUNK;
-         status == TL_STORAGE_OK && chunk < (offset + len) / TL_STORAGE_NVS_CHUNK; ++chunk) {
+         status == TL_OK && chunk < (offset + len) / TL_STORAGE_NVS_CHUNK; ++chunk) {
         char key[12];
         esp_err_t err;
         tl_key(chunk, key, sizeof key);
         err = nvs_erase_key(tl_nvs, key);
         if (err != ESP_OK && err != ESP_ERR_NVS_NOT_FOUND) {
-            status = TL_STORAGE_ERR_IO;
+            status = TL_ERR_IO;
         }
     }
-    if (status == TL_STORAGE_OK && nvs_commit(tl_nvs) != ESP_OK) {
-        status = TL_STORAGE_ERR_IO;
+    if (status == TL_OK && nvs_commit(tl_nvs) != ESP_OK) {
+        status = TL_ERR_IO;
     }
     return status;
 }
 
-static int tl_nvs_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
+static tl_status tl_nvs_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
 {
-    int status = tl_nvs_open(ctx);
-    if (status == TL_STORAGE_OK) {
+    tl_status status = tl_nvs_open(ctx);
+    if (status == TL_OK) {
         status = tl_storage_check(&tl_nvs_storage, offset, len, 1u);
     }
-    while (status == TL_STORAGE_OK && len > 0u) {
+    while (status == TL_OK && len > 0u) {
         const uint32_t chunk = offset / TL_STORAGE_NVS_CHUNK;
         const uint32_t at = offset % TL_STORAGE_NVS_CHUNK;
         const uint32_t n = len < TL_STORAGE_NVS_CHUNK - at ? len : TL_STORAGE_NVS_CHUNK - at;
         uint32_t i;
         char key[12];
         status = tl_load_chunk(chunk);
-        if (status != TL_STORAGE_OK) {
+        if (status != TL_OK) {
             break;
         }
         for (i = 0; i < n; ++i) {
@@ -144,7 +144,7 @@ static int tl_nvs_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t
         tl_key(chunk, key, sizeof key);
         if (nvs_set_blob(tl_nvs, key, tl_chunk, TL_STORAGE_NVS_CHUNK) != ESP_OK ||
             nvs_commit(tl_nvs) != ESP_OK) {
-            status = TL_STORAGE_ERR_IO;
+            status = TL_ERR_IO;
         }
         src += n;
         offset += n;

@@ -15,6 +15,7 @@
 #ifndef TL_CHECKPOINT_H
 #define TL_CHECKPOINT_H
 
+#include "tl_storage.h"
 #include "tl_types.h"
 
 #ifdef __cplusplus
@@ -28,25 +29,11 @@ extern "C" {
 #define TL_CKPT_FLAG_MOMENTUM 4u  /* momentum saved (momentum on) */
 #define TL_CKPT_RECORD_SLOT 1024u /* CheckpointStore's default record slot */
 
-/* Result of the checkpoint functions: TL_CKPT_OK is 0; every other value says why a
- * checkpoint was refused (the cases tinylora.checkpoint raises CheckpointError for) or how
- * the call was wrong. On any error nothing in the trainer state has been changed. */
-typedef enum {
-    TL_CKPT_OK = 0,
-    TL_CKPT_ERR_NULL = 1,       /* a required pointer is NULL */
-    TL_CKPT_ERR_BUFFER = 2,     /* the caller's buffer is too small */
-    TL_CKPT_ERR_SHORT = 3,      /* shorter than a header and CRC */
-    TL_CKPT_ERR_MAGIC = 4,      /* does not start with "TLCK" */
-    TL_CKPT_ERR_CRC = 5,        /* CRC-32 mismatch: torn write or flipped bit */
-    TL_CKPT_ERR_LENGTH = 6,     /* the length field disagrees with the size */
-    TL_CKPT_ERR_VERSION = 7,    /* another format version */
-    TL_CKPT_ERR_SPLIT = 8,      /* a split record without its adapter (load it from the store) */
-    TL_CKPT_ERR_FOREIGN = 9,    /* binding differs: another model or training configuration */
-    TL_CKPT_ERR_LAYOUT = 10,    /* flags, layer count or payload size differ from the state's */
-    TL_CKPT_ERR_EMPTY = 11,     /* the store holds no complete checkpoint */
-    TL_CKPT_ERR_TOO_LARGE = 12, /* too big for a record slot, payload too big for an adapter slot */
-    TL_CKPT_ERR_IO = 13         /* the storage interface reported an error */
-} tl_ckpt_status;
+/* Every function returns a tl_status (tl_types.h): TL_OK, or why a checkpoint was refused
+ * (the cases tinylora.checkpoint raises CheckpointError for: TL_ERR_SHORT, _MAGIC, _CRC,
+ * _LENGTH, _VERSION, _SPLIT, _FOREIGN, _LAYOUT, _EMPTY, _TOO_LARGE) or how the call was wrong
+ * (TL_ERR_NULL, TL_ERR_ARENA: the caller's buffer is too small; TL_ERR_IO: the storage
+ * failed). On any error nothing in the trainer state has been changed. */
 
 /* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), zlib's crc32(): start with crc = 0
  * and feed the data in any number of pieces. */
@@ -85,45 +72,47 @@ uint32_t tl_checkpoint_size(const tl_ckpt_state *state);
 
 /* checkpoint.encode: the inline record with sequence number `sequence` (0 as
  * Trainer.checkpoint() writes it) into out[cap]; *len = its size. */
-tl_ckpt_status tl_checkpoint_encode(const tl_ckpt_state *state, uint32_t sequence, uint8_t *out,
-                                    uint32_t cap, uint32_t *len);
+tl_status tl_checkpoint_encode(const tl_ckpt_state *state, uint32_t sequence, uint8_t *out,
+                               uint32_t cap, uint32_t *len);
 
 /* checkpoint._unseal: size, magic, CRC and length field of a record (any kind). */
-tl_ckpt_status tl_checkpoint_verify(const uint8_t *data, uint32_t len);
+tl_status tl_checkpoint_verify(const uint8_t *data, uint32_t len);
 
 /* checkpoint.decode: verify (as tl_checkpoint_verify, then version, not split, binding ==
  * state->binding, flags == state->flags, layer count, exact payload size) and only then
  * restore the arrays and counters into `state` (views refreshed; accumulators zeroed when
  * the record has none). `state->layers` gives where the arrays go. */
-tl_ckpt_status tl_checkpoint_decode(const uint8_t *data, uint32_t len, tl_ckpt_state *state);
+tl_status tl_checkpoint_decode(const uint8_t *data, uint32_t len, tl_ckpt_state *state);
 
-/* The medium: byte offsets from the start of the checkpoint area; erased bytes read 0xFF.
- * Each function returns 0 on success. Writes go in ascending offsets within a slot. */
+/* The two-slot store on a tl_storage (one that programs single bytes: program_unit 1, or a
+ * tl_storage_stream over the medium). Offsets are from `offset` in the storage: record slot 0
+ * at 0, record slot 1 at record_slot, adapter slot k at 2 * record_slot + k * adapter_slot
+ * (CheckpointStore). Each slot is a whole number of the storage's erase units. */
 typedef struct {
-    void *ctx;
-    int (*read)(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len);
-    int (*erase)(void *ctx, uint32_t offset, uint32_t len);
-    int (*write)(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len);
+    const tl_storage *storage;
+    uint32_t offset;       /* where the store starts in the storage */
     uint32_t record_slot;  /* bytes per record slot (default TL_CKPT_RECORD_SLOT) */
     uint32_t adapter_slot; /* bytes per adapter slot, 0 when records are never split */
-} tl_ckpt_storage;
-/* Layout: record slot 0 at 0, record slot 1 at record_slot, adapter slot k at
- * 2 * record_slot + k * adapter_slot (CheckpointStore). */
+} tl_ckpt_store;
+
+/* Whether sequence number a is newer than b: serial-number arithmetic on 32 bits (RFC 1982;
+ * tinylora.checkpoint.sequence_newer), so that numbers wrap and none beats every later one.
+ * Every double-buffered record of the firmware (checkpoints, the active adapter) uses it. */
+int tl_sequence_newer(uint32_t a, uint32_t b);
 
 /* CheckpointStore.save: validate the inline `checkpoint`, find the newest complete
  * checkpoint, write to the other slot index with sequence newest + 1 (1 on an empty store):
  * a record that fits the record slot as it is, else a split record (the adapter slot is
  * erased and written first, then the record slot). Each slot is erased before it is
- * written. A write error (power loss) returns TL_CKPT_ERR_IO. */
-tl_ckpt_status tl_ckpt_store_save(const tl_ckpt_storage *st, const uint8_t *checkpoint,
-                                  uint32_t len);
+ * written. A storage error (power loss) returns TL_ERR_IO. */
+tl_status tl_ckpt_store_save(const tl_ckpt_store *st, const uint8_t *checkpoint, uint32_t len);
 
 /* CheckpointStore.load: the newest complete checkpoint (sequence numbers compared with
  * wraparound, RFC 1982 serial-number arithmetic; slot 0 on a tie)
  * in inline form (split flag cleared, length and CRC recomputed) into out[cap]; *len its
- * size, *sequence (may be NULL) its sequence number. TL_CKPT_ERR_EMPTY if there is none. */
-tl_ckpt_status tl_ckpt_store_load(const tl_ckpt_storage *st, uint8_t *out, uint32_t cap,
-                                  uint32_t *len, uint32_t *sequence);
+ * size, *sequence (may be NULL) its sequence number. TL_ERR_EMPTY if there is none. */
+tl_status tl_ckpt_store_load(const tl_ckpt_store *st, uint8_t *out, uint32_t cap, uint32_t *len,
+                             uint32_t *sequence);
 
 #ifdef __cplusplus
 }

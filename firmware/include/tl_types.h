@@ -14,14 +14,35 @@
 extern "C" {
 #endif
 
-/* The one status enum of the runtime. New error codes are appended, never renumbered. */
+/* The one status enum of the runtime, the application and the board code (kernels,
+ * checkpoints, storage, adapter slots). New error codes are appended, never renumbered. */
 typedef enum {
     TL_OK = 0,
     TL_ERR_NULL = 1,  /* a required pointer argument is NULL */
     TL_ERR_SHAPE = 2, /* dimensions are non-positive or inconsistent with each other */
     TL_ERR_PARAM = 3, /* a scalar parameter is out of range (stride, dilation, act range...) */
     TL_ERR_UNSUPPORTED = 4, /* a valid request this build does not implement */
-    TL_ERR_ARENA = 5        /* a caller-owned arena / scratch buffer is too small */
+    TL_ERR_ARENA = 5,       /* a caller-owned arena / scratch / output buffer is too small */
+    /* stored records (checkpoints, adapter files): why one was refused */
+    TL_ERR_SHORT = 6,      /* shorter than a header and CRC */
+    TL_ERR_MAGIC = 7,      /* does not start with the format's magic */
+    TL_ERR_CRC = 8,        /* CRC-32 mismatch: torn write or flipped bit */
+    TL_ERR_LENGTH = 9,     /* the length field disagrees with the size */
+    TL_ERR_VERSION = 10,   /* another format version (or form) */
+    TL_ERR_SPLIT = 11,     /* a split checkpoint record without its adapter slot */
+    TL_ERR_FOREIGN = 12,   /* another model: checkpoint binding or adapter model hash differs */
+    TL_ERR_LAYOUT = 13,    /* layers, flags or payload size differ from this build's */
+    TL_ERR_EMPTY = 14,     /* nothing complete stored (no checkpoint, an empty adapter slot) */
+    TL_ERR_TOO_LARGE = 15, /* does not fit its slot */
+    /* storage (tl_storage.h) */
+    TL_ERR_IO = 16,    /* the medium reported an error (or power was lost) */
+    TL_ERR_RANGE = 17, /* outside the region */
+    TL_ERR_ALIGN = 18, /* not on an erase / program unit boundary */
+    TL_ERR_OPEN = 19,  /* the medium could not be prepared (missing partition...) */
+    /* adapter slots (tl_adapter.h) */
+    TL_ERR_CONFIG = 20, /* rank, scales, alpha or loss differ from the build's LoRA config */
+    TL_ERR_SLOT = 21,   /* no such adapter slot on this board, or it is the active one */
+    TL_ERR_ORDER = 22   /* an upload chunk out of order, or no upload in progress */
 } tl_status;
 
 /* Tensor dimensions, NHWC. Unused trailing dimensions are 1.

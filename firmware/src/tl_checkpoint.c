@@ -159,20 +159,20 @@ static uint8_t *tl_put_i32s(uint8_t *p, const int32_t *v, int32_t n)
     return p;
 }
 
-tl_ckpt_status tl_checkpoint_encode(const tl_ckpt_state *state, uint32_t sequence, uint8_t *out,
-                                    uint32_t cap, uint32_t *len)
+tl_status tl_checkpoint_encode(const tl_ckpt_state *state, uint32_t sequence, uint8_t *out,
+                               uint32_t cap, uint32_t *len)
 {
     uint32_t size, i;
     uint8_t *p;
     if (state == NULL || out == NULL || len == NULL) {
-        return TL_CKPT_ERR_NULL;
+        return TL_ERR_NULL;
     }
     size = tl_checkpoint_size(state);
     if (size == 0u) {
-        return TL_CKPT_ERR_LAYOUT;
+        return TL_ERR_LAYOUT;
     }
     if (cap < size) {
-        return TL_CKPT_ERR_BUFFER;
+        return TL_ERR_ARENA;
     }
     out[0] = tl_ckpt_magic[0];
     out[1] = tl_ckpt_magic[1];
@@ -205,27 +205,27 @@ tl_ckpt_status tl_checkpoint_encode(const tl_ckpt_state *state, uint32_t sequenc
     }
     tl_put32(p, tl_crc32(0u, out, size - 4u));
     *len = size;
-    return TL_CKPT_OK;
+    return TL_OK;
 }
 
-tl_ckpt_status tl_checkpoint_verify(const uint8_t *data, uint32_t len)
+tl_status tl_checkpoint_verify(const uint8_t *data, uint32_t len)
 {
     if (data == NULL) {
-        return TL_CKPT_ERR_NULL;
+        return TL_ERR_NULL;
     }
     if (len < TL_CKPT_HEADER_SIZE + 4u) {
-        return TL_CKPT_ERR_SHORT;
+        return TL_ERR_SHORT;
     }
     if (!tl_magic_ok(data)) {
-        return TL_CKPT_ERR_MAGIC;
+        return TL_ERR_MAGIC;
     }
     if (tl_get32(data + len - 4u) != tl_crc32(0u, data, len - 4u)) {
-        return TL_CKPT_ERR_CRC;
+        return TL_ERR_CRC;
     }
     if (tl_get32(data + TL_AT_LENGTH) != len) {
-        return TL_CKPT_ERR_LENGTH;
+        return TL_ERR_LENGTH;
     }
-    return TL_CKPT_OK;
+    return TL_OK;
 }
 
 static const uint8_t *tl_get_i16s(const uint8_t *p, int16_t *v, int32_t n)
@@ -274,32 +274,32 @@ static void tl_view(const int16_t *master, int8_t *view, int32_t n)
     }
 }
 
-tl_ckpt_status tl_checkpoint_decode(const uint8_t *data, uint32_t len, tl_ckpt_state *state)
+tl_status tl_checkpoint_decode(const uint8_t *data, uint32_t len, tl_ckpt_state *state)
 {
-    tl_ckpt_status s;
+    tl_status s;
     uint32_t flags, i;
     const uint8_t *p;
     if (data == NULL || state == NULL) {
-        return TL_CKPT_ERR_NULL;
+        return TL_ERR_NULL;
     }
     s = tl_checkpoint_verify(data, len);
-    if (s != TL_CKPT_OK) {
+    if (s != TL_OK) {
         return s;
     }
     if (tl_get16(data + TL_AT_VERSION) != TL_CKPT_VERSION) {
-        return TL_CKPT_ERR_VERSION;
+        return TL_ERR_VERSION;
     }
     flags = tl_get16(data + TL_AT_FLAGS);
     if (flags & TL_CKPT_FLAG_SPLIT) {
-        return TL_CKPT_ERR_SPLIT;
+        return TL_ERR_SPLIT;
     }
     if (tl_get64(data + TL_AT_BINDING) != state->binding) {
-        return TL_CKPT_ERR_FOREIGN;
+        return TL_ERR_FOREIGN;
     }
     if (flags != state->flags || tl_get16(data + TL_AT_LAYERS) != state->n_layers ||
         !tl_state_ok(state) ||
         tl_payload_bytes(state) != (uint64_t)len - TL_CKPT_HEADER_SIZE - 4u) {
-        return TL_CKPT_ERR_LAYOUT;
+        return TL_ERR_LAYOUT;
     }
     /* Everything checks out: restore. */
     p = data + TL_CKPT_HEADER_SIZE;
@@ -325,7 +325,7 @@ tl_ckpt_status tl_checkpoint_decode(const uint8_t *data, uint32_t len, tl_ckpt_s
     state->rng_state = tl_get32(data + TL_AT_RNG);
     state->updates = tl_get32(data + TL_AT_UPDATES);
     state->window = (uint16_t)tl_get16(data + TL_AT_WINDOW);
-    return TL_CKPT_OK;
+    return TL_OK;
 }
 
 /* ------------------------------------------------------------------ two-slot store */
@@ -337,29 +337,46 @@ typedef struct {
     uint32_t payload_len; /* split records: the payload in the adapter slot */
 } tl_slot_info;
 
-static uint32_t tl_record_at(const tl_ckpt_storage *st, uint32_t k)
+static uint32_t tl_record_at(const tl_ckpt_store *st, uint32_t k)
 {
-    return k * st->record_slot;
+    return st->offset + k * st->record_slot;
 }
 
-static uint32_t tl_adapter_at(const tl_ckpt_storage *st, uint32_t k)
+static uint32_t tl_adapter_at(const tl_ckpt_store *st, uint32_t k)
 {
-    return 2u * st->record_slot + k * st->adapter_slot;
+    return st->offset + 2u * st->record_slot + k * st->adapter_slot;
 }
 
-static int tl_storage_ok(const tl_ckpt_storage *st)
+static int tl_storage_ok(const tl_ckpt_store *st)
 {
-    return st != NULL && st->read != NULL && st->erase != NULL && st->write != NULL;
+    const tl_storage *m = st != NULL ? st->storage : NULL;
+    return m != NULL && m->read != NULL && m->erase != NULL && m->program != NULL;
+}
+
+static tl_status tl_read(const tl_ckpt_store *st, uint32_t offset, uint8_t *dst, uint32_t len)
+{
+    return st->storage->read(st->storage->ctx, offset, dst, len);
+}
+
+static tl_status tl_erase(const tl_ckpt_store *st, uint32_t offset, uint32_t len)
+{
+    return st->storage->erase(st->storage->ctx, offset, len);
+}
+
+static tl_status tl_program(const tl_ckpt_store *st, uint32_t offset, const uint8_t *src,
+                            uint32_t len)
+{
+    return st->storage->program(st->storage->ctx, offset, src, len);
 }
 
 /* CRC-32 of len medium bytes at offset; -1 on a read error. */
-static int tl_medium_crc(const tl_ckpt_storage *st, uint32_t offset, uint32_t len, uint32_t *crc)
+static int tl_medium_crc(const tl_ckpt_store *st, uint32_t offset, uint32_t len, uint32_t *crc)
 {
     uint8_t chunk[TL_CKPT_CHUNK];
     uint32_t c = 0u;
     while (len > 0u) {
         const uint32_t n = len < TL_CKPT_CHUNK ? len : TL_CKPT_CHUNK;
-        if (st->read(st->ctx, offset, chunk, n) != 0) {
+        if (tl_read(st, offset, chunk, n) != TL_OK) {
             return -1;
         }
         c = tl_crc32(c, chunk, n);
@@ -372,12 +389,12 @@ static int tl_medium_crc(const tl_ckpt_storage *st, uint32_t offset, uint32_t le
 
 /* CheckpointStore._read_record + the split check of _latest: 1 if slot k holds a complete
  * checkpoint (info filled), 0 if not, -1 on a read error. */
-static int tl_slot_complete(const tl_ckpt_storage *st, uint32_t k, tl_slot_info *info)
+static int tl_slot_complete(const tl_ckpt_store *st, uint32_t k, tl_slot_info *info)
 {
     uint8_t head[TL_CKPT_SPLIT_RECORD];
     const uint32_t at = tl_record_at(st, k);
     uint32_t length, crc, payload_crc;
-    if (st->read(st->ctx, at, head, TL_AT_LENGTH + 4u) != 0) {
+    if (tl_read(st, at, head, TL_AT_LENGTH + 4u) != TL_OK) {
         return -1;
     }
     if (!tl_magic_ok(head)) {
@@ -388,14 +405,14 @@ static int tl_slot_complete(const tl_ckpt_storage *st, uint32_t k, tl_slot_info 
         return 0;
     }
     if (tl_medium_crc(st, at, length - 4u, &crc) != 0 ||
-        st->read(st->ctx, at + length - 4u, head, 4u) != 0) {
+        tl_read(st, at + length - 4u, head, 4u) != TL_OK) {
         return -1;
     }
     if (tl_get32(head) != crc) {
         return 0;
     }
-    if (st->read(st->ctx, at, head,
-                 length < TL_CKPT_SPLIT_RECORD ? length : TL_CKPT_SPLIT_RECORD) != 0) {
+    if (tl_read(st, at, head, length < TL_CKPT_SPLIT_RECORD ? length : TL_CKPT_SPLIT_RECORD) !=
+        TL_OK) {
         return -1;
     }
     info->sequence = tl_get32(head + TL_AT_SEQUENCE);
@@ -410,7 +427,7 @@ static int tl_slot_complete(const tl_ckpt_storage *st, uint32_t k, tl_slot_info 
         if (info->payload_len > st->adapter_slot) {
             return 0;
         }
-        if (tl_medium_crc(st, tl_adapter_at(st, k), info->payload_len, &payload_crc) != 0) {
+        if (tl_medium_crc(st, tl_adapter_at(st, k), info->payload_len, &payload_crc) != TL_OK) {
             return -1;
         }
         if (payload_crc != tl_get32(head + TL_CKPT_HEADER_SIZE + 4u)) {
@@ -420,17 +437,14 @@ static int tl_slot_complete(const tl_ckpt_storage *st, uint32_t k, tl_slot_info 
     return 1;
 }
 
-/* CheckpointStore._latest: *found = 0 when neither slot is complete. */
-/* Whether sequence number a is newer than b: serial-number arithmetic on 32 bits (RFC 1982;
- * tinylora.checkpoint.sequence_newer), so that numbers wrap and none beats every later one. */
-static int tl_sequence_newer(uint32_t a, uint32_t b)
+int tl_sequence_newer(uint32_t a, uint32_t b)
 {
     const uint32_t distance = a - b;
     return distance != 0u && distance < 0x80000000u;
 }
 
-static tl_ckpt_status tl_latest(const tl_ckpt_storage *st, int *found, uint32_t *slot,
-                                tl_slot_info *best)
+/* CheckpointStore._latest: *found = 0 when neither slot is complete. */
+static tl_status tl_latest(const tl_ckpt_store *st, int *found, uint32_t *slot, tl_slot_info *best)
 {
     uint32_t k;
     *found = 0;
@@ -438,7 +452,7 @@ static tl_ckpt_status tl_latest(const tl_ckpt_storage *st, int *found, uint32_t 
         tl_slot_info info;
         const int ok = tl_slot_complete(st, k, &info);
         if (ok < 0) {
-            return TL_CKPT_ERR_IO;
+            return TL_ERR_IO;
         }
         if (ok && (!*found || tl_sequence_newer(info.sequence, best->sequence))) {
             *found = 1;
@@ -446,41 +460,40 @@ static tl_ckpt_status tl_latest(const tl_ckpt_storage *st, int *found, uint32_t 
             *best = info;
         }
     }
-    return TL_CKPT_OK;
+    return TL_OK;
 }
 
-static tl_ckpt_status tl_store_check(const tl_ckpt_storage *st)
+static tl_status tl_store_check(const tl_ckpt_store *st)
 {
     if (!tl_storage_ok(st)) {
-        return TL_CKPT_ERR_NULL;
+        return TL_ERR_NULL;
     }
     if (st->record_slot < TL_CKPT_SPLIT_RECORD) {
-        return TL_CKPT_ERR_BUFFER; /* a record slot must hold at least a split record */
+        return TL_ERR_ARENA; /* a record slot must hold at least a split record */
     }
-    return TL_CKPT_OK;
+    return TL_OK;
 }
 
-tl_ckpt_status tl_ckpt_store_save(const tl_ckpt_storage *st, const uint8_t *checkpoint,
-                                  uint32_t len)
+tl_status tl_ckpt_store_save(const tl_ckpt_store *st, const uint8_t *checkpoint, uint32_t len)
 {
     uint8_t head[TL_CKPT_SPLIT_RECORD];
     uint8_t tail[4];
     tl_slot_info latest;
     uint32_t k = 0u, sequence = 1u, payload_len, i;
     int found;
-    tl_ckpt_status s = tl_store_check(st);
-    if (s != TL_CKPT_OK) {
+    tl_status s = tl_store_check(st);
+    if (s != TL_OK) {
         return s;
     }
     if (checkpoint == NULL) {
-        return TL_CKPT_ERR_NULL;
+        return TL_ERR_NULL;
     }
     s = tl_checkpoint_verify(checkpoint, len);
-    if (s != TL_CKPT_OK) {
+    if (s != TL_OK) {
         return s;
     }
     s = tl_latest(st, &found, &k, &latest);
-    if (s != TL_CKPT_OK) {
+    if (s != TL_OK) {
         return s;
     }
     if (found) {
@@ -497,17 +510,18 @@ tl_ckpt_status tl_ckpt_store_save(const tl_ckpt_storage *st, const uint8_t *chec
         uint32_t crc = tl_crc32(0u, head, TL_CKPT_HEADER_SIZE);
         crc = tl_crc32(crc, checkpoint + TL_CKPT_HEADER_SIZE, payload_len);
         tl_put32(tail, crc);
-        if (st->erase(st->ctx, tl_record_at(st, k), st->record_slot) != 0 ||
-            st->write(st->ctx, tl_record_at(st, k), head, TL_CKPT_HEADER_SIZE) != 0 ||
-            (payload_len > 0u && st->write(st->ctx, tl_record_at(st, k) + TL_CKPT_HEADER_SIZE,
-                                           checkpoint + TL_CKPT_HEADER_SIZE, payload_len) != 0) ||
-            st->write(st->ctx, tl_record_at(st, k) + len - 4u, tail, 4u) != 0) {
-            return TL_CKPT_ERR_IO;
+        if (tl_erase(st, tl_record_at(st, k), st->record_slot) != TL_OK ||
+            tl_program(st, tl_record_at(st, k), head, TL_CKPT_HEADER_SIZE) != TL_OK ||
+            (payload_len > 0u &&
+             tl_program(st, tl_record_at(st, k) + TL_CKPT_HEADER_SIZE,
+                        checkpoint + TL_CKPT_HEADER_SIZE, payload_len) != TL_OK) ||
+            tl_program(st, tl_record_at(st, k) + len - 4u, tail, 4u) != TL_OK) {
+            return TL_ERR_IO;
         }
-        return TL_CKPT_OK;
+        return TL_OK;
     }
     if (payload_len > st->adapter_slot) {
-        return TL_CKPT_ERR_TOO_LARGE;
+        return TL_ERR_TOO_LARGE;
     }
     /* split: the payload to the adapter slot first, then the record that points at it */
     tl_put16(head + TL_AT_FLAGS, tl_get16(head + TL_AT_FLAGS) | TL_CKPT_FLAG_SPLIT);
@@ -516,53 +530,53 @@ tl_ckpt_status tl_ckpt_store_save(const tl_ckpt_storage *st, const uint8_t *chec
     tl_put32(head + TL_CKPT_HEADER_SIZE + 4u,
              tl_crc32(0u, checkpoint + TL_CKPT_HEADER_SIZE, payload_len));
     tl_put32(head + TL_CKPT_HEADER_SIZE + 8u, tl_crc32(0u, head, TL_CKPT_HEADER_SIZE + 8u));
-    if (st->erase(st->ctx, tl_adapter_at(st, k), st->adapter_slot) != 0 ||
-        st->write(st->ctx, tl_adapter_at(st, k), checkpoint + TL_CKPT_HEADER_SIZE, payload_len) !=
-            0 ||
-        st->erase(st->ctx, tl_record_at(st, k), st->record_slot) != 0 ||
-        st->write(st->ctx, tl_record_at(st, k), head, TL_CKPT_SPLIT_RECORD) != 0) {
-        return TL_CKPT_ERR_IO;
+    if (tl_erase(st, tl_adapter_at(st, k), st->adapter_slot) != TL_OK ||
+        tl_program(st, tl_adapter_at(st, k), checkpoint + TL_CKPT_HEADER_SIZE, payload_len) !=
+            TL_OK ||
+        tl_erase(st, tl_record_at(st, k), st->record_slot) != TL_OK ||
+        tl_program(st, tl_record_at(st, k), head, TL_CKPT_SPLIT_RECORD) != TL_OK) {
+        return TL_ERR_IO;
     }
-    return TL_CKPT_OK;
+    return TL_OK;
 }
 
-tl_ckpt_status tl_ckpt_store_load(const tl_ckpt_storage *st, uint8_t *out, uint32_t cap,
-                                  uint32_t *len, uint32_t *sequence)
+tl_status tl_ckpt_store_load(const tl_ckpt_store *st, uint8_t *out, uint32_t cap, uint32_t *len,
+                             uint32_t *sequence)
 {
     tl_slot_info best;
     uint32_t k = 0u, size;
     int found;
-    tl_ckpt_status s = tl_store_check(st);
-    if (s != TL_CKPT_OK) {
+    tl_status s = tl_store_check(st);
+    if (s != TL_OK) {
         return s;
     }
     if (out == NULL || len == NULL) {
-        return TL_CKPT_ERR_NULL;
+        return TL_ERR_NULL;
     }
     s = tl_latest(st, &found, &k, &best);
-    if (s != TL_CKPT_OK) {
+    if (s != TL_OK) {
         return s;
     }
     if (!found) {
-        return TL_CKPT_ERR_EMPTY;
+        return TL_ERR_EMPTY;
     }
     if (!(best.flags & TL_CKPT_FLAG_SPLIT)) {
         if (cap < best.length) {
-            return TL_CKPT_ERR_BUFFER;
+            return TL_ERR_ARENA;
         }
-        if (st->read(st->ctx, tl_record_at(st, k), out, best.length) != 0) {
-            return TL_CKPT_ERR_IO;
+        if (tl_read(st, tl_record_at(st, k), out, best.length) != TL_OK) {
+            return TL_ERR_IO;
         }
         size = best.length;
     } else {
         size = TL_CKPT_HEADER_SIZE + best.payload_len + 4u;
         if (cap < size) {
-            return TL_CKPT_ERR_BUFFER;
+            return TL_ERR_ARENA;
         }
-        if (st->read(st->ctx, tl_record_at(st, k), out, TL_CKPT_HEADER_SIZE) != 0 ||
-            (best.payload_len > 0u && st->read(st->ctx, tl_adapter_at(st, k),
-                                               out + TL_CKPT_HEADER_SIZE, best.payload_len) != 0)) {
-            return TL_CKPT_ERR_IO;
+        if (tl_read(st, tl_record_at(st, k), out, TL_CKPT_HEADER_SIZE) != TL_OK ||
+            (best.payload_len > 0u && tl_read(st, tl_adapter_at(st, k), out + TL_CKPT_HEADER_SIZE,
+                                              best.payload_len) != TL_OK)) {
+            return TL_ERR_IO;
         }
         tl_put16(out + TL_AT_FLAGS, best.flags & ~(uint32_t)TL_CKPT_FLAG_SPLIT);
         tl_put32(out + TL_AT_LENGTH, size);
@@ -572,5 +586,5 @@ tl_ckpt_status tl_ckpt_store_load(const tl_ckpt_storage *st, uint8_t *out, uint3
     if (sequence != NULL) {
         *sequence = best.sequence;
     }
-    return TL_CKPT_OK;
+    return TL_OK;
 }

@@ -231,60 +231,62 @@ def optim_params(prog: CProgram, base: str, accumulate: int, threshold: int, mom
 # ------------------------------------------------------------------ a whole training step
 
 RAM_MEDIUM = r"""
-/* A RAM medium for the checkpoint store: erased bytes read 0xFF; `budget` bytes may still be
- * written (negative: unlimited) - a write past it stops there and fails (a torn write). */
+/* A RAM medium for the checkpoint store (a tl_storage): erased bytes read 0xFF; `budget`
+ * bytes may still be programmed (negative: unlimited) - a program past it stops there and
+ * fails (a torn write). */
 typedef struct {
     uint8_t *bytes;
     uint32_t size;
     int32_t budget;
+    tl_storage storage;
 } ram_medium;
 
-static int ram_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
+static tl_status ram_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t len)
 {
     ram_medium *m = (ram_medium *)ctx;
     uint32_t i;
     if (offset > m->size || len > m->size - offset) {
-        return -1;
+        return TL_ERR_RANGE;
     }
     for (i = 0; i < len; ++i) {
         dst[i] = m->bytes[offset + i];
     }
-    return 0;
+    return TL_OK;
 }
 
-static int ram_erase(void *ctx, uint32_t offset, uint32_t len)
+static tl_status ram_erase(void *ctx, uint32_t offset, uint32_t len)
 {
     ram_medium *m = (ram_medium *)ctx;
     uint32_t i;
     if (offset > m->size || len > m->size - offset) {
-        return -1;
+        return TL_ERR_RANGE;
     }
     for (i = 0; i < len; ++i) {
         m->bytes[offset + i] = 0xFFu;
     }
-    return 0;
+    return TL_OK;
 }
 
-static int ram_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
+static tl_status ram_program(void *ctx, uint32_t offset, const uint8_t *src, uint32_t len)
 {
     ram_medium *m = (ram_medium *)ctx;
     uint32_t i;
     if (offset > m->size || len > m->size - offset) {
-        return -1;
+        return TL_ERR_RANGE;
     }
     for (i = 0; i < len; ++i) {
         if (m->budget == 0) {
-            return -2;
+            return TL_ERR_IO;
         }
         if (m->budget > 0) {
             m->budget--;
         }
         m->bytes[offset + i] = src[i];
     }
-    return 0;
+    return TL_OK;
 }
 
-static void ram_medium_init(ram_medium *m, tl_ckpt_storage *st, uint8_t *bytes, uint32_t size,
+static void ram_medium_init(ram_medium *m, tl_ckpt_store *st, uint8_t *bytes, uint32_t size,
                             uint32_t record_slot, uint32_t adapter_slot)
 {
     uint32_t i;
@@ -294,10 +296,17 @@ static void ram_medium_init(ram_medium *m, tl_ckpt_storage *st, uint8_t *bytes, 
     for (i = 0; i < size; ++i) {
         bytes[i] = 0xFFu;
     }
-    st->ctx = m;
-    st->read = ram_read;
-    st->erase = ram_erase;
-    st->write = ram_write;
+    m->storage.ctx = m;
+    m->storage.name = "test RAM";
+    m->storage.size = size;
+    m->storage.erase_unit = 1u;
+    m->storage.program_unit = 1u;
+    m->storage.open = NULL;
+    m->storage.read = ram_read;
+    m->storage.erase = ram_erase;
+    m->storage.program = ram_program;
+    st->storage = &m->storage;
+    st->offset = 0u;
     st->record_slot = record_slot;
     st->adapter_slot = adapter_slot;
 }

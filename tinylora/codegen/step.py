@@ -12,9 +12,9 @@
         tl_status <p>_step(<p>_state *s, const int8_t *input, int32_t label,
                            int32_t *loss_q10, int8_t *logits);     logits may be NULL
         tl_status <p>_predict(<p>_state *s, const int8_t *input, int8_t *logits);
-        tl_ckpt_status <p>_checkpoint_save(const <p>_state *s, uint8_t *out, uint32_t cap,
+        tl_status <p>_checkpoint_save(const <p>_state *s, uint8_t *out, uint32_t cap,
                                            uint32_t *len);
-        tl_ckpt_status <p>_checkpoint_restore(<p>_state *s, const uint8_t *data, uint32_t len);
+        tl_status <p>_checkpoint_restore(<p>_state *s, const uint8_t *data, uint32_t len);
 
 ``<prefix>.c``
     the frozen constants (:func:`tinylora.codegen.frozen.plan_frozen`), one ``tl_lora_params``

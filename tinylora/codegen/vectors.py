@@ -108,8 +108,8 @@ def expected_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_tra
         for p in "AB":
             out[f"{prefix}_{p}{i}"] = ad.arrays[p].astype("<i2").tobytes()
     out[names["ckpt"]] = trainer.checkpoint()
-    # a checkpoint with one flipped byte is refused (CRC) and changes nothing
-    out[names["bad_restore"]] = np.int32(5).astype("<i4").tobytes()
+    # a checkpoint with one flipped byte is refused (TL_ERR_CRC, tl_types.h) and changes nothing
+    out[names["bad_restore"]] = np.int32(8).astype("<i4").tobytes()
     logits = trainer.logits(x[: vectors.predict])
     for i in range(vectors.predict):
         out[f"{names['predict']}_{i:x}"] = logits[i].astype(np.int8).tobytes()

@@ -25,7 +25,8 @@ class Region:
 
 @dataclass(frozen=True)
 class FlashLayout:
-    """Where things live in a board's flash: the program (``app``), checkpoints, adapter slots."""
+    """Where things live in a board's flash: the program (``app``), checkpoints, adapter slots
+    (the region starts with two erase units for the active-adapter record)."""
     board: str
     base: int
     size: int
@@ -63,7 +64,17 @@ def _sector_boundaries(board: Board, flash: dict, base: int, size: int) -> tuple
     return tuple(bounds)
 
 
-def _regions(board: Board, flash: dict) -> list[Region]:
+def _record_unit(board: Board, bounds: tuple[int, ...]) -> int:
+    """The erase unit at the start of the [adapters] region: each of the two copies of the
+    active-adapter record (firmware/app/tl_adapter.h) takes one."""
+    start = int((board.adapters or {}).get("address", -1))
+    if start not in bounds[:-1]:
+        raise BoardError(f"boards/{board.name}.toml [adapters] address does not start a sector")
+    i = bounds.index(start)
+    return bounds[i + 1] - bounds[i]
+
+
+def _regions(board: Board, flash: dict, bounds: tuple[int, ...]) -> list[Region]:
     storage, adapters = board.storage or {}, board.adapters or {}
     regions = []
     if flash.get("reserved_size"):
@@ -73,9 +84,10 @@ def _regions(board: Board, flash: dict) -> list[Region]:
     if start is None or "size" not in storage:
         raise BoardError(f"boards/{board.name}.toml [storage] needs address (or offset) and size")
     regions.append(Region("checkpoints", int(start), int(storage["size"])))
-    if int(adapters.get("slots", 0)):
+    if int(adapters.get("slots", 0)):   # two active-record units, then the slots
         regions.append(Region("adapter slots", int(adapters["address"]),
-                              int(adapters["slots"]) * int(adapters["slot_size"])))
+                              2 * _record_unit(board, bounds)
+                              + int(adapters["slots"]) * int(adapters["slot_size"])))
     return regions
 
 
@@ -91,7 +103,7 @@ def flash_layout(board: Board) -> FlashLayout:
         raise BoardError(f"{where} [flash] lacks {', '.join(missing)}")
     base, size = int(flash["base"]), board.flash_kb * 1024
     bounds = _sector_boundaries(board, flash, base, size)
-    regions = _regions(board, flash)
+    regions = _regions(board, flash, bounds)
     for r in regions:
         if r.size <= 0 or r.start < base or r.end > base + size:
             raise BoardError(f"{where}: {r.describe()} is not inside the flash "
@@ -113,8 +125,9 @@ def flash_layout(board: Board) -> FlashLayout:
                          "checkpoint region's sectors")
     if layout.adapter_slots:
         slots = layout.region("adapter slots")
+        first = slots.start + 2 * _record_unit(board, bounds)
         for k in range(layout.adapter_slots + 1):
-            if slots.start + k * layout.adapter_slot_size not in bounds:
+            if first + k * layout.adapter_slot_size not in bounds:
                 raise BoardError(f"{where}: [adapters] slot {k} does not start on a sector boundary")
     return layout
 

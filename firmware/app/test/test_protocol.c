@@ -110,12 +110,36 @@ static void test_wrong_hex_is_an_error(void)
 static void test_unknown_command_and_extra_text_are_errors(void)
 {
     tl_setup();
-    TL_CHECK(tl_feed("X\n") == TL_PROTO_ERROR);
+    TL_CHECK(tl_feed("Q\n") == TL_PROTO_ERROR);
     TL_CHECK(tl_p.error == TL_PROTO_ERR_COMMAND);
     TL_CHECK(tl_feed("E1\n") == TL_PROTO_ERROR);
     TL_CHECK(tl_p.error == TL_PROTO_ERR_COMMAND);
     TL_CHECK(tl_feed("E now\n") == TL_PROTO_ERROR);
     TL_CHECK(tl_p.error == TL_PROTO_ERR_EXTRA);
+}
+
+static void test_adapter_commands_and_their_fields(void)
+{
+    tl_proto_fields_t f;
+    tl_setup();
+    TL_CHECK(tl_feed("L\n") == TL_PROTO_LIST && tl_proto_fields(&tl_p, 'L', &f) == 0);
+    TL_CHECK(tl_feed("G\r\n") == TL_PROTO_GET && tl_feed("F\n") == TL_PROTO_FINISH);
+    TL_CHECK(tl_feed("X 2\n") == TL_PROTO_SELECT && tl_proto_fields(&tl_p, 'X', &f) == 0);
+    TL_CHECK(f.a == 2u);
+    TL_CHECK(tl_feed("X -\n") == TL_PROTO_SELECT && tl_proto_fields(&tl_p, 'X', &f) == 0);
+    TL_CHECK(f.a == TL_PROTO_NO_SLOT);
+    TL_CHECK(tl_feed("U 1 952\n") == TL_PROTO_UPLOAD && tl_proto_fields(&tl_p, 'U', &f) == 0);
+    TL_CHECK(f.a == 1u && f.b == 952u);
+    TL_CHECK(tl_feed("D 3 0A0b0c0D 01ff80\n") == TL_PROTO_CHUNK);
+    TL_CHECK(tl_proto_fields(&tl_p, 'D', &f) == 0);
+    TL_CHECK(f.a == 3u && f.b == 0x0A0B0C0Du && f.size == 3u && f.data[1] == 0xFFu);
+    TL_CHECK(tl_feed("D 3 0A0b0c0 01\n") == TL_PROTO_CHUNK); /* a 7-digit CRC */
+    TL_CHECK(tl_proto_fields(&tl_p, 'D', &f) != 0 && tl_p.error == TL_PROTO_ERR_FIELD);
+    TL_CHECK(tl_feed("D 0 00000000 0\n") == TL_PROTO_CHUNK); /* an odd digit count */
+    TL_CHECK(tl_proto_fields(&tl_p, 'D', &f) != 0);
+    TL_CHECK(tl_feed("U 1\n") == TL_PROTO_UPLOAD && tl_proto_fields(&tl_p, 'U', &f) != 0);
+    TL_CHECK(tl_feed("X\n") == TL_PROTO_SELECT && tl_proto_fields(&tl_p, 'X', &f) != 0);
+    TL_CHECK(tl_feed("L 1\n") == TL_PROTO_ERROR && tl_p.error == TL_PROTO_ERR_EXTRA);
 }
 
 static void test_a_good_line_after_a_bad_one(void)
@@ -155,6 +179,7 @@ static int tl_run_tests(void)
     TL_RUN(test_label_out_of_range_is_an_error);
     TL_RUN(test_wrong_hex_is_an_error);
     TL_RUN(test_unknown_command_and_extra_text_are_errors);
+    TL_RUN(test_adapter_commands_and_their_fields);
     TL_RUN(test_a_good_line_after_a_bad_one);
     TL_RUN(test_cr_alone_ends_a_line_and_the_input_end_ends_the_last);
     return tl_unit_end();

@@ -25,8 +25,8 @@ static void test_erased_storage_reads_ff(void)
 {
     const tl_storage *st = tl_fresh();
     uint32_t i;
-    TL_CHECK(st->open(st->ctx) == TL_STORAGE_OK);
-    TL_CHECK(st->read(st->ctx, 0, tl_buf, TL_UNIT) == TL_STORAGE_OK);
+    TL_CHECK(st->open(st->ctx) == TL_OK);
+    TL_CHECK(st->read(st->ctx, 0, tl_buf, TL_UNIT) == TL_OK);
     for (i = 0; i < TL_UNIT; ++i) {
         TL_CHECK(tl_buf[i] == 0xFFu);
     }
@@ -40,10 +40,10 @@ static void test_write_then_read_back(void)
     for (i = 0; i < TL_UNIT; ++i) {
         data[i] = (uint8_t)(i * 7u + 3u);
     }
-    TL_CHECK(st->write(st->ctx, TL_UNIT, data, TL_UNIT) == TL_STORAGE_OK);
-    TL_CHECK(st->read(st->ctx, TL_UNIT, tl_buf, TL_UNIT) == TL_STORAGE_OK);
+    TL_CHECK(st->program(st->ctx, TL_UNIT, data, TL_UNIT) == TL_OK);
+    TL_CHECK(st->read(st->ctx, TL_UNIT, tl_buf, TL_UNIT) == TL_OK);
     TL_CHECK(tl_unit_first_difference(tl_buf, data, TL_UNIT) < 0);
-    TL_CHECK(st->read(st->ctx, 0, tl_buf, TL_UNIT) == TL_STORAGE_OK);
+    TL_CHECK(st->read(st->ctx, 0, tl_buf, TL_UNIT) == TL_OK);
     TL_CHECK(tl_buf[0] == 0xFFu && tl_buf[TL_UNIT - 1u] == 0xFFu); /* its neighbour untouched */
 }
 
@@ -57,9 +57,9 @@ static void test_writing_only_clears_bits(void)
         first[i] = 0xF0u;
         second[i] = 0x3Cu;
     }
-    TL_CHECK(st->write(st->ctx, 0, first, TL_UNIT) == TL_STORAGE_OK);
-    TL_CHECK(st->write(st->ctx, 0, second, TL_UNIT) == TL_STORAGE_OK);
-    TL_CHECK(st->read(st->ctx, 0, tl_buf, TL_UNIT) == TL_STORAGE_OK);
+    TL_CHECK(st->program(st->ctx, 0, first, TL_UNIT) == TL_OK);
+    TL_CHECK(st->program(st->ctx, 0, second, TL_UNIT) == TL_OK);
+    TL_CHECK(st->read(st->ctx, 0, tl_buf, TL_UNIT) == TL_OK);
     TL_CHECK(tl_buf[0] == 0x30u && tl_buf[TL_UNIT - 1u] == 0x30u);
 }
 
@@ -71,30 +71,30 @@ static void test_erase_restores_ff(void)
     for (i = 0; i < TL_UNIT; ++i) {
         zeros[i] = 0u;
     }
-    TL_CHECK(st->write(st->ctx, 2u * TL_UNIT, zeros, TL_UNIT) == TL_STORAGE_OK);
-    TL_CHECK(st->erase(st->ctx, 2u * TL_UNIT, TL_UNIT) == TL_STORAGE_OK);
-    TL_CHECK(st->read(st->ctx, 2u * TL_UNIT, tl_buf, TL_UNIT) == TL_STORAGE_OK);
+    TL_CHECK(st->program(st->ctx, 2u * TL_UNIT, zeros, TL_UNIT) == TL_OK);
+    TL_CHECK(st->erase(st->ctx, 2u * TL_UNIT, TL_UNIT) == TL_OK);
+    TL_CHECK(st->read(st->ctx, 2u * TL_UNIT, tl_buf, TL_UNIT) == TL_OK);
     TL_CHECK(tl_buf[0] == 0xFFu && tl_buf[TL_UNIT - 1u] == 0xFFu);
 }
 
 static void test_out_of_range_is_refused(void)
 {
     const tl_storage *st = tl_fresh();
-    TL_CHECK(st->read(st->ctx, TL_SIZE - 1u, tl_buf, 2u) == TL_STORAGE_ERR_RANGE);
-    TL_CHECK(st->read(st->ctx, 0xFFFFFFFFu, tl_buf, 2u) == TL_STORAGE_ERR_RANGE);
-    TL_CHECK(st->erase(st->ctx, TL_SIZE, TL_UNIT) == TL_STORAGE_ERR_RANGE);
-    TL_CHECK(st->write(st->ctx, TL_SIZE, tl_buf, TL_PROGRAM) == TL_STORAGE_ERR_RANGE);
-    TL_CHECK(st->read(st->ctx, TL_SIZE, tl_buf, 0u) == TL_STORAGE_OK);
+    TL_CHECK(st->read(st->ctx, TL_SIZE - 1u, tl_buf, 2u) == TL_ERR_RANGE);
+    TL_CHECK(st->read(st->ctx, 0xFFFFFFFFu, tl_buf, 2u) == TL_ERR_RANGE);
+    TL_CHECK(st->erase(st->ctx, TL_SIZE, TL_UNIT) == TL_ERR_RANGE);
+    TL_CHECK(st->program(st->ctx, TL_SIZE, tl_buf, TL_PROGRAM) == TL_ERR_RANGE);
+    TL_CHECK(st->read(st->ctx, TL_SIZE, tl_buf, 0u) == TL_OK);
 }
 
 static void test_misaligned_erase_and_write_are_refused(void)
 {
     const tl_storage *st = tl_fresh();
-    TL_CHECK(st->erase(st->ctx, 1u, TL_UNIT) == TL_STORAGE_ERR_ALIGN);
-    TL_CHECK(st->erase(st->ctx, 0u, TL_UNIT / 2u) == TL_STORAGE_ERR_ALIGN);
+    TL_CHECK(st->erase(st->ctx, 1u, TL_UNIT) == TL_ERR_ALIGN);
+    TL_CHECK(st->erase(st->ctx, 0u, TL_UNIT / 2u) == TL_ERR_ALIGN);
     if (TL_PROGRAM > 1u) {
-        TL_CHECK(st->write(st->ctx, 1u, tl_buf, TL_PROGRAM) == TL_STORAGE_ERR_ALIGN);
-        TL_CHECK(st->write(st->ctx, 0u, tl_buf, TL_PROGRAM - 1u) == TL_STORAGE_ERR_ALIGN);
+        TL_CHECK(st->program(st->ctx, 1u, tl_buf, TL_PROGRAM) == TL_ERR_ALIGN);
+        TL_CHECK(st->program(st->ctx, 0u, tl_buf, TL_PROGRAM - 1u) == TL_ERR_ALIGN);
     }
 }
 
@@ -105,8 +105,8 @@ static void test_board_storage_holds_two_checkpoint_slots(void)
     TL_CHECK(st->erase_unit > 0u && st->size % st->erase_unit == 0u);
     TL_CHECK(st->size >= 2u * st->erase_unit);
     TL_CHECK(st->program_unit > 0u && st->erase_unit % st->program_unit == 0u);
-    TL_CHECK(st->open(st->ctx) == TL_STORAGE_OK);
-    TL_CHECK(st->read(st->ctx, 0, tl_buf, 16u) == TL_STORAGE_OK);
+    TL_CHECK(st->open(st->ctx) == TL_OK);
+    TL_CHECK(st->read(st->ctx, 0, tl_buf, 16u) == TL_OK);
 }
 
 static int tl_run_tests(void)

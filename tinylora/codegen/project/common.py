@@ -31,11 +31,12 @@ CMSIS_NN_VERSION = "7.0.0"
 
 #: Runtime files every project carries (firmware/ -> lib/tinylora/src).
 RUNTIME = ("tl_types.h", "tl_quant.h", "tl_quant.c", "tl_kernels.h", "tl_kernels.c",
-           "tl_kernels_backend.h", "tl_kernels_cmsis_nn.c", "tl_kernels_esp_nn.c")
+           "tl_kernels_backend.h", "tl_kernels_cmsis_nn.c", "tl_kernels_esp_nn.c", "tl_storage.h",
+           "tl_storage.c", "tl_checkpoint.h", "tl_checkpoint.c")
 
 
-#: ... and the training step's (kernels of the backward and update, checkpoints).
-TRAINING_RUNTIME = RUNTIME + ("tl_train.h", "tl_train.c", "tl_checkpoint.h", "tl_checkpoint.c")
+#: ... and the training step's (kernels of the backward and update).
+TRAINING_RUNTIME = RUNTIME + ("tl_train.h", "tl_train.c")
 
 
 #: The QEMU storage medium (RAM with flash rules): small enough for the Xtensa sim's 256 KB
@@ -98,6 +99,7 @@ class ModelCode:
     arena_bytes: what it needs of the arena (at most the project's arena)
     description: one line for tl_app_config.h and the README
     checkpoint_bytes: size of one checkpoint (0: no checkpoints)
+    adapter_bytes: size of one form-1 adapter file (0: no adapters, the frozen forward)
     test_cases:  suite -> number of Unity cases its tests report
     """
     lib_files: dict[str, str]
@@ -107,6 +109,7 @@ class ModelCode:
     arena_bytes: int = 0
     description: str = ""
     checkpoint_bytes: int = 0
+    adapter_bytes: int = 0
     test_cases: dict[str, int] = field(default_factory=dict)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from tinylora import __version__
 from tinylora.codegen import c_array_rows, c_comment, render
+from tinylora.codegen.project.adapters import RAM_UNIT, slot_plan
 from tinylora.codegen.project.common import (
     CMSIS_NN_VERSION,
     ESP_NN_VERSION,
@@ -57,11 +58,13 @@ LIB_SOURCES = {
 #: Copied under the provenance header; nothing in them varies per project.
 STATIC_C = {
     "src/main.c": "app/main.c",
+    "src/tl_app_adapters.h": "app/tl_app_adapters.h",
+    "src/tl_app_adapters.c": "app/tl_app_adapters.c",
     "lib/tinylora/src/tl_app_model.h": "app/tl_app_model.h",
-    "lib/tl_app/src/tl_storage.h": "app/tl_storage.h",
-    "lib/tl_app/src/tl_storage.c": "app/tl_storage.c",
     "lib/tl_app/src/tl_protocol.h": "app/tl_protocol.h",
     "lib/tl_app/src/tl_protocol.c": "app/tl_protocol.c",
+    "lib/tl_app/src/tl_adapter.h": "app/tl_adapter.h",
+    "lib/tl_app/src/tl_adapter.c": "app/tl_adapter.c",
     "lib/tl_board/src/tl_board.h": "boards/tl_board.h",
     "lib/tl_board/src/tl_board_common.c": "boards/tl_board_common.c",
     "lib/tl_board/src/tl_board_qemu.c": "boards/tl_board_qemu.c",
@@ -74,7 +77,17 @@ STATIC_C = {
     "test/tl_unit.c": "app/test/tl_unit.c",
     "test/test_storage/test_main.c": "app/test/test_storage.c",
     "test/test_protocol/test_main.c": "app/test/test_protocol.c",
+    "test/test_adapters/test_main.c": "app/test/test_adapters.c",
 }
+#: Unity cases of the static suites (firmware/app/test); test_adapters: adapter_suite_cases.
+STATIC_SUITE_CASES = {"test_storage": 7, "test_protocol": 9}
+
+
+def adapter_suite_cases(slots: int) -> int:
+    """Cases of test_adapters: the whole suite with slots, one ("none here") without."""
+    return 7 if slots else 1
+
+
 #: Files of firmware/targets copied into the local QEMU platform.
 TARGET_FILES = ("cortex-m/mps2.ld", "cortex-m/startup.c", "stdio/tl_target_stdio.c",
                 "xtensa/start.S", "xtensa/tl_target.c", "xtensa/xtensa-sim.ld")
@@ -116,6 +129,18 @@ def _partition_rows(layout, storage: dict) -> list[str]:
             for n, t, s, o, z in rows]
 
 
+def _stm32_adapters(b) -> dict | None:
+    """The [adapters] region's address, first sector (page) and bank, for the STM32 backend."""
+    a = b.adapters or {}
+    if not int(a.get("slots", 0)):
+        return None
+    if "first_sector" not in a or "bank" not in a:
+        raise ProjectError(f"board {b.name}: boards/{b.name}.toml [adapters] needs first_sector "
+                           "and bank (the flash backend erases by sector number)")
+    return {"address": f"0x{int(a['address']):08X}", "first_sector": int(a["first_sector"]),
+            "bank": int(a["bank"])}
+
+
 def _board_context(p: Project) -> dict:
     """What every template of the project may use: board, storage, console, QEMU environments."""
     b = p.board
@@ -140,10 +165,12 @@ def _board_context(p: Project) -> dict:
                          "; runtime's TL_USE_CMSIS_NN dispatch is verified only against a test",
                          "; double, and this project does not yet register kernel scratch",
                          "; (tl_kernels_set_scratch): keep -D TL_USE_CMSIS_NN off for now."]
-    return dict(board=b, esp=esp, stm32=stm32, storage=storage, console=console,
+    return dict(ram_adapter_unit=RAM_UNIT, board=b, esp=esp, stm32=stm32, storage=storage, console=console,
                 ram_storage=_ram_storage(p.code.checkpoint_bytes), qemu=qemu,
                 board_options=board_options, size_check=size_check, partitions=partitions,
                 adapters=layout.adapter_slots,
+                adapter_slots=slot_plan(layout, p.code.adapter_bytes, p.code.can_train),
+                adapters_stm32=_stm32_adapters(b) if stm32 else None,
                 board_pad=" " * (width - len(b.name)), version=__version__,
                 esp_nn_version=ESP_NN_VERSION, cmsis_nn_version=CMSIS_NN_VERSION,
                 cmsis_nn_tag=f"v{CMSIS_NN_VERSION}",
@@ -197,7 +224,8 @@ def _readme(p: Project, files: dict, ctx: dict, app: dict, samples_note: str, ep
     unit = int(ctx["storage"]["erase_unit"])
     slot = -(-max(p.code.checkpoint_bytes, 1) // unit) * unit
     suites = sorted({f.split("/")[1] for f in files if f.startswith("test/test_") and f.count("/") == 2})
-    cases = {**p.code.test_cases, "test_storage": 7, "test_protocol": 8}
+    cases = {**p.code.test_cases, **STATIC_SUITE_CASES,
+             "test_adapters": adapter_suite_cases(ctx["adapter_slots"].slots)}
     return render("project/README.md.j2", header=_header("README.md", command), project=p,
                   samples_note=samples_note, epochs=epochs, test_suites=suites, test_cases=cases,
                   test_total=sum(cases.get(t, 0) for t in suites), ckpt_slot=slot,

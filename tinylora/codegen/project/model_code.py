@@ -9,6 +9,7 @@ import numpy as np
 
 from tinylora.codegen import c_array_rows, render
 from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
+from tinylora.codegen.project.adapters import adapter_context, adapter_file_bytes
 from tinylora.codegen.project.common import (
     RAM_STORAGE,
     RUNTIME,
@@ -89,7 +90,8 @@ def _frozen_test_model(model, samples: np.ndarray, app_classes: np.ndarray, sour
 
 
 def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
-                        command: str | None = None, plan: ArenaPlan | None = None) -> ModelCode:
+                        command: str | None = None, plan: ArenaPlan | None = None,
+                        initial_adapter: bytes | None = None) -> ModelCode:
     """The generated training step behind ``tl_app_model.h``, with its tests.
 
     lib: ``tl_trainer.{h,c}`` (:func:`tinylora.codegen.step.generate_step`, without a static
@@ -97,6 +99,7 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     :data:`TRAINING_RUNTIME`. test: ``test_training`` (:data:`VECTOR_STEPS` steps on the
     embedded samples compared with ``Trainer.step``, checkpoints and the two-slot store on
     RAM storage, torn writes) and ``test_model`` (the frozen forward's vectors).
+    ``initial_adapter``: a form-1 file (gen --adapter) the firmware keeps in adapter slot 0.
     ``trainer`` is not changed (the expected values come from copies of it)."""
 
     x, _ = model._check_input(np.asarray(samples))
@@ -107,7 +110,8 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     lib["tl_app_model_train.c"] = render(
         "project/lib/tinylora/tl_app_model_train.c.j2",
         header=_header("lib/tinylora/src/tl_app_model_train.c", command),
-        prefix=STEP_PREFIX, macro=macro)
+        prefix=STEP_PREFIX, macro=macro, adapter=adapter_context(trainer),
+        initial_rows=c_array_rows(np.frombuffer(initial_adapter, np.uint8)) if initial_adapter else [])
 
     # the vectors: numpy's Trainer on a copy, the step sequence of test_training
     t = copy.deepcopy(trainer)
@@ -152,6 +156,7 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
             ckpt_mid_rows=u8(ckpt_mid), ckpt_final_rows=u8(ckpt_final),
             stored_mid_rows=u8(stored_mid), stored_final_rows=u8(stored_final),
             masters=masters, predict_rows=c_array_rows(predicted),
+            initial_updates=int.from_bytes(initial_adapter[48:52], "little") if initial_adapter else 0,
             name_rows=_name_rows(step_names)),
     }
     app_classes = np.argmax(np.asarray(trainer.logits(x)).reshape(count, -1), axis=-1)
@@ -164,7 +169,8 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
                      arena_bytes=sp.plan.total_bytes + ckpt + ALIGN - 1,
                      description=f"generated training step ({STEP_PREFIX}.c, bit-exact with "
                                  "tinylora.train.Trainer.step) with checkpoints",
-                     checkpoint_bytes=ckpt, test_cases=cases)
+                     checkpoint_bytes=ckpt, adapter_bytes=adapter_file_bytes(trainer),
+                     test_cases=cases)
 
 
 #: The one place where a project's model code is chosen: (model, trainer, samples, labels,
@@ -174,6 +180,8 @@ ModelCodeFactory = Callable[..., ModelCode]
 
 
 def model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
-               command: str | None = None, plan: ArenaPlan | None = None) -> ModelCode:
+               command: str | None = None, plan: ArenaPlan | None = None,
+               initial_adapter: bytes | None = None) -> ModelCode:
     """The model code of a project (see the module docstring): the training step."""
-    return training_model_code(model, trainer, samples, labels, command=command, plan=plan)
+    return training_model_code(model, trainer, samples, labels, command=command, plan=plan,
+                               initial_adapter=initial_adapter)

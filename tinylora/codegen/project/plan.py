@@ -16,6 +16,7 @@ from tinylora.codegen.project.regions import _region_names
 from tinylora.codegen.project.simulate import simulate_app
 from tinylora.errors import BudgetError, InputError, ProjectError
 from tinylora.examples import example_model
+from tinylora.formats.adapter import Adapter
 from tinylora.planning import autorank
 from tinylora.planning.arena import checked_plan
 from tinylora.planning.boards import Board, load_board
@@ -54,12 +55,28 @@ def _default_samples(model, model_path: str | None, data: str | None, count: int
 
 # ---------------------------------------------------------------------------------- planning
 
+def _initial_adapter(path: str | None, model, auto_rank: bool) -> Adapter | None:
+    """gen --adapter: the file read and checked against the model (AdapterError names the
+    problem); a masters file only (the device trains it on)."""
+    if path is None:
+        return None
+    if auto_rank:
+        raise InputError("--adapter brings its own ranks: leave out --auto-rank")
+    loaded = Adapter.load(path).check(model)
+    if loaded.form != "masters":
+        raise InputError(f"{path} is a deploy-form adapter (int8, inference only): gen --adapter "
+                         "needs the masters file (form 1), which the device trains on")
+    return loaded
+
+
 def plan_project(board: str | Board, model_path: str | None = None, rank: int = 3,
                  auto_rank: bool = False, data: str | None = None, samples: int = 32,
                  epochs: int = 3, command: str | None = None,
                  model_code_factory: ModelCodeFactory | None = None,
-                 lr: float = GEN_LR) -> Project:
-    """Decide the whole project for ``board`` (nothing is written).
+                 lr: float = GEN_LR, adapter: str | None = None) -> Project:
+    """Decide the whole project for ``board`` (nothing is written). ``adapter``: a format-2
+    masters file the device starts from (its config, scales and masters; checked against the
+    model first) and keeps in adapter slot 0.
 
     Raises :class:`~tinylora.errors.BudgetError` if the training step's arena does not fit
     the board's arena budget, :class:`~tinylora.planning.boards.BoardError` for an unknown board.
@@ -81,7 +98,11 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
         raise InputError(f"labels must be class numbers in [0, {min(classes, 256)})")
 
     # The plan is checked against the board's budget before anything else happens.
-    if auto_rank:
+    loaded = _initial_adapter(adapter, model, auto_rank)
+    if loaded is not None:
+        config, recompute = None, "none"
+        config_text = f"the adapter {Path(adapter).name}: ranks {loaded.config().rank}"
+    elif auto_rank:
         result = autorank.auto_rank(model, budget=b.arena_budget, calibration=x[:32])
         config, recompute = result.config, result.recompute
         config_text = f"auto-rank for {b.name}: {result.config.rank}, recompute {recompute}"
@@ -90,13 +111,16 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
         config_text = f"rank {rank} on every FULLY_CONNECTED layer"
     if not 0 < lr < 1:
         raise InputError("lr must be in (0, 1)")
-    trainer = Trainer(model, config, lr=lr, recompute=recompute, calibration=x[:64])
+    trainer = Trainer(model, config, lr=lr, recompute=recompute, calibration=x[:64], adapter=loaded)
+    if loaded is not None:   # the device counts its own steps from 0 (boot training, checkpoints)
+        trainer.step_count = 0
     # BudgetError when it does not fit (a Board given as data: its own budget)
     plan = checked_plan(trainer, board=b.name) if not isinstance(board, Board) else \
         checked_plan(trainer, budget=b.arena_budget)
 
     factory = model_code_factory or model_code
-    code = factory(model, trainer, x, y, command=command, plan=plan)
+    extra = {"initial_adapter": loaded.to_bytes("masters")} if loaded is not None else {}
+    code = factory(model, trainer, x, y, command=command, plan=plan, **extra)
     arena = max(plan.total_bytes, code.arena_bytes)
     arena = (arena + 7) // 8 * 8
     if arena > b.arena_budget:
