@@ -24,7 +24,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg
 
-from tinylora.fleet import faults
+from tinylora.fleet import devices, faults
 from tinylora.fleet.core import Fleet, FleetSpec, aggregate, round_half_away
 
 _FLEETS: dict[FleetSpec, Fleet] = {}   # per process: a ClientApp process serves many rounds
@@ -60,11 +60,14 @@ def train(msg: Message, context: Context) -> Message:
     client, rnd = int(context.node_config["partition-id"]), int(cfg["server-round"])
     fleet = fleet_of(spec)
     incoming = msg.content["arrays"]["masters"].numpy()
-    vec, n = fleet.local_round(client, round_half_away(incoming), rnd)
+    port = str(context.node_config.get("device", ""))   # a device on a serial port trains instead
+    vec, n = devices.local_round(port, fleet, client, round_half_away(incoming), rnd) if port else \
+        fleet.local_round(client, round_half_away(incoming), rnd)
     vec, header = faults.apply(str(cfg.get("faults", "")), client, rnd, vec, fleet.header)
     content = RecordDict({"arrays": _wire(vec, spec),
                           "metrics": MetricRecord({"num-examples": max(n, 1), "client": client}),
-                          "meta": ConfigRecord({"adapter-header": header, "client": client})})
+                          "meta": ConfigRecord({"adapter-header": header, "client": client,
+                                                  "trained-on": "device" if port else "numpy"})})
     return Message(content=content, reply_to=msg)
 
 
@@ -146,7 +149,9 @@ def run_rounds(grid: Grid, spec: FleetSpec, timeout: float, faults_spec: str = "
             if agg is not None:
                 vec = np.clip(round_half_away(agg["masters"].numpy()), -32768, 32767).astype(np.int16)
         sizes = {int(r.content["meta"]["client"]): _bytes_sent(r) for r in good}
-        rounds.append(dict(round=rnd, accuracy=fleet.accuracy(vec), clients=sorted(sizes),
+        on_device = sorted(int(r.content["meta"]["client"]) for r in good
+                           if r.content["meta"].get("trained-on") == "device")
+        rounds.append(dict(round=rnd, accuracy=fleet.accuracy(vec), clients=sorted(sizes), devices=on_device,
                            bytes_sent=sizes, dropped=dropped, seconds=round(time.perf_counter() - t0, 2)))
         if on_round:
             on_round(rounds)
