@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from tinylora import cli
+from tinylora import cli, device
 from tinylora.errors import ConfigError
-from tinylora.fleet import apps, devices
-from tinylora.fleet.core import FleetSpec
+from tinylora.fleet import apps, devices, secagg
+from tinylora.fleet.core import FleetSpec, aggregate
 from tinylora.fleet.local import InProcessGrid
+from tinylora.formats.adapter import Adapter
 
 
 def _train_message(spec: FleetSpec, vec, rnd: int, node: int) -> Message:
@@ -41,6 +42,24 @@ def test_qemu_client_update_equals_the_numpy_client(mode, tmp_path):
             assert not np.array_equal(got.numpy(), vec)       # the device trained
             assert np.array_equal(got.numpy(), fleet.local_round(0, vec, rnd)[0])
             vec = got.numpy()
+
+
+def test_secagg_with_a_qemu_client_equals_the_plain_aggregate(tmp_path):
+    """Flower's SecAgg+ workflow with client 1 on QEMU Cortex-M7: the global adapter equals the
+    plain integer aggregate of the numpy clients' updates."""
+    spec = FleetSpec(task="remap", clients=3, rounds=1, local_steps=8, lr=0.05)
+    fleet = apps.fleet_of(spec)
+    grid = InProcessGrid(spec.clients, client_app=secagg.client_app)
+    with devices.qemu_devices(fleet, "cortex-m7", 1, tmp_path) as ports:
+        grid.contexts[1001].node_config["device"] = ports[0]
+        ctx = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+        report = secagg.run_secagg(grid, ctx, spec, 60.0)
+        device.pull(ports[0], tmp_path / "device.tla", timeout=60)   # the device did client 1's round
+        on_device = fleet.vector(Adapter.load(tmp_path / "device.tla"))
+    assert np.array_equal(on_device, fleet.local_round(1, fleet.initial, 1)[0])
+    g = aggregate([(fleet.local_round(c, fleet.initial, 1)[0], 1) for c in range(spec.clients)])
+    assert report["rounds"][1]["clients"] == 3
+    assert report["adapter_hex"] == fleet.adapter(g, 3 * spec.local_steps).to_bytes().hex()
 
 
 def test_devices_option_names_the_problem(capsys):

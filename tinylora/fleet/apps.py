@@ -53,6 +53,18 @@ def dp_mod(msg: Message, ctxt: Context, call_next):
 client_app = ClientApp(mods=[dp_mod])
 
 
+def device_port(context: Context) -> str:
+    """The serial port of the node's device (node config ``device``), "" for a numpy client."""
+    return str(context.node_config.get("device", ""))
+
+
+def local_update(fleet: Fleet, client: int, vec, rnd: int, port: str = "") -> tuple[np.ndarray, int]:
+    """One client's round: on the device at ``port`` (tinylora.fleet.devices), else the numpy Trainer."""
+    if port:
+        return devices.local_round(port, fleet, client, vec, rnd)
+    return fleet.local_round(client, vec, rnd)
+
+
 @client_app.train()
 def train(msg: Message, context: Context) -> Message:
     cfg = msg.content["config"]
@@ -60,9 +72,8 @@ def train(msg: Message, context: Context) -> Message:
     client, rnd = int(context.node_config["partition-id"]), int(cfg["server-round"])
     fleet = fleet_of(spec)
     incoming = msg.content["arrays"]["masters"].numpy()
-    port = str(context.node_config.get("device", ""))   # a device on a serial port trains instead
-    vec, n = devices.local_round(port, fleet, client, round_half_away(incoming), rnd) if port else \
-        fleet.local_round(client, round_half_away(incoming), rnd)
+    port = device_port(context)
+    vec, n = local_update(fleet, client, round_half_away(incoming), rnd, port)
     vec, header = faults.apply(str(cfg.get("faults", "")), client, rnd, vec, fleet.header)
     content = RecordDict({"arrays": _wire(vec, spec),
                           "metrics": MetricRecord({"num-examples": max(n, 1), "client": client}),
