@@ -54,11 +54,12 @@ def parse(text: str | None, clients: int) -> tuple[str, int] | None:
     return target, int(count)
 
 
-def firmware(fleet: Fleet, target: str, workdir: Path, command: str = "tinylora fleet") -> Path:
-    """The fleet's firmware, generated into ``workdir`` and built for ``target``: its ELF."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    initial = fleet.adapter(fleet.initial).save(workdir / "initial.tla")
+def project(fleet: Fleet, folder: Path, board: str = BOARD, command: str = "tinylora fleet") -> Path:
+    """The fleet's firmware project for ``board`` (a PlatformIO project, as ``tinylora gen``
+    writes) in ``folder``: what a real device of the fleet runs. Returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    initial = fleet.adapter(fleet.initial).save(folder.parent / f"{folder.name}-initial.tla")
 
     def code(model, trainer, *args, **kw):   # the fleet's trainer: A frozen for FFA-LoRA
         if fleet.spec.mode == "ffa":
@@ -66,10 +67,16 @@ def firmware(fleet: Fleet, target: str, workdir: Path, command: str = "tinylora 
                 ad.k.m_update_a = (0, 0)
         return model_code(model, trainer, *args, **kw)
 
-    p = gen.plan_project(BOARD, samples=EMBEDDED, epochs=1, lr=fleet.spec.lr, adapter=str(initial),
+    p = gen.plan_project(board, samples=EMBEDDED, epochs=1, lr=fleet.spec.lr, adapter=str(initial),
                          command=command, model_code_factory=code)
-    gen.write_project(p, workdir / "project")
-    return emulated_device.build_app(target, workdir / "project", workdir / "build")
+    gen.write_project(p, folder)
+    return folder
+
+
+def firmware(fleet: Fleet, target: str, workdir: Path, command: str = "tinylora fleet") -> Path:
+    """The fleet's firmware (:func:`project` for the esp32 board) built for the QEMU ``target``: its ELF."""
+    folder = project(fleet, Path(workdir) / "project", command=command)
+    return emulated_device.build_app(target, folder, Path(workdir) / "build")
 
 
 def local_round(port: str, fleet: Fleet, client: int, vec, rnd: int,
