@@ -21,15 +21,15 @@ def _train_message(spec: FleetSpec, vec, rnd: int, node: int) -> Message:
     return Message(content=content, message_type="train", dst_node_id=node)
 
 
-@pytest.mark.parametrize("mode", ["ffa", "both"])
-def test_qemu_client_update_equals_the_numpy_client(mode, tmp_path):
-    """One QEMU Cortex-M4 client and one numpy client with the same partition: two rounds (the
-    second from a global adapter with trained B), the replies' masters are the same bytes."""
+@pytest.mark.parametrize(("mode", "target"), [("ffa", "cortex-m4"), ("both", "xtensa")])
+def test_qemu_client_update_equals_the_numpy_client(mode, target, tmp_path):
+    """One QEMU client and one numpy client with the same partition: two rounds (the second from
+    a global adapter with trained masters), the replies' masters are the same bytes."""
     spec = FleetSpec(task="sensor", clients=3, local_steps=16, mode=mode, lr=0.2 if mode == "ffa" else 0.05)
     fleet = apps.fleet_of(spec)
     grid = InProcessGrid(2)
     grid.contexts[1001].node_config["partition-id"] = 0    # the same data as node 1000
-    with devices.qemu_devices(fleet, "cortex-m4", 1, tmp_path) as ports:
+    with devices.qemu_devices(fleet, target, 1, tmp_path) as ports:
         grid.contexts[1000].node_config["device"] = ports[0]
         vec = fleet.initial
         for rnd in (1, 2):
