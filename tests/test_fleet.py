@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
+from support import procs
 
 import tinylora
 from tinylora import cli, tasks
@@ -193,7 +193,7 @@ def test_fleet_command_on_a_local_deployment(tmp_path, capsys):
     assert out.read_bytes() == fleet.adapter(g, updates=2 * 12).to_bytes()
     Adapter.load(out).check(fleet.model)
     assert res["rounds"][2]["accuracy"] == fleet.accuracy(g)
-    assert _fleet_pids() == [] and _qemu_pids() == []
+    assert _fleet_pids() == [] and procs.qemu_pids("tinylora-fleet-") == []
 
 
 def test_a_failed_run_leaves_no_process(tmp_path):
@@ -207,25 +207,4 @@ def test_a_failed_run_leaves_no_process(tmp_path):
 
 def _fleet_pids() -> list[int]:
     """Every process carrying a fleet deployment's marker (any run)."""
-    out = []
-    for d in pathlib.Path("/proc").iterdir():
-        try:
-            if d.name.isdigit() and any(v.startswith(deploy.MARKER.encode() + b"=")
-                                        for v in (d / "environ").read_bytes().split(b"\0")):
-                out.append(int(d.name))
-        except OSError:
-            continue
-    return out
-
-
-def _qemu_pids() -> list[int]:
-    """QEMU processes running a fleet's firmware (its ELF lies in the command's tinylora-fleet- folder)."""
-    out = []
-    for d in pathlib.Path("/proc").iterdir():
-        try:
-            cmd = (d / "cmdline").read_bytes() if d.name.isdigit() else b""
-        except OSError:
-            continue
-        if b"qemu-system" in cmd and b"tinylora-fleet-" in cmd:
-            out.append(int(d.name))
-    return out
+    return procs.pids_where(lambda cmd, env: any(v.startswith(deploy.MARKER.encode() + b"=") for v in env))

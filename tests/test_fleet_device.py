@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from support import procs
 
 from tinylora import cli, device
-from tinylora.errors import ConfigError
+from tinylora.errors import ConfigError, FleetError
 from tinylora.fleet import apps, devices, secagg
 from tinylora.fleet.core import FleetSpec, aggregate
 from tinylora.fleet.local import InProcessGrid
@@ -60,6 +61,15 @@ def test_secagg_with_a_qemu_client_equals_the_plain_aggregate(tmp_path):
     g = aggregate([(fleet.local_round(c, fleet.initial, 1)[0], 1) for c in range(spec.clients)])
     assert report["rounds"][1]["clients"] == 3
     assert report["adapter_hex"] == fleet.adapter(g, 3 * spec.local_steps).to_bytes().hex()
+
+
+def test_qemu_devices_are_stopped_on_errors(tmp_path):
+    fleet = apps.fleet_of(FleetSpec(task="remap", clients=2, local_steps=4))
+    with pytest.raises(FleetError, match="boom"):
+        with devices.qemu_devices(fleet, "cortex-m4", 2, tmp_path) as ports:
+            assert len(set(ports)) == 2 and len(procs.qemu_pids(str(tmp_path))) == 2
+            raise FleetError("boom")
+    assert procs.qemu_pids(str(tmp_path)) == []
 
 
 def test_devices_option_names_the_problem(capsys):
