@@ -63,6 +63,22 @@ def test_secagg_with_a_qemu_client_equals_the_plain_aggregate(tmp_path):
     assert report["adapter_hex"] == fleet.adapter(g, 3 * spec.local_steps).to_bytes().hex()
 
 
+def test_a_device_with_another_fleets_firmware_is_dropped(tmp_path):
+    """A device flashed for another config (rank 4, the fleet's is 8) refuses the global adapter:
+    the round goes on with the numpy client, and the report says why client 0 was dropped."""
+    spec = FleetSpec(task="remap", clients=2, rounds=1, local_steps=8, lr=0.05)
+    other = apps.fleet_of(FleetSpec(task="remap", clients=2, rank=4, local_steps=8, lr=0.05))
+    grid = InProcessGrid(spec.clients)
+    with devices.qemu_devices(other, "cortex-m4", 1, tmp_path) as ports:
+        grid.contexts[1000].node_config["device"] = ports[0]
+        report = apps.run_rounds(grid, spec, 60.0)
+    r1, fleet = report["rounds"][1], apps.fleet_of(spec)
+    assert r1["clients"] == [1] and r1["devices"] == []
+    assert "client failed" in r1["dropped"][0]["reason"] and "refused" in r1["dropped"][0]["reason"]
+    want = fleet.adapter(aggregate([fleet.local_round(1, fleet.initial, 1)]), spec.local_steps)
+    assert report["adapter_hex"] == want.to_bytes().hex()
+
+
 def test_qemu_devices_are_stopped_on_errors(tmp_path):
     fleet = apps.fleet_of(FleetSpec(task="remap", clients=2, local_steps=4))
     with pytest.raises(FleetError, match="boom"):
