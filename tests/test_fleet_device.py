@@ -88,6 +88,15 @@ def test_qemu_devices_are_stopped_on_errors(tmp_path):
     assert procs.qemu_pids(str(tmp_path)) == []
 
 
+def test_the_fleets_firmware_project_regenerates_byte_identically(tmp_path):
+    fleet = apps.fleet_of(FleetSpec(task="remap", clients=2, local_steps=4))
+    a, b = devices.project(fleet, tmp_path / "a"), devices.project(fleet, tmp_path / "b")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert len(files) > 10 and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert not any(str(tmp_path).encode() in (a / f).read_bytes() for f in files)   # no temporary paths
+
+
 def test_devices_option_names_the_problem(capsys):
     with pytest.raises(ConfigError, match="qemu-TARGET:K"):
         devices.parse("qemu-rv32imc:1", 3)      # QEMU's RISC-V console reads no input

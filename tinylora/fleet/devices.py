@@ -59,7 +59,6 @@ def project(fleet: Fleet, folder: Path, board: str = BOARD, command: str = "tiny
     writes) in ``folder``: what a real device of the fleet runs. Returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    initial = fleet.adapter(fleet.initial).save(folder.parent / f"{folder.name}-initial.tla")
 
     def code(model, trainer, *args, **kw):   # the fleet's trainer: A frozen for FFA-LoRA
         if fleet.spec.mode == "ffa":
@@ -67,8 +66,10 @@ def project(fleet: Fleet, folder: Path, board: str = BOARD, command: str = "tiny
                 ad.k.m_update_a = (0, 0)
         return model_code(model, trainer, *args, **kw)
 
-    p = gen.plan_project(board, samples=EMBEDDED, epochs=1, lr=fleet.spec.lr, adapter=str(initial),
-                         command=command, model_code_factory=code)
+    with tempfile.TemporaryDirectory(prefix="tinylora-fleet-fw-") as tmp:   # gen --adapter embeds it
+        initial = fleet.adapter(fleet.initial).save(Path(tmp) / "initial.tla")
+        p = gen.plan_project(board, samples=EMBEDDED, epochs=1, lr=fleet.spec.lr, adapter=str(initial),
+                             command=command, model_code_factory=code)
     gen.write_project(p, folder)
     return folder
 
