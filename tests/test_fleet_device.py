@@ -3,6 +3,8 @@ update (push the global adapter, S lines for the round's samples, pull) equals t
 client's on the same samples byte for byte, through the ClientApp."""
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
@@ -105,3 +107,10 @@ def test_devices_option_names_the_problem(capsys):
     assert devices.parse("qemu-xtensa:2", 3) == ("xtensa", 2) and devices.parse(None, 3) is None
     assert cli.main(["fleet", "--clients", "2", "--devices", "cortex-m4"]) == 2
     assert "qemu-TARGET:K" in capsys.readouterr().err
+
+
+def test_devices_without_pyserial_is_a_clear_error(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "serial" else real(name, *a))
+    assert cli.main(["fleet", "--clients", "2", "--devices", "qemu-cortex-m4:1"]) == 2
+    assert "pip install 'tinylora[device]'" in capsys.readouterr().err

@@ -60,6 +60,9 @@ def run(args) -> int:
     say(f"fleet: {spec.clients} clients, {spec.rounds} rounds, task {spec.task}, mode {spec.mode}, "
         f"{spec.local_steps} local steps per round (local Flower deployment)")
     on_devices = devices.parse(getattr(args, "devices", None), spec.clients)
+    if on_devices and importlib.util.find_spec("serial") is None:
+        raise MissingDependencyError("--devices talks to the devices over pyserial, which is not installed: "
+                                     "pip install 'tinylora[device]'")
     if on_devices:
         say(f"clients 0..{on_devices[1] - 1}: the generated firmware under QEMU {on_devices[0]} (serial protocol)")
     try:
