@@ -2,25 +2,19 @@
 console on a pseudo-terminal (tinylora push / pull): train on the device, pull, the file equals
 the numpy trainer's adapter after the same samples; train on the host, push, the device predicts
 what numpy predicts with that adapter; X - gives the base model again."""
-import contextlib
 import copy
-import os
-import pty
-import subprocess
-import tty
 
 import numpy as np
 import pytest
 
-from tinylora import bench, device, emulate, tasks
+from tinylora import bench, device, emulate, emulated_device, tasks
 from tinylora.codegen import project as gen
 from tinylora.formats.adapter import Adapter
 
 SAMPLES, BOARD = 8, "esp32"
 
 
-#: The emulated targets whose semihosting console reads input (QEMU's RISC-V one does not).
-TARGETS = ("cortex-m4", "cortex-m7", "xtensa")
+TARGETS = emulated_device.CONSOLE_TARGETS
 
 
 @pytest.fixture(scope="module")
@@ -36,34 +30,13 @@ def project(tmp_path_factory):
 def built(request, project, tmp_path_factory):
     """Its application built for an emulated target: (Project, target, ELF)."""
     p, folder = project
-    libs = [folder / "lib" / n / "src" for n in ("tinylora", "tl_app", "tl_board")]
-    sources = sorted((folder / "src").glob("*.c")) + [c for d in libs for c in sorted(d.glob("*.c"))]
-    elf = emulate.build(request.param, sources, tmp_path_factory.mktemp(request.param), runtime=False,
-                        include_dirs=[*libs, folder / "src"])
+    elf = emulated_device.build_app(request.param, folder, tmp_path_factory.mktemp(request.param))
     return p, request.param, elf
-
-
-@contextlib.contextmanager
-def _qemu_pty(target: str, elf):
-    """The program on QEMU, its semihosting console (QEMU's standard input and output) on the
-    controller side of a pseudo-terminal; yields the other side's path, a serial port."""
-    spec = emulate.TOOLCHAINS[target]
-    controller, port = pty.openpty()
-    tty.setraw(port)   # no echo of the device's output back into its input
-    proc = subprocess.Popen([*spec.qemu[:-1], spec.qemu[-1], str(elf)], stdin=controller,
-                            stdout=controller, stderr=subprocess.PIPE, env=dict(os.environ, **spec.env))
-    try:
-        yield os.ttyname(port)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        os.close(port)
-        os.close(controller)
 
 
 @pytest.fixture
 def port(built):
-    with _qemu_pty(built[1], built[2]) as path:
+    with emulated_device.serial_console(built[1], built[2]) as path:
         yield path
 
 
@@ -172,9 +145,7 @@ def test_gen_adapter_starts_from_it_and_keeps_it_in_slot_0(project, tmp_path):
     folder = tmp_path / "p"
     gen.write_project(p, folder)
     libs = [folder / "lib" / n / "src" for n in ("tinylora", "tl_app", "tl_board")]
-    sources = sorted((folder / "src").glob("*.c")) + [c for d in libs for c in sorted(d.glob("*.c"))]
-    elf = emulate.build("cortex-m4", sources, tmp_path / "build", runtime=False,
-                        include_dirs=[*libs, folder / "src"])
+    elf = emulated_device.build_app("cortex-m4", folder, tmp_path / "build")
     x, y = p.trainer.model.quantize(_samples()[0][:SAMPLES]), _samples()[1][:SAMPLES]
     t = copy.deepcopy(p.trainer)
     for i in range(SAMPLES):   # the boot training continues from the adapter
@@ -185,7 +156,7 @@ def test_gen_adapter_starts_from_it_and_keeps_it_in_slot_0(project, tmp_path):
                           *(c for d in libs for c in sorted(d.glob("*.c")))],
             tmp_path / suite, runtime=False, include_dirs=[*libs, folder / "test"]), timeout=300)
         assert run.returncode == 0 and b" 0 Failures" in run.stdout, run.stdout.decode()[-3000:]
-    with _qemu_pty("cortex-m4", elf) as port:
+    with emulated_device.serial_console("cortex-m4", elf) as port:
         device.pull(port, tmp_path / "after_boot.tla", timeout=120)
         assert (tmp_path / "after_boot.tla").read_bytes() == Adapter.from_trainer(t).to_bytes()
         link = device.Link.open(port, timeout=120)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
+from support import procs
 
 import tinylora
 from tinylora import cli, tasks
@@ -166,12 +166,14 @@ def test_missing_flower_is_a_clear_error(monkeypatch, capsys):
 
 
 def test_fleet_command_on_a_local_deployment(tmp_path, capsys):
-    """SuperLink + 3 SuperNodes: a client raising, a truncated update, a wrong-model update and
-    a stalled client; the rounds complete with the others, the adapter is the integer rule's,
-    and no process is left."""
+    """SuperLink + 3 SuperNodes, client 0 the generated firmware under QEMU Cortex-M4: a client
+    raising, a truncated update, a wrong-model update and a stalled client; the rounds complete
+    with the others, the adapter is the integer rule's (the device's updates are the numpy
+    client's), and no process is left (Flower's nor QEMU)."""
     out = tmp_path / "global.tla"
     rc = cli.main(["fleet", "--clients", "3", "--rounds", "2", "--task", "remap", "--local-steps", "12",
                    "--lr", "0.05", "--round-timeout", "25", "--out", str(out), "--json",
+                   "--devices", "qemu-cortex-m4:1",
                    "--faults", "1:1:raise,2:1:truncate,1:2:stall,2:2:wrong-model"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -180,6 +182,7 @@ def test_fleet_command_on_a_local_deployment(tmp_path, capsys):
     assert 0 < res["bytes_per_client_round"] < 1024
     r1, r2 = res["rounds"][1], res["rounds"][2]
     assert sorted(r1["bytes_sent"]) == ["0"] and sorted(r2["bytes_sent"]) == ["0"]
+    assert r1["devices"] == [0] and r2["devices"] == [0]
     reasons = " | ".join(d["reason"] for d in r1["dropped"] + r2["dropped"])
     for expected in ("injected fault", "truncated", "no reply before the round timeout", "another base model"):
         assert expected in reasons
@@ -190,7 +193,7 @@ def test_fleet_command_on_a_local_deployment(tmp_path, capsys):
     assert out.read_bytes() == fleet.adapter(g, updates=2 * 12).to_bytes()
     Adapter.load(out).check(fleet.model)
     assert res["rounds"][2]["accuracy"] == fleet.accuracy(g)
-    assert _fleet_pids() == []
+    assert _fleet_pids() == [] and procs.qemu_pids("tinylora-fleet-") == []
 
 
 def test_a_failed_run_leaves_no_process(tmp_path):
@@ -204,12 +207,4 @@ def test_a_failed_run_leaves_no_process(tmp_path):
 
 def _fleet_pids() -> list[int]:
     """Every process carrying a fleet deployment's marker (any run)."""
-    out = []
-    for d in pathlib.Path("/proc").iterdir():
-        try:
-            if d.name.isdigit() and any(v.startswith(deploy.MARKER.encode() + b"=")
-                                        for v in (d / "environ").read_bytes().split(b"\0")):
-                out.append(int(d.name))
-        except OSError:
-            continue
-    return out
+    return procs.pids_where(lambda cmd, env: any(v.startswith(deploy.MARKER.encode() + b"=") for v in env))

@@ -374,6 +374,8 @@ def _add_fleet(sub, fmt) -> None:
     p.add_argument("--secagg", action="store_true", help="secure aggregation (Flower's SecAgg+ workflow)")
     p.add_argument("--round-timeout", type=_real_in(0.0, 86400.0), default=120.0, help="seconds per round")
     p.add_argument("--faults", default="", help="inject bad clients: CLIENT:ROUND:KIND,... (docs/fleet.md)")
+    p.add_argument("--devices", metavar="qemu-TARGET:K", help="clients 0..K-1 are the generated firmware "
+                   "under QEMU (TARGET: cortex-m4, cortex-m7 or xtensa), trained over the serial protocol")
     p.add_argument("--out", help="write the global adapter (.tla) here")
     p.add_argument("--json", action="store_true", help="print one JSON object last")
     p.set_defaults(func=lambda args: fleet_command.run(args))

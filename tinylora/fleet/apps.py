@@ -24,7 +24,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg
 
-from tinylora.fleet import faults
+from tinylora.fleet import devices, faults
 from tinylora.fleet.core import Fleet, FleetSpec, aggregate, round_half_away
 
 _FLEETS: dict[FleetSpec, Fleet] = {}   # per process: a ClientApp process serves many rounds
@@ -53,6 +53,18 @@ def dp_mod(msg: Message, ctxt: Context, call_next):
 client_app = ClientApp(mods=[dp_mod])
 
 
+def device_port(context: Context) -> str:
+    """The serial port of the node's device (node config ``device``), "" for a numpy client."""
+    return str(context.node_config.get("device", ""))
+
+
+def local_update(fleet: Fleet, client: int, vec, rnd: int, port: str = "") -> tuple[np.ndarray, int]:
+    """One client's round: on the device at ``port`` (tinylora.fleet.devices), else the numpy Trainer."""
+    if port:
+        return devices.local_round(port, fleet, client, vec, rnd)
+    return fleet.local_round(client, vec, rnd)
+
+
 @client_app.train()
 def train(msg: Message, context: Context) -> Message:
     cfg = msg.content["config"]
@@ -60,11 +72,13 @@ def train(msg: Message, context: Context) -> Message:
     client, rnd = int(context.node_config["partition-id"]), int(cfg["server-round"])
     fleet = fleet_of(spec)
     incoming = msg.content["arrays"]["masters"].numpy()
-    vec, n = fleet.local_round(client, round_half_away(incoming), rnd)
+    port = device_port(context)
+    vec, n = local_update(fleet, client, round_half_away(incoming), rnd, port)
     vec, header = faults.apply(str(cfg.get("faults", "")), client, rnd, vec, fleet.header)
     content = RecordDict({"arrays": _wire(vec, spec),
                           "metrics": MetricRecord({"num-examples": max(n, 1), "client": client}),
-                          "meta": ConfigRecord({"adapter-header": header, "client": client})})
+                          "meta": ConfigRecord({"adapter-header": header, "client": client,
+                                                  "trained-on": "device" if port else "numpy"})})
     return Message(content=content, reply_to=msg)
 
 
@@ -146,7 +160,9 @@ def run_rounds(grid: Grid, spec: FleetSpec, timeout: float, faults_spec: str = "
             if agg is not None:
                 vec = np.clip(round_half_away(agg["masters"].numpy()), -32768, 32767).astype(np.int16)
         sizes = {int(r.content["meta"]["client"]): _bytes_sent(r) for r in good}
-        rounds.append(dict(round=rnd, accuracy=fleet.accuracy(vec), clients=sorted(sizes),
+        on_device = sorted(int(r.content["meta"]["client"]) for r in good
+                           if r.content["meta"].get("trained-on") == "device")
+        rounds.append(dict(round=rnd, accuracy=fleet.accuracy(vec), clients=sorted(sizes), devices=on_device,
                            bytes_sent=sizes, dropped=dropped, seconds=round(time.perf_counter() - t0, 2)))
         if on_round:
             on_round(rounds)

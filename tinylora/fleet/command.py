@@ -1,13 +1,15 @@
 """`tinylora fleet`: federated LoRA over a local Flower deployment (the command's body)."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import pathlib
 import tempfile
 
 from tinylora.errors import FleetError, MissingDependencyError
-from tinylora.fleet import faults
-from tinylora.fleet.core import FleetSpec
+from tinylora.fleet import devices, faults
+from tinylora.fleet.core import Fleet, FleetSpec
 from tinylora.fleet.deploy import LocalDeployment
 from tinylora.fleet.privacy import epsilon
 from tinylora.formats.adapter import Adapter
@@ -26,10 +28,22 @@ def _round_line(r: dict) -> str:
     if r["round"]:
         sent = ", ".join(f"client {c}: {b} B" for c, b in sorted(r["bytes_sent"].items(), key=lambda kv: int(kv[0])))
         line += f"  sent [{sent or 'nothing'}]"
+        if r.get("devices"):
+            line += f"  (on devices: {', '.join(f'client {c}' for c in r['devices'])})"
         for d in r["dropped"]:
             who = f"client {d['client']}" if d.get("client") is not None else f"node {d['node']}"
             line += f"\n           dropped {who}: {d['reason']}"
     return line
+
+
+@contextlib.contextmanager
+def _devices(spec: FleetSpec, on_devices: tuple[str, int] | None, tmp: str):
+    """The QEMU devices of --devices (their serial ports), or none."""
+    if not on_devices:
+        yield []
+        return
+    with devices.qemu_devices(Fleet(spec), *on_devices, pathlib.Path(tmp) / "devices") as ports:
+        yield ports
 
 
 def run(args) -> int:
@@ -45,8 +59,16 @@ def run(args) -> int:
     say = (lambda s: None) if args.json else print
     say(f"fleet: {spec.clients} clients, {spec.rounds} rounds, task {spec.task}, mode {spec.mode}, "
         f"{spec.local_steps} local steps per round (local Flower deployment)")
+    on_devices = devices.parse(getattr(args, "devices", None), spec.clients)
+    if on_devices and importlib.util.find_spec("serial") is None:
+        raise MissingDependencyError("--devices talks to the devices over pyserial, which is not installed: "
+                                     "pip install 'tinylora[device]'")
+    if on_devices:
+        say(f"clients 0..{on_devices[1] - 1}: the generated firmware under QEMU {on_devices[0]} (serial protocol)")
     try:
-        with tempfile.TemporaryDirectory(prefix="tinylora-fleet-") as tmp, LocalDeployment(spec.clients, tmp) as d:
+        with tempfile.TemporaryDirectory(prefix="tinylora-fleet-") as tmp, \
+                _devices(spec, on_devices, tmp) as ports, \
+                LocalDeployment(spec.clients, tmp, {i: f'device="{p}"' for i, p in enumerate(ports)}) as d:
             config = dict(spec.to_config(), timeout=float(args.round_timeout), faults=args.faults)
             report = d.run(config, on_round=lambda r: say(_round_line(r)),
                            module="tinylora.fleet.secagg" if args.secagg else "tinylora.fleet.apps")
@@ -54,7 +76,7 @@ def run(args) -> int:
         raise FleetError("interrupted: the fleet run stopped, and so did every Flower process it started") from None
     sent = [b for r in report["rounds"][1:] for b in r.get("bytes_sent", {}).values()]
     out = dict(engine="flower", flower_version=report["flower_version"],
-               rounds=[{k: r[k] for k in ("round", "accuracy")} | {k: r[k] for k in ("bytes_sent", "dropped")
+               rounds=[{k: r[k] for k in ("round", "accuracy")} | {k: r[k] for k in ("bytes_sent", "dropped", "devices")
                                                                   if k in r} for r in report["rounds"]],
                bytes_per_client_round=max(sent) if sent else None, adapter_bytes=report["adapter_bytes"],
                secagg=bool(args.secagg))

@@ -166,15 +166,33 @@ class Fleet:
     def local_round(self, client: int, vec, rnd: int) -> tuple[np.ndarray, int]:
         """One client's round: start from the global masters, `local_steps` SGD steps on a
         seeded draw of its own shard; returns (its masters, its sample count)."""
-        x, y = self.data["shards"][client]
-        if len(y) == 0:
+        x, y, n = self.local_samples(client, rnd)
+        if n == 0:
             return np.asarray(vec, np.int16), 0
         t = self.load(self._trainer, vec)
+        t.fit(x, y, shuffle=False)
+        return self.masters(t), n
+
+    def local_samples(self, client: int, rnd: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The int8 inputs and labels of one client's round, in training order (`local_steps`
+        of them: a seeded draw of its shard), and the shard's size. A numpy client and a device
+        client (tinylora.fleet.devices) train on exactly these."""
+        x, y = self.data["shards"][client]
+        if len(y) == 0:
+            return x[:0], y[:0], 0
         rng = np.random.default_rng([self.spec.seed, client, rnd])
         reps = math.ceil(self.spec.local_steps / len(y))
         idx = np.concatenate([rng.permutation(len(y)) for _ in range(reps)])[: self.spec.local_steps]
-        t.fit(self.model.quantize(x[idx]), y[idx], shuffle=False)
-        return self.masters(t), len(y)
+        return self.model.quantize(x[idx]), y[idx], len(y)
+
+    def vector(self, adapter: Adapter) -> np.ndarray:
+        """The federated masters of an adapter file (form 1), flat: as :meth:`masters`."""
+        parts = []
+        for layer in adapter.layers:
+            if self.spec.mode == "both":
+                parts.append(np.asarray(layer["a"]).reshape(-1))
+            parts.append(np.asarray(layer["b"]).reshape(-1))
+        return np.concatenate(parts).astype(np.int16)
 
     def accuracy(self, vec) -> float:
         """Held-out accuracy of the global adapter (the test images of every client's domain)."""

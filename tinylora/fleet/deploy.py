@@ -75,8 +75,10 @@ def _bin(name: str) -> str:
 class LocalDeployment:
     """``with LocalDeployment(n, workdir) as d: report = d.run(config, on_round)``."""
 
-    def __init__(self, clients: int, workdir: pathlib.Path):
+    def __init__(self, clients: int, workdir: pathlib.Path, node_config: dict[int, str] | None = None):
+        """``node_config``: more of SuperNode i's --node-config (e.g. ``device="/dev/pts/3"``)."""
         self.clients, self.dir = clients, pathlib.Path(workdir)
+        self.node_config = node_config or {}
         self.run_id = uuid.uuid4().hex
         self.procs: list[subprocess.Popen] = []
         bindir = str(pathlib.Path(sys.executable).parent)
@@ -111,7 +113,8 @@ class LocalDeployment:
                 waits.append((port, *self._start(f"supernode-{i}", [
                     "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
                     "--host", "127.0.0.1", "--port", str(port),
-                    "--node-config", f"partition-id={i} num-partitions={self.clients}"]),
+                    "--node-config",
+                    f"partition-id={i} num-partitions={self.clients} {self.node_config.get(i, '')}".strip()]),
                     f"flower-supernode {i}"))
             for port, p, log, what in waits:
                 _wait_port(port, p, what, log)

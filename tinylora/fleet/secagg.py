@@ -31,18 +31,18 @@ CLIP, QRANGE = 32768.0, 65536
 
 
 class _Client(NumPyClient):
-    def __init__(self, client: int):
-        self.client = client
+    def __init__(self, client: int, port: str = ""):
+        self.client, self.port = client, port
 
     def fit(self, parameters, config):
         spec = FleetSpec.from_config(config)
-        vec, _ = apps.fleet_of(spec).local_round(self.client, round_half_away(parameters[0]),
-                                                 int(config["server-round"]))
+        vec, _ = apps.local_update(apps.fleet_of(spec), self.client, round_half_away(parameters[0]),
+                                   int(config["server-round"]), self.port)
         return [vec.astype(np.float64)], 1, {"client": self.client}
 
 
 def _client_fn(context: Context):
-    return _Client(int(context.node_config["partition-id"])).to_client()
+    return _Client(int(context.node_config["partition-id"]), apps.device_port(context)).to_client()
 
 
 client_app = LegacyClientApp(client_fn=_client_fn, mods=[secaggplus_mod])
