@@ -17,30 +17,6 @@
 static const uint8_t tl_ad_magic[4] = { 'T', 'L', 'A', 'D' };
 static const uint8_t tl_rec_magic[4] = { 'T', 'L', 'A', 'S' };
 
-static uint32_t tl_get16(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8);
-}
-
-static uint32_t tl_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static void tl_put16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void tl_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 static int tl_same(const uint8_t *a, const uint8_t *b, uint32_t n)
 {
     uint32_t i;

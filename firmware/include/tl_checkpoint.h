@@ -39,6 +39,12 @@ extern "C" {
  * and feed the data in any number of pieces. */
 uint32_t tl_crc32(uint32_t crc, const uint8_t *data, size_t len);
 
+/* Little-endian fields of the records and files the device stores (checkpoints, adapters). */
+uint32_t tl_get16(const uint8_t *p);
+uint32_t tl_get32(const uint8_t *p);
+void tl_put16(uint8_t *p, uint32_t v);
+void tl_put32(uint8_t *p, uint32_t v);
+
 /* One adapted layer's persistent arrays (a_size = r * K, b_size = C * r). */
 typedef struct {
     int32_t a_size;

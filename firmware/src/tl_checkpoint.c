@@ -40,13 +40,13 @@ uint32_t tl_crc32(uint32_t crc, const uint8_t *data, size_t len)
 
 /* ------------------------------------------------------------------ little-endian fields */
 
-static void tl_put16(uint8_t *p, uint32_t v)
+void tl_put16(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
 }
 
-static void tl_put32(uint8_t *p, uint32_t v)
+void tl_put32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
@@ -54,12 +54,12 @@ static void tl_put32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
-static uint32_t tl_get16(const uint8_t *p)
+uint32_t tl_get16(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8);
 }
 
-static uint32_t tl_get32(const uint8_t *p)
+uint32_t tl_get32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
