@@ -26,22 +26,20 @@ reported too (``mark_call_instructions``).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tinylora import emulate
+from tinylora import emulate, libraries
 from tinylora.codegen import c_array_rows
 from tinylora.codegen.step import plan_step, render_step
 from tinylora.errors import EmulationError, InputError
 from tinylora.planning.arena import plan_trainer
 from tinylora.ref.layers import Reshape
 from tinylora.ref.trainer import Trainer
-from tinylora.targets import TOOLCHAINS, VARIANTS, Variant
+from tinylora.targets import LIBRARIES, TOOLCHAINS, VARIANTS, Variant
 
 __all__ = ["BENCH_TARGETS", "FINE_SHIFT", "exact_counts", "measure", "bench_variant", "op_table",
            "run_bench", "build_bench", "BenchResult", "table_text", "estimate", "estimate_text"]
@@ -55,16 +53,6 @@ COUNTERS = {
 }
 BENCH_TARGETS = tuple(COUNTERS)
 FINE_SHIFT = 7
-#: backend -> (environment variable, file that must exist, source globs, include dirs)
-LIBRARIES = {
-    "cmsis-nn": ("CMSIS_NN_DIR", "Include/arm_nnfunctions.h",
-                 ("Source/ConvolutionFunctions/*.c", "Source/FullyConnectedFunctions/*.c",
-                  "Source/NNSupportFunctions/*.c", "Source/SoftmaxFunctions/*.c",
-                  "Source/PoolingFunctions/*.c", "Source/BasicMathFunctions/*.c"), ("Include",)),
-    "esp-nn": ("ESP_NN_DIR", "include/esp_nn.h", ("src/*/*_ansi.c",), ("include", "src/common")),
-}
-
-
 def _run_report(target: str, elf: Path, shift: int, timeout: float) -> emulate.Report:
     r = emulate.run(target, elf, timeout=timeout, icount=True, icount_shift=shift)
     rep = emulate.parse_report(r.stdout, r.returncode)
@@ -122,29 +110,14 @@ def bench_variant(target: str, backend: str = "portable") -> Variant:
     return next((v for v in offered if v.name == target), offered[0])
 
 
-def _library(variant: Variant, out: Path) -> tuple[list[Path], list[Path]]:
-    """(objects, include dirs) of the variant's optimised kernel library, built from the tree
-    its environment variable names with the target's code generation flags (the library's
-    own C, unmodified: not held to tinylora's warning flags)."""
-    if variant.backend not in LIBRARIES:
-        return [], []
-    var, probe, globs, incs = LIBRARIES[variant.backend]
-    root = Path(os.environ.get(var, "."))
-    if not os.environ.get(var) or not (root / probe).is_file():
-        raise InputError(f"backend {variant.backend} needs the library's sources: set {var} to an "
-                         f"unmodified tree (e.g. /work/shared/third_party/...); "
-                         f"{root / probe} not found")
-    spec, includes = TOOLCHAINS[variant.toolchain], [root / d for d in incs]
-    objects = []
-    (out / "lib").mkdir(parents=True, exist_ok=True)
-    for src in (p for g in globs for p in sorted(root.glob(g))):
-        obj = out / "lib" / f"{src.stem}.o"
-        cmd = [spec.cc, *spec.cflags, *[f"-I{i}" for i in includes], "-c", str(src), "-o", str(obj)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise EmulationError(f"{variant.backend} build failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
-        objects.append(obj)
-    return objects, includes
+def _library(variant: Variant) -> tuple[list[Path], list[Path], dict]:
+    """(archives, include folders, defines) of the variant's optimised kernel library (none for
+    the portable kernels): tinylora.libraries builds it from the tree its variable names."""
+    lib = LIBRARIES.get(variant.backend)
+    if lib is None:
+        return [], [], {}
+    archive, includes = libraries.build_library(variant.toolchain, lib)
+    return [archive], includes, {lib.define: 1, **lib.defines}
 
 
 def op_table(trainer: Trainer) -> list[dict]:
@@ -223,12 +196,11 @@ def build_bench(trainer: Trainer, variant: Variant, x, y, out: Path, command: st
         files.append(out / f"{prefix}.c")
     (out / "bench_samples.h").write_text(_samples_header(x, y, len(trainer.schedule) + 1))
     fw = emulate.firmware_dir()
-    lib_objects, lib_includes = _library(variant, out)
+    archives, includes, defines = _library(variant)
     return emulate.build(variant.toolchain, [fw / "testing" / "tl_bench_main.c", *files,
-                                             fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c",
-                                             *lib_objects],
-                         out, {**(variant.defines or {}), "TL_BENCH_MODEL": 1},
-                         include_dirs=[out, *lib_includes])
+                                             fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"],
+                         out, {**(variant.defines or {}), **defines, "TL_BENCH_MODEL": 1},
+                         include_dirs=[out, *includes], libs=archives)
 
 
 def _per_op(deltas: np.ndarray, samples: int, mark: float, rows: list[dict]) -> list[dict]:
