@@ -11,5 +11,6 @@ python benchmarks/gradients.py
 python benchmarks/cost.py
 python benchmarks/merge.py
 python benchmarks/fleet.py
+python benchmarks/fleet_devices.py
 python benchmarks/zoo_train.py
 python benchmarks/models.py
