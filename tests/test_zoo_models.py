@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from tests.support import oracles, zoo
-from tinylora import ConfigError, InputError, LoRAConfig, ModelError, load_tflite
+from tinylora import ConfigError, InputError, LoRAConfig, load_tflite
 from tinylora.codegen.frozen import plan_frozen
 from tinylora.codegen.step import plan_step
 from tinylora.commands import cmd_inspect
 from tinylora.planning.arena import inference_plan
+from tinylora.ref import lora
 from tinylora.ref.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # converts the zoo's Keras models (~45 s on 2 busy cores)
@@ -96,13 +97,17 @@ def test_inspect_lists_every_zoo_model_as_supported(models, tmp_path, capsys):
         assert "every op is supported" in capsys.readouterr().out
 
 
-def test_training_and_codegen_refuse_what_they_cannot_run_yet_naming_each_op(models):
+def test_numpy_trains_the_dags_and_the_generated_step_refuses_what_it_cannot_yet(models):
     resnet = load_tflite(models["resnet8"])
-    with pytest.raises(ModelError, match="(?s)not yet in training.*graph branches"):
-        Trainer(resnet)
-    with pytest.raises(ModelError, match="(?s)op 0 QUANTIZE: no training.*float32 end.*"
-                                         "op 11 DEQUANTIZE: no training"):
-        Trainer(load_tflite(models["autoencoder_float_io"]))
+    assert list(Trainer(resnet).adapters)   # residual graphs train in numpy (test_dag_train.py)
+    pointwise = [layer.index for layer in resnet.layers if lora.is_adaptable(layer)
+                 and layer.kind == "CONV_2D"]
+    below_a_fork = Trainer(resnet, LoRAConfig(targets=pointwise[:1]))
+    with pytest.raises(ConfigError, match="no backward through layer.*choose targets above"):
+        plan_step(below_a_fork)
+    autoencoder = Trainer(load_tflite(models["autoencoder_float_io"]), loss="mse")
+    with pytest.raises(ConfigError, match="no 'mse' loss yet"):
+        plan_step(autoencoder)
     # the C forward runs the whole DAG (tests/test_codegen_zoo.py compares its bytes)
     calls = [s["call"] for s in plan_frozen(resnet).steps]
     assert calls.count("tl_add_s8") == 3 and "tl_avg_pool_s8" in calls

@@ -7,6 +7,7 @@ import sys
 from tinylora import __version__, tasks
 from tinylora.adapter_cmds import cmd_eval, cmd_merge
 from tinylora.bench import BENCH_TARGETS
+from tinylora.cli_args import COUNT, DENSITY, LR, RANK, SEED, int_in, model_arg, real_in
 from tinylora.codegen.project import GEN_LR
 from tinylora.commands import (
     cmd_bench,
@@ -33,45 +34,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"tinylora: error: {message} (see {self.prog} --help)\n")
 
 
-def _int_in(lo: int, hi: int | None = None):
-    """An argparse type: a whole number in [lo, hi]."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(
-                f"{value} is out of range: give {lo}..{hi}" if hi is not None else f"{value} < {lo}: give >= {lo}")
-        return value
-    parse.__name__ = "whole number"
-    return parse
-
-
-def _real_in(lo: float, hi: float, hi_closed: bool = False):
-    """An argparse type: a finite number in (lo, hi) (or (lo, hi])."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (lo < value < hi or (hi_closed and value == hi)):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: give a number in ({lo:g}, {hi:g}"
-                                             + ("]" if hi_closed else ")"))
-        return value
-    parse.__name__ = "number"
-    return parse
-
-
-RANK, COUNT, SEED = _int_in(1, 255), _int_in(1, 100000), _int_in(0, 2**32 - 1)
-LR, DENSITY = _real_in(0.0, 1.0), _real_in(0.0, 1.0, hi_closed=True)
-
-
-def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", default=None,
-                   help="a full-int8 .tflite file (default: the bundled digits CNN)")
-
-
 def _add_inspect(sub, fmt) -> None:
     p = sub.add_parser("inspect", formatter_class=fmt,
                        help="list a model's layers, shapes, quantization, MACs and support",
@@ -79,7 +41,7 @@ def _add_inspect(sub, fmt) -> None:
                                    "quantization, MACs and whether tinylora supports it.",
                        epilog="example:\n  tinylora inspect model.tflite\n\n"
                               "exit status 1 when an op is not supported")
-    _model_arg(p)
+    model_arg(p)
     p.set_defaults(func=cmd_inspect)
 
 
@@ -95,7 +57,7 @@ def _add_eval(sub, fmt) -> None:
                               "  tinylora eval --model regressor.tflite --data d.npz --loss mse\n\n"
                               "D.npz: x_test, y_test (else x, y); labels are class numbers, MSE "
                               "targets real values (or int8 in the output's quantization)")
-    _model_arg(p)
+    model_arg(p)
     p.add_argument("--model", dest="model_option", default=None, help="the .tflite (same as the positional)")
     p.add_argument("--adapter", default=None, help="an adapter file (.tla) for the model")
     p.add_argument("--data", default=None, help="an .npz to evaluate on")
@@ -136,7 +98,7 @@ def _add_train(sub, fmt) -> None:
     p.add_argument("--task", default="sensor", choices=tasks.TASKS,
                    help="bundled adaptation task when --data is not given (default: sensor)")
     p.add_argument("--rank", type=RANK, default=3, help="LoRA rank, 1..255 (default 3)")
-    p.add_argument("--epochs", type=_int_in(1, 10000), default=3, help="passes over the data (default 3)")
+    p.add_argument("--epochs", type=int_in(1, 10000), default=3, help="passes over the data (default 3)")
     p.add_argument("--lr", type=LR, default=0.004, help="SGD learning rate, in (0, 1) (default 0.004)")
     p.add_argument("--density", type=DENSITY, default=None,
                    help="apply only this fraction of gradient entries per step (e.g. 0.1)")
@@ -166,7 +128,7 @@ def _add_plan(sub, fmt) -> None:
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--board", default=None, help="use this board's arena budget (see tinylora boards)")
-    g.add_argument("--budget", type=_int_in(1), default=None, help="RAM budget in bytes (default 524288)")
+    g.add_argument("--budget", type=int_in(1), default=None, help="RAM budget in bytes (default 524288)")
     g2 = p.add_mutually_exclusive_group()
     g2.add_argument("--rank", type=RANK, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
     g2.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the budget")
@@ -247,8 +209,8 @@ def _add_gen(sub, fmt) -> None:
     g.add_argument("--adapter", default=None, help="a .tla (masters) to start from: its config and "
                    "scales, kept in adapter slot 0 (checked against the model first)")
     p.add_argument("--data", default=None, help="an .npz whose first samples are embedded (x_train/y_train or x/y)")
-    p.add_argument("--samples", type=_int_in(1, 4096), default=32, help="embedded samples, 1..4096 (default 32)")
-    p.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over them at boot, 1..1000 (default 3)")
+    p.add_argument("--samples", type=int_in(1, 4096), default=32, help="embedded samples, 1..4096 (default 32)")
+    p.add_argument("--epochs", type=int_in(1, 1000), default=3, help="passes over them at boot, 1..1000 (default 3)")
     p.add_argument("--lr", type=LR, default=GEN_LR,
                    help=f"learning rate of the on-device training (default {GEN_LR})")
     p.add_argument("--out", default=None, help="project folder (default tinylora-<board>)")
@@ -317,7 +279,7 @@ def _add_push_pull(sub, fmt) -> None:
                        epilog="example:\n  tinylora push --port /dev/ttyUSB0 adapter.tla --slot 1")
     p.add_argument("adapter", help="the adapter file (.tla)")
     p.add_argument("--port", required=True, help="the device's serial port")
-    p.add_argument("--slot", type=_int_in(0, 255), default=None,
+    p.add_argument("--slot", type=int_in(0, 255), default=None,
                    help="the slot (default: the first one not active)")
     p.add_argument("--no-activate", action="store_true", help="store it, keep the active adapter")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
@@ -361,7 +323,7 @@ def _add_fleet(sub, fmt) -> None:
                        description="Fleet (federated) LoRA: a Flower SuperLink and N SuperNodes on the "
                        "loopback interface, each client training on its own non-IID data (docs/fleet.md).")
     p.add_argument("--clients", type=COUNT, default=3)
-    p.add_argument("--rounds", type=_int_in(0, 100000), default=2)
+    p.add_argument("--rounds", type=int_in(0, 100000), default=2)
     p.add_argument("--task", choices=tasks.TASKS, default="sensor")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--rank", type=RANK, default=8)
@@ -369,10 +331,10 @@ def _add_fleet(sub, fmt) -> None:
     p.add_argument("--local-steps", type=COUNT, default=32, help="SGD steps per client per round")
     p.add_argument("--mode", choices=("ffa", "both"), default="ffa",
                    help="ffa: A frozen, B federated (default); both: A and B averaged")
-    p.add_argument("--dp-noise", type=_real_in(0.0, 1000.0), metavar="SIGMA", help="DP noise multiplier")
-    p.add_argument("--clip", type=_real_in(0.0, 1e9), metavar="C", help="DP clipping norm (int16 master units)")
+    p.add_argument("--dp-noise", type=real_in(0.0, 1000.0), metavar="SIGMA", help="DP noise multiplier")
+    p.add_argument("--clip", type=real_in(0.0, 1e9), metavar="C", help="DP clipping norm (int16 master units)")
     p.add_argument("--secagg", action="store_true", help="secure aggregation (Flower's SecAgg+ workflow)")
-    p.add_argument("--round-timeout", type=_real_in(0.0, 86400.0), default=120.0, help="seconds per round")
+    p.add_argument("--round-timeout", type=real_in(0.0, 86400.0), default=120.0, help="seconds per round")
     p.add_argument("--faults", default="", help="inject bad clients: CLIENT:ROUND:KIND,... (docs/fleet.md)")
     p.add_argument("--devices", metavar="qemu-TARGET:K", help="clients 0..K-1 are the generated firmware "
                    "under QEMU (TARGET: cortex-m4, cortex-m7 or xtensa), trained over the serial protocol")
