@@ -28,6 +28,7 @@ import os
 import numpy as np
 import pytest
 from support import backends, zoo
+from support.tools import require
 from test_ops_c import CMSIS_CALLS, ESP_CALLS, wraps_c
 
 from tinylora import emulate, load_tflite, verify
@@ -53,14 +54,6 @@ VARIANTS = [
     ("xtensa-esp-nn", "xtensa", None, "esp-nn",
      tuple(c for c in ESP_CALLS if c != "esp_nn_max_pool_s8_ansi")),
 ]
-
-
-def _require(target: str) -> None:
-    ok, why = emulate.available(target)
-    if not ok:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{why} (CI is set, so a missing toolchain is an error)")
-        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +145,7 @@ def _run_variant(variant, cases, root) -> list[tuple[list[str], emulate.Report]]
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_generated_forward_equals_numpy(variant, cases, tmp_path_factory):
-    _require(variant[1])
+    require(variant[1])
     results = _run_variant(variant, cases, tmp_path_factory.mktemp("zoo_c"))
     compared = 0
     calls = np.zeros(len(variant[4]), np.int64)
@@ -269,7 +262,7 @@ def test_head_adapters_sit_above_a_frozen_prefix_of_new_ops(zoo_bytes):
 @pytest.mark.parametrize("variant", TRAIN_VARIANTS, ids=[v[0] for v in TRAIN_VARIANTS])
 def test_training_step_equals_numpy(variant, zoo_bytes, tmp_path):
     vid, target, backend = variant
-    _require(verify.TARGETS[target][0])
+    require(verify.TARGETS[target][0])
     cases = [verify.model_case(load_tflite(zoo_bytes[name]), steps=TRAIN_STEPS, seed=k,
                                prefix=name) for k, name in enumerate(TRAIN_MODELS)]
     result = verify.run_cases(target, cases, tmp_path, backend=backend, timeout=900)
@@ -311,7 +304,7 @@ def test_ds_cnn_project_builds_and_passes_pio_test(ds_cnn_project, env, tmp_path
             pytest.fail(why)
         pytest.skip(why)
     q = next(q for q in gen.QEMU_ENVS if q.env == env)
-    _require(q.emulation)
+    require(q.emulation)
     core = tmp_path_factory.getbasetemp() / "pio-core-zoo"
     if not core.exists():
         core.mkdir()

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from support import backends
 from support.randmodel import describe, random_input, random_model
+from support.tools import require
 
 import tinylora
 from tinylora import emulate, targets
@@ -72,14 +73,6 @@ class _Outcome:
     randoms: list
     synthetic: list
     seconds: dict
-
-
-def _require(target: str) -> None:
-    ok, why = emulate.available(target)
-    if not ok:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{why} (CI is set, so a missing toolchain is an error)")
-        pytest.skip(why)
 
 
 def _example_case() -> _Case:
@@ -204,7 +197,7 @@ def synthetic_cases():
 def outcome(request, build_root, quant_cases, example_case, synthetic_cases) -> _Outcome:
     """Build (once per session) and run the variant's test program."""
     vid, target, defines = request.param
-    _require(target)
+    require(target)
     if vid not in _CACHE:
         qc, quant_expected = quant_cases
         randoms = _random_cases(zlib.crc32(vid.encode()))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.tools import missing, require
 
 from tinylora import emulate
 from tinylora.ref import activations, arith, pooling, tensor_ops
@@ -489,20 +490,12 @@ def wraps_c(calls: tuple[str, ...], header: str) -> str:
 # --------------------------------------------------------------------------- building
 
 
-def _require(target: str) -> None:
-    ok, why = emulate.available(target)
-    if not ok:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{why} (CI is set, so a missing toolchain is an error)")
-        pytest.skip(why)
-
-
 def _library(name: str) -> tuple[list[Path], list[Path], str, tuple[str, ...], str]:
     """(sources, include dirs, define, wrapped calls, header) of a real library."""
     if name == "cmsis-nn":
         root = CMSIS_NN_DIR
         if not (root / "Include" / "arm_nnfunctions.h").is_file():
-            _missing(f"CMSIS-NN not found at {root}: set CMSIS_NN_DIR to an unmodified "
+            missing(f"CMSIS-NN not found at {root}: set CMSIS_NN_DIR to an unmodified "
                      "CMSIS-NN v7.0.0 tree")
         srcs = [p for d in ("PoolingFunctions", "BasicMathFunctions", "ConvolutionFunctions",
                             "FullyConnectedFunctions", "NNSupportFunctions")
@@ -510,15 +503,9 @@ def _library(name: str) -> tuple[list[Path], list[Path], str, tuple[str, ...], s
         return srcs, [root / "Include"], "TL_USE_CMSIS_NN", CMSIS_CALLS, "arm_nnfunctions.h"
     root = ESP_NN_DIR
     if not (root / "include" / "esp_nn.h").is_file():
-        _missing(f"ESP-NN not found at {root}: set ESP_NN_DIR to an unmodified esp-nn v1.1.2 tree")
+        missing(f"ESP-NN not found at {root}: set ESP_NN_DIR to an unmodified esp-nn v1.1.2 tree")
     srcs = sorted((root / "src").glob("*/*_ansi.c"))
     return srcs, [root / "include", root / "src" / "common"], "TL_USE_ESP_NN", ESP_CALLS, "esp_nn.h"
-
-
-def _missing(why: str) -> None:
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"{why} (CI is set, so a missing library is an error)")
-    pytest.skip(why)
 
 
 def _library_objects(target: str, srcs, incs, extra, out: Path) -> list[Path]:
@@ -553,7 +540,7 @@ def _outcome(variant: str, tmp_path_factory) -> Outcome:
     if variant in _OUTCOMES:
         return _OUTCOMES[variant]
     _, target, library, extra = next(v for v in VARIANTS if v[0] == variant)
-    _require(target)
+    require(target)
     out = tmp_path_factory.mktemp(variant)
     prog, cases = build_cases(SEEDS[variant])
     fw = emulate.firmware_dir()

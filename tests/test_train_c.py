@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from support import randmodel
+from support.tools import require
 from support.train_c import CProgram, lit, lora_params, optim_params, report_u8_bytes
 
 import tinylora
@@ -55,14 +56,6 @@ N_RANDOM = 20           # hypothesis-chosen seeds per kernel
 TRAIN_STEPS = 20
 I32_MIN, I32_MAX = -2**31, 2**31 - 1
 I64_MAX = 2**63 - 1
-
-
-def _require(target: str) -> None:
-    ok, why = emulate.available(target)
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"{why} (CI is set, so a missing toolchain is an error)")
-        pytest.skip(why)
 
 
 def _seeds(label: str, n: int = N_RANDOM) -> list[int]:
@@ -1168,7 +1161,7 @@ VERIFY_VARIANT = {tc: next(v.name for v in targets.VARIANTS.values()
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_training_runs_match_numpy(target, tmp_path):
-    _require(target)
+    require(target)
     result = verify.run_cases(VERIFY_VARIANT[target], _training_cases(), tmp_path)
     assert result.ok and len(result.cases) == 6 and result.bytes_compared > 6 * TRAIN_STEPS * 10, \
         result.summary()
@@ -1295,7 +1288,7 @@ def _sources(src_dir):
 @pytest.fixture(params=TARGETS)
 def outcome(request, suite, build_dir):
     target = request.param
-    _require(target)
+    require(target)
     if target not in _RUNS:
         src = build_dir / target
         src.mkdir()
@@ -1365,7 +1358,7 @@ def test_training_runtime_has_no_float():
                 break
             assert proc.returncode == 0, proc.stderr
     if os.environ.get("CI") or shutil.which("arm-none-eabi-gcc"):
-        _require("cortex-m4")
+        require("cortex-m4")
         for name in ("tl_train.c", "tl_checkpoint.c"):   # soft-float core: float would call libgcc
             obj = f"{os.environ.get('TMPDIR', '/tmp')}/tl_nofloat_{os.getpid()}_{name}.o"
             subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-Wall", "-Wextra", "-Werror",

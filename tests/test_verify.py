@@ -32,6 +32,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.randmodel import describe, random_input, random_model
+from support.tools import require
 
 import tinylora
 from tinylora import cli, emulate, targets, verify
@@ -52,11 +53,7 @@ RANDOM_STEPS = 10
 
 
 def _require(target: str) -> None:
-    ok, why = emulate.available(verify.TARGETS[target][0])
-    if not ok:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{why} (CI is set, so a missing toolchain is an error)")
-        pytest.skip(why)
+    require(verify.TARGETS[target][0])
 
 
 def _assert_ok(result: verify.VerifyResult) -> None:
