@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 from support import backends
 from support.randmodel import random_input
-from test_emulated import _Case, _example_case, _qp, _requant, _require, _single_layer_model, _synthetic_cases
+from support.tools import require
+from test_emulated import _Case, _example_case, _qp, _requant, _single_layer_model, _synthetic_cases
 
 from tinylora import emulate, targets
 from tinylora.codegen.frozen import generate_frozen_c, output_name
@@ -76,7 +77,7 @@ def _run(tmp_path, backend_name, cases, defines=None, kernels_source=None, plann
     ``planned_for``: the backend the model C plans kernel scratch for (default: this one)."""
     backend = backends.BACKENDS[backend_name]
     target = TARGET[backend_name]
-    _require(target)
+    require(target)
     planned = backends.backend_name(backend) if planned_for is None else planned_for
     elf = backends.build(target, backend, _program(tmp_path, cases, planned), tmp_path, defines,
                          kernels_source=kernels_source)
@@ -279,12 +280,12 @@ def test_scratch_queries_and_missing_scratch(tmp_path, backend_name):
     main = tmp_path / "main.c"
     main.write_text(SIZES_MAIN)
     if backend_name is None:
-        _require("host")
+        require("host")
         elf = emulate.build("host", [main], tmp_path)
         result = emulate.run("host", elf)
     else:
         target = TARGET[backend_name]
-        _require(target)
+        require(target)
         elf = backends.build(target, backends.BACKENDS[backend_name], [main], tmp_path)
         result = emulate.run(target, elf)
     report = emulate.parse_report(result.stdout, result.returncode)

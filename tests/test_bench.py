@@ -8,7 +8,7 @@ import tomllib
 
 import numpy as np
 import pytest
-from test_emulated import _require
+from support.tools import require
 
 import tinylora
 from tinylora import bench
@@ -132,14 +132,14 @@ def _check_schema(j: dict, trainer: Trainer) -> None:
 
 
 def test_bench_rv32imc_is_deterministic_and_sums_to_the_total(capsys, trainer):
-    _require("rv32imc")
+    require("rv32imc")
     first = _bench_json(capsys, "rv32imc")
     _check_schema(first, trainer)
     assert _bench_json(capsys, "rv32imc") == first
 
 
 def test_bench_cortex_m4_two_shift_counter(capsys, trainer):
-    _require("cortex-m4")
+    require("cortex-m4")
     j = _bench_json(capsys, "cortex-m4")
     _check_schema(j, trainer)
     assert j["variant"] == "cortex-m4" and j["backend"] == "portable"
@@ -153,7 +153,7 @@ def test_bench_refuses_host_and_unknown_backends(capsys):
 
 
 def test_plan_estimate(capsys):
-    _require("rv32imc")
+    require("rv32imc")
     assert main(["plan", "--board", "esp32c3", "--estimate"]) == 0
     out = capsys.readouterr().out
     assert "ESTIMATE for esp32c3" in out and "not measured" in out

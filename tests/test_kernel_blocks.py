@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from support.randmodel import random_input
-from test_emulated import _conv_layer, _qp, _requant, _require, _single_layer_model
+from support.tools import require
+from test_emulated import _conv_layer, _qp, _requant, _single_layer_model
 
 from tinylora import emulate
 from tinylora.codegen.frozen import generate_frozen_c, output_name
@@ -83,7 +84,7 @@ def test_cases_hit_the_seams(cases):
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_blocked_kernels_match_numpy(tmp_path, cases, variant):
     vid, target, defines = variant
-    _require(target)
+    require(target)
     files = []
     for prefix, model, x, _, _ in cases:
         path = tmp_path / f"{prefix}.c"
