@@ -31,6 +31,7 @@ class Board:
     emulation: str
     static_limit_kb: int | None = None
     heap_arena: bool = False      # the generated app takes its arena from the heap, not .bss
+    simd: str | None = None       # the SIMD unit the backend's optimised kernels use, if any
     console: dict | None = None   # the generated project's serial console (UART, pins)
     storage: dict | None = None   # where the generated project keeps checkpoints
     flash: dict | None = None     # flash layout: sectors, program region, code estimate

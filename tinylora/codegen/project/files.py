@@ -183,7 +183,7 @@ def _board_context(p: Project) -> dict:
                 # decisions made here, not in templates: which ESP-NN kernels the chip gets
                 # and whether the arena comes from the heap (board data: heap_arena, the
                 # original ESP32: tl_board.h's CONFIG_IDF_TARGET_ESP32 branch)
-                esp_nn_kernels=("the ESP32-S3 SIMD path" if b.name == "esp32s3"
+                esp_nn_kernels=(f"the {b.simd} path" if b.simd
                                 else "the generic-opt C path on this chip, no S3 SIMD"),
                 heap_arena=b.heap_arena)
 
