@@ -1,5 +1,5 @@
-"""Round trips between the host and a generated project's application on QEMU Cortex-M4, its
-console on a pseudo-terminal (tinylora push / pull): train on the device, pull, the file equals
+"""Round trips between the host and a generated project's application on QEMU (Cortex-M4, -M7,
+Xtensa, rv32imc: its UART), its console on a pseudo-terminal (tinylora push / pull): train on the device, pull, the file equals
 the numpy trainer's adapter after the same samples; train on the host, push, the device predicts
 what numpy predicts with that adapter; X - gives the base model again."""
 import copy
@@ -172,3 +172,28 @@ def test_gen_adapter_starts_from_it_and_keeps_it_in_slot_0(project, tmp_path):
             link.close()
         device.pull(port, tmp_path / "slot0.tla", timeout=120)
         assert (tmp_path / "slot0.tla").read_bytes() == host.to_bytes()   # back to the host's
+
+
+# ------------------------------------------------------------ push's checks on the host
+
+def test_push_checks_the_file_with_the_adapter_reader(project, tmp_path):
+    """push refuses what no device takes before it opens the port (device.check_file is
+    Adapter.load plus the device's form): InputError naming the file and the problem."""
+    from tinylora.errors import InputError
+    from tinylora.formats import adapter_v1
+    p = project[0]
+    good = _host_adapter(p, tmp_path)
+    data = good.to_bytes()
+    assert device.check_file(data, "x") == good
+    flipped = bytearray(data)
+    flipped[100] ^= 0x04
+    v1 = adapter_v1.encode(good.layers, 0x1234)
+    cases = [(data[:-9], "truncated or padded"), (bytes(flipped), "CRC32 mismatch"),
+             (p.trainer.model.source, "not a tinylora adapter"),
+             (v1, "version-1 adapter file.* convert it"),
+             (good.to_bytes(form="deploy"), "deploy-form adapter .* masters")]
+    for k, (bad, why) in enumerate(cases):
+        path = tmp_path / f"bad{k}.tla"
+        path.write_bytes(bad)
+        with pytest.raises(InputError, match=f"^{path}: .*{why}"):
+            device.push("/nonexistent/port", path)

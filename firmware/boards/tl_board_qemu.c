@@ -24,18 +24,14 @@
 #include <stdio.h>
 
 /* The NS16550A of QEMU's virt machine (one byte per register): receive / transmit holding
- * register, FIFO control, line status (bit 0: a byte waits; bit 5: room to transmit). */
+ * register, line status (bit 0: a byte waits; bit 5: room to transmit). Used as QEMU resets
+ * it, FIFOs off: QEMU holds the input back until the byte before is read (enabling the FIFOs
+ * would clear them, losing what arrived before). */
 #define TL_UART ((volatile uint8_t *)0x10000000u)
 #define TL_UART_DATA 0u
-#define TL_UART_FCR 2u
 #define TL_UART_LSR 5u
 #define TL_UART_LSR_READY 0x01u
 #define TL_UART_LSR_EMPTY 0x20u
-
-static void tl_console_init(void)
-{
-    TL_UART[TL_UART_FCR] = 0x07u; /* FIFOs on and cleared */
-}
 
 /* One byte of the UART: blocks (there is no clock to time out with). */
 static int tl_read_byte(void)
@@ -57,10 +53,6 @@ static void tl_console_write(const char *data, size_t n)
 #else
 /* Provided by the target support code of tools/platform-tinylora-qemu (semihosting write). */
 void tl_target_write(const char *data, size_t len);
-
-static void tl_console_init(void)
-{
-}
 
 static void tl_console_write(const char *data, size_t n)
 {
@@ -90,7 +82,6 @@ static int tl_read_byte(void)
 
 void tl_board_init(void)
 {
-    tl_console_init();
 }
 
 void tl_board_write(const char *data, size_t n)
