@@ -1,7 +1,8 @@
 """Round trips between the host and a generated project's application on QEMU (Cortex-M4, -M7,
-Xtensa, rv32imc: its UART), its console on a pseudo-terminal (tinylora push / pull): train on the device, pull, the file equals
-the numpy trainer's adapter after the same samples; train on the host, push, the device predicts
-what numpy predicts with that adapter; X - gives the base model again."""
+Xtensa, rv32imc: its UART), its console on a pseudo-terminal (tinylora push / pull): train on
+the device, pull, the file equals the numpy trainer's adapter after the same samples; train on
+the host, push, the device predicts what numpy predicts with that adapter; X - gives the base
+model again."""
 import copy
 
 import numpy as np

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from tinylora.errors import BoardError, BudgetError
 from tinylora.planning.boards import Board
 
-
 #: Adapter slots a board may have (TL_ADAPTER_MAX_SLOTS of firmware/app/tl_adapter.h).
 MAX_ADAPTER_SLOTS = 64
+
 
 @dataclass(frozen=True)
 class Region:
