@@ -24,7 +24,7 @@ def _train_message(spec: FleetSpec, vec, rnd: int, node: int) -> Message:
     return Message(content=content, message_type="train", dst_node_id=node)
 
 
-@pytest.mark.parametrize(("mode", "target"), [("ffa", "cortex-m4"), ("both", "xtensa")])
+@pytest.mark.parametrize(("mode", "target"), [("ffa", "cortex-m4"), ("both", "xtensa"), ("ffa", "rv32imc")])
 def test_qemu_client_update_equals_the_numpy_client(mode, target, tmp_path):
     """One QEMU client and one numpy client with the same partition: two rounds (the second from
     a global adapter with trained masters), the replies' masters are the same bytes."""
