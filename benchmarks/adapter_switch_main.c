@@ -1,11 +1,15 @@
 /*
  * The cost of a hot swap, in counter ticks (tinylora.bench turns them into exact instruction
  * counts under QEMU -icount): a generated project's model (lib/tinylora) with an adapter file
- * of its own masters in slot 0 of a RAM adapter region.
- *   switch_slot   tl_app_model_adapter_load(slot 0): verify the file, masters into the trainer
+ * of its own masters in slot 0 of a RAM adapter region, checked once (its upload).
+ *   switch_slot   tl_adapter_slot_check (cached) + tl_app_model_adapter_load(slot 0): the
+ *                 masters into the trainer, the copied bytes CRC-checked in the same pass
  *   switch_base   tl_app_model_adapter_load(NULL): the base model
- *   verify        tl_adapter_verify_stored: the file's checks alone (CRC over the slot)
- *   select        tl_adapter_select(0): verify + the active record's erase and program
+ *   verify        tl_adapter_verify_stored: the file's full check alone (once per slot: at
+ *                 boot or at the end of its upload, no longer at a switch)
+ *   crc           tl_crc32 over the file's bytes in memory (what the switch's guard costs)
+ *   select        tl_adapter_select(0): the active record's erase and program (recording the
+ *                 choice; the slot's check is cached)
  * Built by tests/test_device_roundtrip.py::test_switch_cost.
  */
 #include <string.h>
@@ -48,7 +52,7 @@ int main(void)
 {
     const tl_adapter_config *cfg;
     int32_t predicted = 0, loss = 0;
-    uint32_t a, b, i;
+    uint32_t a, b, i, crc;
     tl_status s;
     tl_counter_init();
     (void)tl_app_model_init(tl_arena.bytes, TL_APP_ARENA_SIZE);
@@ -73,7 +77,10 @@ int main(void)
         tl_report_error("setup", 0u, (int)s);
     }
     a = tl_counter();
-    s = tl_app_model_adapter_load(tl_store.region, tl_adapter_slot_offset(&tl_store, 0u));
+    s = tl_adapter_slot_check(&tl_store, cfg, 0u);
+    if (s == TL_OK) {
+        s = tl_app_model_adapter_load(tl_store.region, tl_adapter_slot_offset(&tl_store, 0u));
+    }
     b = tl_counter();
     tl_report_ticks("switch_slot", a, b, s);
     a = tl_counter();
@@ -85,6 +92,10 @@ int main(void)
                                  tl_adapter_size(cfg));
     b = tl_counter();
     tl_report_ticks("verify", a, b, s);
+    a = tl_counter();
+    crc = tl_crc32(0u, tl_medium + tl_adapter_slot_offset(&tl_store, 0u), tl_adapter_size(cfg));
+    b = tl_counter();
+    tl_report_ticks("crc", a, b, crc != 0u ? TL_OK : TL_ERR_CRC);
     a = tl_counter();
     s = tl_adapter_select(&tl_store, cfg, 0u);
     b = tl_counter();

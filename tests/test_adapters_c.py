@@ -30,7 +30,7 @@ def test_adapter_suite_passes(target, tmp_path):
     assert ok, why
     result = emulate.run(target, _build(target, tmp_path, SUITE), timeout=300)
     out = result.stdout.decode()
-    assert result.returncode == 0 and "7 Tests 0 Failures" in out and "OK" in out, out
+    assert result.returncode == 0 and "8 Tests 0 Failures" in out and "OK" in out, out
 
 
 def test_a_build_without_slots_says_so(tmp_path):

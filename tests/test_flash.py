@@ -162,3 +162,10 @@ def pio_core(tmp_path_factory):
     core = tmp_path_factory.mktemp("pio-core")
     pio.prepare_core(core)
     return core
+
+
+def test_more_adapter_slots_than_the_firmware_tracks_are_refused():
+    b = load_board("esp32")
+    b = dataclasses.replace(b, adapters={**b.adapters, "slots": 65, "slot_size": 0x1000})
+    with pytest.raises(BoardError, match="slots = 65; the firmware keeps a checked state for at most 64"):
+        flash_layout(b)

@@ -24,7 +24,7 @@ def _train_message(spec: FleetSpec, vec, rnd: int, node: int) -> Message:
     return Message(content=content, message_type="train", dst_node_id=node)
 
 
-@pytest.mark.parametrize(("mode", "target"), [("ffa", "cortex-m4"), ("both", "xtensa")])
+@pytest.mark.parametrize(("mode", "target"), [("ffa", "cortex-m4"), ("both", "xtensa"), ("ffa", "rv32imc")])
 def test_qemu_client_update_equals_the_numpy_client(mode, target, tmp_path):
     """One QEMU client and one numpy client with the same partition: two rounds (the second from
     a global adapter with trained masters), the replies' masters are the same bytes."""
@@ -101,7 +101,8 @@ def test_the_fleets_firmware_project_regenerates_byte_identically(tmp_path):
 
 def test_devices_option_names_the_problem(capsys):
     with pytest.raises(ConfigError, match="qemu-TARGET:K"):
-        devices.parse("qemu-rv32imc:1", 3)      # QEMU's RISC-V console reads no input
+        devices.parse("qemu-host:1", 3)         # not an emulated device
+    assert devices.parse("qemu-rv32imc:1", 3) == ("rv32imc", 1)   # its console is the UART
     with pytest.raises(ConfigError, match="1..3"):
         devices.parse("qemu-cortex-m4:4", 3)
     assert devices.parse("qemu-xtensa:2", 3) == ("xtensa", 2) and devices.parse(None, 3) is None

@@ -9,25 +9,30 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinylora.errors import DeviceError, InputError
+from tinylora.errors import AdapterError, DeviceError, InputError
+from tinylora.formats.adapter import Adapter
 
 #: Bytes per D line (TL_PROTO_CHUNK_MAX of tl_protocol.h).
 CHUNK = 64
-#: The format-2 adapter file's fixed parts (docs/adapter.md).
-MAGIC, HEADER, CRC = b"TLAD", 64, 4
 
 
-def check_file(data: bytes, what: str) -> None:
-    """The checks a host can make without the model: size, length field, magic, version, CRC
-    (the device checks the rest: model hash, layers, config). InputError names the problem."""
-    if len(data) < HEADER + CRC or int.from_bytes(data[8:12], "little") != len(data):
-        raise InputError(f"{what}: {len(data)} bytes, not a whole format-2 adapter file "
-                         "(truncated?): write it again with Adapter.save / tinylora train --out")
-    if data[:4] != MAGIC or int.from_bytes(data[4:6], "little") != 2:
-        raise InputError(f"{what}: not a format-2 adapter file (magic {data[:4]!r}, version "
-                         f"{int.from_bytes(data[4:6], 'little')}): convert it with Adapter.load / save")
-    if zlib.crc32(data[:-CRC]) != int.from_bytes(data[-CRC:], "little"):
-        raise InputError(f"{what}: CRC mismatch: the file is damaged; write it again")
+def check_file(data: bytes, what: str) -> Adapter:
+    """The checks a host can make without the model, by the one adapter reader
+    (:meth:`Adapter.load`: size, length field, magic, version, CRC, form, loss, the layer
+    descriptors and the payload's size), and what a device holds: a format-2 file in the
+    masters form (int16, what it trains on). The device checks the rest against its build
+    (model hash, layers, config). InputError names the problem; returns the adapter."""
+    try:
+        adapter = Adapter.load(data)
+    except AdapterError as e:
+        raise InputError(f"{what}: {e}") from None
+    if adapter.model_sha256 is None:
+        raise InputError(f"{what}: a version-1 adapter file, which names its model by CRC32 only; "
+                         "a device reads format 2: convert it with Adapter.load(path).check(model).save(path)")
+    if adapter.form != "masters":
+        raise InputError(f"{what}: a deploy-form adapter (int8 values); a device holds the int16 "
+                         "masters it trains on: push the masters file (Adapter.save's default form)")
+    return adapter
 
 
 @dataclass

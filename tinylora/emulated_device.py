@@ -1,5 +1,6 @@
-"""A generated project's application on QEMU, reached as a serial device: its semihosting
-console (QEMU's standard input and output) on a pseudo-terminal whose other side is an ordinary
+"""A generated project's application on QEMU, reached as a serial device: its console (QEMU's
+standard input and output: semihosting on Cortex-M and Xtensa, the virt machine's UART on
+RISC-V; firmware/boards/tl_board_qemu.c) on a pseudo-terminal whose other side is an ordinary
 serial port for :mod:`tinylora.device` (push, pull, S lines). Used by the device round-trip
 tests and by ``tinylora fleet --devices qemu-TARGET:K``."""
 from __future__ import annotations
@@ -16,8 +17,8 @@ from tinylora import emulate
 from tinylora.errors import InputError
 from tinylora.targets import TOOLCHAINS
 
-#: The emulated targets whose semihosting console reads input (QEMU's RISC-V one does not).
-CONSOLE_TARGETS = ("cortex-m4", "cortex-m7", "xtensa")
+#: The emulated targets whose application console reads input: every QEMU target.
+CONSOLE_TARGETS = ("cortex-m4", "cortex-m7", "xtensa", "rv32imc")
 
 
 def build_app(target: str, folder: Path, out_dir: Path) -> Path:

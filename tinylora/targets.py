@@ -117,11 +117,14 @@ TOOLCHAINS: dict[str, Toolchain] = {t.name: t for t in (
                  "-Wl,--defsym=__flash=0x80000000", "-Wl,--defsym=__flash_size=0x100000",
                  "-Wl,--defsym=__ram=0x80100000", "-Wl,--defsym=__ram_size=0x100000"),
         support=("stdio/tl_target_stdio.c",),
-        # picolibc writes stdout to the semihosting console, which QEMU sends to stderr
-        # unless it is given a chardev: route it to stdio (hence no -nographic).
-        qemu=("qemu-system-riscv32", "-M", "virt", "-display", "none", "-serial", "none",
-              "-monitor", "none", "-bios", "none", "-chardev", "stdio,id=semihosting",
-              "-semihosting-config", "enable=on,target=native,chardev=semihosting", "-kernel"),
+        # One console on QEMU's standard input and output, shared (mux=on) by the virt
+        # machine's UART (the application's serial port: tl_board_qemu.c; the UART has the
+        # input focus) and the semihosting console (picolibc's stdout: test programs), which
+        # QEMU would otherwise send to stderr. Semihosting also gives the exit status and the
+        # host files. No -nographic: it would add a second stdio chardev.
+        qemu=("qemu-system-riscv32", "-M", "virt", "-display", "none", "-monitor", "none",
+              "-bios", "none", "-chardev", "stdio,id=console,mux=on", "-serial", "chardev:console",
+              "-semihosting-config", "enable=on,target=native,chardev=console", "-kernel"),
         needs_files=("picolibc.specs",),
         apt="gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc",
         pio=PioEnv("qemu_rv32imc", "tl_qemu_rv32imc", "QEMU virt, RISC-V rv32imc (the ESP32-C3's ISA)")),

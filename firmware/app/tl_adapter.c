@@ -304,9 +304,11 @@ tl_status tl_adapter_from_checkpoint(const tl_adapter_config *cfg, const uint8_t
 tl_status tl_adapter_into_checkpoint(const tl_adapter_config *cfg, const tl_storage *st,
                                      uint32_t offset, uint8_t *ckpt, uint32_t ckpt_len)
 {
-    uint8_t updates[4];
+    uint8_t head[TL_AD_DESCR_MAX];
+    uint8_t want[TL_AD_DESCR_MAX];
+    uint8_t tail[4];
     uint8_t *block;
-    uint32_t i, j, at;
+    uint32_t i, j, n, at, crc;
     tl_status s;
     if (cfg == NULL || st == NULL || ckpt == NULL || tl_adapter_size(cfg) == 0u) {
         return TL_ERR_NULL;
@@ -314,24 +316,47 @@ tl_status tl_adapter_into_checkpoint(const tl_adapter_config *cfg, const tl_stor
     if (!tl_ckpt_fits(cfg, ckpt_len)) {
         return TL_ERR_LAYOUT;
     }
-    s = st->read(st->ctx, offset + TL_AD_AT_UPDATES, updates, 4u);
+    n = TL_ADAPTER_HEADER_SIZE + TL_ADAPTER_LAYER_SIZE * cfg->n_layers;
+    s = st->read(st->ctx, offset, head, n);
+    if (s != TL_OK) {
+        return s;
+    }
+    /* this build's header with the file's updates counter and reserved bytes (45, 52..63) */
+    tl_file_head(cfg, tl_get32(head + TL_AD_AT_UPDATES), want);
+    want[TL_AD_AT_LOSS + 1u] = head[TL_AD_AT_LOSS + 1u];
+    for (i = TL_AD_AT_UPDATES + 4u; i < TL_ADAPTER_HEADER_SIZE; ++i) {
+        want[i] = head[i];
+    }
+    if (!tl_same(head, want, n)) { /* not this build's file: say why as the full check does */
+        s = tl_adapter_verify_stored(cfg, st, offset, tl_adapter_size(cfg));
+        return s != TL_OK ? s : TL_ERR_LAYOUT;
+    }
+    crc = tl_crc32(0u, head, n);
     block = ckpt + TL_CKPT_HEADER_SIZE;
-    at = offset + TL_ADAPTER_HEADER_SIZE + TL_ADAPTER_LAYER_SIZE * cfg->n_layers;
-    for (i = 0; i < cfg->n_layers && s == TL_OK; ++i) {
+    at = offset + n;
+    for (i = 0; i < cfg->n_layers; ++i) {
         const uint32_t masters = 2u * tl_layer_masters(&cfg->layers[i]);
         const uint32_t size = tl_ckpt_block(cfg, &cfg->layers[i]);
         s = st->read(st->ctx, at, block, masters);
+        if (s != TL_OK) {
+            return s;
+        }
+        crc = tl_crc32(crc, block, masters); /* the bytes the trainer will run */
         for (j = masters; j < size; ++j) {
             block[j] = 0u; /* a new adapter starts with no accumulated gradient or momentum */
         }
         at += masters;
         block += size;
     }
+    s = st->read(st->ctx, at, tail, 4u);
     if (s != TL_OK) {
         return s;
     }
+    if (tl_get32(tail) != crc) {
+        return TL_ERR_CRC; /* changed since its check (flash corruption): never run */
+    }
     for (i = 0; i < 4u; ++i) {
-        ckpt[TL_CK_AT_UPDATES + i] = updates[i];
+        ckpt[TL_CK_AT_UPDATES + i] = head[TL_AD_AT_UPDATES + i];
     }
     tl_put32(ckpt + ckpt_len - 4u, tl_crc32(0u, ckpt, ckpt_len - 4u));
     return TL_OK;
@@ -342,6 +367,7 @@ tl_status tl_adapter_into_checkpoint(const tl_adapter_config *cfg, const tl_stor
 tl_status tl_adapter_store_init(tl_adapter_store *s, const tl_storage *region, uint32_t slot_size,
                                 uint32_t n_slots)
 {
+    uint32_t i;
     tl_status status;
     if (s == NULL || region == NULL) {
         return TL_ERR_NULL;
@@ -350,6 +376,12 @@ tl_status tl_adapter_store_init(tl_adapter_store *s, const tl_storage *region, u
     s->unit = region->erase_unit;
     s->slot_size = slot_size;
     s->n_slots = n_slots;
+    for (i = 0; i < TL_ADAPTER_MAX_SLOTS; ++i) {
+        s->checked[i] = TL_ADAPTER_UNCHECKED;
+    }
+    if (n_slots > TL_ADAPTER_MAX_SLOTS) {
+        return TL_ERR_TOO_LARGE;
+    }
     if (s->unit == 0u || slot_size % s->unit != 0u || slot_size == 0u) {
         return TL_ERR_ALIGN;
     }
@@ -366,6 +398,21 @@ tl_status tl_adapter_store_init(tl_adapter_store *s, const tl_storage *region, u
 uint32_t tl_adapter_slot_offset(const tl_adapter_store *s, uint32_t slot)
 {
     return 2u * s->unit + slot * s->slot_size;
+}
+
+tl_status tl_adapter_slot_check(tl_adapter_store *s, const tl_adapter_config *cfg, uint32_t slot)
+{
+    if (s == NULL || cfg == NULL) {
+        return TL_ERR_NULL;
+    }
+    if (slot >= s->n_slots) {
+        return TL_ERR_SLOT;
+    }
+    if (s->checked[slot] == TL_ADAPTER_UNCHECKED) {
+        s->checked[slot] = (uint8_t)tl_adapter_verify_stored(
+            cfg, s->region, tl_adapter_slot_offset(s, slot), tl_adapter_size(cfg));
+    }
+    return (tl_status)s->checked[slot];
 }
 
 /* Active record copy k: 1 if valid (slot, sequence filled), 0 if not. */
@@ -436,8 +483,7 @@ tl_status tl_adapter_select(tl_adapter_store *s, const tl_adapter_config *cfg, u
         return TL_ERR_SLOT;
     }
     if (slot != TL_ADAPTER_NONE) {
-        status = tl_adapter_verify_stored(cfg, s->region, tl_adapter_slot_offset(s, slot),
-                                          tl_adapter_size(cfg));
+        status = tl_adapter_slot_check(s, cfg, slot);
         if (status != TL_OK) {
             return status;
         }
@@ -491,6 +537,7 @@ tl_status tl_adapter_upload_begin(tl_adapter_upload *u, tl_adapter_store *s,
     if (total > s->slot_size) {
         return TL_ERR_TOO_LARGE;
     }
+    s->checked[slot] = TL_ADAPTER_UNCHECKED; /* its file is about to change */
     status = s->stream.storage.erase(s->stream.storage.ctx, tl_adapter_slot_offset(s, slot),
                                      s->slot_size);
     if (status != TL_OK) {
@@ -554,8 +601,8 @@ tl_status tl_adapter_upload_end(tl_adapter_upload *u)
     if (status != TL_OK) {
         return status;
     }
-    return tl_adapter_verify_stored(u->cfg, s->region, tl_adapter_slot_offset(s, u->slot),
-                                    u->total);
+    s->checked[u->slot] = TL_ADAPTER_UNCHECKED;
+    return tl_adapter_slot_check(s, u->cfg, u->slot); /* the slot's one full check */
 }
 
 const char *tl_status_text(tl_status status)

@@ -39,6 +39,7 @@ extern "C" {
 #define TL_ADAPTER_MAX_LAYERS 16u
 #define TL_ADAPTER_NONE 0xFFFFFFFFu /* the active record's slot for "no adapter" */
 #define TL_ADAPTER_RECORD_SIZE 16u
+#define TL_ADAPTER_MAX_SLOTS 64u /* slots a store keeps a checked state for */
 
 /* One adapted layer as this build was generated (the file's descriptor must equal it). */
 typedef struct {
@@ -83,35 +84,53 @@ typedef tl_status (*tl_adapter_sink)(void *ctx, const uint8_t *data, uint32_t le
 tl_status tl_adapter_from_checkpoint(const tl_adapter_config *cfg, const uint8_t *ckpt,
                                      uint32_t ckpt_len, tl_adapter_sink sink, void *ctx);
 
-/* Put the masters of the (verified) adapter file at `offset` of `st` into the inline
- * checkpoint `ckpt` of this build: accumulators and momentum zeroed, updates from the file,
- * CRC resealed; restoring it gives the trainer that adapter. */
+/* Put the masters of the adapter file at `offset` of `st` into the inline checkpoint `ckpt`
+ * of this build: accumulators and momentum zeroed, updates from the file, CRC resealed;
+ * restoring it gives the trainer that adapter. The file is checked in the same pass that
+ * copies it: its header and descriptors must be this build's (byte for byte but the updates
+ * counter; else the status of tl_adapter_verify_stored) and the CRC-32 of the bytes read must
+ * be the file's (TL_ERR_CRC: it changed since it was checked). On an error `ckpt` holds
+ * garbage: do not restore it. */
 tl_status tl_adapter_into_checkpoint(const tl_adapter_config *cfg, const tl_storage *st,
                                      uint32_t offset, uint8_t *ckpt, uint32_t ckpt_len);
 
 /* The slots and the active record on the adapter region. */
 typedef struct {
-    const tl_storage *region; /* the medium, as it is */
-    tl_storage_stream stream; /* byte-sized programs over it */
-    uint32_t unit;            /* the region's erase unit: one active-record copy */
-    uint32_t slot_size;       /* a whole number of erase units */
-    uint32_t n_slots;
+    const tl_storage *region;              /* the medium, as it is */
+    tl_storage_stream stream;              /* byte-sized programs over it */
+    uint32_t unit;                         /* the region's erase unit: one active-record copy */
+    uint32_t slot_size;                    /* a whole number of erase units */
+    uint32_t n_slots;                      /* <= TL_ADAPTER_MAX_SLOTS */
+    uint8_t checked[TL_ADAPTER_MAX_SLOTS]; /* per slot: the status of its full check, or
+                                              TL_ADAPTER_UNCHECKED (tl_adapter_slot_check) */
 } tl_adapter_store;
 
+#define TL_ADAPTER_UNCHECKED 0xFFu
+
 /* TL_ERR_ALIGN for slots that are not whole erase units, TL_ERR_TOO_LARGE for a region
- * smaller than two record units and the slots; storage errors (open) as they come. */
+ * smaller than two record units and the slots or more than TL_ADAPTER_MAX_SLOTS slots;
+ * storage errors (open) as they come. Every slot starts unchecked. */
 tl_status tl_adapter_store_init(tl_adapter_store *s, const tl_storage *region, uint32_t slot_size,
                                 uint32_t n_slots);
 
 /* Where slot k starts in the region. */
 uint32_t tl_adapter_slot_offset(const tl_adapter_store *s, uint32_t slot);
 
+/* Slot k's file checked in full (tl_adapter_verify_stored against `cfg`, the one
+ * configuration of this build) once: at its first call after tl_adapter_store_init (the
+ * application checks every slot at boot) or when its upload ends; later calls return that
+ * status without reading the slot. An upload's begin forgets it. TL_ERR_SLOT beyond n_slots.
+ * A file that changes in flash after its check (a flipped bit) is still never run:
+ * tl_adapter_into_checkpoint CRCs the bytes it copies. */
+tl_status tl_adapter_slot_check(tl_adapter_store *s, const tl_adapter_config *cfg, uint32_t slot);
+
 /* The newest valid active record: *slot (TL_ADAPTER_NONE: the base model) and *sequence.
  * TL_ERR_EMPTY if neither copy holds one (never selected: *slot = TL_ADAPTER_NONE). */
 tl_status tl_adapter_active(tl_adapter_store *s, uint32_t *slot, uint32_t *sequence);
 
 /* Make `slot` (or TL_ADAPTER_NONE) the active one, power-safely. A slot must hold a file
- * that passes tl_adapter_verify_stored (its status otherwise); TL_ERR_SLOT beyond n_slots. */
+ * that passed its check (tl_adapter_slot_check: its status otherwise); TL_ERR_SLOT beyond
+ * n_slots. */
 tl_status tl_adapter_select(tl_adapter_store *s, const tl_adapter_config *cfg, uint32_t slot);
 
 /* An upload in progress: chunks in order, each with its CRC-32, into an inactive slot. */
@@ -138,7 +157,8 @@ tl_status tl_adapter_upload_chunk(tl_adapter_upload *u, uint32_t index, const ui
                                   uint32_t n, uint32_t crc);
 
 /* The end: every byte arrived (TL_ERR_LENGTH otherwise) and the stored file passes
- * tl_adapter_verify_stored. The slot is not activated (tl_adapter_select does that). */
+ * tl_adapter_verify_stored (the slot's check: tl_adapter_slot_check returns it from now on).
+ * The slot is not activated (tl_adapter_select does that). */
 tl_status tl_adapter_upload_end(tl_adapter_upload *u);
 
 /* A few English words for a status (the device's replies). */

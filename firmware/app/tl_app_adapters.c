@@ -41,13 +41,18 @@ static void tl_print_slot(uint32_t slot)
     }
 }
 
-/* The model runs `slot` (TL_ADAPTER_NONE: the base model). */
+/* The model runs `slot` (TL_ADAPTER_NONE: the base model): a slot whose check failed is
+ * refused; one that passed is CRC-checked again as it is copied (flash changed since). */
 static tl_status tl_apply(uint32_t slot)
 {
+    tl_status status;
     if (slot == TL_ADAPTER_NONE) {
         return tl_app_model_adapter_load(NULL, 0u);
     }
-    return tl_app_model_adapter_load(tl_store.region, tl_adapter_slot_offset(&tl_store, slot));
+    status = tl_adapter_slot_check(&tl_store, tl_app_model_adapter_config(), slot);
+    return status != TL_OK ? status
+                           : tl_app_model_adapter_load(tl_store.region,
+                                                       tl_adapter_slot_offset(&tl_store, slot));
 }
 
 /* `gen --adapter`: its file into slot 0 when that slot is empty (the first boot). The trainer
@@ -58,9 +63,7 @@ static void tl_install_initial(void)
     uint32_t len = 0u, at;
     const uint8_t *file = tl_app_model_initial_adapter(&len);
     tl_status status;
-    if (file == NULL ||
-        tl_adapter_verify_stored(cfg, tl_store.region, tl_adapter_slot_offset(&tl_store, 0u),
-                                 tl_adapter_size(cfg)) != TL_ERR_EMPTY) {
+    if (file == NULL || tl_adapter_slot_check(&tl_store, cfg, 0u) != TL_ERR_EMPTY) {
         return;
     }
     status = tl_adapter_upload_begin(&tl_upload, &tl_store, cfg, 0u, len);
@@ -98,6 +101,10 @@ int tl_app_adapters_boot(void)
     }
     tl_store_ok = 1;
     tl_install_initial();
+    for (slot = 0u; slot < slots; ++slot) { /* every slot's one full check */
+        (void)tl_adapter_slot_check(&tl_store, tl_app_model_adapter_config(), slot);
+    }
+    slot = TL_ADAPTER_NONE;
     tl_print("# adapters: ");
     tl_print_u32(slots);
     tl_print(" slots of ");
@@ -126,10 +133,8 @@ int tl_app_adapters_boot(void)
 static void tl_list(void)
 {
     uint32_t k;
-    for (k = 0; k < tl_store.n_slots; ++k) {
-        const tl_status status = tl_adapter_verify_stored(
-            tl_app_model_adapter_config(), tl_store.region, tl_adapter_slot_offset(&tl_store, k),
-            tl_adapter_size(tl_app_model_adapter_config()));
+    for (k = 0; k < tl_store.n_slots; ++k) { /* as checked at boot or at its upload */
+        const tl_status status = tl_adapter_slot_check(&tl_store, tl_app_model_adapter_config(), k);
         tl_print("l ");
         tl_print_u32(k);
         tl_print(" ");

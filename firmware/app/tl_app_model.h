@@ -57,9 +57,11 @@ const char *tl_app_model_checkpoint_error(void);
  * or NULL when it cannot hold adapters (the frozen forward has no masters). */
 const tl_adapter_config *tl_app_model_adapter_config(void);
 
-/* Run the adapter file at `offset` of `storage` (verified first: on a refusal nothing
- * changes): its masters become the trainer's, accumulators and momentum zeroed, updates from
- * the file, the step count kept. storage NULL: the base model (the generated initial
+/* Run the adapter file at `offset` of `storage`: its masters become the trainer's,
+ * accumulators and momentum zeroed, updates from the file, the step count kept. The file is
+ * checked as it is read (tl_adapter_into_checkpoint: this build's header and descriptors, the
+ * CRC-32 of the bytes copied); on a refusal nothing changes. The full check of a slot
+ * (tl_adapter_slot_check) is the caller's, once. storage NULL: the base model (the generated initial
  * A masters with the B masters 0: the base model's outputs exactly). TL_ERR_UNSUPPORTED without adapters. */
 tl_status tl_app_model_adapter_load(const tl_storage *storage, uint32_t offset);
 

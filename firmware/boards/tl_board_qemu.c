@@ -1,17 +1,63 @@
 /*
  * tl_board for QEMU and other hosted builds (neither ESP-IDF nor STM32Cube): the console is
- * semihosting (output through tl_target_write from the platform's targets/; input from QEMU's
- * standard input until it ends, on Cortex-M and Xtensa), there is no clock, checkpoints go to
- * RAM (kept in a host file with -D TL_QEMU_STORAGE_FILE), and the program's exit status ends
- * the emulation.
+ * QEMU's standard input and output, there is no clock, checkpoints go to RAM (kept in a host
+ * file with -D TL_QEMU_STORAGE_FILE), and the program's exit status ends the emulation.
+ *
+ *   core        console                                         exit status, host files
+ *   Cortex-M    semihosting (newlib rdimon)                     semihosting
+ *   Xtensa      semihosting (simcall)                           semihosting
+ *   RISC-V      the virt machine's NS16550A UART at 0x10000000  semihosting (picolibc)
+ *               (QEMU's riscv semihosting console reads no input: SYS_READ returns nothing,
+ *               SYS_READC never reports the end; measured with QEMU 7.2)
+ *
+ * The input ends at the end of QEMU's standard input or at an EOT byte (0x04, Ctrl-D): a UART
+ * has no end of input, so piped input for the RISC-V console ends with EOT.
  */
 #if !defined(ESP_PLATFORM) && !defined(USE_HAL_DRIVER)
 
 #include "tl_board.h"
 #include "tl_board_config.h"
 
+#define TL_QEMU_EOT 0x04 /* end of transmission: the input ends here */
+
+#if defined(__riscv)
+#include <stdio.h>
+
+/* The NS16550A of QEMU's virt machine (one byte per register): receive / transmit holding
+ * register, line status (bit 0: a byte waits; bit 5: room to transmit). Used as QEMU resets
+ * it, FIFOs off: QEMU holds the input back until the byte before is read (enabling the FIFOs
+ * would clear them, losing what arrived before). */
+#define TL_UART ((volatile uint8_t *)0x10000000u)
+#define TL_UART_DATA 0u
+#define TL_UART_LSR 5u
+#define TL_UART_LSR_READY 0x01u
+#define TL_UART_LSR_EMPTY 0x20u
+
+/* One byte of the UART: blocks (there is no clock to time out with). */
+static int tl_read_byte(void)
+{
+    while ((TL_UART[TL_UART_LSR] & TL_UART_LSR_READY) == 0u) {
+    }
+    return (int)TL_UART[TL_UART_DATA];
+}
+
+static void tl_console_write(const char *data, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        while ((TL_UART[TL_UART_LSR] & TL_UART_LSR_EMPTY) == 0u) {
+        }
+        TL_UART[TL_UART_DATA] = (uint8_t)data[i];
+    }
+}
+#else
 /* Provided by the target support code of tools/platform-tinylora-qemu (semihosting write). */
 void tl_target_write(const char *data, size_t len);
+
+static void tl_console_write(const char *data, size_t n)
+{
+    tl_target_write(data, n);
+}
 
 #if defined(__XTENSA__)
 int tl_simcall(int call, int a, int b, int c); /* the platform's xtensa/start.S */
@@ -21,15 +67,6 @@ static int tl_read_byte(void)
 {
     unsigned char c = 0;
     return tl_simcall(3, 0, (int)(uintptr_t)&c, 1) == 1 ? (int)c : -1;
-}
-#elif defined(__riscv)
-#include <stdio.h>
-
-/* QEMU's riscv semihosting console gives no usable input stream (measured with QEMU 7.2:
- * SYS_READ returns nothing, SYS_READC never reports the end): no serial input here. */
-static int tl_read_byte(void)
-{
-    return -1;
 }
 #else
 #include <stdio.h>
@@ -41,6 +78,7 @@ static int tl_read_byte(void)
     return c == EOF ? -1 : c;
 }
 #endif
+#endif
 
 void tl_board_init(void)
 {
@@ -48,14 +86,14 @@ void tl_board_init(void)
 
 void tl_board_write(const char *data, size_t n)
 {
-    tl_target_write(data, n);
+    tl_console_write(data, n);
 }
 
 int tl_board_read_char(uint32_t timeout_ms)
 {
     const int c = tl_read_byte(); /* blocks: there is no clock to time out with */
     (void)timeout_ms;
-    return c < 0 ? TL_BOARD_EOF : c;
+    return c < 0 || c == TL_QEMU_EOT ? TL_BOARD_EOF : c;
 }
 
 uint32_t tl_board_millis(void)

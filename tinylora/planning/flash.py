@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from tinylora.errors import BoardError, BudgetError
 from tinylora.planning.boards import Board
 
+#: Adapter slots a board may have (TL_ADAPTER_MAX_SLOTS of firmware/app/tl_adapter.h).
+MAX_ADAPTER_SLOTS = 64
+
 
 @dataclass(frozen=True)
 class Region:
@@ -123,6 +126,9 @@ def flash_layout(board: Board) -> FlashLayout:
     if set(layout.sector_sizes(layout.region("checkpoints"))) != {unit}:
         raise BoardError(f"{where}: [storage] erase_unit {unit:,} B is not the size of the "
                          "checkpoint region's sectors")
+    if layout.adapter_slots > MAX_ADAPTER_SLOTS:
+        raise BoardError(f"{where}: [adapters] slots = {layout.adapter_slots}; the firmware keeps a "
+                         f"checked state for at most {MAX_ADAPTER_SLOTS} (TL_ADAPTER_MAX_SLOTS): use fewer")
     if layout.adapter_slots:
         slots = layout.region("adapter slots")
         first = slots.start + 2 * _record_unit(board, bounds)

@@ -1,7 +1,8 @@
 /*
  * tl_adapter: the adapter slots of this build on RAM with flash rules (the board's program
  * unit) -- files from the model's own masters, the spec's refusals, uploads and selections
- * torn by a power cut at every chunk and every byte, hot swap of the model's masters. A build
+ * torn by a power cut at every chunk and every byte, hot swap of the model's masters, a slot
+ * changed in flash after its check never run. A build
  * without adapters (the frozen forward, a board with no slots) checks that it says so.
  */
 #include <string.h>
@@ -319,6 +320,41 @@ static void test_torn_select_keeps_a_valid_choice(void)
     }
 }
 
+/* A slot is checked in full once (its upload, the boot); a bit that flips in flash after that
+ * is caught by the CRC of the bytes a switch copies: the slot is never run. */
+static void test_a_slot_changed_after_its_check_is_never_run(void)
+{
+    const tl_adapter_config *cfg = tl_app_model_adapter_config();
+    uint32_t slot0, k;
+    TL_CHECK(tl_fresh() == TL_OK);
+    slot0 = tl_adapter_slot_offset(&tl_store, 0u);
+    TL_CHECK(tl_upload(tl_trained, 0u) == TL_OK && tl_upload(tl_base, 1u) == TL_OK);
+    TL_CHECK(tl_adapter_slot_check(&tl_store, cfg, 0u) == TL_OK);
+    TL_CHECK(tl_adapter_slot_check(&tl_store, cfg, 2u) == TL_ERR_EMPTY);
+    TL_CHECK(tl_adapter_slot_check(&tl_store, cfg, TL_SLOTS) == TL_ERR_SLOT);
+    TL_CHECK(tl_app_model_adapter_load(tl_store.region, tl_adapter_slot_offset(&tl_store, 1u)) ==
+             TL_OK);
+    TL_CHECK(tl_save_model(tl_file));
+    for (k = 0u; k < 2u; ++k) {
+        const uint32_t at = k == 0u ? slot0 + tl_size - 7u : slot0 + 13u; /* a master, the SHA */
+        tl_medium[at] ^= 0x10u;                                       /* after the slot's check */
+        TL_CHECK(tl_adapter_slot_check(&tl_store, cfg, 0u) == TL_OK); /* not read again */
+        TL_CHECK(tl_app_model_adapter_load(tl_store.region, slot0) == TL_ERR_CRC);
+        TL_CHECK(tl_save_model(tl_image));
+        TL_CHECK(tl_unit_first_difference(tl_image, tl_file, tl_size) < 0); /* nothing changed */
+        /* the next boot checks it again: refused */
+        TL_CHECK(tl_adapter_store_init(&tl_store, &tl_ram.storage, TL_ADAPTER_RAM_SLOT_SIZE,
+                                       TL_SLOTS) == TL_OK);
+        TL_CHECK(tl_adapter_slot_check(&tl_store, cfg, 0u) == TL_ERR_CRC);
+        TL_CHECK(tl_adapter_select(&tl_store, cfg, 0u) == TL_ERR_CRC);
+        tl_medium[at] ^= 0x10u;
+        TL_CHECK(tl_adapter_store_init(&tl_store, &tl_ram.storage, TL_ADAPTER_RAM_SLOT_SIZE,
+                                       TL_SLOTS) == TL_OK);
+        TL_CHECK(tl_adapter_slot_check(&tl_store, cfg, 0u) == TL_OK); /* the boot's check */
+    }
+    TL_CHECK(tl_adapter_select(&tl_store, cfg, 0u) == TL_OK); /* restored: good again */
+}
+
 static void test_store_geometry_is_checked(void)
 {
     (void)tl_storage_ram_init(&tl_ram, tl_medium, TL_REGION, TL_ADAPTER_RAM_UNIT,
@@ -327,6 +363,8 @@ static void test_store_geometry_is_checked(void)
                                    TL_SLOTS + 1u) == TL_ERR_TOO_LARGE);
     TL_CHECK(tl_adapter_store_init(&tl_store, &tl_ram.storage, TL_ADAPTER_RAM_UNIT + 1u, 1u) ==
              TL_ERR_ALIGN);
+    TL_CHECK(tl_adapter_store_init(&tl_store, &tl_ram.storage, TL_ADAPTER_RAM_UNIT,
+                                   TL_ADAPTER_MAX_SLOTS + 1u) == TL_ERR_TOO_LARGE);
 }
 
 static int tl_run_tests(void)
@@ -338,6 +376,7 @@ static int tl_run_tests(void)
     TL_RUN(test_bad_uploads_are_refused);
     TL_RUN(test_torn_upload_keeps_the_active_adapter);
     TL_RUN(test_torn_select_keeps_a_valid_choice);
+    TL_RUN(test_a_slot_changed_after_its_check_is_never_run);
     TL_RUN(test_store_geometry_is_checked);
     return tl_unit_end();
 }

@@ -86,7 +86,7 @@ STATIC_SUITE_CASES = {"test_storage": 7, "test_protocol": 9}
 
 def adapter_suite_cases(slots: int) -> int:
     """Cases of test_adapters: the whole suite with slots, one ("none here") without."""
-    return 7 if slots else 1
+    return 8 if slots else 1
 
 
 #: Files of firmware/targets copied into the local QEMU platform.
