@@ -198,7 +198,8 @@ def build_bench(trainer: Trainer, variant: Variant, x, y, out: Path, command: st
     fw = emulate.firmware_dir()
     archives, includes, defines = _library(variant)
     return emulate.build(variant.toolchain, [fw / "testing" / "tl_bench_main.c", *files,
-                                             fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"],
+                                             fw / "src" / "tl_train.c", fw / "src" / "tl_backward.c",
+                                             fw / "src" / "tl_checkpoint.c"],
                          out, {**(variant.defines or {}), **defines, "TL_BENCH_MODEL": 1},
                          include_dirs=[out, *includes], libs=archives)
 

@@ -33,6 +33,7 @@ from tinylora.errors import InputError
 from tinylora.examples import example_model
 from tinylora.planning.arena import plan_trainer
 from tinylora.planning.kernel_scratch import frozen_layer_scratch
+from tinylora.ref import lora
 from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.targets import BACKENDS, VARIANTS, VERIFY_TARGETS, backend_build
 
@@ -49,7 +50,7 @@ DEFAULT_LR = 0.02
 def training_sources() -> list[Path]:
     """The runtime files a training program links besides :func:`emulate.runtime_sources`."""
     fw = emulate.firmware_dir()
-    return [fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"]
+    return [fw / "src" / "tl_train.c", fw / "src" / "tl_backward.c", fw / "src" / "tl_checkpoint.c"]
 
 
 @dataclass
@@ -247,18 +248,31 @@ def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
                 f"density {density}, lr {lr}, seed {seed}")
 
 
+def lora_targets(model, spec: str | None) -> tuple | None:
+    """The LoRA targets ``spec`` names: None (the default config), "pointwise" (every
+    FULLY_CONNECTED and 1x1 CONV_2D layer) or comma-separated layer indices / names."""
+    if spec is None:
+        return None
+    if spec == "pointwise":
+        return tuple(layer.index for layer in model.layers if lora.is_adaptable(layer))
+    return tuple(int(k) if k.strip().isdigit() else k.strip() for k in spec.split(",") if k.strip())
+
+
 def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
                density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
-               prefix: str = "model", **trainer_args) -> Case:
-    """Any supported model on random int8 inputs and random labels (seeded)."""
+               prefix: str = "model", targets: str | None = None, **trainer_args) -> Case:
+    """Any supported model on random int8 inputs and random labels (seeded); ``targets`` as
+    :func:`lora_targets` reads it."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (steps,) + tuple(model.input_shape)).astype(np.int8)
-    trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
+    config = LoRAConfig(rank=rank, loss="xent", targets=lora_targets(model, targets))
+    trainer = Trainer(model, config, lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64], **trainer_args)
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
     y = rng.integers(0, classes, steps)
     return Case(prefix, trainer, VectorSet(x, y),
-                f"random inputs and labels, rank {rank}, recompute {recompute}, density "
+                f"random inputs and labels, LoRA on {targets or 'the default targets'}, rank "
+                f"{rank}, recompute {recompute}, density "
                 f"{density}, lr {lr}, seed {seed}")
 
 
