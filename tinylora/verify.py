@@ -234,14 +234,15 @@ def run_cases(target: str, cases: Sequence[Case], out_dir: Path | str, command: 
 
 def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
                  density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
-                 prefix: str = "example") -> Case:
+                 prefix: str = "example", targets: str | None = None) -> Case:
     """The bundled digits CNN on the bundled 'sensor' adaptation task (full model inputs)."""
     model = load_tflite(example_model())
     t = tasks.task("sensor", seed)
     x = model.quantize(t["x_train"])
     if steps > len(x):
         raise InputError(f"at most {len(x)} steps on the bundled task")
-    trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
+    config = LoRAConfig(rank=rank, loss="xent", targets=lora_targets(model, targets))
+    trainer = Trainer(model, config, lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64])
     return Case(prefix, trainer, VectorSet(x[:steps], t["y_train"][:steps]),
                 f"bundled digits CNN, sensor task, rank {rank}, recompute {recompute}, "
@@ -278,16 +279,18 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
 
 def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: str = "none",
            density: float | None = None, seed: int = 0, keep: Path | str | None = None,
-           lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable") -> VerifyResult:
+           lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable",
+           targets: str | None = None) -> VerifyResult:
     """One model (a path, a :class:`tinylora.Model`, or None for the bundled example) trained
-    ``steps`` steps in C on ``target`` and in numpy; see the module docstring."""
+    ``steps`` steps in C on ``target`` and in numpy, with LoRA on ``targets``
+    (:func:`lora_targets`); see the module docstring."""
     if steps < 1:
         raise InputError("steps must be >= 1")
     if model is None:
-        case = example_case(steps, rank, recompute, density, seed, lr)
+        case = example_case(steps, rank, recompute, density, seed, lr, targets=targets)
     else:
         m = model if hasattr(model, "layers") else load_tflite(model)
-        case = model_case(m, steps, rank, recompute, density, seed, lr)
+        case = model_case(m, steps, rank, recompute, density, seed, lr, targets=targets)
     if keep is not None:
         return run_cases(target, [case], Path(keep), command, backend=backend)
     with tempfile.TemporaryDirectory(prefix="tinylora-verify-") as tmp:
