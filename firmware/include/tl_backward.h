@@ -90,8 +90,9 @@ tl_status tl_conv_backward_s16(const tl_conv_backward_params *p, const int16_t *
 
 /* DEPTHWISE_CONV_2D: as tl_conv_backward_s16 with output channel co = ci * multiplier + m
  * reading input channel ci only; dx int32 [in_h][in_w][in_c] (kernel_h * kernel_w *
- * depth_multiplier must stay below 512: TL_ERR_UNSUPPORTED otherwise). */
-tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, const int16_t *grad,
+ * depth_multiplier must stay below 512: TL_ERR_UNSUPPORTED otherwise). `grad` is rescaled
+ * by the channel ratios in place (the buffer is dead after the backward). */
+tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, int16_t *grad,
                                          int32_t exponent, int32_t *dx, int16_t *grad_in,
                                          int32_t *grad_in_exponent);
 

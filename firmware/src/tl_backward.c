@@ -46,8 +46,16 @@ static void tl_bw_normalize32(const int32_t *dx, int32_t n, int32_t exponent, in
         peak = m > peak ? m : peak;
     }
     e = tl_bw_exponent(peak);
-    for (i = 0; i < n; ++i) {
-        grad_in[i] = tl_bw_value(dx[i], e);
+    if (e <= 0) { /* |dx| < 2^(15 + e): an exact shift up */
+        const int32_t scale = (int32_t)1 << -e;
+        for (i = 0; i < n; ++i) {
+            grad_in[i] = (int16_t)(dx[i] * scale);
+        }
+    } else { /* e <= 17: tl_normalize_value's rounding and saturation in 32 bits */
+        for (i = 0; i < n; ++i) {
+            const int32_t m = tl_rounding_divide_by_pot(dx[i], e);
+            grad_in[i] = (int16_t)(m > 32767 ? 32767 : (m < -32767 ? -32767 : m));
+        }
     }
     *grad_in_exponent = exponent + e;
 }
@@ -166,11 +174,12 @@ tl_status tl_conv_backward_s16(const tl_conv_backward_params *p, const int16_t *
     return s;
 }
 
-tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, const int16_t *grad,
+tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, int16_t *grad,
                                          int32_t exponent, int32_t *dx, int16_t *grad_in,
                                          int32_t *grad_in_exponent)
 {
     int32_t oy, ox, ci, co, m, i, j, n;
+    const int32_t mult = p != NULL ? p->depth_multiplier : 0;
     tl_status s = tl_check_conv(p, 1);
     if (s == TL_OK) {
         s = tl_bw_check_out(grad, grad_in, grad_in_exponent);
@@ -182,36 +191,43 @@ tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, const
     for (i = 0; i < n; ++i) {
         dx[i] = 0;
     }
+    /* each output gradient rescaled once, in place: |round(g * ratio)| <= |g| (ratio <= 1) */
+    for (i = 0; i < p->out_h * p->out_w; ++i) {
+        int16_t *g = grad + (size_t)i * (size_t)p->out_c;
+        for (co = 0; co < p->out_c; ++co) {
+            g[co] =
+                (int16_t)tl_requantize_single(g[co], p->ratio.multiplier[co], p->ratio.shift[co]);
+        }
+    }
     for (oy = 0; oy < p->out_h; ++oy) {
-        for (ox = 0; ox < p->out_w; ++ox) {
-            const int16_t *g =
-                grad + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c;
-            co = 0;
-            for (ci = 0; ci < p->in_c; ++ci) {
-                for (m = 0; m < p->depth_multiplier; ++m, ++co) {
-                    /* output channel co reads input channel ci only: at most kernel_h *
-                     * kernel_w * depth_multiplier < 512 products below 2^22 meet in a sum */
-                    const int32_t gs =
-                        tl_requantize_single(g[co], p->ratio.multiplier[co], p->ratio.shift[co]);
-                    if (gs == 0) {
+        for (i = 0; i < p->kernel_h; ++i) {
+            const int32_t y = oy * p->stride_h + i * p->dilation_h - p->pad_h;
+            if (y < 0 || y >= p->in_h) {
+                continue;
+            }
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int16_t *g =
+                    grad + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c;
+                for (j = 0; j < p->kernel_w; ++j) {
+                    const int32_t x = ox * p->stride_w + j * p->dilation_w - p->pad_w;
+                    const int8_t *w = p->weights + ((size_t)i * (size_t)p->kernel_w + (size_t)j) *
+                                                       (size_t)p->out_c;
+                    int32_t *d;
+                    if (x < 0 || x >= p->in_w) {
                         continue;
                     }
-                    for (i = 0; i < p->kernel_h; ++i) {
-                        const int32_t y = oy * p->stride_h + i * p->dilation_h - p->pad_h;
-                        if (y < 0 || y >= p->in_h) {
-                            continue;
+                    d = dx + ((size_t)y * (size_t)p->in_w + (size_t)x) * (size_t)p->in_c;
+                    /* output channel co = ci * mult + m reads input channel ci only: at most
+                     * kernel_h * kernel_w * mult < 512 products below 2^22 meet in a sum */
+                    if (mult == 1) {
+                        for (ci = 0; ci < p->in_c; ++ci) {
+                            d[ci] += (int32_t)g[ci] * (int32_t)w[ci];
                         }
-                        for (j = 0; j < p->kernel_w; ++j) {
-                            const int32_t x = ox * p->stride_w + j * p->dilation_w - p->pad_w;
-                            if (x < 0 || x >= p->in_w) {
-                                continue;
+                    } else {
+                        for (ci = 0, co = 0; ci < p->in_c; ++ci) {
+                            for (m = 0; m < mult; ++m, ++co) {
+                                d[ci] += (int32_t)g[co] * (int32_t)w[co];
                             }
-                            dx[((size_t)y * (size_t)p->in_w + (size_t)x) * (size_t)p->in_c +
-                               (size_t)ci] +=
-                                gs *
-                                (int32_t)p->weights[((size_t)i * (size_t)p->kernel_w + (size_t)j) *
-                                                        (size_t)p->out_c +
-                                                    (size_t)co];
                         }
                     }
                 }
