@@ -320,6 +320,23 @@ def test_training_step_with_lora_on_every_pointwise_layer_equals_numpy(variant, 
     print(f"\n{vid}: " + result.summary().splitlines()[2].strip())
 
 
+def test_cli_verify_with_lora_on_pointwise_layers(zoo_bytes, tmp_path, capsys):
+    """``tinylora verify --targets pointwise``: the residual MBv2 block trained through its
+    depthwise convs, MEAN and ADD fork in C, compared with numpy."""
+    from tinylora.cli import main
+    path = tmp_path / "mbv2_block.tflite"
+    path.write_bytes(zoo_bytes["mbv2_block"])
+    assert main(["verify", "--target", "host", "--model", str(path), "--targets", "pointwise",
+                 "--steps", "2", "--rank", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "bytes in" in out and ": 0 differ" in out, out
+    model = load_tflite(zoo_bytes["mbv2_block"])
+    assert verify.lora_targets(model, "pointwise") == tuple(
+        layer.index for layer in model.layers if lora.is_adaptable(layer))
+    assert verify.lora_targets(model, " 3, 5,x ") == (3, 5, "x")
+    assert verify.lora_targets(model, None) is None
+
+
 # --------------------------------------------------------------------------- generated project
 
 PROJECT_ENVS = ("qemu_cm4", "qemu_xtensa")
