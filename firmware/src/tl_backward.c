@@ -39,10 +39,10 @@ static int16_t tl_bw_value(int64_t x, int32_t e)
 static void tl_bw_normalize32(const int32_t *dx, int32_t n, int32_t exponent, int16_t *grad_in,
                               int32_t *grad_in_exponent)
 {
-    uint64_t peak = 0u;
+    uint32_t peak = 0u;
     int32_t i, e;
     for (i = 0; i < n; ++i) {
-        const uint64_t m = tl_bw_mag(dx[i]);
+        const uint32_t m = dx[i] < 0 ? 0u - (uint32_t)dx[i] : (uint32_t)dx[i];
         peak = m > peak ? m : peak;
     }
     e = tl_bw_exponent(peak);
