@@ -22,7 +22,9 @@
     the functions above. The step is ``Trainer.schedule`` printed op by op; every buffer is
     ``arena + offset`` of the lifetime the plan gives that op (a read: the lifetime live at
     the op; a write: the one starting there). Update ops run only at the end of an
-    accumulation window.
+    accumulation window. The backward of a DAG's frozen ops (depthwise conv, pooling, ADD...)
+    and a residual fork's rescale and merge are calls into ``tl_backward.h``
+    (:mod:`tinylora.codegen.backward`).
 
 :func:`generate_vectors` renders a test runner that trains on embedded samples and prints,
 in the ``tl_report`` protocol, every step's logits and loss, a checkpoint half-way (then
@@ -256,8 +258,8 @@ def _chain_backward(sp: StepPlan, life: _Lifetimes, t: int, op, comment: str) ->
         grad_in, var, after = delivery(sp, life, t, op, slot, p, set())
     if isinstance(layer, Reshape):
         return {"kind": "reshape_backward", "comment": comment,
-                 "count": int(np.prod(layer.output_shape)), "grad": _at(grad),
-                 "grad_in": grad_in, "exponent": f"exp_grad{i}", "exponent_in": var, "after": after}
+                "count": int(np.prod(layer.output_shape)), "grad": _at(grad),
+                "grad_in": grad_in, "exponent": f"exp_grad{i}", "exponent_in": var, "after": after}
     lora_t = None
     if i in tr.adapters:
         lora_t = {
@@ -269,12 +271,12 @@ def _chain_backward(sp: StepPlan, life: _Lifetimes, t: int, op, comment: str) ->
             "db": _grad_buffer(sp, life, i, "B", t, writing=tr.accum_steps == 1),
         }
     return {"kind": "backward", "comment": comment, "params": f"{sp.prefix}_l{i}_lora",
-             "input": _at(life.read(act(tr.srcs[i][0]), t)),
-             "output": _at(life.read(act(i), t)), "grad": _at(grad),
-             "exponent": f"exp_grad{i}", "lora": lora_t,
-             "dx": _at(life.write(BufferName.dx(i), t)) if grad_in is not None else "NULL",
-             "grad_in": grad_in if grad_in is not None else "NULL",
-             "exponent_in": f"&{var}" if grad_in is not None else "NULL", "after": after}
+            "input": _at(life.read(act(tr.srcs[i][0]), t)),
+            "output": _at(life.read(act(i), t)), "grad": _at(grad),
+            "exponent": f"exp_grad{i}", "lora": lora_t,
+            "dx": _at(life.write(BufferName.dx(i), t)) if grad_in is not None else "NULL",
+            "grad_in": grad_in if grad_in is not None else "NULL",
+            "exponent_in": f"&{var}" if grad_in is not None else "NULL", "after": after}
 
 
 def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
