@@ -388,3 +388,28 @@ def test_cases_reach_every_rule(program):
     # every kernel sees zero, saturated and ordinary gradients, with exponents moving both ways
     shifts = [e for c in cases for m, e in c.expected if m.any()]
     assert min(shifts) < 0 < max(shifts)
+
+
+def test_generator_refuses_sums_the_32_bit_scratch_cannot_hold():
+    """A depthwise conv whose kh * kw * multiplier reaches 512, and a pooling whose windows
+    overlap so much that 2^15 * area/count * overlap passes 2^31, are refused with a
+    ConfigError naming the layer (the planner gives them int32 scratch)."""
+    from tinylora.codegen import backward
+    from tinylora.errors import ConfigError
+    rng = np.random.default_rng(0)
+    sp = SimpleNamespace(prefix="t", arrays=[])
+    opts = {"stride_h": 1, "stride_w": 1, "dilation_h": 1, "dilation_w": 1, "depth_multiplier": 2}
+    big = _layer("DEPTHWISE_CONV_2D", (20, 20, 1), (20, 20, 2), rng, kernel=(16, 16),
+                 weights=np.ones((1, 16, 16, 2)), options=opts, weights_q=_q([0.01, 0.01]))
+    with pytest.raises(ConfigError, match="layer 1 DEPTHWISE_CONV_2D.*choose targets above"):
+        backward._conv(sp, big, {"ratio": (np.ones(2, np.int64), np.zeros(2, np.int64))})
+    small = _layer("DEPTHWISE_CONV_2D", (20, 20, 1), (20, 20, 2), rng, kernel=(3, 3),
+                   weights=np.ones((1, 3, 3, 2)), options=opts, weights_q=_q([0.01, 0.01]))
+    backward._conv(sp, small, {"ratio": (np.ones(2, np.int64), np.zeros(2, np.int64))})
+    popts = {"filter_height": 200, "filter_width": 200, "stride_h": 1, "stride_w": 1, "padding": "SAME"}
+    pool = _layer("AVERAGE_POOL_2D", (200, 200, 1), (200, 200, 1), rng, options=popts)
+    with pytest.raises(ConfigError, match="layer 1 AVERAGE_POOL_2D.*32-bit"):
+        backward._pool(sp, pool, backward_ops.constants(pool, [(200, 200, 1)]))
+    popts.update(filter_height=2, filter_width=2, stride_h=2, stride_w=2)
+    ok = _layer("AVERAGE_POOL_2D", (64, 64, 1), (32, 32, 1), rng, options=popts)
+    assert backward._pool(sp, ok, backward_ops.constants(ok, [(64, 64, 1)]))["name"] == "params"
