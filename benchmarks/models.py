@@ -1,7 +1,7 @@
 """Whole-model cost of inference and of one training step (issue 12's whole-model table).
 
     python benchmarks/models.py [--targets T ...] [--models M ...] [--samples N]
-                                [--backend portable|library] [--json FILE]
+                                [--backend portable|library] [--pointwise] [--json FILE]
 
 Models: the bundled digits CNN (LoRA rank 3 on both FULLY_CONNECTED layers), the MLPerf Tiny
 keyword-spotting DS-CNN and the visual-wake-words MobileNetV1-0.25 (tests/support/zoo.py,
@@ -13,6 +13,10 @@ The build column is tinylora.targets' variant: ``cortex-m4`` is the portable C
 (``TL_NO_DSP``), ``cortex-m7`` tinylora's DSP path. Inference = the generated ``predict``,
 training step = the generated ``step`` (forward, loss, backward, update), ratio = step /
 inference.
+
+``--pointwise`` adds a column: the training step with LoRA (rank 3) on every
+FULLY_CONNECTED and 1x1 CONV_2D layer (the C backward then runs through the depthwise convs
+and the pooling, firmware/src/tl_backward.c), and its ratio to inference.
 
 ``--backend library`` runs the frozen layers through CMSIS-NN (Cortex-M) / ESP-NN ANSI C
 (Xtensa, rv32imc) from ``$CMSIS_NN_DIR`` / ``$ESP_NN_DIR``; a cell that cannot run says why.
@@ -35,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import tinylora  # noqa: E402
 from tinylora import LoRAConfig, Trainer, bench, emulate, tasks  # noqa: E402
 from tinylora.errors import TinyLoRAError  # noqa: E402
+from tinylora.ref import lora  # noqa: E402
 
 TARGETS = ("cortex-m4", "cortex-m7", "xtensa", "rv32imc")
 MODELS = ("bundled", "ds_cnn", "mobilenet_v1_025")
@@ -56,7 +61,15 @@ def load(name: str):
     return model, x, rng.integers(0, model.classes, 16)
 
 
-def run(names, targets, samples: int, backend: str) -> list[dict]:
+def _pointwise_step(model, x, y, target: str, be: str, samples: int) -> int:
+    targets = tuple(layer.index for layer in model.layers if lora.is_adaptable(layer))
+    trainer = Trainer(model, LoRAConfig(rank=3, targets=targets), lr=0.02, calibration=x)
+    r = bench.run_bench(trainer, target, x[:samples], y[:samples], backend=be,
+                        command="benchmarks/models.py --pointwise")
+    return r.training_step_instructions
+
+
+def run(names, targets, samples: int, backend: str, pointwise: bool = False) -> list[dict]:
     rows = []
     for name in names:
         model, x, y = load(name)
@@ -72,6 +85,8 @@ def run(names, targets, samples: int, backend: str) -> list[dict]:
                                     command="benchmarks/models.py")
                 row.update(variant=r.variant, inference=r.inference_instructions,
                            step=r.training_step_instructions)
+                if pointwise:
+                    row["step_pointwise"] = _pointwise_step(model, x, y, target, be, samples)
             except (TinyLoRAError, emulate.EmulationError) as e:
                 row["error"] = str(e).splitlines()[0][:120]
             row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -85,7 +100,9 @@ def _line(r: dict) -> str:
         return f"{r['model']:18s} {r['target']:10s} {r['backend']:9s} n/a: {r['error']}"
     return (f"{r['model']:18s} {r['variant']:10s} {r['backend']:9s} {r['macs']:>11,} "
             f"{r['inference']:>14,} {r['step']:>14,} {r['step'] / r['inference']:>6.3f} "
-            f"{r['inference'] / r['macs']:>9.2f}")
+            f"{r['inference'] / r['macs']:>9.2f}"
+            + (f" {r['step_pointwise']:>14,} {r['step_pointwise'] / r['inference']:>6.3f}"
+               if "step_pointwise" in r else ""))
 
 
 def main() -> None:
@@ -94,12 +111,15 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--samples", type=int, default=2)
     ap.add_argument("--backend", choices=("portable", "library"), default="portable")
+    ap.add_argument("--pointwise", action="store_true",
+                    help="also the step with LoRA on every pointwise layer")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     print("Whole-model instructions (QEMU -icount, exact; LoRA rank 3 on the head, default config)")
     print(f"{'model':18s} {'build':10s} {'backend':9s} {'MACs':>11s} {'inference':>14s} "
-          f"{'training step':>14s} {'ratio':>6s} {'instr/MAC':>9s}")
-    rows = run(args.models, args.targets, args.samples, args.backend)
+          f"{'training step':>14s} {'ratio':>6s} {'instr/MAC':>9s}"
+          + (f" {'step pointwise':>14s} {'ratio':>6s}" if args.pointwise else ""))
+    rows = run(args.models, args.targets, args.samples, args.backend, args.pointwise)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

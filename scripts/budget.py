@@ -23,7 +23,6 @@ ALLOWED = {
     "tests/support/randmodel.py::_Net._quantize": "one pass over the whole random graph",
     # One branch per schedule op kind, mirroring the executor; 9 lines over the module budget.
     "tinylora/codegen/step.py": "the step's C plan: one branch per op kind",
-    "tinylora/codegen/step.py::_step_ops": "one branch per schedule op kind (forward .. update)",
     # The app's main loop written out in Python line by line as main.c runs it; splitting it
     # would hide the correspondence with templates/project/src/main.c.j2.
     "tinylora/codegen/project/simulate.py::simulate_app": "mirrors main.c's loop step by step",

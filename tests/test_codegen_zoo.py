@@ -35,6 +35,7 @@ from tinylora import emulate, load_tflite, verify
 from tinylora.codegen.frozen import generate_frozen_c, output_name, plan_frozen
 from tinylora.codegen.selftest import runner_main_c
 from tinylora.planning.forward import plan_forward
+from tinylora.ref import lora
 
 pytestmark = pytest.mark.slow  # converts the zoo's Keras models, then emulates them
 
@@ -249,8 +250,8 @@ TRAIN_VARIANTS = [("host", "host", "portable"), ("cortex-m4", "cortex-m4", "port
 
 
 def test_head_adapters_sit_above_a_frozen_prefix_of_new_ops(zoo_bytes):
-    """The cases below do what they claim: every adapter above the last op without a C
-    backward, and that prefix holds the new ops (pooling) the C runs forward only."""
+    """The cases below do what they claim: the default adapters sit above a frozen prefix
+    that holds the new ops (pooling), which the C runs forward only."""
     for k, name in enumerate(TRAIN_MODELS):
         case = verify.model_case(load_tflite(zoo_bytes[name]), steps=2, seed=k, prefix=name)
         t = case.trainer
@@ -270,6 +271,70 @@ def test_training_step_equals_numpy(variant, zoo_bytes, tmp_path):
     assert [c.steps for c in result.cases] == [TRAIN_STEPS] * len(TRAIN_MODELS)
     assert result.bytes_compared > 0 and result.differing_bytes == 0
     print(f"\n{vid}: " + result.summary().splitlines()[2].strip())
+
+
+# LoRA on every FULLY_CONNECTED and 1x1 CONV_2D layer: the generated step trains through the
+# frozen ops (tl_backward.c): depthwise and k x k conv input gradients, pooling, MEAN, the
+# residual ADDs' forks (ResNet-8, the MobileNetV2 block), as Trainer.step does.
+POINTWISE_MODELS = ("ds_cnn", "mobilenet_v1_025", "person_detect_like", "resnet8", "mbv2_block")
+POINTWISE_STEPS = 3
+POINTWISE_VARIANTS = [("host", "host"), ("cortex-m4", "cortex-m4")]
+BACKWARD_KERNELS = ("tl_conv_backward_s16", "tl_depthwise_conv_backward_s16",
+                    "tl_avg_pool_backward_s16", "tl_mean_backward_s16", "tl_add_backward_s16",
+                    "tl_clamp_mask_s16", "tl_grad_rescale_s16", "tl_grad_merge_s16")
+
+
+def _pointwise_cases(zoo_bytes):
+    cases = [verify.model_case(load_tflite(zoo_bytes[name]), steps=POINTWISE_STEPS, seed=k,
+                               prefix=f"pw_{name}", targets="pointwise", rank=2)
+             for k, name in enumerate(POINTWISE_MODELS)]
+    cases.append(verify.model_case(load_tflite(zoo_bytes["mbv2_block"]), steps=POINTWISE_STEPS,
+                                   seed=9, prefix="mbv2_block"))   # the default config
+    return cases
+
+
+def test_pointwise_cases_train_through_every_frozen_op_kind(zoo_bytes):
+    """The cases below reach every backward kernel the zoo's DAGs need, and put an adapter
+    on each pointwise layer."""
+    from tinylora.codegen.step import generate_step
+    text = ""
+    for case in _pointwise_cases(zoo_bytes):
+        t = case.trainer
+        pointwise = {layer.index for layer in t.model.layers if lora.is_adaptable(layer)}
+        if case.prefix.startswith("pw_"):
+            assert set(t.adapters) == pointwise, case.prefix
+        text += generate_step(t, prefix=case.prefix)[f"{case.prefix}.c"]
+    missing = [k for k in BACKWARD_KERNELS if f"{k}(" not in text]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("variant", POINTWISE_VARIANTS, ids=[v[0] for v in POINTWISE_VARIANTS])
+def test_training_step_with_lora_on_every_pointwise_layer_equals_numpy(variant, zoo_bytes, tmp_path):
+    vid, target = variant
+    require(verify.TARGETS[target][0])
+    cases = _pointwise_cases(zoo_bytes)
+    result = verify.run_cases(target, cases, tmp_path, timeout=900)
+    assert result.ok, result.summary()
+    assert [c.steps for c in result.cases] == [POINTWISE_STEPS] * len(cases)
+    assert result.bytes_compared > 0 and result.differing_bytes == 0
+    print(f"\n{vid}: " + result.summary().splitlines()[2].strip())
+
+
+def test_cli_verify_with_lora_on_pointwise_layers(zoo_bytes, tmp_path, capsys):
+    """``tinylora verify --targets pointwise``: the residual MBv2 block trained through its
+    depthwise convs, MEAN and ADD fork in C, compared with numpy."""
+    from tinylora.cli import main
+    path = tmp_path / "mbv2_block.tflite"
+    path.write_bytes(zoo_bytes["mbv2_block"])
+    assert main(["verify", "--target", "host", "--model", str(path), "--targets", "pointwise",
+                 "--steps", "2", "--rank", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "bytes in" in out and ": 0 differ" in out, out
+    model = load_tflite(zoo_bytes["mbv2_block"])
+    assert verify.lora_targets(model, "pointwise") == tuple(
+        layer.index for layer in model.layers if lora.is_adaptable(layer))
+    assert verify.lora_targets(model, " 3, 5,x ") == (3, 5, "x")
+    assert verify.lora_targets(model, None) is None
 
 
 # --------------------------------------------------------------------------- generated project

@@ -172,7 +172,7 @@ def test_training_path_has_no_malloc_or_float(target, tmp_path):
     for name, text in generate_step(case.trainer, prefix="ex").items():
         (tmp_path / name).write_text(text)
     fw = emulate.firmware_dir()
-    sources = [tmp_path / "ex.c", *(fw / "src" / n for n in ("tl_train.c", "tl_checkpoint.c",
+    sources = [tmp_path / "ex.c", *(fw / "src" / n for n in ("tl_train.c", "tl_backward.c", "tl_checkpoint.c",
                "tl_quant.c", "tl_kernels.c", "tl_kernels_cmsis_nn.c", "tl_kernels_esp_nn.c"))]
     emu, defines, _ = verify.TARGETS[target]
     objects = emulate.compile_objects(emu, sources, tmp_path / "obj", defines,
@@ -190,6 +190,7 @@ def test_training_path_has_no_malloc_or_float(target, tmp_path):
     assert not {s for s in defined | undefined if FORBIDDEN.match(s)}, sorted(defined | undefined)
     assert external <= ALLOWED_EXTERNAL, sorted(external - ALLOWED_EXTERNAL)
     assert "tl_lora_backward_s8" in defined and "ex_step" in defined
+    assert "tl_depthwise_conv_backward_s16" in defined and "tl_grad_merge_s16" in defined
     if target.startswith("cortex-m"):   # hard-float ABI: no FPU arithmetic either
         objdump = shutil.which("arm-none-eabi-objdump")
         if objdump is not None:

@@ -97,14 +97,14 @@ def test_inspect_lists_every_zoo_model_as_supported(models, tmp_path, capsys):
         assert "every op is supported" in capsys.readouterr().out
 
 
-def test_numpy_trains_the_dags_and_the_generated_step_refuses_what_it_cannot_yet(models):
+def test_numpy_trains_the_dags_and_the_generated_step_trains_through_them(models):
     resnet = load_tflite(models["resnet8"])
     assert list(Trainer(resnet).adapters)   # residual graphs train in numpy (test_dag_train.py)
     pointwise = [layer.index for layer in resnet.layers if lora.is_adaptable(layer)
                  and layer.kind == "CONV_2D"]
     below_a_fork = Trainer(resnet, LoRAConfig(targets=pointwise[:1]))
-    with pytest.raises(ConfigError, match="no backward through layer.*choose targets above"):
-        plan_step(below_a_fork)
+    kinds = [op["kind"] for op in plan_step(below_a_fork).ops]   # the frozen ops' C backward
+    assert "calls" in kinds, kinds
     autoencoder = Trainer(load_tflite(models["autoencoder_float_io"]), loss="mse")
     with pytest.raises(ConfigError, match="no 'mse' loss yet"):
         plan_step(autoencoder)

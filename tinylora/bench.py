@@ -37,6 +37,7 @@ from tinylora.codegen import c_array_rows
 from tinylora.codegen.step import plan_step, render_step
 from tinylora.errors import EmulationError, InputError
 from tinylora.planning.arena import plan_trainer
+from tinylora.ref.dag import is_chain_path
 from tinylora.ref.layers import Reshape
 from tinylora.ref.trainer import Trainer
 from tinylora.targets import LIBRARIES, TOOLCHAINS, VARIANTS, Variant
@@ -123,13 +124,17 @@ def _library(variant: Variant) -> tuple[list[Path], list[Path], dict]:
 def op_table(trainer: Trainer) -> list[dict]:
     """One row per schedule op: index, op, layer, kind, macs (multiply-accumulates: a frozen
     layer's MACs; LoRA forward: the frozen layer's plus rows*rank*(in+out); backward: LoRA's four products
-    rows*rank*(2*out+in), plus the input gradient rows*in*out when it propagates)."""
+    rows*rank*(2*out+in), plus the input gradient rows*in*out when it propagates; the backward
+    of a frozen conv / depthwise conv: its forward's MACs, of the other frozen ops: 0)."""
     model, rows = trainer.model, []
     for t, op in enumerate(trainer.schedule):
         layer = model.layers[op.layer]
         kind, macs = op.op, 0
         if op.op == "forward":
             kind, macs = layer.kind, int(layer.macs)
+        elif op.op == "backward" and not is_chain_path(layer):
+            kind = f"{layer.kind} backward"
+            macs = int(layer.macs) if layer.weights is not None else 0
         elif op.op in ("lora_forward", "backward") and not isinstance(layer, Reshape):
             depth, out = int(layer.weights.shape[-1]), int(layer.weights.shape[0])
             spatial = int(np.prod(layer.output_shape)) // out
@@ -138,7 +143,7 @@ def op_table(trainer: Trainer) -> list[dict]:
             if op.op == "lora_forward":
                 macs = int(layer.macs) + spatial * rank * (depth + out)
             else:
-                macs = spatial * rank * (2 * out + depth) + (int(layer.macs) if op.layer > trainer.lowest else 0)
+                macs = spatial * rank * (2 * out + depth) + (int(layer.macs) if trainer._slots(op.layer) else 0)
         rows.append({"index": t, "op": str(op).split(":")[0], "layer": op.layer, "kind": kind,
                      "macs": macs})
     return rows
@@ -198,7 +203,8 @@ def build_bench(trainer: Trainer, variant: Variant, x, y, out: Path, command: st
     fw = emulate.firmware_dir()
     archives, includes, defines = _library(variant)
     return emulate.build(variant.toolchain, [fw / "testing" / "tl_bench_main.c", *files,
-                                             fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"],
+                                             fw / "src" / "tl_train.c", fw / "src" / "tl_backward.c",
+                                             fw / "src" / "tl_checkpoint.c"],
                          out, {**(variant.defines or {}), **defines, "TL_BENCH_MODEL": 1},
                          include_dirs=[out, *includes], libs=archives)
 

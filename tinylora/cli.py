@@ -111,6 +111,8 @@ def _add_train(sub, fmt) -> None:
     p.set_defaults(func=cmd_train)
 
 
+TARGETS_HELP = ("LoRA targets: 'pointwise' (every FULLY_CONNECTED and 1x1 CONV_2D layer) or "
+                "comma-separated layer indices / names (default: the default config's)")
 LOSS_HELP = ("xent: class labels (a softmax on the outputs); mse: real targets in the output "
              "space (regression, reconstruction). Default: xent when the model ends in SOFTMAX, "
              "else it must be given")
@@ -174,6 +176,7 @@ def _add_verify(sub, fmt) -> None:
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     p.add_argument("--steps", type=COUNT, default=50, help="training steps (default 50)")
     p.add_argument("--rank", type=RANK, default=3, help="LoRA rank, 1..255 (default 3)")
+    p.add_argument("--targets", default=None, help=TARGETS_HELP)
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--density", type=DENSITY, default=None,
                    help="sparse updates: this fraction of gradient entries per tensor")
@@ -254,7 +257,8 @@ def _add_bench(sub, fmt) -> None:
     p.add_argument("--backend", default="portable",
                    help="frozen kernels: portable, or a library the target offers in "
                         "tinylora.targets (cmsis-nn, esp-nn; needs CMSIS_NN_DIR / ESP_NN_DIR)")
-    p.add_argument("--rank", type=int, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
+    p.add_argument("--rank", type=int, default=3, help="LoRA rank on every target layer (default 3)")
+    p.add_argument("--targets", default=None, help=TARGETS_HELP)
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--samples", type=int, default=4, help="samples to average over (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random samples' seed (with --model)")

@@ -25,7 +25,7 @@ from tinylora.ref.model import Model
 from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.targets import LIBRARIES
 from tinylora.tflite import reader as tflite
-from tinylora.verify import TARGETS, verify
+from tinylora.verify import TARGETS, lora_targets, verify
 from tinylora.verify_forward import verify_forward
 
 
@@ -231,9 +231,10 @@ def _bench_trainer(args, model, config: LoRAConfig, recompute: str) -> tuple[Tra
 
 def cmd_bench(args) -> int:
     model = load_tflite(_model_path(args.model))
-    trainer, x, y = _bench_trainer(args, model, LoRAConfig(rank=args.rank), args.recompute)
+    targets = lora_targets(model, getattr(args, "targets", None))
+    trainer, x, y = _bench_trainer(args, model, LoRAConfig(rank=args.rank, targets=targets), args.recompute)
     command = (f"tinylora bench --target {args.target} --backend {args.backend} --rank {args.rank}"
-               + (" --model <file>" if args.model else ""))
+               + (" --model <file>" if args.model else "") + _targets_opt(args))
     try:
         result = bench.run_bench(trainer, args.target, x, y, backend=args.backend, keep=args.keep,
                                  command=command)
@@ -280,7 +281,7 @@ def cmd_verify(args) -> int:
                + (f" --density {args.density}" if args.density is not None else "")
                + (" --model <file>" if args.model else "")
                + (f" --backend {backend}" if backend != "portable" else "")
-               + (f" --forward {args.forward}" if getattr(args, "forward", None) else ""))
+               + (f" --forward {args.forward}" if getattr(args, "forward", None) else "") + _targets_opt(args))
     failed = False
     for target in targets:
         ok, why = emulate.available(TARGETS[target][0])
@@ -298,8 +299,8 @@ def cmd_verify(args) -> int:
                 result = verify_forward(target, args.model, args.forward, args.seed, keep, command, backend)
             else:
                 result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
-                                recompute=args.recompute, density=args.density, seed=args.seed,
-                                keep=keep, lr=args.lr, command=command, backend=backend)
+                                recompute=args.recompute, density=args.density, seed=args.seed, keep=keep,
+                                lr=args.lr, command=command, backend=backend, targets=getattr(args, "targets", None))
         except emulate.EmulationError as e:
             print(f"target {target}: {e}")
             failed = True
@@ -308,6 +309,10 @@ def cmd_verify(args) -> int:
         print(f"  total {time.perf_counter() - t0:.2f} s" + (f"; sources kept in {keep}" if keep else ""))
         failed |= not result.ok
     return 1 if failed else 0
+
+
+def _targets_opt(args) -> str:
+    return f" --targets {args.targets}" if getattr(args, "targets", None) else ""
 
 
 def _gen_command(args) -> str:

@@ -33,6 +33,7 @@ from tinylora.errors import InputError
 from tinylora.examples import example_model
 from tinylora.planning.arena import plan_trainer
 from tinylora.planning.kernel_scratch import frozen_layer_scratch
+from tinylora.ref import lora
 from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.targets import BACKENDS, VARIANTS, VERIFY_TARGETS, backend_build
 
@@ -49,7 +50,7 @@ DEFAULT_LR = 0.02
 def training_sources() -> list[Path]:
     """The runtime files a training program links besides :func:`emulate.runtime_sources`."""
     fw = emulate.firmware_dir()
-    return [fw / "src" / "tl_train.c", fw / "src" / "tl_checkpoint.c"]
+    return [fw / "src" / "tl_train.c", fw / "src" / "tl_backward.c", fw / "src" / "tl_checkpoint.c"]
 
 
 @dataclass
@@ -233,47 +234,63 @@ def run_cases(target: str, cases: Sequence[Case], out_dir: Path | str, command: 
 
 def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
                  density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
-                 prefix: str = "example") -> Case:
+                 prefix: str = "example", targets: str | None = None) -> Case:
     """The bundled digits CNN on the bundled 'sensor' adaptation task (full model inputs)."""
     model = load_tflite(example_model())
     t = tasks.task("sensor", seed)
     x = model.quantize(t["x_train"])
     if steps > len(x):
         raise InputError(f"at most {len(x)} steps on the bundled task")
-    trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
+    config = LoRAConfig(rank=rank, loss="xent", targets=lora_targets(model, targets))
+    trainer = Trainer(model, config, lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64])
     return Case(prefix, trainer, VectorSet(x[:steps], t["y_train"][:steps]),
                 f"bundled digits CNN, sensor task, rank {rank}, recompute {recompute}, "
                 f"density {density}, lr {lr}, seed {seed}")
 
 
+def lora_targets(model, spec: str | None) -> tuple | None:
+    """The LoRA targets ``spec`` names: None (the default config), "pointwise" (every
+    FULLY_CONNECTED and 1x1 CONV_2D layer) or comma-separated layer indices / names."""
+    if spec is None:
+        return None
+    if spec == "pointwise":
+        return tuple(layer.index for layer in model.layers if lora.is_adaptable(layer))
+    return tuple(int(k) if k.strip().isdigit() else k.strip() for k in spec.split(",") if k.strip())
+
+
 def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
                density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
-               prefix: str = "model", **trainer_args) -> Case:
-    """Any supported model on random int8 inputs and random labels (seeded)."""
+               prefix: str = "model", targets: str | None = None, **trainer_args) -> Case:
+    """Any supported model on random int8 inputs and random labels (seeded); ``targets`` as
+    :func:`lora_targets` reads it."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (steps,) + tuple(model.input_shape)).astype(np.int8)
-    trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
+    config = LoRAConfig(rank=rank, loss="xent", targets=lora_targets(model, targets))
+    trainer = Trainer(model, config, lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64], **trainer_args)
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
     y = rng.integers(0, classes, steps)
     return Case(prefix, trainer, VectorSet(x, y),
-                f"random inputs and labels, rank {rank}, recompute {recompute}, density "
+                f"random inputs and labels, LoRA on {targets or 'the default targets'}, rank "
+                f"{rank}, recompute {recompute}, density "
                 f"{density}, lr {lr}, seed {seed}")
 
 
 def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: str = "none",
            density: float | None = None, seed: int = 0, keep: Path | str | None = None,
-           lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable") -> VerifyResult:
+           lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable",
+           targets: str | None = None) -> VerifyResult:
     """One model (a path, a :class:`tinylora.Model`, or None for the bundled example) trained
-    ``steps`` steps in C on ``target`` and in numpy; see the module docstring."""
+    ``steps`` steps in C on ``target`` and in numpy, with LoRA on ``targets``
+    (:func:`lora_targets`); see the module docstring."""
     if steps < 1:
         raise InputError("steps must be >= 1")
     if model is None:
-        case = example_case(steps, rank, recompute, density, seed, lr)
+        case = example_case(steps, rank, recompute, density, seed, lr, targets=targets)
     else:
         m = model if hasattr(model, "layers") else load_tflite(model)
-        case = model_case(m, steps, rank, recompute, density, seed, lr)
+        case = model_case(m, steps, rank, recompute, density, seed, lr, targets=targets)
     if keep is not None:
         return run_cases(target, [case], Path(keep), command, backend=backend)
     with tempfile.TemporaryDirectory(prefix="tinylora-verify-") as tmp:

@@ -22,7 +22,9 @@
     the functions above. The step is ``Trainer.schedule`` printed op by op; every buffer is
     ``arena + offset`` of the lifetime the plan gives that op (a read: the lifetime live at
     the op; a write: the one starting there). Update ops run only at the end of an
-    accumulation window.
+    accumulation window. The backward of a DAG's frozen ops (depthwise conv, pooling, ADD...)
+    and a residual fork's rescale and merge are calls into ``tl_backward.h``
+    (:mod:`tinylora.codegen.backward`).
 
 :func:`generate_vectors` renders a test runner that trains on embedded samples and prints,
 in the ``tl_report`` protocol, every step's logits and loss, a checkpoint half-way (then
@@ -40,6 +42,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinylora.codegen import c_comment, c_identifier, c_int, provenance, render
+from tinylora.codegen.backward import CTYPE as _CTYPE
+from tinylora.codegen.backward import at as _at
+from tinylora.codegen.backward import delivery, frozen_backward_op
 from tinylora.codegen.frozen import _Array, plan_frozen
 from tinylora.codegen.vectors import VectorSet, expected_vectors, generate_shared_arena, generate_vectors
 from tinylora.errors import ConfigError, InputError
@@ -47,7 +52,7 @@ from tinylora.formats import checkpoint as ckpt
 from tinylora.planning import kernel_scratch
 from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
 from tinylora.ref import lora
-from tinylora.ref.dag import require_c_backward
+from tinylora.ref.dag import is_chain_path
 from tinylora.ref.layers import Reshape
 from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import Trainer, act
@@ -56,9 +61,6 @@ __all__ = ["StepPlan", "plan_step", "generate_step", "generate_vectors", "expect
            "generate_shared_arena", "VectorSet"]
 
 FUNCTION = "tinylora.codegen.step.generate_step"
-
-_CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t"}
-
 
 @dataclass
 class StepPlan:
@@ -88,11 +90,6 @@ class StepPlan:
     @property
     def checkpoint_size(self) -> int:
         return len(self.trainer.checkpoint())
-
-
-def _at(b: Buffer) -> str:
-    """The C expression of a buffer lifetime's address in the arena."""
-    return f"TL_AT({_CTYPE[b.dtype]}, {b.offset})"
 
 
 class _Lifetimes:
@@ -249,10 +246,43 @@ def _forward_op(sp: StepPlan, life: _Lifetimes, frozen_steps: dict, t: int, op) 
             "ctx": ctx}
 
 
+def _chain_backward(sp: StepPlan, life: _Lifetimes, t: int, op, comment: str) -> dict:
+    """backward[i] of a FULLY_CONNECTED / 1x1 CONV_2D / plain RESHAPE layer, and the delivery
+    of its input gradient (a fork's rescale and merge)."""
+    tr, i = sp.trainer, op.layer
+    layer = tr.model.layers[i]
+    grad = life.read(BufferName.grad(i), t)
+    grad_in = var = None
+    after: list = []
+    for slot, p in tr._slots(i):
+        grad_in, var, after = delivery(sp, life, t, op, slot, p, set())
+    if isinstance(layer, Reshape):
+        return {"kind": "reshape_backward", "comment": comment,
+                "count": int(np.prod(layer.output_shape)), "grad": _at(grad),
+                "grad_in": grad_in, "exponent": f"exp_grad{i}", "exponent_in": var, "after": after}
+    lora_t = None
+    if i in tr.adapters:
+        lora_t = {
+            "a8": _at(life.read(BufferName.adapter("Aq", i), t)),
+            "b8": _at(life.read(BufferName.adapter("Bq", i), t)),
+            "h": _at(life.read(BufferName.h(i), t)),
+            "dh": _at(life.write(BufferName.dh(i), t)),
+            "da": _grad_buffer(sp, life, i, "A", t, writing=tr.accum_steps == 1),
+            "db": _grad_buffer(sp, life, i, "B", t, writing=tr.accum_steps == 1),
+        }
+    return {"kind": "backward", "comment": comment, "params": f"{sp.prefix}_l{i}_lora",
+            "input": _at(life.read(act(tr.srcs[i][0]), t)),
+            "output": _at(life.read(act(i), t)), "grad": _at(grad),
+            "exponent": f"exp_grad{i}", "lora": lora_t,
+            "dx": _at(life.write(BufferName.dx(i), t)) if grad_in is not None else "NULL",
+            "grad_in": grad_in if grad_in is not None else "NULL",
+            "exponent_in": f"&{var}" if grad_in is not None else "NULL", "after": after}
+
+
 def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
     tr = sp.trainer
     model = tr.model
-    exponents = []
+    exponents = sp.exponents
     for t, op in enumerate(tr.schedule):
         i = op.layer
         if op.op in ("forward", "lora_forward"):
@@ -270,35 +300,10 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
                            "probs": _at(life.write("probs", t)), "grad": _at(grad),
                            "exponent": f"exp_grad{i}", "classes": sp.classes})
         elif op.op == "backward":
-            layer = model.layers[i]
-            grad = life.read(BufferName.grad(i), t)
-            grad_in = life.write(BufferName.grad(i - 1), t) if i > tr.lowest else None
-            if grad_in is not None:
-                exponents.append(f"exp_grad{i - 1}")
-            if isinstance(layer, Reshape):
-                sp.ops.append({"kind": "reshape_backward", "comment": comment,
-                               "count": int(np.prod(layer.output_shape)), "grad": _at(grad),
-                               "grad_in": _at(grad_in), "exponent": f"exp_grad{i}",
-                               "exponent_in": f"exp_grad{i - 1}"})
-                continue
-            lora_t = None
-            if i in tr.adapters:
-                lora_t = {
-                    "a8": _at(life.read(BufferName.adapter("Aq", i), t)),
-                    "b8": _at(life.read(BufferName.adapter("Bq", i), t)),
-                    "h": _at(life.read(BufferName.h(i), t)),
-                    "dh": _at(life.write(BufferName.dh(i), t)),
-                    "da": _grad_buffer(sp, life, i, "A", t, writing=tr.accum_steps == 1),
-                    "db": _grad_buffer(sp, life, i, "B", t, writing=tr.accum_steps == 1),
-                }
-            sp.ops.append({"kind": "backward", "comment": comment,
-                           "params": f"{sp.prefix}_l{i}_lora",
-                           "input": _at(life.read(act(i - 1), t)),
-                           "output": _at(life.read(act(i), t)), "grad": _at(grad),
-                           "exponent": f"exp_grad{i}", "lora": lora_t,
-                           "dx": _at(life.write(BufferName.dx(i), t)) if grad_in is not None else "NULL",
-                           "grad_in": _at(grad_in) if grad_in is not None else "NULL",
-                           "exponent_in": f"&exp_grad{i - 1}" if grad_in is not None else "NULL"})
+            if is_chain_path(model.layers[i]):
+                sp.ops.append(_chain_backward(sp, life, t, op, comment))
+            else:
+                sp.ops.append(frozen_backward_op(sp, life, t, op, comment))
         elif op.op == "update":
             ad = tr.adapters[i]
             params = []
@@ -310,7 +315,6 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
             sp.ops.append({"kind": "update", "comment": comment, "params": params})
         else:  # pragma: no cover - the schedule has no other kinds
             raise InputError(f"no C for schedule op {op}")
-    sp.exponents = exponents
 
 
 def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl_train") -> StepPlan:
@@ -320,7 +324,6 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
     if trainer.loss != "xent":
         raise ConfigError(f"the C generator has no {trainer.loss!r} loss yet (the numpy "
                           "reference trains it: Trainer.step/fit); generate with loss='xent'")
-    require_c_backward(trainer)
     plan = plan if plan is not None else plan_trainer(trainer)
     if list(plan.ops) != [str(op) for op in trainer.schedule]:
         raise InputError("the arena plan was made for another schedule than this trainer's")
@@ -330,9 +333,9 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
     frozen_steps = {s["index"]: s for s in frozen.steps}
     life = _Lifetimes(plan)
     sp.input_offset = life.write("x", -1).offset
-    segment = trainer.model.layers[trainer.lowest: trainer.logits_layer + 1]
-    for layer in segment:
-        if not isinstance(layer, Reshape):
+    for i in trainer.tainted:
+        layer = trainer.model.layers[i]
+        if is_chain_path(layer) and not isinstance(layer, Reshape):
             sp.lora_params.append(_lora_params(sp, layer))
     for i, ad in sorted(trainer.adapters.items()):
         names = {}
@@ -356,6 +359,11 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
                               "zero": b.what in ("accumulators", "momentum")})
     _step_ops(sp, life, frozen_steps)
     return sp
+
+
+def uses_backward(sp: StepPlan) -> bool:
+    """Whether the step calls the kernels of tl_backward.h (a DAG's frozen ops, a fork)."""
+    return any(op["kind"] == "calls" or op.get("after") for op in sp.ops)
 
 
 def _header_lines(sp: StepPlan, command: str | None, function: str) -> list[str]:
@@ -423,6 +431,7 @@ def render_step(sp: StepPlan, command: str | None = None, static_arena: bool = T
     ctx["static_arena"] = bool(static_arena)
     ctx["timing"] = bool(timing)
     ctx["uses_ops"] = any("form" in op.get("step", {}) for op in sp.ops)  # tl_ops.h kernels
+    ctx["uses_backward"] = uses_backward(sp)                                 # tl_backward.h
     for t, op in enumerate(sp.ops):
         op.setdefault("index", t)
     return {f"{sp.prefix}.h": render("c/train_step.h.j2", **ctx),

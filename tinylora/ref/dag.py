@@ -225,15 +225,3 @@ class DagMixin:
         env = self._run_layers({-1: x}, self.logits_layer, False, skip=set(self.tainted))
         return {b: env[-1 if b == "x" else int(b[3:])] for b in need}
 
-
-def require_c_backward(trainer) -> None:
-    """The C runtime's backward covers FULLY_CONNECTED, 1x1 CONV_2D and plain RESHAPE (issue
-    11's other backward ops run in the numpy reference only): ConfigError naming each layer
-    between the adapters and the loss that the generated step could not train through."""
-    bad = [trainer.model.layers[i] for i in trainer.tainted
-           if not is_chain_path(trainer.model.layers[i])]
-    if bad:
-        names = ", ".join(f"{l.index} {l.kind}" for l in bad)
-        raise ConfigError(f"the C generator has no backward through layer(s) {names} yet (the "
-                          "numpy reference trains through them: Trainer.step/fit); choose targets "
-                          f"above layer {max(l.index for l in bad)} to generate C")

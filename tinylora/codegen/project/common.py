@@ -43,6 +43,11 @@ OPS_RUNTIME = ("tl_ops.h", "tl_ops.c")
 TRAINING_RUNTIME = RUNTIME + ("tl_train.h", "tl_train.c")
 
 
+#: ... and, for a step that trains through frozen ops of a DAG (adapters below a depthwise
+#: conv, a pooling, a residual fork...), their backward.
+BACKWARD_RUNTIME = ("tl_backward.h", "tl_backward.c")
+
+
 #: The QEMU storage medium (RAM with flash rules): small enough for the Xtensa sim's 256 KB
 #: (grown to two checkpoint slots when a checkpoint needs more).
 RAM_STORAGE = {"size": 16384, "erase_unit": 1024}

@@ -11,6 +11,7 @@ from tinylora.codegen import c_array_rows, render
 from tinylora.codegen.frozen import generate_frozen_c, plan_frozen
 from tinylora.codegen.project.adapters import adapter_context, adapter_file_bytes
 from tinylora.codegen.project.common import (
+    BACKWARD_RUNTIME,
     OPS_RUNTIME,
     RAM_STORAGE,
     RUNTIME,
@@ -23,7 +24,7 @@ from tinylora.codegen.project.common import (
     _header,
     _name_rows,
 )
-from tinylora.codegen.step import plan_step, render_step
+from tinylora.codegen.step import plan_step, render_step, uses_backward
 from tinylora.errors import ProjectError
 from tinylora.formats.checkpoint import CheckpointStore
 from tinylora.planning.arena import ALIGN, ArenaPlan, plan_trainer
@@ -168,6 +169,7 @@ def training_model_code(model, trainer, samples: np.ndarray, labels: np.ndarray,
     ckpt = len(ckpt_final)
     cases = {"test_training": n + 2 + len(masters) + 13, "test_model": count + 3}
     runtime = TRAINING_RUNTIME + (OPS_RUNTIME if plan_frozen(model).uses_ops else ())
+    runtime += BACKWARD_RUNTIME if uses_backward(sp) else ()
     return ModelCode(lib, tests, runtime, can_train=True,
                      # the step's arena, the checkpoint buffer, and room to align the start
                      arena_bytes=sp.plan.total_bytes + ckpt + ALIGN - 1,
