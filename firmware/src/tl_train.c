@@ -372,7 +372,7 @@ static void tl_heap_offer(int32_t *pairs, int32_t cap, int32_t index, int32_t de
 
 /* One weight-gradient entry: the int32 update value rescale(G, M_u) of flat index `index`. */
 static inline void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, int32_t index,
-                    int32_t value)
+                           int32_t value)
 {
     int32_t delta;
     if (g->pairs == NULL) {
