@@ -510,9 +510,13 @@ tl_status tl_conv2d_s8(const tl_context *ctx, const tl_conv_params *params,
         (int64_t)(out_h - 1) * params->stride_h < in_h &&
         (int64_t)(out_w - 1) * params->stride_w < in_w) {
         /* 1x1 without padding: every output pixel is one FULLY_CONNECTED row of the input
-         * pixel it reads (four output channels share each load of it). */
+         * pixel it reads. Pixels in pairs along a row, each pair of output channels a 2x2
+         * block sharing every load (the portable windowed path without its window walk);
+         * a last pixel or channel goes through the FULLY_CONNECTED rows. */
+        const int32_t offset = params->input_offset;
+        const size_t x_step = (size_t)params->stride_w * (size_t)in_c;
         tl_fc_params fc;
-        fc.input_offset = params->input_offset;
+        fc.input_offset = offset;
         fc.output_offset = params->output_offset;
         fc.act_min = params->act_min;
         fc.act_max = params->act_max;
@@ -521,9 +525,30 @@ tl_status tl_conv2d_s8(const tl_context *ctx, const tl_conv_params *params,
             for (oy = 0; oy < out_h; ++oy) {
                 const int8_t *x =
                     image + (size_t)oy * (size_t)params->stride_h * (size_t)in_w * (size_t)in_c;
-                for (ox = 0; ox < out_w; ++ox) {
+                for (ox = 0; ox + 2 <= out_w; ox += 2) {
+                    for (oc = 0; oc + 2 <= out_c; oc += 2) {
+                        uint32_t acc[4] = { 0u, 0u, 0u, 0u };
+                        tl_mac_2x2(x, x + x_step, filter + (size_t)oc * (size_t)in_c,
+                                   filter + (size_t)(oc + 1) * (size_t)in_c, in_c, offset, acc);
+                        output[oc] = tl_out_s8(acc[0], bias, quant, oc, fc.output_offset,
+                                               fc.act_min, fc.act_max);
+                        output[oc + 1] = tl_out_s8(acc[1], bias, quant, oc + 1, fc.output_offset,
+                                                   fc.act_min, fc.act_max);
+                        output[out_c + oc] = tl_out_s8(acc[2], bias, quant, oc, fc.output_offset,
+                                                       fc.act_min, fc.act_max);
+                        output[out_c + oc + 1] = tl_out_s8(
+                            acc[3], bias, quant, oc + 1, fc.output_offset, fc.act_min, fc.act_max);
+                    }
+                    if (oc < out_c) {
+                        tl_fc_portable(&fc, quant, x, in_c, filter, bias, output, oc, out_c);
+                        tl_fc_portable(&fc, quant, x + x_step, in_c, filter, bias, output + out_c,
+                                       oc, out_c);
+                    }
+                    x += 2u * x_step;
+                    output += 2 * out_c;
+                }
+                if (ox < out_w) {
                     tl_fc_portable(&fc, quant, x, in_c, filter, bias, output, 0, out_c);
-                    x += (size_t)params->stride_w * (size_t)in_c;
                     output += out_c;
                 }
             }
