@@ -11,7 +11,9 @@ its softmax), of an adapted inference (``<p>_predict``; both means over N sample
 softmax make the count data-dependent), of a training step (mean, min and max over the same
 samples; forward + loss + backward + update), the step / inference ratio, and
 instructions per MAC of the frozen FULLY_CONNECTED kernel (the slope between a 256- and a
-512-deep layer of 64 outputs, so call overhead cancels), Cortex-M4 portable C vs DSP path.
+512-deep layer of 64 outputs, so call overhead cancels). The frozen kernels are portable C on
+every core; ``cortex-m4-dsp`` differs from ``cortex-m4`` only in the training kernels' dot
+products (SMLAD).
 
 Counters (``firmware/testing/tl_counter.h``) and how each is made exact: see
 :mod:`tinylora.bench` (shared with ``tinylora bench``). The cost of the counter reads
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
                            grad_density=args.density, calibration=x[:64])
     xs, ys = x[: args.samples], y[: args.samples]
     fc_macs = (64 * 256, 64 * 512)
-    rows, per_mac = [], {}
+    rows = []
     with tempfile.TemporaryDirectory(prefix="tinylora-cost-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
         for target in args.targets:
@@ -105,7 +107,6 @@ def main(argv=None) -> int:
             c = measure(target, elf)
             step, pred, base = c["step"], c["predict"], c["base"]
             slope = (c["fc"][1] - c["fc"][0]) / (fc_macs[1] - fc_macs[0])
-            per_mac[target] = slope
             rows.append([target, f"{int(base.mean()):,}", f"{int(pred.mean()):,}",
                          f"{int(step.mean()):,}", f"{int(step.min()):,}..{int(step.max()):,}",
                          f"{step.mean() / pred.mean():.2f}", f"{slope:.3f}",
@@ -120,10 +121,6 @@ def main(argv=None) -> int:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-    if "cortex-m4" in per_mac and "cortex-m4-dsp" in per_mac:
-        print(f"\nfrozen FULLY_CONNECTED on Cortex-M4: {per_mac['cortex-m4']:.3f} instructions per MAC "
-              f"(portable C) vs {per_mac['cortex-m4-dsp']:.3f} (DSP path: SXTB16/SMLAD), "
-              f"{per_mac['cortex-m4'] / per_mac['cortex-m4-dsp']:.2f}x fewer")
     return 0
 
 

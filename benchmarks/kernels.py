@@ -16,8 +16,8 @@ kernels_main.c``):
 the same for every path.)
 
 Implementations:
-- ``tinylora``: tinylora's kernels, portable C (``-DTL_NO_DSP`` on Arm).
-- ``tinylora-dsp``: tinylora's DSP path (SXTB16/SMLAD), Cortex-M4/M7.
+- ``tinylora``: tinylora's kernels, portable C (the frozen kernels have no DSP path: on
+  Cortex-M4/M7 the fast path is CMSIS-NN; SMLAD serves only the training kernels).
 - ``cmsis-nn``: CMSIS-NN (``$CMSIS_NN_DIR``, default ../shared/third_party/CMSIS-NN,
   unmodified v7.0.0) called directly, built for the core as it is (``__ARM_FEATURE_DSP``
   defined on M4/M7: its DSP code).
@@ -75,8 +75,8 @@ TARGET_RATE = {"cortex-m4": (1 / 40, 24), "cortex-m7": (1 / 40, 24), "xtensa": (
 FINE_SHIFT = 7
 
 PATHS = {  # target -> implementations
-    "cortex-m4": ("tinylora", "tinylora-dsp", "cmsis-nn", "cmsis-nn-c"),
-    "cortex-m7": ("tinylora", "tinylora-dsp", "cmsis-nn", "cmsis-nn-c"),
+    "cortex-m4": ("tinylora", "cmsis-nn", "cmsis-nn-c"),
+    "cortex-m7": ("tinylora", "cmsis-nn", "cmsis-nn-c"),
     "xtensa": ("tinylora", "esp-nn"),
     "rv32imc": ("tinylora", "esp-nn"),
 }
@@ -133,8 +133,6 @@ def build(target: str, impl: str, out: Path) -> Path:
     if impl in ("cmsis-nn", "cmsis-nn-c", "esp-nn"):
         objs, includes, defines = _library_objects(target, impl, out)
         sources += objs
-    elif impl == "tinylora" and target.startswith("cortex-m"):
-        defines = {"TL_NO_DSP": 1}
     return emulate.build(target, sources, out, defines, include_dirs=includes,
                          name=f"{target}-{impl}.elf")
 

@@ -2,8 +2,8 @@
  * Per-layer instruction-count harness of benchmarks/kernels.py: five frozen int8 layers, each
  * run once between two reads of the target's counter, by ONE implementation chosen at build
  * time:
- *   (default)        tinylora's kernels (tl_conv2d_s8, ...): portable C, or on Cortex-M4/M7
- *                    the DSP path unless TL_NO_DSP is defined;
+ *   (default)        tinylora's kernels (tl_conv2d_s8, ...): portable C on every core (the
+ *                    frozen kernels have no DSP path);
  *   BENCH_CMSIS_NN   CMSIS-NN called directly (arm_convolve_wrapper_s8,
  *                    arm_depthwise_conv_wrapper_s8, arm_fully_connected_per_channel_s8);
  *                    whether its DSP or pure-C code runs is decided when the library is built;

@@ -9,8 +9,9 @@ converted by the TF converter; LoRA rank 3 on the final FULLY_CONNECTED, the def
 the conv / depthwise / pooling prefix runs forward only). Targets: Cortex-M4, Cortex-M7,
 Xtensa LX106, rv32imc. Each cell is ``tinylora bench --model M --target T`` (exact
 instruction counts under QEMU ``-icount``, mean over the samples; see tinylora/bench.py):
-The build column is tinylora.targets' variant: ``cortex-m4`` is the portable C
-(``TL_NO_DSP``), ``cortex-m7`` tinylora's DSP path. Inference = the generated ``predict``,
+The build column is tinylora.targets' variant: the frozen layers are portable C on every
+core; ``cortex-m4`` builds the training kernels' dot products portable too (``TL_NO_DSP``),
+``cortex-m7`` and the library builds with SMLAD. Inference = the generated ``predict``,
 training step = the generated ``step`` (forward, loss, backward, update), ratio = step /
 inference.
 
@@ -18,8 +19,11 @@ inference.
 FULLY_CONNECTED and 1x1 CONV_2D layer (the C backward then runs through the depthwise convs
 and the pooling, firmware/src/tl_backward.c), and its ratio to inference.
 
-``--backend library`` runs the frozen layers through CMSIS-NN (Cortex-M) / ESP-NN ANSI C
-(Xtensa, rv32imc) from ``$CMSIS_NN_DIR`` / ``$ESP_NN_DIR``; a cell that cannot run says why.
+``--backend library`` runs the frozen layers through the target's library: CMSIS-NN
+(Cortex-M4/M7) / ESP-NN as ESP-IDF builds it on chips without the S3 SIMD (generic-opt, Xtensa
+and rv32imc), from ``$CMSIS_NN_DIR`` / ``$ESP_NN_DIR`` (``tinylora bench --backend``); ``both``
+(the default) measures each cell both ways and adds the columns library inference / portable
+inference and library step / portable step. A cell that cannot run says why.
 The zoo models are converted once and cached in ``$TINYLORA_ZOO_CACHE`` (default
 /tmp/tinylora-zoo).
 """
@@ -76,23 +80,43 @@ def run(names, targets, samples: int, backend: str, pointwise: bool = False) -> 
         trainer = Trainer(model, LoRAConfig(rank=3), lr=0.02, calibration=x)
         adapters = ", ".join(f"{model.layers[i].kind} {i}" for i in sorted(trainer.adapters))
         for target in targets:
-            be = LIBRARY[target] if backend == "library" else "portable"
-            row = {"model": name, "target": target, "backend": be, "macs": model.macs,
-                   "adapters": adapters}
-            t0 = time.perf_counter()
-            try:
-                r = bench.run_bench(trainer, target, x[:samples], y[:samples], backend=be,
-                                    command="benchmarks/models.py")
-                row.update(variant=r.variant, inference=r.inference_instructions,
-                           step=r.training_step_instructions)
-                if pointwise:
-                    row["step_pointwise"] = _pointwise_step(model, x, y, target, be, samples)
-            except (TinyLoRAError, emulate.EmulationError) as e:
-                row["error"] = str(e).splitlines()[0][:120]
-            row["seconds"] = round(time.perf_counter() - t0, 1)
-            print(_line(row), flush=True)
-            rows.append(row)
+            kinds = {"portable": ["portable"], "library": [LIBRARY[target]],
+                     "both": ["portable", LIBRARY[target]]}[backend]
+            for be in kinds:
+                row = {"model": name, "target": target, "backend": be, "macs": model.macs,
+                       "adapters": adapters}
+                t0 = time.perf_counter()
+                try:
+                    r = bench.run_bench(trainer, target, x[:samples], y[:samples], backend=be,
+                                        command="benchmarks/models.py")
+                    row.update(variant=r.variant, inference=r.inference_instructions,
+                               step=r.training_step_instructions)
+                    if pointwise:
+                        row["step_pointwise"] = _pointwise_step(model, x, y, target, be, samples)
+                except (TinyLoRAError, emulate.EmulationError) as e:
+                    row["error"] = str(e).splitlines()[0][:120]
+                row["seconds"] = round(time.perf_counter() - t0, 1)
+                print(_line(row), flush=True)
+                rows.append(row)
     return rows
+
+
+def library_table(rows: list[dict]) -> str:
+    """Markdown: per model and target, portable and library inference / step / ratio, and the
+    library's share of the portable cost."""
+    out = ["| model | core | portable inference | portable step | ratio | library | "
+           "library inference | library step | ratio | library / portable (inference, step) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    cells = {(r["model"], r["target"], r["backend"]): r for r in rows if "error" not in r}
+    for (model, target, be), lib in cells.items():
+        port = cells.get((model, target, "portable"))
+        if be == "portable" or port is None:
+            continue
+        out.append(f"| {model} | {target} | {port['inference']:,} | {port['step']:,} | "
+                   f"{port['step'] / port['inference']:.3f} | {be} | {lib['inference']:,} | "
+                   f"{lib['step']:,} | {lib['step'] / lib['inference']:.3f} | "
+                   f"{lib['inference'] / port['inference']:.2f}, {lib['step'] / port['step']:.2f} |")
+    return "\n".join(out)
 
 
 def _line(r: dict) -> str:
@@ -110,7 +134,7 @@ def main() -> None:
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--samples", type=int, default=2)
-    ap.add_argument("--backend", choices=("portable", "library"), default="portable")
+    ap.add_argument("--backend", choices=("portable", "library", "both"), default="both")
     ap.add_argument("--pointwise", action="store_true",
                     help="also the step with LoRA on every pointwise layer")
     ap.add_argument("--json", type=Path)
@@ -120,6 +144,8 @@ def main() -> None:
           f"{'training step':>14s} {'ratio':>6s} {'instr/MAC':>9s}"
           + (f" {'step pointwise':>14s} {'ratio':>6s}" if args.pointwise else ""))
     rows = run(args.models, args.targets, args.samples, args.backend, args.pointwise)
+    if args.backend == "both":
+        print("\n" + library_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

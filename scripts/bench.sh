@@ -14,3 +14,4 @@ python benchmarks/fleet.py
 python benchmarks/fleet_devices.py
 python benchmarks/zoo_train.py
 python benchmarks/models.py
+python benchmarks/kernels.py

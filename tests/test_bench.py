@@ -89,8 +89,15 @@ def test_variants_come_from_the_target_table():
     assert bench.bench_variant("cortex-m4", "cmsis-nn").backend == "cmsis-nn"
     with pytest.raises(InputError, match="callgrind"):
         bench.bench_variant("host")
-    with pytest.raises(InputError, match="backends: .*portable"):
+    with pytest.raises(InputError, match="backends: esp-nn, esp-nn-ansi, portable"):
         bench.bench_variant("rv32imc", "cmsis-nn")
+    # a library the target builds but the table has no variant for: the target's own build
+    # (its defines kept: Cortex-M7 with the DSP path, rv32imc) plus the library's switch
+    m7 = bench.bench_variant("cortex-m7", "cmsis-nn")
+    assert (m7.toolchain, m7.backend, dict(m7.defines)) == ("cortex-m7", "cmsis-nn",
+                                                            {"TL_USE_CMSIS_NN": 1})
+    rv = bench.bench_variant("rv32imc", "esp-nn")
+    assert (rv.toolchain, dict(rv.defines), rv.verify) == ("rv32imc", {"TL_USE_ESP_NN": 1}, False)
 
 
 def test_timing_build_leaves_the_normal_bytes_alone(trainer):
@@ -145,11 +152,23 @@ def test_bench_cortex_m4_two_shift_counter(capsys, trainer):
     assert j["variant"] == "cortex-m4" and j["backend"] == "portable"
 
 
+@pytest.mark.parametrize("target,backend", [("cortex-m7", "cmsis-nn"), ("rv32imc", "esp-nn")])
+def test_bench_library_builds_on_every_target(capsys, trainer, target, backend):
+    """The library builds benchmarks/models.py measures beyond the table's variants: the same
+    JSON and the library's own variant."""
+    require(target)
+    assert main(["bench", "--target", target, "--backend", backend, "--json", "--samples",
+                 "1"]) == 0
+    lib = json.loads(capsys.readouterr().out)
+    _check_schema(lib, trainer)
+    assert lib["variant"] == f"{target}-{backend}" and lib["backend"] == backend
+
+
 def test_bench_refuses_host_and_unknown_backends(capsys):
     assert main(["bench", "--target", "host"]) == 2
     assert "callgrind" in capsys.readouterr().err
     assert main(["bench", "--target", "rv32imc", "--backend", "cmsis-nn"]) == 2
-    assert "backends: portable" in capsys.readouterr().err
+    assert "backends: esp-nn, esp-nn-ansi, portable" in capsys.readouterr().err
 
 
 def test_plan_estimate(capsys):

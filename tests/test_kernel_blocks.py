@@ -1,5 +1,6 @@
-"""The blocked fast paths of the portable / DSP frozen kernels equal the numpy spec on the
-shapes that exercise their edges.
+"""The blocked fast paths of the portable frozen kernels, and the training kernels' dot
+products on both their paths (portable and SMLAD), equal the numpy spec on the shapes that
+exercise their edges.
 
 ``firmware/src/tl_kernels.c`` computes CONV_2D as 2-pixel x 2-channel blocks where neighbouring
 output pixels see the same valid taps, 4-channel blocks elsewhere and single channels for the
@@ -7,9 +8,15 @@ rest; FULLY_CONNECTED 4 channels at a time; DEPTHWISE_CONV_2D with multiplier 1 
 4 channels at a time. Each layer below is chosen to hit a seam: channel counts that leave
 tails of every block size, strides and dilations that break pixel pairs or make taps
 non-contiguous, padding wide enough that a window is all padding, 1x1 convolutions with and
-without padding, several FULLY_CONNECTED rows. Every output byte is compared with
-``Model.forward`` on the host with the sanitizers (pointer walks stay inside the buffers), on
-Cortex-M4 with and without the DSP path, and on rv32imc.
+without padding and with stride 2 (1x1 without padding runs as FULLY_CONNECTED rows), several
+FULLY_CONNECTED rows. Every output byte is compared with ``Model.forward`` on the host with
+the sanitizers (pointer walks stay inside the buffers), on Cortex-M4 and on rv32imc (the frozen
+kernels have no DSP path: the same C on every core).
+
+``tl_dot_s8`` / ``tl_dot4_s8`` (the LoRA forward's dot products: SXTB16/SMLAD on Arm cores with
+the DSP extension) run ``firmware/testing/tl_dot_cases.c``: every length 0..45, offsets -128..128,
+every alignment, on the host, Cortex-M4 with and without ``TL_NO_DSP``, and Cortex-M7; each sum
+is recomputed here modulo 2^32.
 """
 from __future__ import annotations
 
@@ -26,9 +33,14 @@ from tinylora.ref.layers import FullyConnected
 
 VARIANTS = [
     ("host-sanitize", "host-sanitize", None),
+    ("cortex-m4", "cortex-m4", None),
+    ("rv32imc", "rv32imc", None),
+]
+DOT_VARIANTS = [
+    ("host-sanitize", "host-sanitize", None),
     ("cortex-m4-portable", "cortex-m4", {"TL_NO_DSP": 1}),
     ("cortex-m4-dsp", "cortex-m4", None),
-    ("rv32imc", "rv32imc", None),
+    ("cortex-m7-dsp", "cortex-m7", None),
 ]
 
 # (kind, input HWC, output channels, kernel, stride, dilation, padding, multiplier)
@@ -40,6 +52,7 @@ LAYERS = [
     ("CONV_2D", (6, 7, 5), 7, (3, 3), (1, 1), (1, 1), "SAME", 1),
     ("CONV_2D", (9, 10, 3), 6, (3, 3), (2, 2), (2, 2), "SAME", 1),
     ("CONV_2D", (5, 5, 13), 9, (1, 1), (1, 1), (1, 1), "VALID", 1),
+    ("CONV_2D", (7, 6, 10), 5, (1, 1), (2, 2), (1, 1), "SAME", 1),
     ("CONV_2D", (3, 9, 4), 5, (1, 7), (1, 1), (1, 1), "SAME", 1),
     ("CONV_2D", (7, 6, 8), 11, (2, 2), (1, 3), (1, 2), "SAME", 1),
     ("CONV_2D", (4, 5, 6), 4, (5, 5), (1, 1), (3, 3), "SAME", 1),
@@ -107,3 +120,31 @@ def test_blocked_kernels_match_numpy(tmp_path, cases, variant):
                                    f"differ, first at {bad[:8].tolist()}\n{about}")
             compared += want.size
     assert compared > 3000
+
+
+def _dot_expected(report):
+    x = report.int8("x").astype(np.int64)
+    w = report.int8("w").astype(np.int64)
+    stride, start_acc = 53, np.array([1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF], np.int64)
+    cases = 0
+    while f"dot_{cases:x}" in report.values:
+        n, offset, xs, ws, one, *four = report.int32(f"dot_{cases:x}").tolist()
+        xo = x[xs:xs + n] + offset
+        sums = [int(np.dot(xo, w[ws + r * stride: ws + r * stride + n])) for r in range(4)]
+        want_four = [(int(a) + s) & 0xFFFFFFFF for a, s in zip(start_acc, sums)]
+        assert one & 0xFFFFFFFF == sums[0] & 0xFFFFFFFF, (cases, n, offset, xs, ws)
+        assert [v & 0xFFFFFFFF for v in four] == want_four, (cases, n, offset, xs, ws)
+        cases += 1
+    return cases
+
+
+@pytest.mark.parametrize("variant", DOT_VARIANTS, ids=[v[0] for v in DOT_VARIANTS])
+def test_training_dot_products_both_paths(tmp_path, variant):
+    _, target, defines = variant
+    require(target)
+    elf = emulate.build(target, [emulate.firmware_dir() / "testing" / "tl_dot_cases.c"], tmp_path,
+                        defines)
+    result = emulate.run(target, elf, timeout=120)
+    report = emulate.parse_report(result.stdout, result.returncode)
+    assert not report.errors, report.errors
+    assert _dot_expected(report) == 46 * 6 * 4

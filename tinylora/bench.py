@@ -104,11 +104,18 @@ def bench_variant(target: str, backend: str = "portable") -> Variant:
         raise InputError(f"no instruction counter on target {target!r}.{why} "
                          f"Targets: {', '.join(BENCH_TARGETS)}")
     offered = [v for v in VARIANTS.values() if v.toolchain == target and v.backend == backend]
-    if not offered:
-        have = sorted({v.backend for v in VARIANTS.values() if v.toolchain == target})
-        raise InputError(f"target {target} has no {backend!r} build in tinylora.targets; "
-                         f"backends: {', '.join(have)}")
-    return next((v for v in offered if v.name == target), offered[0])
+    if offered:
+        return next((v for v in offered if v.name == target), offered[0])
+    lib = LIBRARIES.get(backend)
+    if lib is not None and target in lib.toolchains:  # the target's own build plus the library
+        base = VARIANTS[target]
+        return Variant(f"{target}-{backend}", target, {**(base.defines or {}), lib.define: 1},
+                       f"{base.description}, {lib.title} frozen kernels", backend=backend,
+                       verify=False)
+    have = sorted({v.backend for v in VARIANTS.values() if v.toolchain == target}
+                  | {b for b, lb in LIBRARIES.items() if target in lb.toolchains})
+    raise InputError(f"target {target} has no {backend!r} build in tinylora.targets; "
+                     f"backends: {', '.join(have)}")
 
 
 def _library(variant: Variant) -> tuple[list[Path], list[Path], dict]:

@@ -11,10 +11,11 @@
  * DEPTHWISE_CONV_2D weights [1][KH][KW][C * depth_multiplier]. Weights are symmetric int8
  * (zero point 0). No allocation, no float; input and output must not overlap.
  *
- * Backends. The portable C path is always compiled. On Arm cores with the DSP extension
- * (__ARM_FEATURE_DSP: Cortex-M4/M7/M33/M55) the int8 dot product under FULLY_CONNECTED and
- * CONV_2D uses SXTB16/SADD16/SMLAD; define TL_NO_DSP to force the portable path. Both give
- * identical bytes (the tests run both).
+ * Backends. The frozen kernels below are portable C on every core (blocked so that several dot
+ * products share their loads); the fast path on Cortex-M and ESP32 is the optimised library.
+ * The dot products of the training kernels (tl_dot_s8, tl_dot4_s8) use SXTB16/SADD16/SMLAD on
+ * Arm cores with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4/M7/M33/M55); define TL_NO_DSP
+ * to force their portable path. Both give identical bytes (the tests run both).
  *
  * Optimised libraries (define at most one; the portable path stays compiled and takes every
  * call the library cannot do bit-exactly):
@@ -97,10 +98,16 @@ size_t tl_depthwise_conv2d_s8_scratch_size(const tl_dw_conv_params *params,
 tl_status tl_softmax_s8(const tl_softmax_params *params, int32_t rows, int32_t depth,
                         const int8_t *input, int8_t *output);
 
-/* The int8 dot product every kernel above uses: sum over i < n of (x[i] + offset) * w[i],
+/* The int8 dot product of the kernels above: sum over i < n of (x[i] + offset) * w[i],
  * wrapping modulo 2^32 (return as uint32; tl_wrap32 makes it int32). |offset| <= 128.
- * DSP path on Arm as described above; exposed for the training kernels. */
+ * DSP path on Arm as described above; for the training kernels. */
 uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset);
+
+/* Four such dot products of one x with the rows w, w + stride, w + 2 stride, w + 3 stride,
+ * added to acc[0..3] (wrapping modulo 2^32): x is loaded once for all four. DSP path on Arm;
+ * for the training kernels. */
+void tl_dot4_s8(const int8_t *x, const int8_t *w, size_t stride, int32_t n, int32_t offset,
+                uint32_t acc[4]);
 
 /* The softmax building blocks, exposed for tests and for the training kernels' loss
  * (softmax.py functions of the same names; Q0 = 31 fractional bits). */

@@ -113,6 +113,100 @@ static inline int8_t tl_sat8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
+/* The inline bodies of tl_srdhm, tl_rounding_divide_by_pot, tl_requantize,
+ * tl_requantize_single and tl_requantize_s8: the extern functions above are one-line wrappers
+ * of these, so there is one implementation. Kernels call the inline forms in their per-output
+ * tails, where the call chain (requantize_s8 -> requantize -> srdhm, rounding divide) cost as
+ * much as the multiply-accumulates of a small layer. */
+static inline int32_t tl_srdhm_inline(int32_t a, int32_t b)
+{
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    /* a*b == 2^62 only for a == b == INT32_MIN (tested after the multiply: one SMULL, no
+     * branch before it). Otherwise |a*b| <= 2^62 - 2^31, so adding 2^30 cannot overflow and
+     * the result fits int32. */
+    if (ab == ((int64_t)1 << 62)) {
+        return INT32_MAX;
+    }
+    return (int32_t)tl_floor_shift64(ab + ((int64_t)1 << 30), 31);
+}
+
+static inline int32_t tl_rounding_divide_by_pot_inline(int32_t x, int32_t exponent)
+{
+    uint32_t mask, remainder, threshold;
+    if (exponent <= 0) {
+        return x;
+    }
+    if (exponent >= 32) {
+        /* quant.py in int64: floor(x / 2^e) is 0 or -1 and the remainder test adds 1 back,
+         * except x == INT32_MIN at e == 32 (remainder exactly at the threshold). */
+        return (exponent == 32 && x == INT32_MIN) ? -1 : 0;
+    }
+    mask = 0xFFFFFFFFu >> (32 - exponent);
+    remainder = (uint32_t)x & mask;
+    threshold = (mask >> 1) + (x < 0 ? 1u : 0u);
+    /* floor(x / 2^e) + 1 <= INT32_MAX / 2 + 1: no overflow. */
+    return tl_floor_shift32(x, exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t tl_requantize_inline(int32_t acc, int32_t multiplier, int32_t shift)
+{
+    int32_t shifted;
+    int32_t right;
+    if (shift > 0) {
+        /* quant.py: wrap_int32(acc << left); a left shift of 32 or more leaves no low bits. */
+        shifted = shift >= 32 ? 0 : tl_wrap32((uint32_t)acc << shift);
+        right = 0;
+    } else {
+        shifted = acc;
+        right = shift < -40 ? 40 : -shift; /* every right shift >= 33 gives the same value */
+    }
+    return tl_rounding_divide_by_pot_inline(tl_srdhm_inline(shifted, multiplier), right);
+}
+
+static inline int32_t tl_requantize_single_inline(int32_t acc, int32_t multiplier, int32_t shift)
+{
+    /* |acc|, |multiplier| <= 2^31: the product is exact in int64. */
+    const int64_t prod = (int64_t)acc * (int64_t)multiplier;
+    const int64_t total = (int64_t)31 - (int64_t)shift; /* the right shift; <= 0: left */
+    if (total >= 1) {
+        int32_t right;
+        if (total > 62) {
+            return 0;
+        }
+        right = (int32_t)total;
+        /* |prod| <= 2^62 and the rounding term <= 2^61: no overflow. */
+        return tl_sat32_64(tl_floor_shift64(prod + ((int64_t)1 << (right - 1)), right));
+    } else {
+        const int32_t left = total < -32 ? 32 : (int32_t)(-total);
+        const int64_t limit = (int64_t)INT32_MAX >> left;
+        if (prod > limit) {
+            return INT32_MAX;
+        }
+        if (prod < -limit - 1) {
+            return INT32_MIN;
+        }
+        /* |prod * 2^left| <= 2^32 here: exact in int64, then saturated (only left == 32
+         * with prod == -1 leaves the int32 range). */
+        return tl_sat32_64(prod * ((int64_t)1 << left));
+    }
+}
+
+static inline int8_t tl_requantize_s8_inline(int32_t acc, int32_t multiplier, int32_t shift,
+                                             int32_t output_offset, int32_t act_min,
+                                             int32_t act_max)
+{
+    const int32_t y = tl_requantize_inline(acc, multiplier, shift);
+    /* clip(y + offset, act_min, act_max) with the comparison moved to the small side, so
+     * y + offset is only formed when it lies inside the int8 clamp. */
+    if (y > act_max - output_offset) {
+        return (int8_t)act_max;
+    }
+    if (y < act_min - output_offset) {
+        return (int8_t)act_min;
+    }
+    return (int8_t)(y + output_offset);
+}
+
 #ifdef __cplusplus
 }
 #endif

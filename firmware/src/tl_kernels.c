@@ -79,8 +79,9 @@ uint32_t tl_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t offset)
  * (x_r[i] + offset) * w_c[i], wrapping modulo 2^32: the same sum as tl_dot_s8 (unsigned
  * addition is associative and commutative modulo 2^32, so the order of the terms does not
  * matter). The offset is added to each x once and serves every column.
- * DSP path: four int8 pairs per SMLAD pair as in tl_dot_s8; the remainder (n mod 4) goes
- * through the portable loop.
+ * The frozen kernels run these portable blocks on every core (the libraries are the fast path
+ * on Cortex-M and ESP32); the DSP forms (four int8 pairs per SMLAD pair, as in tl_dot_s8) serve
+ * only the training kernels, through tl_dot_s8 and tl_dot4_s8.
  * ------------------------------------------------------------------------------------------ */
 #if defined(TL_DSP)
 /* The two int16 lane pairs of 4 int8 values (bytes 0/2 and 1/3), offset added to each lane. */
@@ -114,32 +115,6 @@ static void tl_mac_2x2(const int8_t *x0, const int8_t *x1, const int8_t *w0, con
                        int32_t n, int32_t offset, uint32_t acc[4])
 {
     uint32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-#if defined(TL_DSP)
-    if (n >= 4) {
-        const int32_t offset2 = tl_offset2(offset);
-        int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
-        do { /* x lanes of both pixels, then each filter's lanes in turn (fewer live registers) */
-            int32_t xa02, xa13, xb02, xb13, w02, w13;
-            tl_lanes(x0, offset2, &xa02, &xa13);
-            tl_lanes(x1, offset2, &xb02, &xb13);
-            tl_lanes0(w0, &w02, &w13);
-            s00 = __smlad(xa02, w02, __smlad(xa13, w13, s00));
-            s10 = __smlad(xb02, w02, __smlad(xb13, w13, s10));
-            tl_lanes0(w1, &w02, &w13);
-            s01 = __smlad(xa02, w02, __smlad(xa13, w13, s01));
-            s11 = __smlad(xb02, w02, __smlad(xb13, w13, s11));
-            x0 += 4;
-            x1 += 4;
-            w0 += 4;
-            w1 += 4;
-            n -= 4;
-        } while (n >= 4);
-        a00 += (uint32_t)s00;
-        a01 += (uint32_t)s01;
-        a10 += (uint32_t)s10;
-        a11 += (uint32_t)s11;
-    }
-#endif
     while (n > 0) {
         const int32_t xa = (int32_t)*x0++ + offset, xb = (int32_t)*x1++ + offset;
         const int32_t wa = *w0++, wb = *w1++;
@@ -161,7 +136,28 @@ static void tl_mac_1x4(const int8_t *x, const int8_t *w, size_t stride, int32_t 
 {
     const int8_t *w0 = w, *w1 = w + stride, *w2 = w + 2u * stride, *w3 = w + 3u * stride;
     uint32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    while (n > 0) {
+        const int32_t xa = (int32_t)*x++ + offset;
+        a0 += (uint32_t)(xa * *w0++);
+        a1 += (uint32_t)(xa * *w1++);
+        a2 += (uint32_t)(xa * *w2++);
+        a3 += (uint32_t)(xa * *w3++);
+        --n;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Four dot products sharing x, for the training kernels (tl_kernels.h): SMLAD on DSP cores for
+ * the first n - n % 4 terms, the portable block for the rest. */
+void tl_dot4_s8(const int8_t *x, const int8_t *w, size_t stride, int32_t n, int32_t offset,
+                uint32_t acc[4])
+{
 #if defined(TL_DSP)
+    const int8_t *w0 = w, *w1 = w + stride, *w2 = w + 2u * stride, *w3 = w + 3u * stride;
+    const int32_t done = n - n % 4;
     if (n >= 4) {
         const int32_t offset2 = tl_offset2(offset);
         int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -183,24 +179,15 @@ static void tl_mac_1x4(const int8_t *x, const int8_t *w, size_t stride, int32_t 
             w3 += 4;
             n -= 4;
         } while (n >= 4);
-        a0 += (uint32_t)s0;
-        a1 += (uint32_t)s1;
-        a2 += (uint32_t)s2;
-        a3 += (uint32_t)s3;
+        acc[0] += (uint32_t)s0;
+        acc[1] += (uint32_t)s1;
+        acc[2] += (uint32_t)s2;
+        acc[3] += (uint32_t)s3;
     }
+    tl_mac_1x4(x, w + done, stride, n, offset, acc);
+#else
+    tl_mac_1x4(x, w, stride, n, offset, acc);
 #endif
-    while (n > 0) {
-        const int32_t xa = (int32_t)*x++ + offset;
-        a0 += (uint32_t)(xa * *w0++);
-        a1 += (uint32_t)(xa * *w1++);
-        a2 += (uint32_t)(xa * *w2++);
-        a3 += (uint32_t)(xa * *w3++);
-        --n;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
 }
 
 /* Accumulator + bias, wrapped to int32 (layers.py: wrap_int32(acc + bias)). */
@@ -255,7 +242,7 @@ void tl_fc_portable(const tl_fc_params *params, const tl_per_channel_quant *quan
     }
     for (; o < o_end; ++o) {
         const uint32_t dot =
-            tl_dot_s8(x, filter + (size_t)o * (size_t)depth, depth, params->input_offset);
+            tl_dot_s8_portable(x, filter + (size_t)o * (size_t)depth, depth, params->input_offset);
         y[o] = tl_requantize_s8(tl_add_bias(dot, bias, o), quant->multiplier[o], quant->shift[o],
                                 params->output_offset, params->act_min, params->act_max);
     }
@@ -440,7 +427,7 @@ static void tl_window_mac(const tl_window *win, int block, const int8_t *f, size
             } else if (block == TL_BLOCK_1X4) {
                 tl_mac_1x4(xr, wr, f_size, run, offset, acc);
             } else {
-                acc[0] += tl_dot_s8(xr, wr, run, offset);
+                acc[0] += tl_dot_s8_portable(xr, wr, run, offset);
             }
             xr += win->x_col;
             wr += win->in_c;
@@ -519,6 +506,55 @@ tl_status tl_conv2d_s8(const tl_context *ctx, const tl_conv_params *params,
 #else
     (void)ctx;
 #endif
+    if (k_h == 1 && k_w == 1 && params->pad_h == 0 && params->pad_w == 0 &&
+        (int64_t)(out_h - 1) * params->stride_h < in_h &&
+        (int64_t)(out_w - 1) * params->stride_w < in_w) {
+        /* 1x1 without padding: every output pixel is one FULLY_CONNECTED row of the input
+         * pixel it reads. Pixels in pairs along a row, each pair of output channels a 2x2
+         * block sharing every load (the portable windowed path without its window walk);
+         * a last pixel or channel goes through the FULLY_CONNECTED rows. */
+        const int32_t offset = params->input_offset;
+        const size_t x_step = (size_t)params->stride_w * (size_t)in_c;
+        tl_fc_params fc;
+        fc.input_offset = offset;
+        fc.output_offset = params->output_offset;
+        fc.act_min = params->act_min;
+        fc.act_max = params->act_max;
+        for (b = 0; b < input_dims->n; ++b) {
+            const int8_t *image = input + (size_t)b * (size_t)in_h * (size_t)in_w * (size_t)in_c;
+            for (oy = 0; oy < out_h; ++oy) {
+                const int8_t *x =
+                    image + (size_t)oy * (size_t)params->stride_h * (size_t)in_w * (size_t)in_c;
+                for (ox = 0; ox + 2 <= out_w; ox += 2) {
+                    for (oc = 0; oc + 2 <= out_c; oc += 2) {
+                        uint32_t acc[4] = { 0u, 0u, 0u, 0u };
+                        tl_mac_2x2(x, x + x_step, filter + (size_t)oc * (size_t)in_c,
+                                   filter + (size_t)(oc + 1) * (size_t)in_c, in_c, offset, acc);
+                        output[oc] = tl_out_s8(acc[0], bias, quant, oc, fc.output_offset,
+                                               fc.act_min, fc.act_max);
+                        output[oc + 1] = tl_out_s8(acc[1], bias, quant, oc + 1, fc.output_offset,
+                                                   fc.act_min, fc.act_max);
+                        output[out_c + oc] = tl_out_s8(acc[2], bias, quant, oc, fc.output_offset,
+                                                       fc.act_min, fc.act_max);
+                        output[out_c + oc + 1] = tl_out_s8(
+                            acc[3], bias, quant, oc + 1, fc.output_offset, fc.act_min, fc.act_max);
+                    }
+                    if (oc < out_c) {
+                        tl_fc_portable(&fc, quant, x, in_c, filter, bias, output, oc, out_c);
+                        tl_fc_portable(&fc, quant, x + x_step, in_c, filter, bias, output + out_c,
+                                       oc, out_c);
+                    }
+                    x += 2u * x_step;
+                    output += 2 * out_c;
+                }
+                if (ox < out_w) {
+                    tl_fc_portable(&fc, quant, x, in_c, filter, bias, output, 0, out_c);
+                    output += out_c;
+                }
+            }
+        }
+        return TL_OK;
+    }
     {
         /* Output pixels in pairs when their windows have the same valid taps (everywhere but
          * near a padded edge): each pair of output channels is then a 2x2 block sharing every

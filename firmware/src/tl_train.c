@@ -217,6 +217,41 @@ static size_t tl_pixel(const tl_lora_params *p, int32_t oy, int32_t ox)
 
 /* ------------------------------------------------------------------ forward */
 
+/* n <= 4 dot products of x with the rows w, w + K, ... (tl_dot4_s8 for a full block). */
+static void tl_lora_dots(const int8_t *x, const int8_t *w, int32_t K, int32_t n, int32_t offset,
+                         uint32_t acc[4])
+{
+    int32_t t;
+    if (n == 4) {
+        tl_dot4_s8(x, w, (size_t)K, K, offset, acc);
+        return;
+    }
+    for (t = 0; t < n; ++t) {
+        acc[t] = tl_dot_s8(x, w + (size_t)t * (size_t)K, K, offset);
+    }
+}
+
+/* One output of the adapted layer from its frozen accumulator acc = W[c] . x_off (wrapping). */
+static int8_t tl_lora_join(const tl_lora_params *p, int32_t c, uint32_t acc, const int8_t *h,
+                           const int8_t *b8)
+{
+    const int8_t *b = b8 + (size_t)c * (size_t)p->rank;
+    int32_t v = 0; /* h . B^T: |h|, |b| <= 128, r <= 255: below 2^23 */
+    int32_t j;
+    int64_t joined;
+    if (p->bias != NULL) {
+        acc += (uint32_t)p->bias[c]; /* TFLM: wraps */
+    }
+    for (j = 0; j < p->rank; ++j) {
+        v += (int32_t)h[j] * (int32_t)b[j];
+    }
+    joined = (int64_t)tl_wrap32(acc) +
+             tl_requantize_single_inline(v, p->join.multiplier[c], p->join.shift[c]);
+    return tl_requantize_s8_inline(tl_sat32_64(joined), p->output_quant.multiplier[c],
+                                   p->output_quant.shift[c], p->output_offset, p->act_min,
+                                   p->act_max);
+}
+
 tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const int8_t *a8,
                              const int8_t *b8, int8_t *output, int8_t *h)
 {
@@ -240,27 +275,28 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
             int8_t *hr = h + (size_t)row * (size_t)r;
             int8_t *y = output + (size_t)row * (size_t)p->channels;
             /* u = x_off . A^T: |x_off| <= 255, |a| <= 128, K <= 2^16: below 2^31, so the
-             * wrapping int8 dot product (SMLAD on Arm DSP cores) is the exact sum */
-            for (j = 0; j < r; ++j) {
-                const int32_t u =
-                    tl_wrap32(tl_dot_s8(x, a8 + (size_t)j * (size_t)K, K, p->input_offset));
-                hr[j] = tl_sat8(tl_requantize_single(u, p->h_multiplier, p->h_shift), -128, 127);
-            }
-            for (c = 0; c < p->channels; ++c) {
-                const int8_t *w = p->weights + (size_t)c * (size_t)K;
-                const int8_t *b = b8 + (size_t)c * (size_t)r;
-                uint32_t acc = p->bias != NULL ? (uint32_t)p->bias[c] : 0u; /* TFLM: wraps */
-                int32_t v = 0; /* h . B^T: |h|, |b| <= 128, r <= 255: below 2^23 */
-                int64_t joined;
-                acc += tl_dot_s8(x, w, K, p->input_offset); /* the DSP path on Cortex-M */
-                for (j = 0; j < r; ++j) {
-                    v += (int32_t)hr[j] * (int32_t)b[j];
+             * wrapping int8 dot products (SMLAD on Arm DSP cores) are the exact sums */
+            for (j = 0; j < r; j += 4) {
+                uint32_t u[4] = { 0u, 0u, 0u, 0u };
+                const int32_t n = r - j < 4 ? r - j : 4;
+                int32_t t;
+                tl_lora_dots(x, a8 + (size_t)j * (size_t)K, K, n, p->input_offset, u);
+                for (t = 0; t < n; ++t) {
+                    hr[j + t] = tl_sat8(
+                        tl_requantize_single_inline(tl_wrap32(u[t]), p->h_multiplier, p->h_shift),
+                        -128, 127);
                 }
-                joined = (int64_t)tl_wrap32(acc) +
-                         tl_requantize_single(v, p->join.multiplier[c], p->join.shift[c]);
-                y[c] = tl_requantize_s8(tl_sat32_64(joined), p->output_quant.multiplier[c],
-                                        p->output_quant.shift[c], p->output_offset, p->act_min,
-                                        p->act_max);
+            }
+            /* y = requantize(W . x_off + bias (wrapping, as TFLM) + rescale(h . B^T)), four
+             * output channels per pass over x */
+            for (c = 0; c < p->channels; c += 4) {
+                uint32_t acc[4] = { 0u, 0u, 0u, 0u };
+                const int32_t n = p->channels - c < 4 ? p->channels - c : 4;
+                int32_t t;
+                tl_lora_dots(x, p->weights + (size_t)c * (size_t)K, K, n, p->input_offset, acc);
+                for (t = 0; t < n; ++t) {
+                    y[c + t] = tl_lora_join(p, c + t, acc[t], hr, b8);
+                }
             }
         }
     }
@@ -335,8 +371,8 @@ static void tl_heap_offer(int32_t *pairs, int32_t cap, int32_t index, int32_t de
 }
 
 /* One weight-gradient entry: the int32 update value rescale(G, M_u) of flat index `index`. */
-static void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, int32_t index,
-                    int32_t value)
+static inline void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, int32_t index,
+                           int32_t value)
 {
     int32_t delta;
     if (g->pairs == NULL) {
@@ -467,6 +503,37 @@ static int32_t tl_shl31(int32_t v, int32_t e)
     return tl_wrap32((uint32_t)v << -e);
 }
 
+/* tl_requantize_single(v, multiplier, shift) for many v under one multiplier and shift (the
+ * weight-gradient entries of one factor). With the right shift R = 31 - shift in [32, 62],
+ * floor((v * multiplier + 2^(R-1)) / 2^R) is the high word of the rounded product shifted
+ * right by R - 32 (nested floor divisions by powers of two compose), and it fits int32
+ * (|v * multiplier| <= 2^62), so there is no saturation: one multiply-accumulate and a shift.
+ * Other shifts take tl_requantize_single itself. */
+typedef struct {
+    int32_t multiplier, shift, high_shift; /* high_shift = R - 32, or -1: the general path */
+    int64_t round;                         /* 2^(R-1) */
+} tl_rescale;
+
+static tl_rescale tl_rescale_prepare(int32_t multiplier, int32_t shift)
+{
+    tl_rescale q;
+    const int32_t right = 31 - shift; /* shift within [-128, 128] (tl_shift_sum) */
+    q.multiplier = multiplier;
+    q.shift = shift;
+    q.high_shift = right >= 32 && right <= 62 ? right - 32 : -1;
+    q.round = q.high_shift >= 0 ? (int64_t)1 << (right - 1) : 0;
+    return q;
+}
+
+static inline int32_t tl_rescale_apply(const tl_rescale *q, int32_t v)
+{
+    if (q->high_shift >= 0) {
+        const int64_t t = (int64_t)v * q->multiplier + q->round;
+        return tl_floor_shift32((int32_t)tl_floor_shift64(t, 32), q->high_shift);
+    }
+    return tl_requantize_single_inline(v, q->multiplier, q->shift);
+}
+
 static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *opt,
                                 const int8_t *input, const int16_t *grad, int32_t e,
                                 const tl_lora_tensors *lora, int32_t eh)
@@ -474,6 +541,7 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
     const int32_t rows = p->out_h * p->out_w, C = p->channels, K = p->depth, r = p->rank;
     uint64_t peak = 0u;
     int32_t c, j, k, eb, ea, shift;
+    tl_rescale q;
     /* GB = normalize31(g^T . h) -> rescale(GB, M_uB, shift + e + eb) */
     if (rows == 1) { /* an outer product: |g| < 2^16, |h| <= 128 */
         peak = (uint64_t)tl_peak_i16(grad, C, 1u) * tl_peak_i8(lora->h, r, 0);
@@ -487,13 +555,13 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
     }
     eb = peak == 0u ? 0 : tl_bit_length64(peak) - 31;
     shift = tl_shift_sum(p->update_b_shift, e, eb, 0);
+    q = tl_rescale_prepare(p->update_b_multiplier, shift);
     for (c = 0; c < C; ++c) {
         for (j = 0; j < r; ++j) {
             const int32_t m = rows == 1 ? tl_shl31((int32_t)grad[c] * (int32_t)lora->h[j], eb)
                                         : (int32_t)tl_normalize_value(
                                               tl_gb_entry(p, grad, lora->h, rows, c, j), eb, 31);
-            tl_emit(opt, &lora->db, c * r + j,
-                    tl_requantize_single(m, p->update_b_multiplier, shift));
+            tl_emit(opt, &lora->db, c * r + j, tl_rescale_apply(&q, m));
         }
     }
     /* GA = normalize31(dh^T . x_off) -> rescale(GA, M_uA, shift + e + eh + ea) */
@@ -510,14 +578,14 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
     }
     ea = peak == 0u ? 0 : tl_bit_length64(peak) - 31;
     shift = tl_shift_sum(p->update_a_shift, e, eh, ea);
+    q = tl_rescale_prepare(p->update_a_multiplier, shift);
     for (j = 0; j < r; ++j) {
         for (k = 0; k < K; ++k) {
             const int32_t m =
                 rows == 1
                     ? tl_shl31((int32_t)lora->dh[j] * ((int32_t)input[k] + p->input_offset), ea)
                     : (int32_t)tl_normalize_value(tl_ga_entry(p, lora->dh, input, j, k), ea, 31);
-            tl_emit(opt, &lora->da, j * K + k,
-                    tl_requantize_single(m, p->update_a_multiplier, shift));
+            tl_emit(opt, &lora->da, j * K + k, tl_rescale_apply(&q, m));
         }
     }
 }
@@ -621,9 +689,9 @@ tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *op
                     d[k] = 0;
                 }
                 for (c = 0; c < C; ++c) {
-                    const int32_t gs =
-                        tl_requantize_single(grad[(size_t)row * (size_t)C + (size_t)c],
-                                             p->input_ratio.multiplier[c], p->input_ratio.shift[c]);
+                    const int32_t gs = tl_requantize_single_inline(
+                        grad[(size_t)row * (size_t)C + (size_t)c], p->input_ratio.multiplier[c],
+                        p->input_ratio.shift[c]);
                     const int8_t *w = p->weights + (size_t)c * (size_t)K;
                     if (gs == 0) {
                         continue;
@@ -640,7 +708,7 @@ tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *op
                 }
                 if (lora != NULL) {
                     for (j = 0; j < r; ++j) {
-                        const int32_t ds = tl_requantize_single(
+                        const int32_t ds = tl_requantize_single_inline(
                             (int32_t)lora->dh[(size_t)row * (size_t)r + (size_t)j],
                             p->to_input_multiplier, dh_shift);
                         const int8_t *a = lora->a8 + (size_t)j * (size_t)K;
