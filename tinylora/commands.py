@@ -298,8 +298,8 @@ def cmd_verify(args) -> int:
                 result = verify_forward(target, args.model, args.forward, args.seed, keep, command, backend)
             else:
                 result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
-                                recompute=args.recompute, density=args.density, seed=args.seed,
-                                keep=keep, lr=args.lr, command=command, backend=backend)
+                                recompute=args.recompute, density=args.density, seed=args.seed, keep=keep,
+                                lr=args.lr, command=command, backend=backend, loss=args.loss or "xent")
         except emulate.EmulationError as e:
             print(f"target {target}: {e}")
             failed = True
