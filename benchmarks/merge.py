@@ -32,7 +32,7 @@ from support import oracles, zoo  # noqa: E402
 
 import tinylora  # noqa: E402
 from tinylora import LoRAConfig, Trainer, datasets, tasks  # noqa: E402
-from tinylora.merge import delta_real  # noqa: E402
+from tinylora.formats.tflite_merge import delta_real  # noqa: E402
 from tinylora.ref import lora  # noqa: E402
 
 

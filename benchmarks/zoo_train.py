@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=0.2)
-    p.add_argument("--ae-lr", type=float, default=300.0)
+    p.add_argument("--ae-lr", type=float, default=0.004,
+                   help="autoencoder (MSE) learning rate (default 0.004, the Trainer's default)")
     p.add_argument("--mobilenet-lr", type=float, default=0.02)
     args = p.parse_args(argv)
     args.train, args.test, args.epochs = (32, 32, 1) if args.quick else (96, 64, 3)

@@ -8,7 +8,8 @@ from support.gradcase import gradient_case
 
 import tinylora
 from tinylora import datasets
-from tinylora.codegen.step import plan_step
+from tinylora.codegen import step as step_module
+from tinylora.codegen.step import generate_step, plan_step
 from tinylora.errors import ConfigError, InputError
 from tinylora.formats.adapter import Adapter
 from tinylora.ref import lora, quant
@@ -269,14 +270,14 @@ def test_mse_gradients_agree_with_float_autodiff(seed):
         assert cos >= 0.99, (layer, name, cos)
 
 
-def test_mse_loss_value_and_learning():
+def test_mse_loss_value_and_learning(monkeypatch):
     rng = np.random.default_rng(3)
     mb = randmodel.random_model(rng, "mlp", widths=[24, 6], softmax=False, edge="none")
     m = tinylora.load_tflite(mb)
     x = randmodel.random_input(rng, mb, 32)
     with pytest.raises(ConfigError, match="not SOFTMAX.*loss='mse'"):
         Trainer(m)
-    t = Trainer(m, LoRAConfig(rank=2, loss="mse"), lr=0.05, calibration=x)
+    t = Trainer(m, LoRAConfig(rank=2, loss="mse"), lr=0.008, calibration=x)
     assert t.config.loss == "mse" and Trainer(m, loss="mse").loss == "mse"
     target = np.clip(m.forward(x[:1])[0].astype(int) + 40, -128, 127).astype(np.int8)
     s = float(m.layers[t.logits_layer].output_q.scale[0])
@@ -288,7 +289,10 @@ def test_mse_loss_value_and_learning():
     assert losses[-1] < 0.5 * int(first), (int(first), losses[-5:])
     with pytest.raises(InputError, match="int8 target"):
         t.step(x[0], 3)
-    with pytest.raises(ConfigError, match="no 'mse' loss yet"):
+    c_step = generate_step(t)["tl_train.c"]
+    assert "tl_mse_grad_s8(&tl_train_mse, 6," in c_step and "tl_xent_grad_s8" not in c_step
+    monkeypatch.setattr(step_module, "MSE_MAX_OUTPUTS", 5)
+    with pytest.raises(ConfigError, match="6 outputs.*at most 5"):
         plan_step(t)
 
 

@@ -46,7 +46,7 @@ from tinylora.ref.adapted import AdaptedLayer
 from tinylora.ref.config import LoRAConfig
 from tinylora.ref.layers import Conv2D, FullyConnected, QuantParams
 from tinylora.ref.lora import sparsify
-from tinylora.ref.loss import LOSS_LUT, xent_grad
+from tinylora.ref.loss import LOSS_LUT, mse_constants, mse_grad, xent_grad
 from tinylora.ref.schedule import ScheduleOp
 from tinylora.ref.softmax import softmax_int8, softmax_params
 from tinylora.ref.trainer import Trainer
@@ -344,6 +344,44 @@ class LossCase:
         bad.compare(f"loss#{n} probs", r.int8(f"loss_p_{n:x}"), self.probs)
         bad.compare(f"loss#{n} g", _i16(r, f"loss_g_{n:x}"), self.g)
         bad.compare(f"loss#{n} loss", r.int32(f"loss_q10_{n:x}"), [self.loss])
+
+
+class MseCase:
+    """loss.mse_grad: random output counts (up to past the 255-output mark), scales and
+    targets; edge cases put outputs and targets at opposite int8 ends (|g| = 255)."""
+    kernel = "mse"
+
+    def __init__(self, n: int, seed: int, edge: bool):
+        rng = np.random.default_rng(seed)
+        self.n = n
+        self.count = int(rng.integers(1, 700)) if n % 5 else 1
+        _, self.q = mse_constants(float(_loguniform(rng, 1e-4, 0.5)), self.count)
+        self.y = _int8(rng, (self.count,), edge)
+        self.t = _int8(rng, (self.count,), edge)
+        if edge:
+            self.y[: self.count // 2], self.t[: self.count // 2] = 127, -128
+        if n % 7 == 3:
+            self.t = self.y.copy()   # a perfect output: gradient and loss 0
+        self.g, self.loss = mse_grad(self.y, self.t, self.q)
+
+    def emit(self, prog):
+        n, c = self.n, self.count
+        prm = prog.name(f"mprm{n}")
+        prog.decl(f"static const tl_mse_params {prm} = {{{lit(self.q[0])}, {lit(self.q[1])}}};")
+        y = prog.const(f"my{n}", "int8_t", self.y)
+        t = prog.const(f"mt{n}", "int8_t", self.t)
+        grad = prog.buffer(f"mg{n}", "int16_t", c)
+        prog.function(f"mse_{n}", [
+            "int32_t loss = -1;",
+            f"CHECK(\"mse\", {n}, tl_mse_grad_s8(&{prm}, {c}, {y}, {t}, {grad}, &loss));",
+            f"rep_i16(\"mse_g\", {n}, {grad}, {c});",
+            f"rep_one(\"mse_q10\", {n}, loss);",
+        ])
+
+    def check(self, r, bad):
+        n = self.n
+        bad.compare(f"mse#{n} g", _i16(r, f"mse_g_{n:x}"), self.g)
+        bad.compare(f"mse#{n} loss", r.int32(f"mse_q10_{n:x}"), [self.loss])
 
 
 class _StandIn:
@@ -1176,6 +1214,7 @@ class Suite:
             "normalize": _normalize_cases(),
             "forward": [ForwardCase(i, s, edge=i % 4 == 0) for i, s in enumerate(_seeds("forward"))],
             "loss": [LossCase(i, s, edge=i % 3 == 0) for i, s in enumerate(_seeds("loss"))],
+            "mse": [MseCase(i, s, edge=i % 3 == 0) for i, s in enumerate(_seeds("mse"))],
             "backward": _backward_cases(),
             "update": _update_cases(),
             "crc": [CrcCase(i, s) for i, s in enumerate(_seeds("crc", 8))],
@@ -1216,6 +1255,10 @@ def _status_checks() -> list[str]:
         ("loss_label", "tl_xent_grad_s8(&sm, 4, x, 4, y, g, &loss)", 3),
         ("loss_classes", "tl_xent_grad_s8(&sm, 0, x, 0, y, g, &loss)", 2),
         ("loss_null", "tl_xent_grad_s8(NULL, 4, x, 0, y, g, &loss)", 1),
+        ("mse_count0", "tl_mse_grad_s8(&mp, 0, x, y, g, &loss)", 2),
+        ("mse_count_big", "tl_mse_grad_s8(&mp, TL_MSE_MAX_OUTPUTS + 1, x, y, g, &loss)", 2),
+        ("mse_null", "tl_mse_grad_s8(&mp, 4, x, NULL, g, &loss)", 1),
+        ("mse_ok", "tl_mse_grad_s8(&mp, 4, x, y, g, &loss)", 0),
         ("bwd_exponent", "tl_lora_backward_s8(&p, &opt, x, y, g, 1 << 21, NULL, dx, gi, &e)", 3),
         ("bwd_no_dx", "tl_lora_backward_s8(&p, &opt, x, y, g, 0, NULL, NULL, gi, &e)", 1),
         ("bwd_sparse_accum", "tl_lora_backward_s8(&p, &opt_acc, x, y, g, 0, &ts, dx, gi, &e)", 3),
@@ -1246,6 +1289,7 @@ def _status_checks() -> list[str]:
         "                    1 << 30, 0, {qm, qs}, {qm, qs}, 1 << 30, 0, 1 << 30, 0, 1 << 30, 0};",
         "tl_lora_params q;",
         "const tl_softmax_params sm = {1 << 30, 20, -100};",
+        "const tl_mse_params mp = {1 << 30, -3};",
         "const tl_optim_params opt = {0, 0, 0, 0}, opt_acc = {1, 0, 0, 0}, opt_mom = {0, 0, 1 << 30, 0},"
         " opt_neg = {0, -1, 0, 0};",
         "const tl_lora_tensors ts = {a, b, h, dh, {NULL, pairs, 2, NULL}, {acc, NULL, 0, NULL}};",
@@ -1315,7 +1359,7 @@ def _check_group(suite, report, group: str) -> None:
     assert not bad, f"{len(bad)} mismatches:\n" + "\n".join(bad[:30])
 
 
-@pytest.mark.parametrize("group", ["normalize", "forward", "loss", "backward", "update", "crc",
+@pytest.mark.parametrize("group", ["normalize", "forward", "loss", "mse", "backward", "update", "crc",
                                    "checkpoint", "store"])
 def test_kernels_match_numpy(outcome, suite, group):
     target, report = outcome

@@ -264,3 +264,23 @@ def test_cli_verify_own_model(tmp_path, capsys):
                      "--recompute", "all", "--keep", str(tmp_path / "keep")]) == 0
     assert "0 differ" in capsys.readouterr().out
     assert (tmp_path / "keep" / "model.c").is_file() and (tmp_path / "keep" / "model.h").is_file()
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4"])
+def test_cli_verify_mse(target, tmp_path, capsys):
+    """``--loss mse``: int8 targets instead of labels, tl_mse_grad_s8 in the step, every byte
+    equal to numpy (the zoo autoencoder: benchmarks and the report)."""
+    _require(target)
+    path = tmp_path / "reg.tflite"
+    path.write_bytes(random_model(np.random.default_rng(6), "mlp", widths=[24, 6], softmax=False, edge="none"))
+    keep = tmp_path / "keep"
+    assert cli.main(["verify", "--target", target, "--model", str(path), "--steps", "8", "--loss", "mse",
+                     "--lr", "0.05", "--keep", str(keep)]) == 0
+    out = capsys.readouterr().out
+    assert "0 differ" in out and "compared 0 " not in out, out
+    step = (keep / "model.c").read_text()
+    assert "tl_mse_grad_s8(&model_mse, 6," in step and "tl_xent_grad_s8" not in step
+    assert "const int8_t *target" in (keep / "model.h").read_text()
+    # the bundled classifier has no MSE: refused with the reason, before any build
+    assert cli.main(["verify", "--target", target, "--loss", "mse", "--steps", "2"]) == 2
+    assert "the bundled model is a classifier" in capsys.readouterr().err

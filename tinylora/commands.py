@@ -300,7 +300,8 @@ def cmd_verify(args) -> int:
             else:
                 result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
                                 recompute=args.recompute, density=args.density, seed=args.seed, keep=keep,
-                                lr=args.lr, command=command, backend=backend, targets=getattr(args, "targets", None))
+                                lr=args.lr, command=command, backend=backend,
+                                targets=getattr(args, "targets", None), loss=args.loss or "xent")
         except emulate.EmulationError as e:
             print(f"target {target}: {e}")
             failed = True

@@ -261,36 +261,42 @@ def lora_targets(model, spec: str | None) -> tuple | None:
 
 def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
                density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
-               prefix: str = "model", targets: str | None = None, **trainer_args) -> Case:
-    """Any supported model on random int8 inputs and random labels (seeded); ``targets`` as
+               prefix: str = "model", targets: str | None = None, loss: str = "xent",
+               **trainer_args) -> Case:
+    """Any supported model on random int8 inputs and random labels (seeded): class numbers,
+    or for loss='mse' int8 targets in the output's quantization; ``targets`` as
     :func:`lora_targets` reads it."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (steps,) + tuple(model.input_shape)).astype(np.int8)
-    config = LoRAConfig(rank=rank, loss="xent", targets=lora_targets(model, targets))
+    config = LoRAConfig(rank=rank, loss=loss, targets=lora_targets(model, targets))
     trainer = Trainer(model, config, lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64], **trainer_args)
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
-    y = rng.integers(0, classes, steps)
+    y = (rng.integers(0, classes, steps) if loss == "xent"
+         else rng.integers(-128, 128, (steps, classes)).astype(np.int8))
     return Case(prefix, trainer, VectorSet(x, y),
-                f"random inputs and labels, LoRA on {targets or 'the default targets'}, rank "
-                f"{rank}, recompute {recompute}, density "
-                f"{density}, lr {lr}, seed {seed}")
+                f"random inputs and {'labels' if loss == 'xent' else 'int8 targets'}, loss {loss}, "
+                f"LoRA on {targets or 'the default targets'}, rank {rank}, recompute {recompute}, "
+                f"density {density}, lr {lr}, seed {seed}")
 
 
 def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: str = "none",
            density: float | None = None, seed: int = 0, keep: Path | str | None = None,
            lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable",
-           targets: str | None = None) -> VerifyResult:
+           targets: str | None = None, loss: str = "xent") -> VerifyResult:
     """One model (a path, a :class:`tinylora.Model`, or None for the bundled example) trained
     ``steps`` steps in C on ``target`` and in numpy, with LoRA on ``targets``
     (:func:`lora_targets`); see the module docstring."""
     if steps < 1:
         raise InputError("steps must be >= 1")
     if model is None:
+        if loss != "xent":
+            raise InputError(f"--loss {loss}: the bundled model is a classifier (xent); give "
+                             "--model with a regression or reconstruction model")
         case = example_case(steps, rank, recompute, density, seed, lr, targets=targets)
     else:
         m = model if hasattr(model, "layers") else load_tflite(model)
-        case = model_case(m, steps, rank, recompute, density, seed, lr, targets=targets)
+        case = model_case(m, steps, rank, recompute, density, seed, lr, targets=targets, loss=loss)
     if keep is not None:
         return run_cases(target, [case], Path(keep), command, backend=backend)
     with tempfile.TemporaryDirectory(prefix="tinylora-verify-") as tmp:

@@ -5,6 +5,7 @@
  *   tl_normalize*          lora.normalize (block floating point)
  *   tl_lora_forward_s8     lora.lora_forward (FULLY_CONNECTED, or 1x1 CONV_2D per pixel)
  *   tl_xent_grad_s8        loss.xent_grad (int8 softmax, gradient, Q10 loss)
+ *   tl_mse_grad_s8         loss.mse_grad (output minus target, its exponent, Q10 loss)
  *   tl_lora_backward_s8    train.Trainer._op_backward for FULLY_CONNECTED / 1x1 CONV_2D
  *   tl_update_s16          train.Trainer._op_update / _apply / sparsify
  * The specification is docs/numerics.md.
@@ -150,6 +151,23 @@ tl_status tl_lora_forward_s8(const tl_lora_params *p, const int8_t *input, const
  * *loss_q10 = tl_loss_lut_q10[probs[label] + 128]. classes in [1, 4095]. */
 tl_status tl_xent_grad_s8(const tl_softmax_params *params, int32_t classes, const int8_t *logits,
                           int32_t label, int8_t *probs, int16_t *grad, int32_t *loss_q10);
+
+/* The MSE loss's constant: the Q10 loss multiplier of loss.mse_constants
+ * (real = multiplier * 2^(shift - 31)). */
+typedef struct {
+    int32_t loss_multiplier;
+    int32_t loss_shift;
+} tl_mse_params;
+
+#define TL_MSE_MAX_OUTPUTS 33025 /* sum((y - t)^2) <= 255^2 * count stays in int32 */
+
+/* loss.mse_grad for one sample of `count` int8 outputs and their int8 targets (in the
+ * output's quantization): grad[i] = output[i] - target[i] (exponent 0, scale 2 * s_y: the
+ * gradient of the summed squared error, as docs/numerics.md states), *loss_q10 =
+ * rescale(sum(grad^2), loss multiplier) (the mean squared error in Q10, for logs).
+ * count in [1, TL_MSE_MAX_OUTPUTS]. */
+tl_status tl_mse_grad_s8(const tl_mse_params *params, int32_t count, const int8_t *output,
+                         const int8_t *target, int16_t *grad, int32_t *loss_q10);
 
 /* Trainer._op_backward for a FULLY_CONNECTED / 1x1 CONV_2D layer.
  *   input     act(i-1), the layer's input [in_h][in_w][K]

@@ -330,6 +330,29 @@ tl_status tl_xent_grad_s8(const tl_softmax_params *params, int32_t classes, cons
     return TL_OK;
 }
 
+tl_status tl_mse_grad_s8(const tl_mse_params *params, int32_t count, const int8_t *output,
+                         const int8_t *target, int16_t *grad, int32_t *loss_q10)
+{
+    int32_t i;
+    uint32_t total = 0u;
+    if (params == NULL || output == NULL || target == NULL || grad == NULL || loss_q10 == NULL) {
+        return TL_ERR_NULL;
+    }
+    if (count < 1 || count > TL_MSE_MAX_OUTPUTS) {
+        return TL_ERR_SHAPE;
+    }
+    for (i = 0; i < count; ++i) {
+        const int32_t g = (int32_t)output[i] - (int32_t)target[i];
+        const uint32_t mag = (uint32_t)(g < 0 ? -g : g);
+        grad[i] = (int16_t)g;
+        total += mag * mag; /* <= 255^2 * TL_MSE_MAX_OUTPUTS < 2^31 */
+    }
+    *loss_q10 = total == 0u ? 0
+                            : tl_requantize_single((int32_t)total, params->loss_multiplier,
+                                                   params->loss_shift);
+    return TL_OK;
+}
+
 /* ------------------------------------------------------------------ gradient sinks */
 
 /* Is (ma, ia) a worse entry to keep than (mb, ib)? Smaller |delta|, or equal and a higher

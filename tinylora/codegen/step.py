@@ -62,6 +62,9 @@ __all__ = ["StepPlan", "plan_step", "generate_step", "generate_vectors", "expect
 
 FUNCTION = "tinylora.codegen.step.generate_step"
 
+MSE_MAX_OUTPUTS = 33025   # tl_train.h TL_MSE_MAX_OUTPUTS: 255^2 * n fits int32
+
+
 @dataclass
 class StepPlan:
     """Everything the generated training step is, as values (no C text beyond expressions)."""
@@ -296,9 +299,10 @@ def _step_ops(sp: StepPlan, life: _Lifetimes, frozen_steps: dict) -> None:
             grad = life.write(BufferName.grad(i), t)
             exponents.append(f"exp_grad{i}")
             sp.logits_offset = logits.offset
-            sp.ops.append({"kind": "loss", "comment": comment, "logits": _at(logits),
-                           "probs": _at(life.write("probs", t)), "grad": _at(grad),
-                           "exponent": f"exp_grad{i}", "classes": sp.classes})
+            probs = _at(life.write("probs", t)) if tr.loss == "xent" else None
+            sp.ops.append({"kind": "loss", "loss": tr.loss, "comment": comment, "logits": _at(logits),
+                           "probs": probs, "grad": _at(grad), "exponent": f"exp_grad{i}",
+                           "classes": sp.classes})
         elif op.op == "backward":
             if is_chain_path(model.layers[i]):
                 sp.ops.append(_chain_backward(sp, life, t, op, comment))
@@ -321,9 +325,14 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
     """The generated step's constants, buffers and calls for ``trainer`` and its arena ``plan``
     (default: :func:`tinylora.planning.arena.plan_trainer`, no budget check)."""
     prefix = c_identifier(prefix)
-    if trainer.loss != "xent":
-        raise ConfigError(f"the C generator has no {trainer.loss!r} loss yet (the numpy "
-                          "reference trains it: Trainer.step/fit); generate with loss='xent'")
+    if trainer.model.input_dtype != "INT8":
+        raise ConfigError(f"the model takes {trainer.model.input_dtype.lower()} input (a QUANTIZE "
+                          "first); the generated training step takes int8 input only: train it in "
+                          "numpy, or convert the model with inference_input_type=tf.int8")
+    outputs = int(np.prod(trainer.model.layers[trainer.logits_layer].output_shape))
+    if trainer.loss == "mse" and outputs > MSE_MAX_OUTPUTS:
+        raise ConfigError(f"the model has {outputs} outputs; the C MSE loss sums squared int8 "
+                          f"errors in int32, so at most {MSE_MAX_OUTPUTS}: train this model in numpy")
     plan = plan if plan is not None else plan_trainer(trainer)
     if list(plan.ops) != [str(op) for op in trainer.schedule]:
         raise InputError("the arena plan was made for another schedule than this trainer's")
@@ -397,8 +406,10 @@ def _context(sp: StepPlan, command: str | None) -> dict:
         "input_offset": sp.input_offset, "logits_offset": sp.logits_offset,
         "persistent": sp.persistent, "adapters": sp.adapters,
         "arrays": [a.context() for a in sp.arrays], "lora_params": sp.lora_params,
+        "loss": t.loss, "label_decl": "const int8_t *target" if t.loss == "mse" else "int32_t label",
         "softmax": {"input_multiplier": t.softmax[0], "input_left_shift": t.softmax[1],
-                    "diff_min": t.softmax[2]},
+                    "diff_min": t.softmax[2]} if t.loss == "xent" else None,
+        "mse": {"loss_multiplier": t.mse_q[0], "loss_shift": t.mse_q[1]} if t.loss == "mse" else None,
         "optim": {"accumulate": int(t.accum_steps > 1), "threshold": t.grad_threshold,
                   "momentum_multiplier": c_int(t.momentum_q[0]), "momentum_shift": c_int(t.momentum_q[1])},
         "ops": sp.ops, "predict_ops": sp.predict_ops, "exponents": sp.exponents,

@@ -19,8 +19,9 @@ VECTORS_FUNCTION = "tinylora.codegen.vectors.generate_vectors"
 
 @dataclass
 class VectorSet:
-    """Samples to train on (full model inputs, int8) and their labels; ``restore_at``: the
-    step after which the runner saves a checkpoint, re-initialises and restores it."""
+    """Samples to train on (full model inputs, int8) and their labels: class numbers, or for
+    loss='mse' int8 targets in the output's quantization, one row per sample; ``restore_at``:
+    the step after which the runner saves a checkpoint, re-initialises and restores it."""
     inputs: np.ndarray
     labels: np.ndarray
     restore_at: int | None = None
@@ -28,7 +29,9 @@ class VectorSet:
 
     def __post_init__(self):
         self.inputs = np.asarray(self.inputs, np.int8)
-        self.labels = np.asarray(self.labels, np.int64).reshape(-1)
+        labels = np.asarray(self.labels)
+        self.labels = (labels.astype(np.int8).reshape(len(labels), -1) if labels.ndim > 1
+                       else labels.astype(np.int64).reshape(-1))
         if len(self.inputs) != len(self.labels) or len(self.labels) == 0:
             raise InputError("need one label per sample, and at least one sample")
         if self.restore_at is None:
@@ -53,13 +56,21 @@ def generate_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_tra
         c_identifier(arena)
     x, _ = trainer.model._check_input(vectors.inputs)
     n = len(vectors.labels)
+    targets = vectors.labels.ndim > 1
+    if targets != (trainer.loss == "mse"):
+        raise InputError(f"loss {trainer.loss!r} takes " + ("int8 targets, one row per sample"
+                         if trainer.loss == "mse" else "class numbers") + " as labels")
     return render("c/train_vectors.c.j2",
                   header=provenance(VECTORS_FUNCTION, command,
                                     [f"{n} training steps on embedded samples; compared with "
                                      "tinylora.ref.trainer.Trainer.step byte for byte."]),
                   prefix=prefix, macro=prefix.upper(), count=n,
                   inputs=c_array_rows(x.reshape(n, -1)),
-                  labels=c_array_rows(vectors.labels),
+                  labels=c_array_rows(vectors.labels.reshape(n, -1)),
+                  label_ctype="int8_t" if targets else "int32_t",
+                  label_count=f"{n} * {prefix.upper()}_CLASSES" if targets else str(n),
+                  label_arg=(f"{prefix}_vec_labels + (size_t)i * {prefix.upper()}_CLASSES" if targets
+                             else f"{prefix}_vec_labels[i]"),
                   restore_at=int(vectors.restore_at), predict=int(vectors.predict),
                   arena=arena or "NULL", extern_arena=arena,
                   names=_names(prefix),
@@ -68,6 +79,13 @@ def generate_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_tra
                            for i, ad in sorted(trainer.adapters.items()) for p in "AB"],
                   scratch_s16=max(int(ad.arrays[p].size) for ad in trainer.adapters.values()
                                   for p in "AB"))
+
+
+def _label(trainer: Trainer, label: np.ndarray):
+    """A class number, or an int8 target row in the output's shape (loss='mse')."""
+    if label.ndim == 0:
+        return int(label)
+    return label.reshape(trainer.model.layers[trainer.logits_layer].output_shape)
 
 
 def generate_shared_arena(name: str, size: int, command: str | None = None) -> str:
@@ -88,7 +106,7 @@ def expected_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_tra
         if i == vectors.restore_at:
             out[names["ckpt_mid"]] = trainer.checkpoint()
             out[names["restore"]] = np.int32(0).tobytes()
-        result = trainer.step(x[i: i + 1], int(label))
+        result = trainer.step(x[i: i + 1], _label(trainer, label))
         out[f"{names['logits']}_{i:x}"] = result.logits.tobytes()
         out[f"{names['loss']}_{i:x}"] = np.int32(result.loss).astype("<i4").tobytes()
     if vectors.restore_at >= len(vectors.labels):

@@ -258,8 +258,9 @@ def _step_buffer_shapes(trainer) -> dict[str, tuple[str, tuple, str]]:
 def _op_scratch(trainer, op, sparse: bool):
     """Op-internal scratch the C kernels use (numpy keeps these in temporaries)."""
     layers = trainer.model.layers
-    if op.op == "loss":
-        return [("probs", "int8", layers[op.layer].output_shape, "softmax probabilities")]
+    if op.op == "loss":   # MSE reads the caller's target and needs no scratch
+        return [("probs", "int8", layers[op.layer].output_shape, "softmax probabilities")] \
+            if trainer.loss == "xent" else []
     if op.op != "backward" or layers[op.layer].kind == "RESHAPE":
         return []
     layer = layers[op.layer]

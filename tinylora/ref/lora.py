@@ -35,7 +35,8 @@ MASTER_MIN, MASTER_MAX = -(1 << 15), (1 << 15) - 1
 ACCUM_FRAC_BITS = 8           # update accumulators hold master units * 2^8 (int32)
 GRAD_BITS = 15                # gradient mantissas fit int16
 A_INIT = 64                   # A starts uniform in [-64, 64] (half the int8 range: room to grow)
-H_TARGET = 32.0               # the intermediate h is scaled so its typical magnitude is ~32
+H_SIGMAS = 3.0                # h's int8 range holds this many standard deviations of u = x_off . A
+                              # when every entry of A has grown to its int8 bound (+-127)
 
 
 def normalize(x, bits: int = GRAD_BITS) -> tuple[np.ndarray, int]:
@@ -131,16 +132,22 @@ def choose_scales(layer: Layer, rank: int, alpha: float, rms_x_off: float) -> tu
     """(s_A, s_B, s_h) for a layer; documented in docs/numerics.md.
 
     A starts uniform with real bound 1/sqrt(depth) (Kaiming-uniform, as float LoRA) on
-    [-64, 64]. h is scaled so that a typical |u| lands near H_TARGET. B's scale lets a
-    full-range B move the output by about its whole int8 range.
+    [-64, 64]. s_h leaves h room for A's growth: the int8 range of h holds H_SIGMAS standard
+    deviations of u even when every entry of A sits at +-127 (u's rms is then
+    sqrt(depth) * 127 * rms(x_off)); at initialisation typical |h| is about 12. A linear merge
+    of W + BA cannot clamp h, so an h that saturates is an adapter no merge can reproduce.
+    B's scale lets a full-range B move the output by about its whole int8 range for h at its
+    initial typical size.
     """
     depth = layer.weights.shape[-1]
     s_x = float(layer.input_q.scale[0])
     s_a = 1.0 / math.sqrt(depth) / A_INIT
-    u_rms = math.sqrt(depth) * (A_INIT / math.sqrt(3)) * max(rms_x_off, 1.0)
-    s_h = s_x * s_a * u_rms / H_TARGET
+    rms = max(rms_x_off, 1.0)
+    h_typical = s_x * s_a * math.sqrt(depth) * (A_INIT / math.sqrt(3)) * rms   # real |h| at init
+    u_rms_full = math.sqrt(depth) * 127 * rms       # u's rms with every entry of A at +-127
+    s_h = s_x * s_a * H_SIGMAS * u_rms_full / 127
     s_y = float(layer.output_q.scale[0])
-    s_b = s_y * 128 / ((alpha / rank) * s_h * 127 * H_TARGET * math.sqrt(rank))
+    s_b = s_y * 128 / ((alpha / rank) * h_typical * 127 * math.sqrt(rank))
     return s_a, s_b, s_h
 
 

@@ -58,10 +58,13 @@ def choose_loss(requested: str | None, last_kind: str) -> str:
 
 
 def mse_constants(out_scale: float, n: int) -> tuple[float, tuple[int, int]]:
-    """(real dL/dy per gradient unit, Q10 loss multiplier) of L = mean((y - t)^2) over ``n``
-    outputs of scale ``out_scale``: g = y_q - t_q (int8 units), dL/dy = 2 s g / n, and
-    loss_q10 = sum(g^2) * s^2 * 2^10 / n (one rounding, from the integer sum)."""
-    return 2.0 * out_scale / n, quantize_multiplier(out_scale * out_scale * (1 << LOSS_FRAC_BITS) / n)
+    """(real dL/dy per gradient unit, Q10 loss multiplier) of MSE over ``n`` outputs of scale
+    ``out_scale``: g = y_q - t_q (int8 units, exponent 0, as the cross-entropy gradient). The
+    gradient is the summed squared error's, dL/dy = 2 s g, not the mean's 2 s g / n: a mean
+    would shrink every step by the output count (640 on the MLPerf autoencoder) and tie the
+    learning rate to it. The reported loss stays the mean, loss_q10 = sum(g^2) * s^2 * 2^10 / n
+    (one rounding, from the integer sum)."""
+    return 2.0 * out_scale, quantize_multiplier(out_scale * out_scale * (1 << LOSS_FRAC_BITS) / n)
 
 
 def mse_grad(y, target, loss_q) -> tuple[np.ndarray, int]:
