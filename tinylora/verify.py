@@ -253,6 +253,8 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
     """Any supported model on random int8 inputs and random labels (seeded)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (steps,) + tuple(model.input_shape)).astype(np.int8)
+    if model.input_dtype != "INT8":   # float32 or uint8 ends: the model's own input type
+        x = _end_inputs(model, rng, steps)
     trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64], **trainer_args)
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
@@ -260,6 +262,13 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
     return Case(prefix, trainer, VectorSet(x, y),
                 f"random inputs and labels, rank {rank}, recompute {recompute}, density "
                 f"{density}, lr {lr}, seed {seed}")
+
+
+def _end_inputs(model, rng, n: int) -> np.ndarray:
+    shape = (n,) + tuple(model.input_shape)
+    if model.input_dtype == "UINT8":
+        return rng.integers(0, 256, shape).astype(np.uint8)
+    return (rng.standard_normal(shape) * 2).astype(np.float32)
 
 
 def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: str = "none",

@@ -230,6 +230,14 @@ def require_c_backward(trainer) -> None:
     """The C runtime's backward covers FULLY_CONNECTED, 1x1 CONV_2D and plain RESHAPE (issue
     11's other backward ops run in the numpy reference only): ConfigError naming each layer
     between the adapters and the loss that the generated step could not train through."""
+    model = trainer.model
+    if model.input_dtype != "INT8":
+        first = next(l for l in model.layers if model.input_tensor in l.inputs)
+        raise ConfigError(f"the model takes {model.input_dtype.lower()} input (op {first.index} "
+                          f"{first.kind} converts it to int8): the generated training step takes "
+                          "int8 input only; the generated forward runs it (tinylora verify "
+                          "--forward), and Trainer trains it in numpy. To train in C, convert with "
+                          "inference_input_type=tf.int8")
     bad = [trainer.model.layers[i] for i in trainer.tainted
            if not is_chain_path(trainer.model.layers[i])]
     if bad:

@@ -17,8 +17,9 @@ class HeadMixin:
     def _setup_head(self, loss: str | None) -> None:
         layers = self.model.layers
         last = len(layers) - 1
-        if layers[last].kind == "DEQUANTIZE":   # a float end: the loss is taken on its int8
-            last -= 1                            # input, in that tensor's real scale
+        if layers[last].kind == "DEQUANTIZE" or (   # a float or uint8 end: the loss is taken
+                layers[last].kind == "QUANTIZE" and layers[last].output_dtype == "UINT8"):
+            last -= 1                            # on its int8 input, in that tensor's scale
         self.loss = choose_loss(loss, layers[last].kind)
         beta = 1.0
         if isinstance(layers[last], Softmax):
@@ -32,6 +33,10 @@ class HeadMixin:
         self.logits_layer = last
         self.beta = beta
         out_q = layers[last].output_q
+        if self.loss == "xent" and int(np.prod(layers[last].output_shape)) < 2:
+            raise ConfigError("loss='xent' needs at least 2 classes, but the model has one "
+                              "output: a regression model; train it with loss='mse' (targets "
+                              "in the output space)")
         if self.loss == "xent":
             self.softmax = softmax_params(float(out_q.scale[0]), beta)
             self.loss_scale = beta / 256.0   # real dL/dlogit per gradient unit
