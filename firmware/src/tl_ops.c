@@ -504,9 +504,9 @@ tl_status tl_quantize_s8_u8(const tl_quantize_params *params, int32_t n, const i
         return TL_ERR_PARAM;
     }
     for (i = 0; i < n; ++i) {
-        const int8_t v = tl_requantize_s8((int32_t)input[i] + params->input_offset,
-                                          params->multiplier, params->shift,
-                                          params->output_offset - 128, -128, 127);
+        const int8_t v =
+            tl_requantize_s8((int32_t)input[i] + params->input_offset, params->multiplier,
+                             params->shift, params->output_offset - 128, -128, 127);
         output[i] = (uint8_t)((int32_t)v + 128);
     }
     return TL_OK;

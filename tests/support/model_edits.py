@@ -10,6 +10,9 @@
   RESHAPE's output gets its own scale and zero point (TFLM copies the bytes).
 - ``zero_pads``: a PAD whose paddings are all zero (MCUNet has many) before every ADD's
   second input.
+- ``drop_bias``: every CONV_2D and FULLY_CONNECTED without a bias (input -1), as converters
+  write a layer without one (Keras folds BatchNormalization into a bias). Not depthwise:
+  the tflite-micro package's interpreter crashes (SIGSEGV) on a DEPTHWISE_CONV_2D without bias.
 - ``svdf`` / ``lstm``: the first FULLY_CONNECTED relabelled SVDF / UNIDIRECTIONAL_SEQUENCE_LSTM
   (recurrent ops to refuse; TF's calibrator crashes on a real int8 LSTM here).
 """
@@ -112,6 +115,13 @@ def _zero_pads(model) -> None:
     sg.operators = out
 
 
+def _drop_bias(model) -> None:
+    sg = model.subgraphs[0]
+    for op in sg.operators:
+        if _code(model, op) in (OP.CONV_2D, OP.FULLY_CONNECTED) and len(op.inputs) > 2:
+            op.inputs = [op.inputs[0], op.inputs[1], -1]
+
+
 def _relabel(builtin):
     def fn(model) -> None:
         sg = model.subgraphs[0]
@@ -127,6 +137,7 @@ EDITS = {
     "new_shape_only": lambda data: edit(data, _new_shape_only),
     "negative_scales": lambda data: edit(data, _negative_scales),
     "zero_pads": lambda data: edit(data, _zero_pads),
+    "drop_bias": lambda data: edit(data, _drop_bias),
     "svdf": lambda data: edit(data, _relabel(OP.SVDF)),
     "lstm": lambda data: edit(data, _relabel(OP.UNIDIRECTIONAL_SEQUENCE_LSTM)),
 }

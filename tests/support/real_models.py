@@ -241,7 +241,7 @@ MODELS: dict[str, Entry] = {
     "kws_old_quantizer": Entry("kws_dscnn", new_quantizer=False),
     "resnet8_old_quantizer_float_io": Entry("ic_resnet8", io="float", new_quantizer=False),
     "kws_per_tensor": Entry("kws_dscnn", per_tensor=True),
-    "kws_logits_nobias": Entry("kws_logits_nobias"),
+    "kws_logits_nobias": Entry("kws_logits_nobias", edit="drop_bias"),
     "micro_speech_new_shape_only": Entry("micro_speech", calib_std=30.0, edit="new_shape_only"),
     "mcunet_like": Entry("mcunet_like"),
     "mcunet_like_negative_scales": Entry("mcunet_like", edit="negative_scales"),

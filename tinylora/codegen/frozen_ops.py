@@ -25,7 +25,7 @@ from tinylora.codegen import c_array_rows, c_comment
 from tinylora.errors import ModelError
 from tinylora.ref import activations, arith, pooling, tensor_ops
 from tinylora.ref.qparams import Quant
-from tinylora.ref.quant import activation_range, quantize_multiplier
+from tinylora.ref.quant import activation_range
 
 __all__ = ["OPS", "op_step", "dims4"]
 
@@ -157,9 +157,8 @@ def _elementwise(layer, shapes, arrays, tag) -> dict:
         call, ptype = "tl_dequantize_s8_f32", "tl_float_quant"
         params = {"scale": _c_float(q_in.scale), "zero_point": q_in.zero_point}
     elif kind == "QUANTIZE":   # int8 -> int8, or a uint8 end (its zero point in [0, 255])
-        s_in, z_in = float(layer.input_q.scale[0]), int(layer.input_q.zero_point[0])
-        s_out, z_out = float(layer.output_q.scale[0]), int(layer.output_q.zero_point[0])
-        m, e = quantize_multiplier(s_in / s_out)
+        z_in, z_out = int(layer.input_q.zero_point[0]), int(layer.output_q.zero_point[0])
+        m, e = tensor_ops.ends_params(layer.input_q, layer.output_q)
         call = {"UINT8": "tl_quantize_u8_s8"}.get(layer.input_dtype, "tl_quantize_s8")
         call = "tl_quantize_s8_u8" if layer.output_dtype == "UINT8" else call
         ptype = "tl_quantize_params"

@@ -226,11 +226,9 @@ class DagMixin:
         return {b: env[-1 if b == "x" else int(b[3:])] for b in need}
 
 
-def require_c_backward(trainer) -> None:
-    """The C runtime's backward covers FULLY_CONNECTED, 1x1 CONV_2D and plain RESHAPE (issue
-    11's other backward ops run in the numpy reference only): ConfigError naming each layer
-    between the adapters and the loss that the generated step could not train through."""
-    model = trainer.model
+def require_c_input(model) -> None:
+    """The generated training step takes int8 input: ConfigError naming the input end of a
+    model converted with a float32 or uint8 input."""
     if model.input_dtype != "INT8":
         first = next(l for l in model.layers if model.input_tensor in l.inputs)
         raise ConfigError(f"the model takes {model.input_dtype.lower()} input (op {first.index} "
@@ -238,6 +236,13 @@ def require_c_backward(trainer) -> None:
                           "int8 input only; the generated forward runs it (tinylora verify "
                           "--forward), and Trainer trains it in numpy. To train in C, convert with "
                           "inference_input_type=tf.int8")
+
+
+def require_c_backward(trainer) -> None:
+    """The C runtime's backward covers FULLY_CONNECTED, 1x1 CONV_2D and plain RESHAPE (issue
+    11's other backward ops run in the numpy reference only): ConfigError naming each layer
+    between the adapters and the loss that the generated step could not train through."""
+    require_c_input(trainer.model)
     bad = [trainer.model.layers[i] for i in trainer.tainted
            if not is_chain_path(trainer.model.layers[i])]
     if bad:
