@@ -13,6 +13,8 @@
 - ``drop_bias``: every CONV_2D and FULLY_CONNECTED without a bias (input -1), as converters
   write a layer without one (Keras folds BatchNormalization into a bias). Not depthwise:
   the tflite-micro package's interpreter crashes (SIGSEGV) on a DEPTHWISE_CONV_2D without bias.
+- ``conv_to_depthwise``: a CONV_2D over one input channel as DEPTHWISE_CONV_2D with a depth
+  multiplier (TFLM's micro_speech model).
 - ``svdf`` / ``lstm``: the first FULLY_CONNECTED relabelled SVDF / UNIDIRECTIONAL_SEQUENCE_LSTM
   (recurrent ops to refuse; TF's calibrator crashes on a real int8 LSTM here).
 """
@@ -122,6 +124,36 @@ def _drop_bias(model) -> None:
             op.inputs = [op.inputs[0], op.inputs[1], -1]
 
 
+def _conv_to_depthwise(model) -> None:
+    """A CONV_2D on one input channel rewritten as the DEPTHWISE_CONV_2D with depth_multiplier
+    = filters that it equals (TFLM's own micro_speech model has this form)."""
+    sg = model.subgraphs[0]
+    for op in sg.operators:
+        if _code(model, op) != OP.CONV_2D:
+            continue
+        w_t = sg.tensors[op.inputs[1]]
+        if w_t.shape[3] != 1:
+            continue
+        buf = _buffer(model, w_t)
+        w = np.frombuffer(bytes(buf.data), np.int8).reshape(w_t.shape)    # [O, H, W, 1]
+        buf.data = np.frombuffer(np.transpose(w, (3, 1, 2, 0)).copy().tobytes(), np.uint8).copy()
+        w_t.shape = [1, int(w.shape[1]), int(w.shape[2]), int(w.shape[0])]
+        w_t.quantization.quantizedDimension = 3
+        conv = op.builtinOptions
+        dw = schema.DepthwiseConv2DOptionsT()
+        dw.padding, dw.strideW, dw.strideH = conv.padding, conv.strideW, conv.strideH
+        dw.depthMultiplier = int(w.shape[0])
+        dw.fusedActivationFunction = conv.fusedActivationFunction
+        dw.dilationWFactor = dw.dilationHFactor = 1
+        op.builtinOptionsType = schema.BuiltinOptions.DepthwiseConv2DOptions
+        op.builtinOptions = dw
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = OP.DEPTHWISE_CONV_2D
+        code.version = 1
+        model.operatorCodes.append(code)
+        op.opcodeIndex = len(model.operatorCodes) - 1
+
+
 def _relabel(builtin):
     def fn(model) -> None:
         sg = model.subgraphs[0]
@@ -138,6 +170,7 @@ EDITS = {
     "negative_scales": lambda data: edit(data, _negative_scales),
     "zero_pads": lambda data: edit(data, _zero_pads),
     "drop_bias": lambda data: edit(data, _drop_bias),
+    "conv_to_depthwise": lambda data: edit(data, _conv_to_depthwise),
     "svdf": lambda data: edit(data, _relabel(OP.SVDF)),
     "lstm": lambda data: edit(data, _relabel(OP.UNIDIRECTIONAL_SEQUENCE_LSTM)),
 }

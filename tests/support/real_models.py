@@ -243,6 +243,7 @@ MODELS: dict[str, Entry] = {
     "kws_per_tensor": Entry("kws_dscnn", per_tensor=True),
     "kws_logits_nobias": Entry("kws_logits_nobias", edit="drop_bias"),
     "micro_speech_new_shape_only": Entry("micro_speech", calib_std=30.0, edit="new_shape_only"),
+    "micro_speech_depthwise": Entry("micro_speech", calib_std=30.0, edit="conv_to_depthwise"),
     "mcunet_like": Entry("mcunet_like"),
     "mcunet_like_negative_scales": Entry("mcunet_like", edit="negative_scales"),
     "mcunet_like_zero_pads": Entry("mcunet_like", edit="zero_pads"),
