@@ -257,6 +257,7 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
         x = _end_inputs(model, rng, steps)
     trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64], **trainer_args)
+    trainer.require_classes()
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
     y = rng.integers(0, classes, steps)
     return Case(prefix, trainer, VectorSet(x, y),

@@ -33,10 +33,6 @@ class HeadMixin:
         self.logits_layer = last
         self.beta = beta
         out_q = layers[last].output_q
-        if self.loss == "xent" and int(np.prod(layers[last].output_shape)) < 2:
-            raise ConfigError("loss='xent' needs at least 2 classes, but the model has one "
-                              "output: a regression model; train it with loss='mse' (targets "
-                              "in the output space)")
         if self.loss == "xent":
             self.softmax = softmax_params(float(out_q.scale[0]), beta)
             self.loss_scale = beta / 256.0   # real dL/dlogit per gradient unit
@@ -44,6 +40,15 @@ class HeadMixin:
             self.softmax = None
             n = int(np.prod(layers[last].output_shape))
             self.loss_scale, self.mse_q = mse_constants(float(out_q.scale[0]), n)
+
+    def require_classes(self) -> None:
+        """Cross-entropy over one output learns nothing (its softmax is always 1): refuse it
+        where a tool would pick 'xent' for the user (verify, gen)."""
+        if self.loss == "xent" and int(np.prod(self.model.layers[self.logits_layer]
+                                               .output_shape)) < 2:
+            raise ConfigError("loss='xent' needs at least 2 classes, but the model has one "
+                              "output: a regression model; train it with loss='mse' (targets "
+                              "in the output space)")
 
     def _label(self, label):
         """A class number (cross-entropy) or an int8 target of the output's shape (MSE)."""

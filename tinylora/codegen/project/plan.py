@@ -118,6 +118,7 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
         raise ConfigError(f"the C generator has no {trainer.loss!r} loss yet (the numpy "
                           "reference trains it: tinylora train --loss mse); gen needs a "
                           "classifier (loss 'xent')")
+    trainer.require_classes()
     classes = int(np.prod(model.output_shape))
     if np.any(y < 0) or np.any(y >= classes) or np.any(y > 255):
         raise InputError(f"labels must be class numbers in [0, {min(classes, 256)})")
