@@ -27,7 +27,7 @@ SUPPORTED = [n for n in real_models.MODELS if n not in real_models.REFUSED]
 # the training step refuses these, and its message must say why
 STEP_REFUSALS = {
     "hello_world_int8": "one output: a regression model",
-    "hello_world_float_io": "takes float32 input",
+    "hello_world_float_io": "one output: a regression model",
     "ad_float_io": "takes float32 input",
     "kws_uint8_io": "takes uint8 input",
     "kws_float_io": "takes float32 input",
@@ -143,4 +143,5 @@ def test_uint8_output_end_is_not_taken_as_the_logits(models):
     t = Trainer(m, LoRAConfig(rank=2, loss="xent"))
     assert m.layers[t.logits_layer].kind == "FULLY_CONNECTED"   # below SOFTMAX and QUANTIZE
     with pytest.raises(ConfigError, match="cannot join it"):
-        Trainer(load_tflite(models["mcunet_like_negative_scales"]), LoRAConfig(targets=(15,)))
+        Trainer(load_tflite(models["mcunet_like_negative_scales"]),
+                LoRAConfig(targets=(15,), loss="xent"))
