@@ -75,7 +75,8 @@ class DagMixin:
                 raise ConfigError(
                     f"layer {i} {layer.kind} ({short_name(layer.name)}) has negative weight scales "
                     "that do not fold into its weights (a weight of -128): no backward through it; "
-                    f"choose targets above layer {i}")
+                    f"choose targets above layer {i}, or re-quantize its weights to [-127, 127] "
+                    "(then the signs fold and it trains like any layer)")
 
     def _slots(self, i: int) -> list[tuple[int, int]]:
         """(input slot, source layer) of layer ``i`` whose source needs a gradient."""
