@@ -114,9 +114,11 @@ def test_generated_forward_equals_numpy_on_host(paths, name):
 
 def test_generated_forward_on_cortex_m4_uint8_ends_and_negative_scales(paths):
     require("cortex-m4")
-    for name in ("kws_uint8_io", "mcunet_like_negative_scales"):
-        result = verify_forward("cortex-m4", paths[name], inputs=6)
-        assert result.ok and result.differing_bytes == 0, (name, result.problems[:3])
+    runs = [("kws_uint8_io", "portable"), ("mcunet_like_negative_scales", "portable"),
+            ("mcunet_like_negative_scales", "cmsis-nn")]   # negative multipliers in CMSIS-NN
+    for name, backend in runs:
+        result = verify_forward("cortex-m4", paths[name], inputs=6, backend=backend)
+        assert result.ok and result.differing_bytes == 0, (name, backend, result.problems[:3])
 
 
 @pytest.mark.parametrize("name", C_STEP)
