@@ -43,9 +43,11 @@ class HeadMixin:
 
     def require_classes(self) -> None:
         """Cross-entropy over one output learns nothing (its softmax is always 1): refuse it
-        where a tool would pick 'xent' for the user (verify, gen)."""
-        if self.loss == "xent" and int(np.prod(self.model.layers[self.logits_layer]
-                                               .output_shape)) < 2:
+        where a tool would pick 'xent' for the user (verify, gen) on a model without a
+        SOFTMAX of its own (a regression model such as hello_world)."""
+        above = self.model.layers[self.logits_layer + 1:]
+        if self.loss == "xent" and not any(l.kind == "SOFTMAX" for l in above) and \
+                int(np.prod(self.model.layers[self.logits_layer].output_shape)) < 2:
             raise ConfigError("loss='xent' needs at least 2 classes, but the model has one "
                               "output: a regression model; train it with loss='mse' (targets "
                               "in the output space)")
