@@ -214,6 +214,7 @@ def _add_gen(sub, fmt) -> None:
     g.add_argument("--adapter", default=None, help="a .tla (masters) to start from: its config and "
                    "scales, kept in adapter slot 0 (checked against the model first)")
     p.add_argument("--data", default=None, help="an .npz whose first samples are embedded (x_train/y_train or x/y)")
+    p.add_argument("--loss", default=None, choices=LOSSES, help=LOSS_HELP)
     p.add_argument("--samples", type=int_in(1, 4096), default=32, help="embedded samples, 1..4096 (default 32)")
     p.add_argument("--epochs", type=int_in(1, 1000), default=3, help="passes over them at boot, 1..1000 (default 3)")
     p.add_argument("--lr", type=LR, default=GEN_LR,

@@ -326,6 +326,8 @@ def _gen_command(args) -> str:
         parts.append("--auto-rank" if args.auto_rank else f"--rank {args.rank}")
     if args.data:
         parts.append(f"--data {pathlib.Path(args.data).name}")
+    if getattr(args, "loss", None):
+        parts.append(f"--loss {args.loss}")
     if args.samples != 32:
         parts.append(f"--samples {args.samples}")
     if args.epochs != 3:
@@ -343,7 +345,8 @@ def cmd_gen(args) -> int:
     project = plan_project(args.board, model_path=args.model, rank=args.rank,
                            auto_rank=args.auto_rank, data=args.data, samples=args.samples,
                            epochs=args.epochs, lr=args.lr, command=_gen_command(args),
-                           backend=args.backend, adapter=getattr(args, "adapter", None))
+                           backend=args.backend, adapter=getattr(args, "adapter", None),
+                           loss=getattr(args, "loss", None))
     b = project.board
     print(f"board {b.name} ({b.title}): {b.platform} / {b.pio_board} / {b.framework}")
     print(f"model {project.model_name}; LoRA {project.config_text}")

@@ -268,9 +268,13 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
     :func:`lora_targets` reads it."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (steps,) + tuple(model.input_shape)).astype(np.int8)
+    if model.input_dtype != "INT8":   # float32 or uint8 ends: the model's own input type
+        x = _end_inputs(model, rng, steps)
     config = LoRAConfig(rank=rank, loss=loss, targets=lora_targets(model, targets))
     trainer = Trainer(model, config, lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64], **trainer_args)
+    if loss == "xent":
+        trainer.require_classes()
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
     y = (rng.integers(0, classes, steps) if loss == "xent"
          else rng.integers(-128, 128, (steps, classes)).astype(np.int8))
@@ -278,6 +282,13 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
                 f"random inputs and {'labels' if loss == 'xent' else 'int8 targets'}, loss {loss}, "
                 f"LoRA on {targets or 'the default targets'}, rank {rank}, recompute {recompute}, "
                 f"density {density}, lr {lr}, seed {seed}")
+
+
+def _end_inputs(model, rng, n: int) -> np.ndarray:
+    shape = (n,) + tuple(model.input_shape)
+    if model.input_dtype == "UINT8":
+        return rng.integers(0, 256, shape).astype(np.uint8)
+    return (rng.standard_normal(shape) * 2).astype(np.float32)
 
 
 def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: str = "none",

@@ -70,6 +70,10 @@ def forward_inputs(model, n: int, seed: int = 0) -> np.ndarray:
         x = rng.standard_normal(shape).astype(np.float32) * 2
         x[n - k:] *= 1000
         return x.astype(np.float32)
+    if model.input_dtype == "UINT8":
+        x = rng.integers(0, 256, shape).astype(np.uint8)
+        x[n - k:] = rng.choice(np.array([0, 1, 254, 255], np.uint8), (k,) + shape[1:])
+        return x
     x = rng.integers(-128, 128, shape).astype(np.int8)
     x[n - k:] = rng.choice(np.array([-128, -127, 126, 127], np.int8), (k,) + shape[1:])
     return x

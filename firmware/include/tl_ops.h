@@ -130,6 +130,14 @@ tl_status tl_concat_s8(const tl_concat_params *params, const int8_t *const *inpu
 tl_status tl_quantize_s8(const tl_quantize_params *params, int32_t n, const int8_t *input,
                          int8_t *output);
 
+/* QUANTIZE uint8 -> int8 / int8 -> uint8 over n values (a model converted with uint8 ends):
+ * saturate(requantize(x + input_offset) + output_offset) to the output type; the uint8 side's
+ * zero point is in [0, 255]. */
+tl_status tl_quantize_u8_s8(const tl_quantize_params *params, int32_t n, const uint8_t *input,
+                            int8_t *output);
+tl_status tl_quantize_s8_u8(const tl_quantize_params *params, int32_t n, const int8_t *input,
+                            uint8_t *output);
+
 /* QUANTIZE float32 -> int8 over n values: sat8(round(x / scale) + zero_point), the division
  * in float32, rounding half away from zero (std::round); NaN gives -128. */
 tl_status tl_quantize_f32_s8(const tl_float_quant *quant, int32_t n, const float *input,

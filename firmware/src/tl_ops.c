@@ -465,6 +465,53 @@ tl_status tl_quantize_s8(const tl_quantize_params *params, int32_t n, const int8
     return TL_OK;
 }
 
+/* QUANTIZE uint8 -> int8 (a model's uint8 input end): input_offset = -zp in [-255, 0]. */
+tl_status tl_quantize_u8_s8(const tl_quantize_params *params, int32_t n, const uint8_t *input,
+                            int8_t *output)
+{
+    int32_t i;
+    if (params == NULL || input == NULL || output == NULL) {
+        return TL_ERR_NULL;
+    }
+    if (n < 0) {
+        return TL_ERR_SHAPE;
+    }
+    if (params->input_offset < -255 || params->input_offset > 0 ||
+        !tl_zero_point_ok(params->output_offset)) {
+        return TL_ERR_PARAM;
+    }
+    for (i = 0; i < n; ++i) {
+        output[i] = tl_requantize_s8((int32_t)input[i] + params->input_offset, params->multiplier,
+                                     params->shift, params->output_offset, -128, 127);
+    }
+    return TL_OK;
+}
+
+/* QUANTIZE int8 -> uint8 (a model's uint8 output end): output_offset = zp in [0, 255]; the
+ * int8 kernel's tail shifted by 128 (sat8(v - 128) + 128 = min(max(v, 0), 255)). */
+tl_status tl_quantize_s8_u8(const tl_quantize_params *params, int32_t n, const int8_t *input,
+                            uint8_t *output)
+{
+    int32_t i;
+    if (params == NULL || input == NULL || output == NULL) {
+        return TL_ERR_NULL;
+    }
+    if (n < 0) {
+        return TL_ERR_SHAPE;
+    }
+    if (!tl_offset_ok(params->input_offset) || params->output_offset < 0 ||
+        params->output_offset > 255) {
+        return TL_ERR_PARAM;
+    }
+    for (i = 0; i < n; ++i) {
+        const int8_t v =
+            tl_requantize_s8((int32_t)input[i] + params->input_offset, params->multiplier,
+                             params->shift, params->output_offset - 128, -128, 127);
+        output[i] = (uint8_t)((int32_t)v + 128);
+    }
+    return TL_OK;
+}
+
 /* round(v) half away from zero (std::round of a float), clamped to [-1024, 1024]: enough for
  * an int8 result after the zero point, and exact without libm: |v| < 2^23 in the rounding
  * branch, so (float)t and v - (float)t are exact. NaN gives -1024. */

@@ -66,6 +66,9 @@ class FrozenPlan:
         return sum(a.values.size * (1 if a.ctype == "int8_t" else 4) for a in self.arrays)
 
 
+#: C element type of a model's input / output by its dtype (int8 otherwise)
+CTYPES = {"FLOAT32": "float", "UINT8": "uint8_t"}
+
 def output_name(prefix: str, i: int) -> str:
     """The report name of sample ``i``'s output line."""
     return f"{prefix}_out_{i:x}"
@@ -146,11 +149,7 @@ def _step_softmax(layer: Layer) -> dict:
 
 def _check_codegen(model: Model) -> None:
     """Raise one ModelError listing every layer the C cannot run (each with its fix)."""
-    problems = [f"op {layer.index} {layer.kind}: negative weight scales that do not fold into "
-                "the weights (a weight of -128): the C kernels take non-negative multipliers; "
-                "re-convert the model or clip that weight to -127"
-                for layer in model.layers if layer.options.get("signed_multipliers")]
-    problems += [f"op {layer.index} {layer.kind}: no C kernel for this op"
+    problems = [f"op {layer.index} {layer.kind}: no C kernel for this op"
                  for layer in model.layers if layer.kind not in CHAIN_OPS + OPS]
     if problems:
         raise ModelError(f"C code generation cannot run this model ({len(problems)} "
@@ -220,8 +219,8 @@ def plan_frozen(model: Model, prefix: str = "tl_model", backend: str = "portable
     _check_codegen(model)
     prefix = c_identifier(prefix)
     plan = FrozenPlan(prefix, int(np.prod(model.input_shape)), int(np.prod(model.output_shape)), 0)
-    plan.input_ctype = "float" if model.input_dtype == "FLOAT32" else "int8_t"
-    plan.output_ctype = "float" if model.output_dtype == "FLOAT32" else "int8_t"
+    plan.input_ctype = CTYPES.get(model.input_dtype, "int8_t")
+    plan.output_ctype = CTYPES.get(model.output_dtype, "int8_t")
     if _is_legacy_chain(model):
         _plan_chain(plan, model)
     else:
@@ -255,7 +254,7 @@ def generate_frozen_c(model: Model, inputs=None, prefix: str = "tl_model",
         else:
             rows = c_array_rows(rows)
         tests = {"count": int(x.shape[0]), "rows": rows, "report_name": f"{plan.prefix}_out",
-                 "ctype": "uint32_t" if plan.input_ctype == "float" else "int8_t"}
+                 "ctype": "uint32_t" if plan.input_ctype == "float" else plan.input_ctype}
     source_hash = hashlib.sha256(model.source).hexdigest() if model.source else "-"
     header = provenance(FUNCTION, command, [
         f"Model: sha256 {source_hash}, {len(model.layers)} layers "
@@ -271,5 +270,6 @@ def generate_frozen_c(model: Model, inputs=None, prefix: str = "tl_model",
                   arrays=[a.context() for a in plan.arrays], steps=plan.steps,
                   passthrough=not plan.steps, tests=tests, input_ctype=plan.input_ctype,
                   output_ctype=plan.output_ctype,
+                  output_cast="(const int8_t *)" if plan.output_ctype == "uint8_t" else "",
                   floats="float" in (plan.input_ctype, plan.output_ctype),
                   uses_ops=plan.uses_ops)

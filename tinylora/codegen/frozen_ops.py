@@ -146,19 +146,23 @@ def _concat(layer, shapes, arrays, tag) -> dict:
 
 
 def _elementwise(layer, shapes, arrays, tag) -> dict:
-    q_in, q_out = _q(layer.input_q), _q(layer.output_q)
     kind = layer.kind
+    uint8_end = "UINT8" in (layer.input_dtype, layer.output_dtype)
+    q_in = None if uint8_end or layer.input_dtype == "FLOAT32" else _q(layer.input_q)
+    q_out = None if uint8_end or layer.output_dtype == "FLOAT32" else _q(layer.output_q)
     if kind == "QUANTIZE" and layer.options["from_float"]:
         call, ptype = "tl_quantize_f32_s8", "tl_float_quant"
         params = {"scale": _c_float(q_out.scale), "zero_point": q_out.zero_point}
     elif kind == "DEQUANTIZE":
         call, ptype = "tl_dequantize_s8_f32", "tl_float_quant"
         params = {"scale": _c_float(q_in.scale), "zero_point": q_in.zero_point}
-    elif kind == "QUANTIZE":
-        m, e = tensor_ops.quantize_params(q_in, q_out)
-        call, ptype = "tl_quantize_s8", "tl_quantize_params"
-        params = {"input_offset": -q_in.zero_point, "output_offset": q_out.zero_point,
-                  "multiplier": m, "shift": e}
+    elif kind == "QUANTIZE":   # int8 -> int8, or a uint8 end (its zero point in [0, 255])
+        z_in, z_out = int(layer.input_q.zero_point[0]), int(layer.output_q.zero_point[0])
+        m, e = tensor_ops.ends_params(layer.input_q, layer.output_q)
+        call = {"UINT8": "tl_quantize_u8_s8"}.get(layer.input_dtype, "tl_quantize_s8")
+        call = "tl_quantize_s8_u8" if layer.output_dtype == "UINT8" else call
+        ptype = "tl_quantize_params"
+        params = {"input_offset": -z_in, "output_offset": z_out, "multiplier": m, "shift": e}
     elif kind == "LOGISTIC":
         p = activations.logistic_params(q_in)
         call, ptype = "tl_logistic_s8", "tl_logistic_params"

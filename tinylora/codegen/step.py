@@ -52,7 +52,7 @@ from tinylora.formats import checkpoint as ckpt
 from tinylora.planning import kernel_scratch
 from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
 from tinylora.ref import lora
-from tinylora.ref.dag import is_chain_path
+from tinylora.ref.dag import is_chain_path, require_c_input
 from tinylora.ref.layers import Reshape
 from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import Trainer, act
@@ -325,10 +325,7 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
     """The generated step's constants, buffers and calls for ``trainer`` and its arena ``plan``
     (default: :func:`tinylora.planning.arena.plan_trainer`, no budget check)."""
     prefix = c_identifier(prefix)
-    if trainer.model.input_dtype != "INT8":
-        raise ConfigError(f"the model takes {trainer.model.input_dtype.lower()} input (a QUANTIZE "
-                          "first); the generated training step takes int8 input only: train it in "
-                          "numpy, or convert the model with inference_input_type=tf.int8")
+    require_c_input(trainer.model)
     outputs = int(np.prod(trainer.model.layers[trainer.logits_layer].output_shape))
     if trainer.loss == "mse" and outputs > MSE_MAX_OUTPUTS:
         raise ConfigError(f"the model has {outputs} outputs; the C MSE loss sums squared int8 "

@@ -75,7 +75,8 @@ class DagMixin:
                 raise ConfigError(
                     f"layer {i} {layer.kind} ({short_name(layer.name)}) has negative weight scales "
                     "that do not fold into its weights (a weight of -128): no backward through it; "
-                    f"choose targets above layer {i}")
+                    f"choose targets above layer {i}, or re-quantize its weights to [-127, 127] "
+                    "(then the signs fold and it trains like any layer)")
 
     def _slots(self, i: int) -> list[tuple[int, int]]:
         """(input slot, source layer) of layer ``i`` whose source needs a gradient."""
@@ -224,4 +225,16 @@ class DagMixin:
         need = [b for b in self._live_in(self._start()) if b != "label"]
         env = self._run_layers({-1: x}, self.logits_layer, False, skip=set(self.tainted))
         return {b: env[-1 if b == "x" else int(b[3:])] for b in need}
+
+
+def require_c_input(model) -> None:
+    """The generated training step takes int8 input: ConfigError naming the input end of a
+    model converted with a float32 or uint8 input."""
+    if model.input_dtype != "INT8":
+        first = next(l for l in model.layers if model.input_tensor in l.inputs)
+        raise ConfigError(f"the model takes {model.input_dtype.lower()} input (op {first.index} "
+                          f"{first.kind} converts it to int8): the generated training step takes "
+                          "int8 input only; the generated forward runs it (tinylora verify "
+                          "--forward), and Trainer trains it in numpy. To train in C, convert with "
+                          "inference_input_type=tf.int8")
 

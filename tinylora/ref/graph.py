@@ -40,8 +40,10 @@ def build_node(graph: Graph, op: Op) -> Layer:
                f"has {len(op.inputs)} inputs and {len(op.outputs)} outputs")
     inp = graph.tensor(op.inputs[0], f"op {op.index} {op.name} input")
     out = graph.tensor(op.outputs[0], f"op {op.index} {op.name} output")
-    in_shape, in_q, in_dt = tensor_io(ck, inp, "input", floats=op.name == "QUANTIZE")
-    out_shape, out_q, out_dt = tensor_io(ck, out, "output", floats=op.name == "DEQUANTIZE")
+    in_shape, in_q, in_dt = tensor_io(ck, inp, "input", floats=op.name == "QUANTIZE",
+                                      uint8=op.name == "QUANTIZE")
+    out_shape, out_q, out_dt = tensor_io(ck, out, "output", floats=op.name == "DEQUANTIZE",
+                                         uint8=op.name == "QUANTIZE")
     multi = op.name in ("ADD", "CONCATENATION")
     inputs = tuple(i for i in op.inputs if i >= 0 and graph.tensors[i].data is None) if multi \
         else (op.inputs[0],)

@@ -17,8 +17,9 @@ class HeadMixin:
     def _setup_head(self, loss: str | None) -> None:
         layers = self.model.layers
         last = len(layers) - 1
-        if layers[last].kind == "DEQUANTIZE":   # a float end: the loss is taken on its int8
-            last -= 1                            # input, in that tensor's real scale
+        if layers[last].kind == "DEQUANTIZE" or (   # a float or uint8 end: the loss is taken
+                layers[last].kind == "QUANTIZE" and layers[last].output_dtype == "UINT8"):
+            last -= 1                            # on its int8 input, in that tensor's scale
         self.loss = choose_loss(loss, layers[last].kind)
         beta = 1.0
         if isinstance(layers[last], Softmax):
@@ -39,6 +40,17 @@ class HeadMixin:
             self.softmax = None
             n = int(np.prod(layers[last].output_shape))
             self.loss_scale, self.mse_q = mse_constants(float(out_q.scale[0]), n)
+
+    def require_classes(self) -> None:
+        """Cross-entropy over one output learns nothing (its softmax is always 1): refuse it
+        where a tool would pick 'xent' for the user (verify, gen) on a model without a
+        SOFTMAX of its own (a regression model such as hello_world)."""
+        above = self.model.layers[self.logits_layer + 1:]
+        if self.loss == "xent" and not any(l.kind == "SOFTMAX" for l in above) and \
+                int(np.prod(self.model.layers[self.logits_layer].output_shape)) < 2:
+            raise ConfigError("loss='xent' needs at least 2 classes, but the model has one "
+                              "output: a regression model; train it with loss='mse' (targets "
+                              "in the output space)")
 
     def _label(self, label):
         """A class number (cross-entropy) or an int8 target of the output's shape (MSE)."""

@@ -23,7 +23,8 @@ class Model:
     ``layers`` run in the file's order; each reads the tensors of ``layer.inputs`` (a DAG;
     ``is_chain`` when each reads the previous one's output). ``input_shape``/``output_shape``
     exclude the batch dimension; ``input_dtype``/``output_dtype`` are "INT8", or "FLOAT32" for
-    a model with QUANTIZE/DEQUANTIZE ends.
+    a model with QUANTIZE/DEQUANTIZE ends, or "UINT8" for one converted with uint8 ends
+    (QUANTIZE uint8 <-> int8; the core stays int8).
     """
 
     # defaults for a Model put together by hand around made-up layers (tests): an int8 chain
@@ -82,6 +83,8 @@ class Model:
         """Real-valued input -> int8 model input (round half away from zero, saturate)."""
         v = checks.finite(x_real, "real-valued input").astype(np.float64) / self.input_scale
         q = np.sign(v) * np.floor(np.abs(v) + 0.5) + self.input_zero_point
+        if self.input_dtype == "UINT8":
+            return np.clip(q, 0, 255).astype(np.uint8)
         return np.clip(q, -128, 127).astype(np.int8)
 
     def _check_input(self, x) -> tuple[np.ndarray, bool]:
@@ -96,8 +99,11 @@ class Model:
                              "quantize real inputs with Model.quantize(x)")
         if self.input_dtype == "INT8" and x.size and (x.min() < -128 or x.max() > 127):
             raise InputError("model input holds values outside int8 [-128, 127]")
+        if self.input_dtype == "UINT8" and x.size and (x.min() < 0 or x.max() > 255):
+            raise InputError("model input holds values outside uint8 [0, 255] (the model was "
+                             "converted with a uint8 input)")
         shape = tuple(x.shape)
-        dt = np.float32 if self.input_dtype == "FLOAT32" else np.int8
+        dt = {"FLOAT32": np.float32, "UINT8": np.uint8}.get(self.input_dtype, np.int8)
         if shape == self.input_shape:
             return x.astype(dt)[None], True
         if shape[1:] == self.input_shape:

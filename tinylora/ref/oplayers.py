@@ -63,6 +63,8 @@ class Quantize(Layer):
     def forward(self, x, rounding="double"):
         if self.options["from_float"]:
             return tensor_ops.quantize_float(x, _q(self.output_q))
+        if "UINT8" in (self.input_dtype, self.output_dtype):
+            return tensor_ops.requantize_ends(x, self.input_q, self.output_q, self.output_dtype)
         return tensor_ops.requantize_int8(x, _q(self.input_q), _q(self.output_q))
 
 
@@ -84,16 +86,19 @@ class HardSwish(Layer):
 # --------------------------------------------------------------------------- building
 
 
-def tensor_io(ck: _Checker, t: Tensor | None, role: str, floats: bool = False):
+def tensor_io(ck: _Checker, t: Tensor | None, role: str, floats: bool = False,
+              uint8: bool = False):
     """(shape without batch, QuantParams, dtype) of an activation tensor; float32 only where
-    ``floats`` (a QUANTIZE input or a DEQUANTIZE output: a model's float end)."""
+    ``floats`` (a QUANTIZE input or a DEQUANTIZE output: a model's float end), uint8 only
+    where ``uint8`` (a QUANTIZE input or output: a model converted with uint8 ends)."""
     ck.require(t is not None, f"its {role} tensor is missing")
     if t.dtype == "INT16":
         ck.fail(f"{role} tensor {t.name!r} has int16 activations (16x8 quantization), which "
                 "tinylora does not support", "convert with int8 activations")
-    ok = ("INT8", "FLOAT32") if floats else ("INT8",)
+    ok = ("INT8",) + (("FLOAT32",) if floats else ()) + (("UINT8",) if uint8 else ())
     ck.require(t.dtype in ok, f"{role} tensor {t.name!r} is {t.dtype}; tinylora runs int8 "
-               "activations (float32 only at a model's QUANTIZE/DEQUANTIZE ends)", INT8_FIX)
+               "activations (float32 or uint8 only at a model's QUANTIZE/DEQUANTIZE ends)",
+               INT8_FIX)
     ck.require(len(t.shape) >= 1 and t.shape[0] == 1 and all(d > 0 for d in t.shape),
                f"{role} tensor {t.name!r} has shape {list(t.shape)}; tinylora needs a static shape "
                "with batch 1", "build the Keras Input with batch_size=1")
@@ -101,8 +106,15 @@ def tensor_io(ck: _Checker, t: Tensor | None, role: str, floats: bool = False):
                f"{math.prod(t.shape)} elements, more than the {MAX_ELEMENTS} tinylora supports")
     if t.dtype == "FLOAT32":
         return tuple(t.shape[1:]), FLOAT_Q, "FLOAT32"
-    ck.require(t.quantized, f"{role} tensor {t.name!r} is int8 but has no quantization "
-               "parameters", INT8_FIX)
+    ck.require(t.quantized, f"{role} tensor {t.name!r} is {t.dtype.lower()} but has no "
+               "quantization parameters", INT8_FIX)
+    if t.dtype == "UINT8":
+        ck.require(t.scale.size == 1 and bool(np.all(np.isfinite(t.scale) & (t.scale > 0)))
+                   and t.zero_point.size == 1 and 0 <= int(t.zero_point[0]) <= 255,
+                   f"{role} tensor {t.name!r} (uint8) needs one positive scale and a zero "
+                   "point in [0, 255]")
+        return tuple(t.shape[1:]), QuantParams(t.scale.astype(np.float32),
+                                               t.zero_point.astype(np.int64)), "UINT8"
     return tuple(t.shape[1:]), _quant(ck, t, role, per_channel=False), "INT8"
 
 
@@ -230,7 +242,10 @@ def _build_concat(ck, graph, op, common):
 
 
 def _build_quantize(ck, graph, op, common):
-    ck.require(common["output_dtype"] == "INT8", "writes float32", "QUANTIZE must write int8")
+    ends = (common["input_dtype"], common["output_dtype"])
+    ck.require(ends in (("FLOAT32", "INT8"), ("INT8", "INT8"), ("UINT8", "INT8"),
+                        ("INT8", "UINT8")), f"converts {ends[0]} to {ends[1]}",
+               "tinylora quantizes float32 or uint8 to int8, int8 to int8 or uint8")
     common["options"]["from_float"] = common["input_dtype"] == "FLOAT32"
     ck.require(common["input_shape"] == common["output_shape"], "input and output shapes differ")
     return Quantize(**common)

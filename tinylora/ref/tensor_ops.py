@@ -61,6 +61,24 @@ def requantize_int8(x, q_in: Quant, q_out: Quant) -> np.ndarray:
     return int8(requantize(i64(x) - q_in.zero_point, m, e) + q_out.zero_point)
 
 
+def ends_params(q_in, q_out) -> tuple[int, int]:
+    """(multiplier, shift) of any QUANTIZE between quantized tensors (int8 or uint8):
+    QuantizeMultiplier(s_in / s_out); ``q_in``/``q_out`` hold scale and zero point arrays."""
+    return quantize_multiplier(float(q_in.scale[0]) / float(q_out.scale[0]))
+
+
+def requantize_ends(x, q_in, q_out, out_dtype: str) -> np.ndarray:
+    """QUANTIZE uint8 -> int8 or int8 -> uint8 (a model converted with uint8 ends): TFLM's
+    Requantize, sat(requantize(x - zp_in, m, e) + zp_out) to the output type, with (m, e) =
+    QuantizeMultiplier(s_in / s_out). (TFLM's fast path for equal scales and zero points 128
+    apart, x ^ 0x80, gives the same bytes.) ``q_in``/``q_out``: scale and zero point arrays."""
+    m, e = ends_params(q_in, q_out)
+    y = requantize(i64(x) - int(q_in.zero_point[0]), m, e) + int(q_out.zero_point[0])
+    if out_dtype == "UINT8":
+        return np.clip(y, 0, 255).astype(np.uint8)
+    return int8(y)
+
+
 def quantize_float(x, q_out: Quant) -> np.ndarray:
     """QUANTIZE float32 -> int8 (a model's float input): round(x / float32(scale)) + zp,
     the division in float32, rounding half away from zero, saturated."""

@@ -83,6 +83,7 @@ class Trainer(HeadMixin, DagMixin, StepExecutor):
         layers = [l for l in self.model.layers[: self.logits_layer + 1] if l.index in self.needed]
         targets = self.config.targets
         if targets is None:
+            layers = [l for l in layers if not l.options.get("signed_multipliers")]
             chosen = [l for l in layers if l.kind == "FULLY_CONNECTED"]
             if not chosen:  # no FC (person-detection-like heads): the last 1x1 conv
                 chosen = [l for l in layers if lora.is_adaptable(l)][-1:]
@@ -95,6 +96,10 @@ class Trainer(HeadMixin, DagMixin, StepExecutor):
             if not lora.is_adaptable(layer):
                 raise ConfigError(f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) cannot "
                                   "take a LoRA adapter: targets must be FULLY_CONNECTED or 1x1 CONV_2D")
+            if layer.options.get("signed_multipliers"):
+                raise ConfigError(f"layer {layer.index} {layer.kind} ({short_name(layer.name)}) has "
+                                  "negative weight scales that do not fold into its weights (a "
+                                  "weight of -128): LoRA cannot join it; choose another target")
         self.lowest = min(l.index for l in chosen)
         rms = self._calibrate(chosen, calibration) if self._loaded is None else {}
         rng = self._rng = lora.Xorshift32(self.seed)

@@ -15,12 +15,13 @@ from tinylora.codegen.project.kernels import project_backend
 from tinylora.codegen.project.model_code import ModelCodeFactory, model_code
 from tinylora.codegen.project.regions import _region_names
 from tinylora.codegen.project.simulate import simulate_app
-from tinylora.errors import BudgetError, InputError, ProjectError
+from tinylora.errors import BudgetError, ConfigError, InputError, ProjectError
 from tinylora.examples import example_model
 from tinylora.formats.adapter import Adapter
 from tinylora.planning import autorank
 from tinylora.planning.arena import checked_plan
 from tinylora.planning.boards import Board, load_board
+from tinylora.ref.dag import require_c_input
 from tinylora.ref.trainer import LoRAConfig, Trainer
 
 # ---------------------------------------------------------------------------------- samples
@@ -74,7 +75,8 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
                  auto_rank: bool = False, data: str | None = None, samples: int = 32,
                  epochs: int = 3, command: str | None = None,
                  model_code_factory: ModelCodeFactory | None = None,
-                 lr: float = GEN_LR, backend: str | None = None, adapter: str | None = None) -> Project:
+                 lr: float = GEN_LR, backend: str | None = None, adapter: str | None = None,
+                 loss: str | None = None) -> Project:
     """Decide the whole project for ``board`` (nothing is written); ``backend``: the frozen
     kernels (default: the board's, see codegen/project/kernels.py). ``adapter``: a format-2
     masters file the device starts from (its config, scales and masters; checked against the
@@ -94,10 +96,8 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
         raise InputError("epochs must be in [1, 1000]")
     path = model_path if model_path is not None else str(example_model())
     model = load_tflite(path)
+    require_c_input(model)   # before samples are drawn in the model's input type
     x, y, samples_note = _default_samples(model, model_path, data, samples)
-    classes = int(np.prod(model.output_shape))
-    if np.any(y < 0) or np.any(y >= classes) or np.any(y > 255):
-        raise InputError(f"labels must be class numbers in [0, {min(classes, 256)})")
 
     # The plan is checked against the board's budget before anything else happens.
     loaded = _initial_adapter(adapter, model, auto_rank)
@@ -109,11 +109,20 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
         config, recompute = result.config, result.recompute
         config_text = f"auto-rank for {b.name}: {result.config.rank}, recompute {recompute}"
     else:
-        config, recompute = LoRAConfig(rank=rank), "none"
+        config, recompute = LoRAConfig(rank=rank, loss=loss), "none"
         config_text = f"rank {rank} on every FULLY_CONNECTED layer"
     if not 0 < lr < 1:
         raise InputError("lr must be in (0, 1)")
     trainer = Trainer(model, config, lr=lr, recompute=recompute, calibration=x[:64], adapter=loaded)
+    if trainer.loss != "xent":   # after Trainer: it refuses to guess a loss
+        raise ConfigError(f"gen makes classifier projects (loss 'xent'): the generated app's "
+                          f"samples, protocol and tests use class labels. The {trainer.loss!r} "
+                          "training step itself is C (tinylora verify --loss mse); train this "
+                          "model in numpy (tinylora train --loss mse) or with that step")
+    trainer.require_classes()
+    classes = int(np.prod(model.output_shape))
+    if np.any(y < 0) or np.any(y >= classes) or np.any(y > 255):
+        raise InputError(f"labels must be class numbers in [0, {min(classes, 256)})")
     if loaded is not None:   # the device counts its own steps from 0 (boot training, checkpoints)
         trainer.step_count = 0
     # BudgetError when it does not fit (a Board given as data: its own budget); the frozen
