@@ -231,7 +231,11 @@ def run_cases(target: str, cases: Sequence[Case], out_dir: Path | str, command: 
     return VerifyResult(target, outcomes, seconds, out_dir, backend, scratch)
 
 
-def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
+def _ranks(trainer) -> str:
+    return "ranks " + ", ".join(f"{i}:{ad.k.rank}" for i, ad in sorted(trainer.adapters.items()))
+
+
+def example_case(steps: int = 50, rank: int | None = None, recompute: str = "none",
                  density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
                  prefix: str = "example") -> Case:
     """The bundled digits CNN on the bundled 'sensor' adaptation task (full model inputs)."""
@@ -243,11 +247,11 @@ def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
     trainer = Trainer(model, LoRAConfig(rank=rank, loss="xent"), lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64])
     return Case(prefix, trainer, VectorSet(x[:steps], t["y_train"][:steps]),
-                f"bundled digits CNN, sensor task, rank {rank}, recompute {recompute}, "
+                f"bundled digits CNN, sensor task, {_ranks(trainer)}, recompute {recompute}, "
                 f"density {density}, lr {lr}, seed {seed}")
 
 
-def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
+def model_case(model, steps: int = 50, rank: int | None = None, recompute: str = "none",
                density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
                prefix: str = "model", **trainer_args) -> Case:
     """Any supported model on random int8 inputs and random labels (seeded)."""
@@ -258,11 +262,11 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
     y = rng.integers(0, classes, steps)
     return Case(prefix, trainer, VectorSet(x, y),
-                f"random inputs and labels, rank {rank}, recompute {recompute}, density "
+                f"random inputs and labels, {_ranks(trainer)}, recompute {recompute}, density "
                 f"{density}, lr {lr}, seed {seed}")
 
 
-def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: str = "none",
+def verify(target: str, model=None, steps: int = 50, rank: int | None = None, recompute: str = "none",
            density: float | None = None, seed: int = 0, keep: Path | str | None = None,
            lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable") -> VerifyResult:
     """One model (a path, a :class:`tinylora.Model`, or None for the bundled example) trained
