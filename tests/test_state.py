@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 
 import tinylora
+from tests.support import randmodel
 from tinylora import LoRAConfig, Trainer, tasks
 from tinylora.errors import ConfigError
 from tinylora.planning.arena import plan_trainer
 from tinylora.ref import config as cfg
 from tinylora.ref.layers import FullyConnected
 from tinylora.ref.model import load_tflite
-
-from tests.support import randmodel
 
 
 def _train_both(model, x, y, steps, **kw):

@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from tinylora import bench, datasets, emulate, load_tflite, regression, tasks
-from tinylora.codegen.project import GEN_LR, QEMU_ENVS, check_names, plan_project, write_project
 from tinylora.cli_args import rank_flag
+from tinylora.codegen.project import GEN_LR, QEMU_ENVS, check_names, plan_project, write_project
 from tinylora.codegen.project.flash import model_bytes
 from tinylora.console import Progress, short, table
 from tinylora.errors import InputError, ModelError, PioError
