@@ -150,3 +150,14 @@ def test_default_config_of_the_example_is_unchanged(example):
     t = Trainer(model, calibration=x[:16])
     assert {i: ad.k.rank for i, ad in t.adapters.items()} == {5: 3, 6: 3}
     assert len(t.checkpoint()) <= 1024
+
+
+def test_auto_rank_stays_low_rank(example):
+    """auto-rank grows ranks by sensitivity per byte, never past the rule's cap: with room to
+    spare the example's 32->10 head stops at 3 (rank 10 would be as big as the layer)."""
+    from tinylora.planning.autorank import auto_rank
+    model, x, _ = example
+    r = auto_rank(model, budget=512 * 1024, calibration=x[:16])
+    caps = {i: cfg.rank_cap(model.layers[i]) for i in r.config.rank}
+    assert r.config.rank == caps == {5: 8, 6: 3}
+    assert "low-rank rule" in r.explanation

@@ -17,13 +17,20 @@ RANK_DIVISOR = 4
 PARAM_SHARE = 0.5
 
 
-def default_rank(layer: Layer) -> int:
-    """The rank the default rule gives ``layer`` (FULLY_CONNECTED or 1x1 CONV_2D)."""
+def rank_cap(layer: Layer) -> int:
+    """The largest low-rank rank of ``layer`` (FULLY_CONNECTED or 1x1 CONV_2D): at most
+    ceil(min(in, out) / RANK_DIVISOR), with r * (in + out) <= PARAM_SHARE * in * out; >= 1.
+    The default rank and auto-rank's ceiling."""
     c_out, depth = int(layer.weights.shape[0]), int(layer.weights.shape[-1])
-    r = min(DEFAULT_RANK, -(-min(depth, c_out) // RANK_DIVISOR))
+    r = -(-min(depth, c_out) // RANK_DIVISOR)
     while r > 1 and r * (depth + c_out) > PARAM_SHARE * depth * c_out:
         r -= 1
     return max(r, 1)
+
+
+def default_rank(layer: Layer) -> int:
+    """The rank the default rule gives ``layer``: DEFAULT_RANK within :func:`rank_cap`."""
+    return min(DEFAULT_RANK, rank_cap(layer))
 
 
 @dataclass(frozen=True)
