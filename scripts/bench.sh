@@ -6,6 +6,7 @@ bash scripts/setup.sh test
 . .venv/bin/activate
 python benchmarks/learning.py "$@"
 python benchmarks/memory.py
+python benchmarks/model_memory.py
 python benchmarks/oracles.py
 python benchmarks/gradients.py
 python benchmarks/cost.py

@@ -330,9 +330,9 @@ def test_cli_gen(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["gen", "--board", "nucleo_f411re", "--out", str(out)]) in (0,)
     text = capsys.readouterr().out
-    assert "arena 3,496 B within the budget of 114,688 B (training step plan 2,608 B;" in text
+    assert "arena 2,776 B within the budget of 114,688 B (training step plan 1,888 B;" in text
     assert (out / "platformio.ini").is_file()
-    assert "Command: tinylora gen --board nucleo_f411re --rank 3" in (out / "src/main.c").read_text()
+    assert "Command: tinylora gen --board nucleo_f411re\n" in (out / "src/main.c").read_text()
     assert main(["gen", "--board", "nucleo_f411rx", "--out", str(tmp_path / "x")]) == 2
     assert "Did you mean 'nucleo_f411re'" in capsys.readouterr().err
 

@@ -392,8 +392,10 @@ class _StandIn:
     _slots = Trainer._slots
     _to_input_shape = Trainer._to_input_shape
     _apply = Trainer._apply
+    _emit = Trainer._emit
 
-    def __init__(self, layer, ad, ratios, with_dx, accum_steps, threshold, capacity, momentum_q):
+    def __init__(self, layer, ad, ratios, with_dx, accum_steps, threshold, capacity, momentum_q,
+                 fused=False):
         self.model = SimpleNamespace(layers={layer.index: layer})
         self.adapters = {layer.index: ad} if ad is not None else {}
         self.input_grad = {layer.index: ratios}
@@ -405,6 +407,7 @@ class _StandIn:
         self.grad_threshold = threshold
         self.momentum_q = momentum_q
         self._capacity = capacity
+        self.fused_now = fused
 
     def capacity(self, size):
         return self._capacity(size)
@@ -442,6 +445,8 @@ class BackwardCase:
         self.with_dx = force.get("dx", rng.random() < 0.7) or not self.adapted
         self.accum = bool(force.get("accum", rng.random() < 0.3))
         self.sparse = self.adapted and not self.accum and force.get("sparse", rng.random() < 0.35)
+        # every other dense one-step case: the fused update (straight into the masters)
+        self.fused = self.adapted and not self.accum and not self.sparse and force.get("fused", n % 2 == 1)
         self.threshold = int(rng.integers(1, 40)) if rng.random() < 0.3 else 0
         self.threshold_hit = force.get("threshold_hit", False)   # = some |delta| exactly
         self.aim_range = force.get("aim", (-2, 34))
@@ -506,7 +511,7 @@ class BackwardCase:
         layer, ad = self.layer, self.ad
         c_out = layer.weights.shape[0]
         fake = _StandIn(layer, ad, self.ratios, self.with_dx, 2 if self.accum else 1,
-                        self.threshold, lambda size: None, self.momentum_q)
+                        self.threshold, lambda size: None, self.momentum_q, self.fused)
         bufs = {"grad1": (self.g[None], self.e_in), "act1": self.y[None], "act0": self.x[None]}
         if ad is not None:
             bufs["h1"] = self.h[None]
@@ -517,8 +522,11 @@ class BackwardCase:
         if self.with_dx:
             self.grad_in, self.e_out = bufs["grad0"]
         if ad is not None:
-            self.dh = lora.normalize(lora.saturation_mask(self.h.astype(np.int64), g_rows @ ad.b8))[0]
+            b8 = self.init[_view(self.init, "B")].astype(np.int64)   # the forward's B (fused: ad.b8 is new)
+            self.dh = lora.normalize(lora.saturation_mask(self.h.astype(np.int64), g_rows @ b8))[0]
             self.acc = {"A": ad.acc_a.copy(), "B": ad.acc_b.copy()}
+            if self.fused:   # the masters the backward updated, and their refreshed views
+                self.after = {k: v.copy() for k, v in ad.arrays.items()}
             if self.sparse:   # the pairs the sparse buffer keeps, then the update itself
                 deltas = {}
                 for p in "AB":
@@ -562,10 +570,17 @@ class BackwardCase:
             for name in ("A", "B"):
                 size = ad.arrays[name].size
                 arrays[name + "8"] = prog.const(f"b{name}8_{n}", "int8_t", self.init[_view(self.init, name)])
+                arrays["M" + name] = "NULL"
                 if self.sparse:
                     arrays["d" + name] = "NULL"
                     arrays["s" + name] = prog.buffer(f"bs{name}{n}", "int32_t", 2 * self.caps[name])
                     cap = self.caps[name]
+                elif self.fused:
+                    arrays["d" + name] = arrays["s" + name] = "NULL"
+                    arrays["M" + name] = prog.buffer(f"bM{name}{n}", "int16_t", size)
+                    init = prog.const(f"bM{name}0_{n}", "int16_t", self.init[name])
+                    body.append(f"COPY({arrays['M' + name]}, {init}, {size});")
+                    cap = 0
                 else:
                     arrays["d" + name] = prog.buffer(f"bd{name}{n}", "int32_t", size)
                     arrays["s" + name] = "NULL"
@@ -582,8 +597,9 @@ class BackwardCase:
                     arrays["m" + name] = "NULL"
             tn = prog.name(f"bt{n}")
             prog.decl(f"static const tl_lora_tensors {tn} = {{{arrays['A8']}, {arrays['B8']}, {h}, "
-                      f"{dh}, {{{arrays['dA']}, {arrays['sA']}, {arrays['capA']}, {arrays['mA']}}}, "
-                      f"{{{arrays['dB']}, {arrays['sB']}, {arrays['capB']}, {arrays['mB']}}}}};")
+                      f"{dh}, {{{arrays['dA']}, {arrays['sA']}, {arrays['capA']}, {arrays['mA']}, "
+                      f"{arrays['MA']}}}, {{{arrays['dB']}, {arrays['sB']}, {arrays['capB']}, "
+                      f"{arrays['mB']}, {arrays['MB']}}}}};")
             lt = f"&{tn}"
             report.append(f"rep_i64(\"bwd_dh\", {n}, {dh}, {rows * r});")
             for name in ("A", "B"):
@@ -603,6 +619,12 @@ class BackwardCase:
                               f"{2 * self.caps[name]});"]
                     if self.momentum_q[0]:
                         after.append(f"tl_report_i32_at(\"bwd_m{name}\", {n}, {arrays['m' + name]}, {size});")
+                elif self.fused:
+                    view = prog.buffer(f"bV{name}{n}", "int8_t", size)
+                    after += [f"CHECK(\"bwd_view\", {n}, tl_refresh_view_s8({size}, {arrays['M' + name]}, "
+                              f"{view}));",
+                              f"rep_i16(\"bwd_M{name}\", {n}, {arrays['M' + name]}, {size});",
+                              f"tl_report_s8_at(\"bwd_V{name}\", {n}, {view}, {size});"]
                 else:
                     report.append(f"tl_report_i32_at(\"bwd_d{name}\", {n}, {arrays['d' + name]}, {size});")
         if self.with_dx:
@@ -621,6 +643,7 @@ class BackwardCase:
         l = self.layer
         return (f"backward#{self.n} {l.kind} {l.input_shape}->{l.output_shape} act={l.activation} "
                 f"adapted={self.adapted} dx={self.with_dx} accum={self.accum} sparse={self.sparse} "
+                f"fused={self.fused} "
                 f"thr={self.threshold} mom={self.momentum_q[0] != 0}")
 
     def check(self, r, bad):
@@ -633,6 +656,11 @@ class BackwardCase:
             return
         bad.compare(f"{about} dh", _i64(r, f"bwd_dh_{n:x}"), self.dh)
         for p in "AB":
+            if self.fused:
+                bad.compare(f"{about} fused master {p}", _i16(r, f"bwd_M{p}_{n:x}"), self.after[p])
+                bad.compare(f"{about} fused view {p}", r.int8(f"bwd_V{p}_{n:x}"),
+                            self.after[_view(self.after, p)])
+                continue
             if not self.sparse:
                 bad.compare(f"{about} d{p}", r.int32(f"bwd_d{p}_{n:x}"), self.acc[p])
                 continue
@@ -662,7 +690,12 @@ def _backward_cases() -> list:
              dict(force={"adapted": True, "sparse": True, "accum": False, "threshold_hit": True,
                          "aim": (8, 12)}),
              dict(force={"conv": True, "adapted": True, "sparse": True, "accum": False,
-                         "threshold_hit": True, "aim": (6, 10)})]
+                         "threshold_hit": True, "aim": (6, 10)}),
+             # fused: deltas past the int16 masters' rails (saturating), and a 1x1 conv
+             dict(force={"adapted": True, "dx": True, "sparse": False, "accum": False,
+                         "fused": True, "aim": (22, 33)}),
+             dict(force={"conv": True, "adapted": True, "dx": True, "sparse": False,
+                         "accum": False, "fused": True})]
     for j, kw in enumerate(extra):
         cases.append(BackwardCase(len(cases), 9000 + j, edge=True, **kw))
     return cases
@@ -717,7 +750,7 @@ class UpdateCase:
         c_mom = prog.const(f"umom0_{n}", "int32_t", self.mom0)
         c_master = prog.const(f"um0_{n}", "int16_t", self.master0)
         prog.function(f"update_{n}", [
-            f"tl_grad_buffer g = {{{acc}, NULL, {self.capacity}, {mom}}};",
+            f"tl_grad_buffer g = {{{acc}, NULL, {self.capacity}, {mom}, NULL}};",
             f"COPY({acc}, {c_acc}, {size});",
             f"COPY({mom}, {c_mom}, {size});",
             f"COPY({master}, {c_master}, {size});",
@@ -1264,6 +1297,10 @@ def _status_checks() -> list[str]:
         ("bwd_sparse_accum", "tl_lora_backward_s8(&p, &opt_acc, x, y, g, 0, &ts, dx, gi, &e)", 3),
         ("bwd_mom_null", "tl_lora_backward_s8(&p, &opt_mom, x, y, g, 0, &ts, dx, gi, &e)", 1),
         ("bwd_ok", "tl_lora_backward_s8(&p, &opt, x, y, g, 0, &ts, dx, gi, &e)", 0),
+        ("bwd_fused_accum", "tl_lora_backward_s8(&p, &opt_acc, x, y, g, 0, &tf, dx, gi, &e)", 3),
+        ("bwd_fused_mom", "tl_lora_backward_s8(&p, &opt_mom, x, y, g, 0, &tf, dx, gi, &e)", 3),
+        ("bwd_fused_ok", "tl_lora_backward_s8(&p, &opt, x, y, g, 0, &tf, dx, gi, &e)", 0),
+        ("upd_fused", "tl_update_s16(&opt, 4, &fb, m, v)", 3),
         ("upd_bad_index", "(pairs[0] = 99, pairs[1] = 3, tl_update_s16(&opt, 4, &sb, m, v))", 3),
         ("upd_neg_thr", "tl_update_s16(&opt_neg, 4, &db, m, v)", 3),
         ("upd_null", "tl_update_s16(&opt, 4, &db, NULL, v)", 1),
@@ -1292,8 +1329,10 @@ def _status_checks() -> list[str]:
         "const tl_mse_params mp = {1 << 30, -3};",
         "const tl_optim_params opt = {0, 0, 0, 0}, opt_acc = {1, 0, 0, 0}, opt_mom = {0, 0, 1 << 30, 0},"
         " opt_neg = {0, -1, 0, 0};",
-        "const tl_lora_tensors ts = {a, b, h, dh, {NULL, pairs, 2, NULL}, {acc, NULL, 0, NULL}};",
-        "tl_grad_buffer sb = {NULL, pairs, 2, NULL}, db = {acc, NULL, 0, NULL};",
+        "const tl_lora_tensors ts = {a, b, h, dh, {NULL, pairs, 2, NULL, NULL}, {acc, NULL, 0, NULL, NULL}};",
+        "const tl_lora_tensors tf = {a, b, h, dh, {NULL, NULL, 0, NULL, m}, {NULL, NULL, 0, NULL, m}};",
+        "tl_grad_buffer sb = {NULL, pairs, 2, NULL, NULL}, db = {acc, NULL, 0, NULL, NULL};",
+        "tl_grad_buffer fb = {NULL, NULL, 0, NULL, m};",
         "int32_t e = 0, loss = 0;",
         "uint32_t len = 0;",
         "ram_medium med;",

@@ -7,7 +7,7 @@ import sys
 from tinylora import __version__, tasks
 from tinylora.adapter_cmds import cmd_eval, cmd_merge
 from tinylora.bench import BENCH_TARGETS
-from tinylora.cli_args import COUNT, DENSITY, LR, RANK, SEED, int_in, model_arg, real_in
+from tinylora.cli_args import COUNT, DENSITY, LR, RANK, RANK_HELP, SEED, int_in, model_arg, real_in
 from tinylora.codegen.project import GEN_LR
 from tinylora.commands import (
     cmd_bench,
@@ -97,7 +97,7 @@ def _add_train(sub, fmt) -> None:
     p.add_argument("--data", default=None, help="an .npz of training data (default: bundled task)")
     p.add_argument("--task", default="sensor", choices=tasks.TASKS,
                    help="bundled adaptation task when --data is not given (default: sensor)")
-    p.add_argument("--rank", type=RANK, default=3, help="LoRA rank, 1..255 (default 3)")
+    p.add_argument("--rank", type=RANK, default=None, help=RANK_HELP)
     p.add_argument("--epochs", type=int_in(1, 10000), default=3, help="passes over the data (default 3)")
     p.add_argument("--lr", type=LR, default=0.004, help="SGD learning rate, in (0, 1) (default 0.004)")
     p.add_argument("--density", type=DENSITY, default=None,
@@ -132,7 +132,7 @@ def _add_plan(sub, fmt) -> None:
     g.add_argument("--board", default=None, help="use this board's arena budget (see tinylora boards)")
     g.add_argument("--budget", type=int_in(1), default=None, help="RAM budget in bytes (default 524288)")
     g2 = p.add_mutually_exclusive_group()
-    g2.add_argument("--rank", type=RANK, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
+    g2.add_argument("--rank", type=RANK, default=None, help=RANK_HELP)
     g2.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the budget")
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--loss", default=None, choices=LOSSES, help=LOSS_HELP)
@@ -175,7 +175,7 @@ def _add_verify(sub, fmt) -> None:
                         "host; sources from $ESP_NN_DIR)")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     p.add_argument("--steps", type=COUNT, default=50, help="training steps (default 50)")
-    p.add_argument("--rank", type=RANK, default=3, help="LoRA rank, 1..255 (default 3)")
+    p.add_argument("--rank", type=RANK, default=None, help=RANK_HELP)
     p.add_argument("--targets", default=None, help=TARGETS_HELP)
     p.add_argument("--recompute", default="none", choices=["none", "all", "auto"])
     p.add_argument("--density", type=DENSITY, default=None,
@@ -209,7 +209,7 @@ def _add_gen(sub, fmt) -> None:
     p.add_argument("--board", required=True, help="the board (see tinylora boards)")
     p.add_argument("--model", default=None, help="a full-int8 .tflite (default: bundled)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--rank", type=RANK, default=3, help="LoRA rank on every FULLY_CONNECTED layer (default 3)")
+    g.add_argument("--rank", type=RANK, default=None, help=RANK_HELP)
     g.add_argument("--auto-rank", action="store_true", help="choose per-layer ranks for the board's budget")
     g.add_argument("--adapter", default=None, help="a .tla (masters) to start from: its config and "
                    "scales, kept in adapter slot 0 (checked against the model first)")

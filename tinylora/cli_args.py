@@ -36,6 +36,13 @@ def real_in(lo: float, hi: float, hi_closed: bool = False):
 
 RANK, COUNT, SEED = int_in(1, 255), int_in(1, 100000), int_in(0, 2**32 - 1)
 LR, DENSITY = real_in(0.0, 1.0), real_in(0.0, 1.0, hi_closed=True)
+RANK_HELP = ("LoRA rank, 1..255 (default: 3, lowered on a layer too small for it: rank <= "
+             "ceil(min(in, out) / 4), adapter <= half the layer's weights)")
+
+
+def rank_flag(rank: int | None) -> str:
+    """The ``--rank N`` of a recorded command (nothing for the default rule)."""
+    return "" if rank is None else f" --rank {rank}"
 
 
 def model_arg(p: argparse.ArgumentParser) -> None:

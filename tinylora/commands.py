@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from tinylora import bench, datasets, emulate, load_tflite, regression, tasks
+from tinylora.cli_args import rank_flag
 from tinylora.codegen.project import GEN_LR, QEMU_ENVS, check_names, plan_project, write_project
 from tinylora.codegen.project.flash import model_bytes
 from tinylora.console import Progress, short, table
@@ -127,9 +128,9 @@ def cmd_train(args) -> int:
     trainer = Trainer(model, LoRAConfig(rank=args.rank, loss=args.loss), lr=args.lr, seed=args.seed,
                       grad_density=args.density, recompute=args.recompute, calibration=xtr[:64])
     base = float(np.mean(trainer.predict(xte) == yte))
-    targets = ", ".join(f"{i}:{short(ad.layer.name)}" for i, ad in trainer.adapters.items())
+    targets = ", ".join(f"{i}:{short(ad.layer.name)} rank {ad.k.rank}" for i, ad in trainer.adapters.items())
     print(f"data: {what}: {len(ytr)} training, {len(yte)} test samples")
-    print(f"LoRA rank {args.rank} on layers {targets}; lr {trainer.lr:.6g} (exact fixed point); "
+    print(f"LoRA on layers {targets}; lr {trainer.lr:.6g} (exact fixed point); "
           f"recompute {trainer.recompute}")
     t0 = time.perf_counter()
     history = trainer.fit(xtr, ytr, epochs=args.epochs, callback=None if args.quiet else Progress())
@@ -276,7 +277,7 @@ def cmd_verify(args) -> int:
     targets = list(TARGETS) if args.target == "all" else [args.target]
     if args.target == "all" and backend != "portable":  # the targets the library runs on
         targets = [t for t in targets if TARGETS[t][0] in LIBRARIES[backend].toolchains]
-    command = (f"tinylora verify --target {args.target} --steps {args.steps} --rank {args.rank} "
+    command = (f"tinylora verify --target {args.target} --steps {args.steps}{rank_flag(args.rank)} "
                f"--recompute {args.recompute} --lr {args.lr} --seed {args.seed}"
                + (f" --density {args.density}" if args.density is not None else "")
                + (" --model <file>" if args.model else "")
@@ -323,7 +324,7 @@ def _gen_command(args) -> str:
     if args.model:
         parts.append(f"--model {pathlib.Path(args.model).name}")
     if not getattr(args, "adapter", None):
-        parts.append("--auto-rank" if args.auto_rank else f"--rank {args.rank}")
+        parts.append("--auto-rank" if args.auto_rank else rank_flag(args.rank).strip())
     if args.data:
         parts.append(f"--data {pathlib.Path(args.data).name}")
     if getattr(args, "loss", None):
@@ -337,7 +338,7 @@ def _gen_command(args) -> str:
     parts += [f"--backend {args.backend}"] if args.backend else []
     if getattr(args, "adapter", None):
         parts.append(f"--adapter {pathlib.Path(args.adapter).name}")
-    return " ".join(parts)
+    return " ".join(p for p in parts if p)
 
 
 def cmd_gen(args) -> int:

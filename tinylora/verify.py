@@ -232,7 +232,11 @@ def run_cases(target: str, cases: Sequence[Case], out_dir: Path | str, command: 
     return VerifyResult(target, outcomes, seconds, out_dir, backend, scratch)
 
 
-def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
+def _ranks(trainer) -> str:
+    return "ranks " + ", ".join(f"{i}:{ad.k.rank}" for i, ad in sorted(trainer.adapters.items()))
+
+
+def example_case(steps: int = 50, rank: int | None = None, recompute: str = "none",
                  density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
                  prefix: str = "example", targets: str | None = None) -> Case:
     """The bundled digits CNN on the bundled 'sensor' adaptation task (full model inputs)."""
@@ -245,7 +249,7 @@ def example_case(steps: int = 50, rank: int = 3, recompute: str = "none",
     trainer = Trainer(model, config, lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64])
     return Case(prefix, trainer, VectorSet(x[:steps], t["y_train"][:steps]),
-                f"bundled digits CNN, sensor task, rank {rank}, recompute {recompute}, "
+                f"bundled digits CNN, sensor task, {_ranks(trainer)}, recompute {recompute}, "
                 f"density {density}, lr {lr}, seed {seed}")
 
 
@@ -259,7 +263,7 @@ def lora_targets(model, spec: str | None) -> tuple | None:
     return tuple(int(k) if k.strip().isdigit() else k.strip() for k in spec.split(",") if k.strip())
 
 
-def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
+def model_case(model, steps: int = 50, rank: int | None = None, recompute: str = "none",
                density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
                prefix: str = "model", targets: str | None = None, loss: str = "xent",
                **trainer_args) -> Case:
@@ -280,7 +284,7 @@ def model_case(model, steps: int = 50, rank: int = 3, recompute: str = "none",
          else rng.integers(-128, 128, (steps, classes)).astype(np.int8))
     return Case(prefix, trainer, VectorSet(x, y),
                 f"random inputs and {'labels' if loss == 'xent' else 'int8 targets'}, loss {loss}, "
-                f"LoRA on {targets or 'the default targets'}, rank {rank}, recompute {recompute}, "
+                f"LoRA on {targets or 'the default targets'}, {_ranks(trainer)}, recompute {recompute}, "
                 f"density {density}, lr {lr}, seed {seed}")
 
 
@@ -291,7 +295,7 @@ def _end_inputs(model, rng, n: int) -> np.ndarray:
     return (rng.standard_normal(shape) * 2).astype(np.float32)
 
 
-def verify(target: str, model=None, steps: int = 50, rank: int = 3, recompute: str = "none",
+def verify(target: str, model=None, steps: int = 50, rank: int | None = None, recompute: str = "none",
            density: float | None = None, seed: int = 0, keep: Path | str | None = None,
            lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable",
            targets: str | None = None, loss: str = "xent") -> VerifyResult:

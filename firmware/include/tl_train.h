@@ -109,7 +109,8 @@ typedef struct {
     int32_t momentum_shift;
 } tl_optim_params;
 
-/* Where one parameter tensor's (n entries: A [r][K] or B [C][r]) gradient goes.
+/* Where one parameter tensor's (n entries: A [r][K] or B [C][r]) gradient goes: exactly one
+ * of acc, pairs, master is set.
  *
  * Dense: `acc` holds n int32 accumulators (master units * 2^8). tl_update_s16 applies them
  *   (delta = rdbp(acc, 8), momentum, threshold, at most `capacity` entries (0: no limit)).
@@ -118,6 +119,12 @@ typedef struct {
  *   computes each entry's delta (momentum included) and keeps the `capacity` largest
  *   |delta| >= threshold, ties to the lower flat index, as a bounded min-heap; a pair with
  *   delta 0 is empty. tl_update_s16 applies the pairs.
+ * Fused: `master` holds the n int16 masters and the backward applies each entry as soon as it
+ *   is formed (docs/numerics.md section 5): delta = rdbp(value, 8), kept when nonzero and
+ *   |delta| >= threshold, master = sat16(master - delta). No gradient memory at all; only with
+ *   accumulate == 0, no momentum and capacity 0. The backward leaves the int8 views alone (its
+ *   own reads of a8 and b8 see the forward's values): the caller refreshes them after it
+ *   (tl_refresh_view_s8), which gives the bytes of the dense path exactly.
  * `momentum` (n int32, or NULL) is used when momentum_multiplier != 0: by the update in
  * dense mode, by the backward in sparse mode. */
 typedef struct {
@@ -125,6 +132,7 @@ typedef struct {
     int32_t *pairs;
     int32_t capacity;
     int32_t *momentum;
+    int16_t *master;
 } tl_grad_buffer;
 
 /* An adapted layer's per-step tensors for the backward. */
@@ -180,7 +188,8 @@ tl_status tl_mse_grad_s8(const tl_mse_params *params, int32_t count, const int8_
  *   grad_in   NULL at the lowest adapter; else out: dL/dx mantissas, int16 of the input's
  *             whole shape [in_h][in_w][K] (pixels a strided 1x1 conv skips get 0), and
  *             *grad_in_exponent its exponent.
- * Weight gradients go to lora->da / lora->db (see tl_grad_buffer). GB and GA are formed
+ * Weight gradients go to lora->da / lora->db (see tl_grad_buffer; fused: straight into the
+ * masters, so the caller refreshes the int8 views afterwards). GB and GA are formed
  * twice (once for their block exponent, once to emit them), so they need no scratch. */
 tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *opt,
                               const int8_t *input, const int8_t *output, int16_t *grad,
@@ -198,6 +207,7 @@ tl_status tl_reshape_backward_s16(int32_t n, const int16_t *grad, int16_t *grad_
  *           largest |delta|, ties to the lower flat index (the cut-off magnitude is found bit
  *           by bit: at most 34 counting passes over n, no extra memory); acc is reset to 0.
  *   sparse: the pairs the backward kept; the buffer is emptied.
+ *   fused:  TL_ERR_PARAM (the backward has applied the update already).
  * Then master = sat16(master - delta) and view = sat(rdbp(master, 8), -127, 127) (all n). */
 tl_status tl_update_s16(const tl_optim_params *opt, int32_t n, const tl_grad_buffer *g,
                         int16_t *master, int8_t *view);

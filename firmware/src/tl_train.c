@@ -398,6 +398,13 @@ static inline void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, 
                            int32_t value)
 {
     int32_t delta;
+    if (g->master != NULL) { /* fused: the update as the entry is formed */
+        delta = tl_rounding_divide_by_pot(value, TL_ACCUM_FRAC_BITS);
+        if (delta != 0 && tl_mag32(delta) >= (uint32_t)opt->threshold) {
+            g->master[index] = tl_sat16_64((int64_t)g->master[index] - delta);
+        }
+        return;
+    }
     if (g->pairs == NULL) {
         g->acc[index] = opt->accumulate ? tl_sat32_64((int64_t)g->acc[index] + value) : value;
         return;
@@ -416,6 +423,13 @@ static inline void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, 
 
 static tl_status tl_check_grad_buffer(const tl_optim_params *opt, const tl_grad_buffer *g)
 {
+    if (g->master != NULL) { /* fused: nothing may need the whole gradient */
+        if (g->acc != NULL || g->pairs != NULL || g->capacity != 0 || opt->accumulate ||
+            opt->momentum_multiplier != 0) {
+            return TL_ERR_PARAM;
+        }
+        return TL_OK;
+    }
     if (g->pairs != NULL) {
         if (g->capacity < 1 || opt->accumulate) {
             return TL_ERR_PARAM; /* sparse pairs hold one step's deltas: no accumulation */
@@ -825,6 +839,9 @@ tl_status tl_update_s16(const tl_optim_params *opt, int32_t n, const tl_grad_buf
     }
     if (n < 0) {
         return TL_ERR_SHAPE;
+    }
+    if (g->master != NULL) {
+        return TL_ERR_PARAM; /* fused: the backward applied it already */
     }
     if (g->pairs != NULL) {
         if (g->capacity < 1) {

@@ -218,7 +218,8 @@ def lifetimes(trainer, backend: str = "portable") -> list[Buffer]:
             if need:
                 out.append(Buffer(buffer_name(op.layer), "int8", (need,), t, t, "scratch",
                                   f"kernel scratch ({backend})"))
-        if op.op == "backward" and op.layer in trainer.adapters and trainer.accum_steps == 1:
+        if (op.op == "backward" and op.layer in trainer.adapters and trainer.accum_steps == 1
+                and not trainer.fused):       # fused: the backward updates the masters itself
             ad = trainer.adapters[op.layer]   # per-step gradient buffers: backward .. update
             upd = next(k for k, o in enumerate(sched) if o.op == "update" and o.layer == op.layer)
             for p, arr in (("A", ad.a_master), ("B", ad.b_master)):

@@ -17,6 +17,7 @@ from tinylora.errors import BudgetError, ConfigError
 from tinylora.planning.arena import ArenaPlan, plan_trainer
 from tinylora.planning.boards import load_board
 from tinylora.ref import lora
+from tinylora.ref.config import rank_cap
 from tinylora.ref.floatref import FloatLoRA
 from tinylora.ref.layers import Reshape
 from tinylora.ref.trainer import LoRAConfig, Trainer, short_name
@@ -85,8 +86,7 @@ def auto_rank(model, budget: int | None = None, board: str | None = None, calibr
                           "layer sensitivity")
     sens = sensitivity(model, calibration, labels, layers)
     opts = {k: v for k, v in trainer_options.items() if k != "recompute"}
-    caps = {i: min(max_rank, *model.layers[i].weights.shape[:1], model.layers[i].weights.shape[-1])
-            for i in layers}
+    caps = {i: min(max_rank, rank_cap(model.layers[i])) for i in layers}   # low-rank only
     best = None
     smallest = None
     for rc in ("none", "all"):
@@ -131,8 +131,8 @@ def auto_rank(model, budget: int | None = None, board: str | None = None, calibr
                  f"{plan.total_bytes:,} B of {budget:,} B ({source})")
     capped = [i for i in ranks if ranks[i] >= caps[i]]
     if capped:
-        lines.append(f"  layers {capped} reached their rank cap (max_rank {max_rank} or the "
-                     "layer's own size)")
+        lines.append(f"  layers {capped} reached their rank cap (max_rank {max_rank}, or the "
+                     "low-rank rule: rank <= ceil(min(in, out) / 4), adapter <= half the layer)")
     else:
         lines.append("  stopped where one more rank step would exceed the budget")
     return AutoRank(cfg, rc, plan, sens, "\n".join(lines))

@@ -161,11 +161,11 @@ class DagMixin:
                 again = sorted(ancestors(self.srcs, i) & tainted)
                 ops += [self._forward_op(j, recompute=True) for j in again]
             ops.append(self._backward_op(i, delivered))
-            if i in self.adapters:  # nothing below reads this adapter: update it right away,
+            if i in self.adapters and not self.fused:  # nothing below reads this adapter: update
                 ops.append(ScheduleOp("update", i,
                                       (BufferName.adapter("dA", i), BufferName.adapter("dB", i)),
                                       (BufferName.adapter("A", i), BufferName.adapter("B", i))))
-        return ops                   # so its gradient buffers die before the next backward
+        return ops   # it right away, so its gradient buffers die before the next backward
 
     def _backward_op(self, i: int, delivered: set) -> ScheduleOp:
         layer = self.model.layers[i]
@@ -175,7 +175,8 @@ class DagMixin:
         writes, before = [], set(delivered)
         if i in self.adapters:
             reads += [BufferName.h(i), BufferName.adapter("A", i), BufferName.adapter("B", i)]
-            writes += [BufferName.adapter("dA", i), BufferName.adapter("dB", i)]
+            kinds = ("A", "B") if self.fused else ("dA", "dB")   # fused: the masters themselves
+            writes += [BufferName.adapter(k, i) for k in kinds]
         for _, p in self._slots(i):
             if p in before:
                 reads.append(BufferName.grad(p))   # a second consumer: the gradients add up

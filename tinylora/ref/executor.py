@@ -86,24 +86,39 @@ class StepExecutor:
             gb, eb = lora.normalize(g_rows.T @ h, 31)
             dh, eh = lora.normalize(lora.saturation_mask(h, g_rows @ ad.b8))
             ga, ea = lora.normalize(dh.T @ x_rows, 31)
-            # one micro-batch per window: the backward writes the gradient buffer (it is per-step
-            # scratch); with accumulation it adds to the persistent accumulator
-            carry = self.accum_steps > 1
             q, s = ad.k.m_update_b
-            ad.acc_b = quant.saturate((ad.acc_b if carry else 0) + lora.rescale(gb, q, s + e + eb),
-                                      quant.INT32_MIN, quant.INT32_MAX)
+            vb = lora.rescale(gb, q, s + e + eb)
             q, s = ad.k.m_update_a
-            ad.acc_a = quant.saturate((ad.acc_a if carry else 0) + lora.rescale(ga, q, s + e + eh + ea),
-                                      quant.INT32_MIN, quant.INT32_MAX)
-        if not self._slots(i):
-            return None
-        ratio_q, ratio_s = self.input_grad[i]
-        dx = lora.rescale(g_rows, ratio_q, ratio_s) @ lora.base_weights(layer)
-        if dh is not None:
-            q, s = ad.k.extra["lora_to_input"]
-            dx = dx + lora.rescale(dh, q, s + eh) @ ad.a8
-        dx, ex = lora.normalize(dx)
-        return self._to_input_shape(layer, dx), e + ex
+            va = lora.rescale(ga, q, s + e + eh + ea)
+        out = None
+        if self._slots(i):   # the input gradient reads the A (and dh the B) the forward used
+            ratio_q, ratio_s = self.input_grad[i]
+            dx = lora.rescale(g_rows, ratio_q, ratio_s) @ lora.base_weights(layer)
+            if dh is not None:
+                q, s = ad.k.extra["lora_to_input"]
+                dx = dx + lora.rescale(dh, q, s + eh) @ ad.a8
+            dx, ex = lora.normalize(dx)
+            out = self._to_input_shape(layer, dx), e + ex
+        if ad is not None:
+            self._emit(ad, va, vb)
+        return out
+
+    def _emit(self, ad, va, vb):
+        """The weight gradients' update values: applied to the masters at once (fused: the
+        int8 views refreshed after the whole backward of the layer), or written to the
+        gradient buffer (one micro-batch per window: per-step scratch), or added to the
+        persistent accumulator (accumulation), saturating."""
+        if self.fused_now:
+            for p, v in (("A", va), ("B", vb)):
+                v = quant.saturate(v, quant.INT32_MIN, quant.INT32_MAX)
+                delta = sparsify(quant.rounding_divide_by_pot(v, lora.ACCUM_FRAC_BITS),
+                                 self.grad_threshold, None)
+                ad.arrays[p][...] = quant.saturate(ad.arrays[p] - delta, lora.MASTER_MIN, lora.MASTER_MAX)
+            ad.refresh()
+            return
+        carry = self.accum_steps > 1
+        ad.acc_b = quant.saturate((ad.acc_b if carry else 0) + vb, quant.INT32_MIN, quant.INT32_MAX)
+        ad.acc_a = quant.saturate((ad.acc_a if carry else 0) + va, quant.INT32_MIN, quant.INT32_MAX)
 
     def _to_input_shape(self, layer, dx_rows):
         shape = (1,) + layer.input_shape

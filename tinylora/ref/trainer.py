@@ -36,7 +36,7 @@ class Trainer(HeadMixin, DagMixin, StepExecutor):
                  grad_threshold: int = 0, grad_density: float | None = None,
                  recompute: str = "none", seed: int = 0, momentum: float = 0.0,
                  accum_steps: int = 1, calibration=None, grad_capacity: int | None = None,
-                 loss: str | None = None, adapter=None):
+                 loss: str | None = None, adapter=None, fuse_update: bool | None = None):
         self.model = model
         self._loaded = None if adapter is None else (adapter if isinstance(adapter, Adapter)
                                                      else Adapter.load(adapter))
@@ -66,6 +66,8 @@ class Trainer(HeadMixin, DagMixin, StepExecutor):
         self.lr_q = quant.quantize_multiplier(lr)
         self.lr = self.lr_q[0] * 2.0 ** (self.lr_q[1] - 31)   # the exact learning rate
         self.momentum_q = quant.quantize_multiplier(momentum) if momentum else (0, 0)
+        self.fused = self._resolve_fused(fuse_update)
+        self.fused_now = self.fused   # False only while gradients() reads the accumulators
         self.updates = self._loaded.updates if self._loaded is not None else 0
         self.step_count = self.updates * self.accum_steps
         self._setup_head(loss if loss is not None else self.config.loss)
@@ -78,6 +80,20 @@ class Trainer(HeadMixin, DagMixin, StepExecutor):
         self._arena = None
 
     # ----------------------------------------------------------------- structure
+
+    def _resolve_fused(self, fuse_update: bool | None) -> bool:
+        """Fused update (docs/numerics.md section 5): the backward applies each weight gradient
+        to the masters as it forms it, so no int32 gradient buffer exists. Possible when nothing
+        needs the whole gradient: one micro-batch per update, no momentum, no top-k capacity."""
+        blockers = [what for what, on in (("accum_steps > 1", self.accum_steps > 1),
+                                          ("momentum", bool(self.momentum_q[0])),
+                                          ("a gradient capacity (grad_density / grad_capacity)",
+                                           self.capacity(1 << 30) is not None)) if on]
+        if fuse_update and blockers:
+            raise ConfigError(f"fuse_update=True needs the whole gradient of a step to be unused "
+                              f"after it is formed, but {' and '.join(blockers)} need(s) it: drop "
+                              "fuse_update or those options")
+        return not blockers if fuse_update is None else bool(fuse_update)
 
     def _setup_targets(self, calibration) -> None:
         layers = [l for l in self.model.layers[: self.logits_layer + 1] if l.index in self.needed]
@@ -202,9 +218,13 @@ class Trainer(HeadMixin, DagMixin, StepExecutor):
         for ad in self.adapters.values():
             ad.acc_a, ad.acc_b = 0, 0
         bufs = {"x": x[:1], "label": self._label(label)}
-        for op in self.schedule:
-            if op.op != "update":
-                getattr(self, f"_op_{op.op}")(op, bufs)
+        self.fused_now = False   # the backward writes the accumulators, the masters stay
+        try:
+            for op in self.schedule:
+                if op.op != "update":
+                    getattr(self, f"_op_{op.op}")(op, bufs)
+        finally:
+            self.fused_now = self.fused
         unit = self.lr / self.accum_steps * 2.0 ** (lora.MASTER_FRAC_BITS + lora.ACCUM_FRAC_BITS)
         out = {}
         for i, ad in self.adapters.items():

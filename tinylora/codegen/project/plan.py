@@ -71,7 +71,7 @@ def _initial_adapter(path: str | None, model, auto_rank: bool) -> Adapter | None
     return loaded
 
 
-def plan_project(board: str | Board, model_path: str | None = None, rank: int = 3,
+def plan_project(board: str | Board, model_path: str | None = None, rank: int | None = None,
                  auto_rank: bool = False, data: str | None = None, samples: int = 32,
                  epochs: int = 3, command: str | None = None,
                  model_code_factory: ModelCodeFactory | None = None,
@@ -110,7 +110,8 @@ def plan_project(board: str | Board, model_path: str | None = None, rank: int = 
         config_text = f"auto-rank for {b.name}: {result.config.rank}, recompute {recompute}"
     else:
         config, recompute = LoRAConfig(rank=rank, loss=loss), "none"
-        config_text = f"rank {rank} on every FULLY_CONNECTED layer"
+        config_text = (f"rank {rank}" if rank is not None else "default ranks (3, lower on small layers)") \
+            + " on every FULLY_CONNECTED layer"
     if not 0 < lr < 1:
         raise InputError("lr must be in (0, 1)")
     trainer = Trainer(model, config, lr=lr, recompute=recompute, calibration=x[:64], adapter=loaded)
