@@ -462,7 +462,7 @@ class BackwardCase:
             self.y[m > 0.7] = layer.act_max
         else:
             self.y = np.clip(self.y, layer.act_min, layer.act_max).astype(np.int8)
-        bits = int(rng.integers(0, 16))
+        bits = int(force.get("bits", rng.integers(0, 16)))
         self.g = rng.integers(-(2**bits) + 1, 2**bits, layer.output_shape).astype(np.int64) \
             if bits and not zero_grad else np.zeros(layer.output_shape, np.int64)
         self.e_in = int(rng.integers(-40, 12))
@@ -628,7 +628,7 @@ class BackwardCase:
                 else:
                     report.append(f"tl_report_i32_at(\"bwd_d{name}\", {n}, {arrays['d' + name]}, {size});")
         if self.with_dx:
-            dx = prog.buffer(f"bdx{n}", "int64_t", rows * depth)
+            dx = prog.buffer(f"bdx{n}", "int64_t", lora.input_grad_scratch_words(rows, depth))
             gin = prog.buffer(f"bgi{n}", "int16_t", int(np.prod(layer.input_shape)))
             tail = f"{dx}, {gin}, &e_out"
             report += [f"rep_i16(\"bwd_gin\", {n}, {gin}, {int(np.prod(layer.input_shape))});",
@@ -695,7 +695,13 @@ def _backward_cases() -> list:
              dict(force={"adapted": True, "dx": True, "sparse": False, "accum": False,
                          "fused": True, "aim": (22, 33)}),
              dict(force={"conv": True, "adapted": True, "dx": True, "sparse": False,
-                         "accum": False, "fused": True})]
+                         "accum": False, "fused": True}),
+             # 1x1 convs whose input gradient goes a row at a time (lora.input_grad_scratch_words):
+             # 15-bit gradients (block exponent > 0, rounding from each row's kept bits) and
+             # 1-bit ones (exponent <= 0, exact sums shifted up)
+             dict(force={"conv": True, "adapted": True, "dx": True, "bits": 15}),
+             dict(force={"conv": True, "adapted": False, "dx": True, "bits": 15}),
+             dict(force={"conv": True, "adapted": True, "dx": True, "bits": 1})]
     for j, kw in enumerate(extra):
         cases.append(BackwardCase(len(cases), 9000 + j, edge=True, **kw))
     return cases
@@ -1453,3 +1459,17 @@ def test_training_runtime_has_no_float():
             floats = [s for s in syms.split() if re.match(r"__aeabi_([fd]|[iul]+2[fd]|u?l?div|u?idiv)", s)
                       or re.search(r"(sf|df)\d?$", s)]
             assert not floats, f"{name} calls float or division helpers: {floats}"
+
+
+def test_backward_cases_take_both_input_gradient_forms():
+    """The backward group runs the whole-tensor dx and the row-at-a-time one (with a positive
+    and a non-positive block exponent), so both C forms are compared with lora.normalize."""
+    forms = {"whole": 0, "rows": 0}
+    for case in _backward_cases():
+        if case.with_dx:
+            rows, depth = _rows(case.layer), case.layer.weights.shape[-1]
+            whole = lora.input_grad_scratch_words(rows, depth) == rows * depth
+            forms["whole" if whole else "rows"] += 1
+    assert forms["whole"] >= 5 and forms["rows"] >= 5, forms
+    assert lora.input_grad_scratch_words(48 * 48, 8) == 8 + (2304 + 2304 + 7) // 8
+    assert lora.input_grad_scratch_words(1, 256) == 256

@@ -184,13 +184,19 @@ tl_status tl_mse_grad_s8(const tl_mse_params *params, int32_t count, const int8_
  *             the buffer is dead after the backward)
  *   exponent  in: grad's exponent
  *   lora      the adapter's tensors, or NULL for a frozen layer between adapters
- *   dx        scratch int64 [rows][K] (arena buffer dx<i>), needed with grad_in
+ *   dx        scratch of tl_lora_dx_words(rows, K) int64 (arena buffer dx<i>), needed with
+ *             grad_in: all rows' sums [rows][K] when that is the smaller, else one row's
+ *             K sums plus a byte a row and a bit a value (a row at a time, two passes
+ *             over the row data, the same bytes as the whole-tensor normalization)
  *   grad_in   NULL at the lowest adapter; else out: dL/dx mantissas, int16 of the input's
  *             whole shape [in_h][in_w][K] (pixels a strided 1x1 conv skips get 0), and
  *             *grad_in_exponent its exponent.
  * Weight gradients go to lora->da / lora->db (see tl_grad_buffer; fused: straight into the
  * masters, so the caller refreshes the int8 views afterwards). GB and GA are formed
  * twice (once for their block exponent, once to emit them), so they need no scratch. */
+/* The int64 words of tl_lora_backward_s8's dx scratch (lora.input_grad_scratch_words). */
+int32_t tl_lora_dx_words(int32_t rows, int32_t depth);
+
 tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *opt,
                               const int8_t *input, const int8_t *output, int16_t *grad,
                               int32_t exponent, const tl_lora_tensors *lora, int64_t *dx,

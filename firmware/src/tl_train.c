@@ -627,13 +627,154 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
     }
 }
 
+/* ------------------------------------------------------------------ the input gradient */
+
+int32_t tl_lora_dx_words(int32_t rows, int32_t depth)
+{
+    const int64_t whole = (int64_t)rows * depth;
+    const int64_t row_path = (int64_t)depth + ((int64_t)rows + (whole + 7) / 8 + 7) / 8;
+    return (int32_t)(whole <= row_path ? whole : row_path);
+}
+
+/* One row's 64-bit input-gradient sums: rescale(g, s_w[c]/S) . W + rescale(dh, to_input) . A. */
+static void tl_dx_row(const tl_lora_params *p, const tl_lora_tensors *lora, const int16_t *grad,
+                      int32_t dh_shift, int32_t row, int64_t *d)
+{
+    const int32_t C = p->channels, K = p->depth;
+    int32_t c, j, k;
+    for (k = 0; k < K; ++k) {
+        d[k] = 0;
+    }
+    for (c = 0; c < C; ++c) {
+        const int32_t gs =
+            tl_requantize_single_inline(grad[(size_t)row * (size_t)C + (size_t)c],
+                                        p->input_ratio.multiplier[c], p->input_ratio.shift[c]);
+        const int8_t *w = p->weights + (size_t)c * (size_t)K;
+        if (gs == 0) {
+            continue;
+        }
+        if (gs > -(1 << 23) && gs < (1 << 23)) { /* the product fits int32 */
+            for (k = 0; k < K; ++k) {
+                d[k] += gs * (int32_t)w[k];
+            }
+        } else {
+            for (k = 0; k < K; ++k) {
+                d[k] += (int64_t)gs * w[k];
+            }
+        }
+    }
+    if (lora == NULL) {
+        return;
+    }
+    for (j = 0; j < p->rank; ++j) {
+        const int32_t ds = tl_requantize_single_inline(
+            (int32_t)lora->dh[(size_t)row * (size_t)p->rank + (size_t)j], p->to_input_multiplier,
+            dh_shift);
+        const int8_t *a = lora->a8 + (size_t)j * (size_t)K;
+        if (ds == 0) {
+            continue;
+        }
+        if (ds > -(1 << 23) && ds < (1 << 23)) { /* the product fits int32 */
+            for (k = 0; k < K; ++k) {
+                d[k] += ds * (int32_t)a[k];
+            }
+        } else {
+            for (k = 0; k < K; ++k) {
+                d[k] += (int64_t)ds * a[k];
+            }
+        }
+    }
+}
+
+/* Small layers: every row's sums in dx [rows][K], one block exponent, then the mantissas. */
+static void tl_dx_whole(const tl_lora_params *p, const tl_lora_tensors *lora, const int16_t *grad,
+                        int32_t dh_shift, int64_t *dx, int16_t *grad_in, int32_t *ex)
+{
+    const int32_t K = p->depth;
+    int32_t oy, ox, k, row;
+    for (row = 0; row < p->out_h * p->out_w; ++row) {
+        tl_dx_row(p, lora, grad, dh_shift, row, dx + (size_t)row * (size_t)K);
+    }
+    *ex = tl_normalize_exponent(dx, p->out_h * p->out_w * K, TL_GRAD_BITS);
+    row = 0;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox, ++row) {
+            int16_t *gi = grad_in + tl_pixel(p, oy, ox);
+            const int64_t *d = dx + (size_t)row * (size_t)K;
+            for (k = 0; k < K; ++k) {
+                gi[k] = (int16_t)tl_normalize_value(d[k], *ex, TL_GRAD_BITS);
+            }
+        }
+    }
+}
+
+/* Large layers, a row at a time in K int64 sums, exactly lora.normalize of the whole tensor.
+ * Pass 1 keeps, per row, s = max(0, bit_length(row peak) - 15) (one byte), and per value
+ * v = |d| >> (s - 1) (|d| << 1 when s = 0; v < 2^16, in grad_in's bytes as uint16) and its
+ * sign (one bit). The block exponent ex is the largest s (or <= 0 when every |d| < 2^15).
+ * Pass 2: ex <= 0: every s is 0 and v / 2 = |d| exactly, so m = |d| << -ex. ex > 0:
+ * round-half-away-from-zero |d| / 2^ex reads only the bits of |d| from ex - 1 up, which
+ * v >> (ex - s) = |d| >> (ex - 1) keeps (s <= ex), so m = min(((v >> (ex - s)) + 1) >> 1,
+ * 2^15 - 1), with the sign put back. Scratch: K int64 + rows bytes + rows * K bits. */
+static void tl_dx_rows(const tl_lora_params *p, const tl_lora_tensors *lora, const int16_t *grad,
+                       int32_t dh_shift, int64_t *dx, int16_t *grad_in, int32_t *ex)
+{
+    const int32_t K = p->depth, rows = p->out_h * p->out_w;
+    uint8_t *row_shift = (uint8_t *)(dx + K);
+    uint8_t *sign = row_shift + rows;
+    uint64_t all = 0u;
+    int32_t oy, ox, k, row, bit;
+    for (k = 0; k < (int32_t)(((int64_t)rows * K + 7) / 8); ++k) {
+        sign[k] = 0u;
+    }
+    row = 0;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox, ++row) {
+            uint16_t *v = (uint16_t *)(grad_in + tl_pixel(p, oy, ox));
+            uint64_t peak;
+            int32_t s;
+            tl_dx_row(p, lora, grad, dh_shift, row, dx);
+            peak = tl_peak_i64(dx, K);
+            s = peak < (1u << TL_GRAD_BITS) ? 0 : tl_bit_length64(peak) - TL_GRAD_BITS;
+            all = peak > all ? peak : all;
+            row_shift[row] = (uint8_t)s;
+            for (k = 0, bit = row * K; k < K; ++k, ++bit) {
+                const uint64_t m = tl_mag64(dx[k]);
+                v[k] = (uint16_t)(s == 0 ? m << 1 : m >> (s - 1));
+                if (dx[k] < 0) {
+                    sign[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+                }
+            }
+        }
+    }
+    *ex = all == 0u ? 0 : tl_bit_length64(all) - TL_GRAD_BITS;
+    row = 0;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox, ++row) {
+            int16_t *gi = grad_in + tl_pixel(p, oy, ox);
+            const int32_t shift = *ex - row_shift[row];
+            for (k = 0, bit = row * K; k < K; ++k, ++bit) {
+                const uint32_t v = (uint16_t)gi[k];
+                uint32_t m;
+                if (*ex <= 0) {
+                    m = (v >> 1) << -*ex;
+                } else {
+                    m = shift > 16 ? 0u : ((v >> shift) + 1u) >> 1;
+                    m = m > 32767u ? 32767u : m;
+                }
+                gi[k] = (int16_t)((sign[bit >> 3] >> (bit & 7)) & 1u ? -(int32_t)m : (int32_t)m);
+            }
+        }
+    }
+}
+
 tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *opt,
                               const int8_t *input, const int8_t *output, int16_t *grad,
                               int32_t exponent, const tl_lora_tensors *lora, int64_t *dx,
                               int16_t *grad_in, int32_t *grad_in_exponent)
 {
-    int32_t rows, C, K, r, i, e, eg, eh = 0;
-    int32_t oy, ox, row, c, j, k;
+    int32_t rows, C, K, r, i, e, eg, eh = 0, ex = 0;
+    int32_t row, c, j;
     uint32_t peak = 0u;
     tl_status s = tl_check_layer(p);
     if (s != TL_OK) {
@@ -717,67 +858,13 @@ tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *op
      *    normalized to 15 bits and scattered to the pixels the layer read. */
     if (grad_in != NULL) {
         const int32_t dh_shift = tl_shift_sum(p->to_input_shift, eh, 0, 0);
-        int32_t ex;
-        row = 0;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox, ++row) {
-                int64_t *d = dx + (size_t)row * (size_t)K;
-                for (k = 0; k < K; ++k) {
-                    d[k] = 0;
-                }
-                for (c = 0; c < C; ++c) {
-                    const int32_t gs = tl_requantize_single_inline(
-                        grad[(size_t)row * (size_t)C + (size_t)c], p->input_ratio.multiplier[c],
-                        p->input_ratio.shift[c]);
-                    const int8_t *w = p->weights + (size_t)c * (size_t)K;
-                    if (gs == 0) {
-                        continue;
-                    }
-                    if (gs > -(1 << 23) && gs < (1 << 23)) { /* the product fits int32 */
-                        for (k = 0; k < K; ++k) {
-                            d[k] += gs * (int32_t)w[k];
-                        }
-                    } else {
-                        for (k = 0; k < K; ++k) {
-                            d[k] += (int64_t)gs * w[k];
-                        }
-                    }
-                }
-                if (lora != NULL) {
-                    for (j = 0; j < r; ++j) {
-                        const int32_t ds = tl_requantize_single_inline(
-                            (int32_t)lora->dh[(size_t)row * (size_t)r + (size_t)j],
-                            p->to_input_multiplier, dh_shift);
-                        const int8_t *a = lora->a8 + (size_t)j * (size_t)K;
-                        if (ds == 0) {
-                            continue;
-                        }
-                        if (ds > -(1 << 23) && ds < (1 << 23)) { /* the product fits int32 */
-                            for (k = 0; k < K; ++k) {
-                                d[k] += ds * (int32_t)a[k];
-                            }
-                        } else {
-                            for (k = 0; k < K; ++k) {
-                                d[k] += (int64_t)ds * a[k];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        ex = tl_normalize_exponent(dx, rows * K, TL_GRAD_BITS);
         for (i = 0; i < p->in_h * p->in_w * K; ++i) {
             grad_in[i] = 0;
         }
-        row = 0;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox, ++row) {
-                int16_t *gi = grad_in + tl_pixel(p, oy, ox);
-                const int64_t *d = dx + (size_t)row * (size_t)K;
-                for (k = 0; k < K; ++k) {
-                    gi[k] = (int16_t)tl_normalize_value(d[k], ex, TL_GRAD_BITS);
-                }
-            }
+        if ((int64_t)rows * K <= tl_lora_dx_words(rows, K)) {
+            tl_dx_whole(p, lora, grad, dh_shift, dx, grad_in, &ex);
+        } else {
+            tl_dx_rows(p, lora, grad, dh_shift, dx, grad_in, &ex);
         }
         *grad_in_exponent = e + ex;
     }

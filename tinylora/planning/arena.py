@@ -18,7 +18,7 @@ from tinylora.planning.boards import load_board
 from tinylora.planning.kernel_scratch import buffer_name, frozen_layer_scratch
 from tinylora.planning.plotting import plot_plan
 from tinylora.ref.dag import is_chain_path
-from tinylora.ref.lora import lora_rows
+from tinylora.ref.lora import input_grad_scratch_words, lora_rows
 from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import LoRAConfig, Trainer, act
 
@@ -275,7 +275,9 @@ def _op_scratch(trainer, op, sparse: bool):
     if op.layer in trainer.adapters:
         out.append((BufferName.dh(op.layer), "int64", (rows, trainer.adapters[op.layer].k.rank), "LoRA backward"))
     if trainer._slots(op.layer):
-        out.append((BufferName.dx(op.layer), "int64", (rows, depth), "input gradient (64-bit)"))
+        words = input_grad_scratch_words(rows, depth)
+        what = "input gradient (64-bit)" if words == rows * depth else "input gradient (row at a time)"
+        out.append((BufferName.dx(op.layer), "int64", (rows, depth) if words == rows * depth else (words,), what))
     return out
 
 

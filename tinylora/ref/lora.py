@@ -108,6 +108,15 @@ def lora_rows(layer: Layer) -> int:
     return int(np.prod(layer.input_shape)) // layer.weights.shape[-1]
 
 
+def input_grad_scratch_words(rows: int, depth: int) -> int:
+    """int64 words of the C backward's input-gradient scratch (tl_lora_dx_words): every row's
+    64-bit sums, or, when smaller, one row's sums plus a byte per row (its shift) and a bit per
+    value (its sign) for the row-at-a-time form. Either gives the bytes of ``normalize`` over
+    the whole tensor; numpy keeps the sums in a temporary."""
+    row_path = depth + -(-(rows + -(-rows * depth // 8)) // 8)
+    return min(rows * depth, row_path)
+
+
 def base_weights(layer: Layer) -> np.ndarray:
     """Weights as [C_out, depth] int64."""
     w = layer.weights.astype(np.int64)
