@@ -161,7 +161,10 @@ class Case:
         self.body.append(f"static const tl_conv_backward_params p = {{ {h}, {w}, {c_in}, {oh}, {ow}, "
                          f"{c_out}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {ph}, {pw}, {mult}, {wn}, "
                          f"{{ {qn}, {sn} }} }};")
-        dx = self.prog.buffer(f"{self.name}_dx", "int32_t" if depthwise else "int64_t", h * w * c_in)
+        words = lora.input_grad_scratch_words(h, w * c_in, 4) if depthwise else h * w * c_in
+        if words < h * w * c_in:
+            self.flags.add("rows")   # the C sums an input row at a time
+        dx = self.prog.buffer(f"{self.name}_dx", "int32_t" if depthwise else "int64_t", words)
         fn = "tl_depthwise_conv_backward_s16" if depthwise else "tl_conv_backward_s16"
         g = _grad(r, (oh, ow, c_out), self.mode)
         self._run_op(layer, _output(r, layer), g, None, k,
@@ -384,6 +387,7 @@ def test_cases_reach_every_rule(program):
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD"):
         assert "masked" in flags[op], op
     assert "clipped" in flags["AVERAGE_POOL_2D"]
+    assert "rows" in flags["DEPTHWISE_CONV_2D"]   # the row-at-a-time input gradient
     assert "gap" in flags["merge"] and "tiny" in flags["rescale"]
     # every kernel sees zero, saturated and ordinary gradients, with exponents moving both ways
     shifts = [e for c in cases for m, e in c.expected if m.any()]

@@ -89,9 +89,15 @@ tl_status tl_conv_backward_s16(const tl_conv_backward_params *p, const int16_t *
                                int32_t *grad_in_exponent);
 
 /* DEPTHWISE_CONV_2D: as tl_conv_backward_s16 with output channel co = ci * multiplier + m
- * reading input channel ci only; dx int32 [in_h][in_w][in_c] (kernel_h * kernel_w *
+ * reading input channel ci only; dx int32 scratch of tl_depthwise_dx_words(in_h, in_w,
+ * in_c) words: [in_h][in_w][in_c] when that is the smaller, else one input row's sums,
+ * a byte a row and a bit a value (row at a time, the same bytes) (kernel_h * kernel_w *
  * depth_multiplier must stay below 512: TL_ERR_UNSUPPORTED otherwise). `grad` is rescaled
  * by the channel ratios in place (the buffer is dead after the backward). */
+/* The int32 words of tl_depthwise_conv_backward_s16's dx scratch
+ * (lora.input_grad_scratch_words(in_h, in_w * in_c, 4)). */
+int32_t tl_depthwise_dx_words(int32_t in_h, int32_t in_w, int32_t in_c);
+
 tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, int16_t *grad,
                                          int32_t exponent, int32_t *dx, int16_t *grad_in,
                                          int32_t *grad_in_exponent);

@@ -178,12 +178,121 @@ tl_status tl_conv_backward_s16(const tl_conv_backward_params *p, const int16_t *
     return s;
 }
 
+int32_t tl_depthwise_dx_words(int32_t in_h, int32_t in_w, int32_t in_c)
+{
+    const int64_t row = (int64_t)in_w * in_c, whole = row * in_h;
+    const int64_t row_path = row + ((int64_t)in_h + (whole + 7) / 8 + 3) / 4;
+    return (int32_t)(whole <= row_path ? whole : row_path);
+}
+
+/* Input row y's int32 sums d[in_w][in_c], gathered from the output rows that read it (the
+ * same products as the scatter over outputs; integer sums in any order are equal). */
+static void tl_dw_row(const tl_conv_backward_params *p, const int16_t *grad, int32_t y, int32_t *d)
+{
+    const int32_t mult = p->depth_multiplier;
+    int32_t ox, ci, co, m, i, j;
+    for (ci = 0; ci < p->in_w * p->in_c; ++ci) {
+        d[ci] = 0;
+    }
+    for (i = 0; i < p->kernel_h; ++i) {
+        const int32_t t = y + p->pad_h - i * p->dilation_h, oy = t / p->stride_h;
+        if (t < 0 || t % p->stride_h != 0 || oy >= p->out_h) {
+            continue;
+        }
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int16_t *g = grad + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c;
+            for (j = 0; j < p->kernel_w; ++j) {
+                const int32_t x = ox * p->stride_w + j * p->dilation_w - p->pad_w;
+                const int8_t *w =
+                    p->weights + ((size_t)i * (size_t)p->kernel_w + (size_t)j) * (size_t)p->out_c;
+                int32_t *dr;
+                if (x < 0 || x >= p->in_w) {
+                    continue;
+                }
+                dr = d + (size_t)x * (size_t)p->in_c;
+                /* output channel co = ci * mult + m reads input channel ci only: at most
+                 * kernel_h * kernel_w * mult < 512 products below 2^22 meet in a sum */
+                if (mult == 1) {
+                    for (ci = 0; ci + 4 <= p->in_c; ci += 4) { /* four channels a turn */
+                        dr[ci] += (int32_t)g[ci] * (int32_t)w[ci];
+                        dr[ci + 1] += (int32_t)g[ci + 1] * (int32_t)w[ci + 1];
+                        dr[ci + 2] += (int32_t)g[ci + 2] * (int32_t)w[ci + 2];
+                        dr[ci + 3] += (int32_t)g[ci + 3] * (int32_t)w[ci + 3];
+                    }
+                    for (; ci < p->in_c; ++ci) {
+                        dr[ci] += (int32_t)g[ci] * (int32_t)w[ci];
+                    }
+                } else {
+                    for (ci = 0, co = 0; ci < p->in_c; ++ci) {
+                        for (m = 0; m < mult; ++m, ++co) {
+                            dr[ci] += (int32_t)g[co] * (int32_t)w[co];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The row-at-a-time normalize15 (the LoRA input gradient's scheme, tl_train.c tl_dx_rows):
+ * per row s = max(0, bit_length(row peak) - 15) in a byte; per value v = |d| >> (s - 1)
+ * (|d| << 1 when s = 0, below 2^16) in grad_in's bytes and its sign in a bit; then with the
+ * whole tensor's exponent ex: m = |d| << -ex (ex <= 0) or min(((v >> (ex - s)) + 1) >> 1,
+ * 2^15 - 1), the bits round-half-away-from-zero reads. */
+static void tl_dw_rows(const tl_conv_backward_params *p, const int16_t *grad, int32_t *dx,
+                       int16_t *grad_in, int32_t *ex)
+{
+    const int32_t len = p->in_w * p->in_c;
+    uint8_t *row_shift = (uint8_t *)(dx + len);
+    uint8_t *sign = row_shift + p->in_h;
+    uint32_t all = 0u;
+    int32_t y, k, bit;
+    for (k = 0; k < (int32_t)(((int64_t)len * p->in_h + 7) / 8); ++k) {
+        sign[k] = 0u;
+    }
+    for (y = 0, bit = 0; y < p->in_h; ++y) {
+        uint16_t *v = (uint16_t *)(grad_in + (size_t)y * (size_t)len);
+        uint32_t peak = 0u;
+        int32_t sh;
+        tl_dw_row(p, grad, y, dx);
+        for (k = 0; k < len; ++k) {
+            const uint32_t m = dx[k] < 0 ? 0u - (uint32_t)dx[k] : (uint32_t)dx[k];
+            peak = m > peak ? m : peak;
+        }
+        sh = peak < (1u << TL_BACKWARD_GRAD_BITS) ? 0 : tl_bw_exponent(peak);
+        all = peak > all ? peak : all;
+        row_shift[y] = (uint8_t)sh;
+        for (k = 0; k < len; ++k, ++bit) {
+            const uint32_t m = dx[k] < 0 ? 0u - (uint32_t)dx[k] : (uint32_t)dx[k];
+            v[k] = (uint16_t)(sh == 0 ? m << 1 : m >> (sh - 1));
+            if (dx[k] < 0) {
+                sign[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+            }
+        }
+    }
+    *ex = tl_bw_exponent(all);
+    for (y = 0, bit = 0; y < p->in_h; ++y) {
+        int16_t *gi = grad_in + (size_t)y * (size_t)len;
+        const int32_t shift = *ex - row_shift[y];
+        for (k = 0; k < len; ++k, ++bit) {
+            const uint32_t v = (uint16_t)gi[k];
+            uint32_t m;
+            if (*ex <= 0) {
+                m = (v >> 1) << -*ex;
+            } else {
+                m = shift > 16 ? 0u : ((v >> shift) + 1u) >> 1;
+                m = m > 32767u ? 32767u : m;
+            }
+            gi[k] = (int16_t)((sign[bit >> 3] >> (bit & 7)) & 1u ? -(int32_t)m : (int32_t)m);
+        }
+    }
+}
+
 tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, int16_t *grad,
                                          int32_t exponent, int32_t *dx, int16_t *grad_in,
                                          int32_t *grad_in_exponent)
 {
-    int32_t oy, ox, ci, co, m, i, j, n;
-    const int32_t mult = p != NULL ? p->depth_multiplier : 0;
+    int32_t co, i, n, y, len, ex;
     tl_status s = tl_check_conv(p, 1);
     if (s == TL_OK) {
         s = tl_bw_check_out(grad, grad_in, grad_in_exponent);
@@ -192,9 +301,7 @@ tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, int16
         return s != TL_OK ? s : TL_ERR_NULL;
     }
     n = p->in_h * p->in_w * p->in_c;
-    for (i = 0; i < n; ++i) {
-        dx[i] = 0;
-    }
+    len = p->in_w * p->in_c;
     /* each output gradient rescaled once, in place: |round(g * ratio)| <= |g| (ratio <= 1) */
     for (i = 0; i < p->out_h * p->out_w; ++i) {
         int16_t *g = grad + (size_t)i * (size_t)p->out_c;
@@ -203,46 +310,13 @@ tl_status tl_depthwise_conv_backward_s16(const tl_conv_backward_params *p, int16
                 (int16_t)tl_requantize_single(g[co], p->ratio.multiplier[co], p->ratio.shift[co]);
         }
     }
-    for (oy = 0; oy < p->out_h; ++oy) {
-        for (i = 0; i < p->kernel_h; ++i) {
-            const int32_t y = oy * p->stride_h + i * p->dilation_h - p->pad_h;
-            if (y < 0 || y >= p->in_h) {
-                continue;
-            }
-            for (ox = 0; ox < p->out_w; ++ox) {
-                const int16_t *g =
-                    grad + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c;
-                for (j = 0; j < p->kernel_w; ++j) {
-                    const int32_t x = ox * p->stride_w + j * p->dilation_w - p->pad_w;
-                    const int8_t *w = p->weights + ((size_t)i * (size_t)p->kernel_w + (size_t)j) *
-                                                       (size_t)p->out_c;
-                    int32_t *d;
-                    if (x < 0 || x >= p->in_w) {
-                        continue;
-                    }
-                    d = dx + ((size_t)y * (size_t)p->in_w + (size_t)x) * (size_t)p->in_c;
-                    /* output channel co = ci * mult + m reads input channel ci only: at most
-                     * kernel_h * kernel_w * mult < 512 products below 2^22 meet in a sum */
-                    if (mult == 1) {
-                        for (ci = 0; ci + 4 <= p->in_c; ci += 4) { /* four channels a turn */
-                            d[ci] += (int32_t)g[ci] * (int32_t)w[ci];
-                            d[ci + 1] += (int32_t)g[ci + 1] * (int32_t)w[ci + 1];
-                            d[ci + 2] += (int32_t)g[ci + 2] * (int32_t)w[ci + 2];
-                            d[ci + 3] += (int32_t)g[ci + 3] * (int32_t)w[ci + 3];
-                        }
-                        for (; ci < p->in_c; ++ci) {
-                            d[ci] += (int32_t)g[ci] * (int32_t)w[ci];
-                        }
-                    } else {
-                        for (ci = 0, co = 0; ci < p->in_c; ++ci) {
-                            for (m = 0; m < mult; ++m, ++co) {
-                                d[ci] += (int32_t)g[co] * (int32_t)w[co];
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    if (n > tl_depthwise_dx_words(p->in_h, p->in_w, p->in_c)) {
+        tl_dw_rows(p, grad, dx, grad_in, &ex);
+        *grad_in_exponent = exponent + ex;
+        return TL_OK;
+    }
+    for (y = 0; y < p->in_h; ++y) {
+        tl_dw_row(p, grad, y, dx + (size_t)y * (size_t)len);
     }
     tl_bw_normalize32(dx, n, exponent, grad_in, grad_in_exponent);
     return TL_OK;

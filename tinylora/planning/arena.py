@@ -268,7 +268,11 @@ def _op_scratch(trainer, op, sparse: bool):
     if not is_chain_path(layer):   # frozen ops: a 64-bit sum where inputs gather several outputs
         if layer.kind in GATHERING_OPS and trainer._slots(op.layer):   # k x k conv sums can pass
             wide = "int64" if layer.kind == "CONV_2D" else "int32"      # 2^31; one channel's can't
-            return [(BufferName.dx(op.layer), wide, layer.input_shape, f"input gradient ({wide})")]
+            shape = tuple(layer.input_shape)
+            if layer.kind == "DEPTHWISE_CONV_2D":   # an input row at a time where that is smaller
+                words = input_grad_scratch_words(shape[0], shape[1] * shape[2], 4)
+                shape = shape if words == int(np.prod(shape)) else (words,)
+            return [(BufferName.dx(op.layer), wide, shape, f"input gradient ({wide})")]
         return []
     rows, depth = lora_rows(layer), layer.weights.shape[-1]
     out = []

@@ -108,12 +108,13 @@ def lora_rows(layer: Layer) -> int:
     return int(np.prod(layer.input_shape)) // layer.weights.shape[-1]
 
 
-def input_grad_scratch_words(rows: int, depth: int) -> int:
-    """int64 words of the C backward's input-gradient scratch (tl_lora_dx_words): every row's
-    64-bit sums, or, when smaller, one row's sums plus a byte per row (its shift) and a bit per
-    value (its sign) for the row-at-a-time form. Either gives the bytes of ``normalize`` over
-    the whole tensor; numpy keeps the sums in a temporary."""
-    row_path = depth + -(-(rows + -(-rows * depth // 8)) // 8)
+def input_grad_scratch_words(rows: int, depth: int, word_bytes: int = 8) -> int:
+    """Words of a C backward's input-gradient scratch (int64: tl_lora_dx_words; int32, rows =
+    input rows, depth = in_w * in_c: tl_depthwise_dx_words): every row's sums, or, when
+    smaller, one row's sums plus a byte per row (its shift) and a bit per value (its sign) for
+    the row-at-a-time form. Either gives the bytes of ``normalize`` over the whole tensor;
+    numpy keeps the sums in a temporary."""
+    row_path = depth + -(-(rows + -(-rows * depth // 8)) // word_bytes)
     return min(rows * depth, row_path)
 
 
