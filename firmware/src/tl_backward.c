@@ -200,7 +200,8 @@ static void tl_dw_row(const tl_conv_backward_params *p, const int16_t *grad, int
             continue;
         }
         for (ox = 0; ox < p->out_w; ++ox) {
-            const int16_t *g = grad + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c;
+            const int16_t *g =
+                grad + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c;
             for (j = 0; j < p->kernel_w; ++j) {
                 const int32_t x = ox * p->stride_w + j * p->dilation_w - p->pad_w;
                 const int8_t *w =

@@ -18,7 +18,7 @@ from tinylora.planning.boards import load_board
 from tinylora.planning.kernel_scratch import buffer_name, frozen_layer_scratch
 from tinylora.planning.plotting import plot_plan
 from tinylora.ref.dag import is_chain_path
-from tinylora.ref.lora import input_grad_scratch_words, lora_rows
+from tinylora.ref.lora import lora_rows, row_scratch_shape
 from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import LoRAConfig, Trainer, act
 
@@ -268,10 +268,7 @@ def _op_scratch(trainer, op, sparse: bool):
     if not is_chain_path(layer):   # frozen ops: a 64-bit sum where inputs gather several outputs
         if layer.kind in GATHERING_OPS and trainer._slots(op.layer):   # k x k conv sums can pass
             wide = "int64" if layer.kind == "CONV_2D" else "int32"      # 2^31; one channel's can't
-            shape = tuple(layer.input_shape)
-            if layer.kind == "DEPTHWISE_CONV_2D":   # an input row at a time where that is smaller
-                words = input_grad_scratch_words(shape[0], shape[1] * shape[2], 4)
-                shape = shape if words == int(np.prod(shape)) else (words,)
+            shape = row_scratch_shape(layer.input_shape, 4) if layer.kind == "DEPTHWISE_CONV_2D" else layer.input_shape
             return [(BufferName.dx(op.layer), wide, shape, f"input gradient ({wide})")]
         return []
     rows, depth = lora_rows(layer), layer.weights.shape[-1]
@@ -279,9 +276,7 @@ def _op_scratch(trainer, op, sparse: bool):
     if op.layer in trainer.adapters:
         out.append((BufferName.dh(op.layer), "int64", (rows, trainer.adapters[op.layer].k.rank), "LoRA backward"))
     if trainer._slots(op.layer):
-        words = input_grad_scratch_words(rows, depth)
-        what = "input gradient (64-bit)" if words == rows * depth else "input gradient (row at a time)"
-        out.append((BufferName.dx(op.layer), "int64", (rows, depth) if words == rows * depth else (words,), what))
+        out.append((BufferName.dx(op.layer), "int64", row_scratch_shape((rows, depth), 8), "input gradient (64-bit)"))
     return out
 
 

@@ -118,6 +118,15 @@ def input_grad_scratch_words(rows: int, depth: int, word_bytes: int = 8) -> int:
     return min(rows * depth, row_path)
 
 
+def row_scratch_shape(shape, word_bytes: int) -> tuple:
+    """The planned shape of that scratch for a tensor of ``shape`` summed a ``shape[0]`` row at
+    a time: ``shape`` itself when the whole tensor is the smaller, else (words,)."""
+    shape = tuple(int(v) for v in shape)
+    rows, whole = shape[0], int(np.prod(shape))
+    words = input_grad_scratch_words(rows, whole // rows, word_bytes)
+    return shape if words == whole else (words,)
+
+
 def base_weights(layer: Layer) -> np.ndarray:
     """Weights as [C_out, depth] int64."""
     w = layer.weights.astype(np.int64)
