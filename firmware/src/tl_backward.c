@@ -195,8 +195,12 @@ static void tl_dw_row(const tl_conv_backward_params *p, const int16_t *grad, int
         d[ci] = 0;
     }
     for (i = 0; i < p->kernel_h; ++i) {
-        const int32_t t = y + p->pad_h - i * p->dilation_h, oy = t / p->stride_h;
-        if (t < 0 || t % p->stride_h != 0 || oy >= p->out_h) {
+        const int32_t t = y + p->pad_h - i * p->dilation_h; /* = oy * stride_h for a reader */
+        int32_t oy = 0;
+        while (oy < p->out_h && oy * p->stride_h < t) { /* no division: lx106 has none */
+            ++oy;
+        }
+        if (t < 0 || oy >= p->out_h || oy * p->stride_h != t) {
             continue;
         }
         for (ox = 0; ox < p->out_w; ++ox) {
