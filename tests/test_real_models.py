@@ -17,6 +17,8 @@ from support.tools import require
 
 from tinylora import ConfigError, ModelError, load_tflite, verify
 from tinylora.cli import main as cli_main
+from tinylora.codegen.vectors import VectorSet
+from tinylora.codegen import project as gen
 from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.verify_forward import forward_inputs, verify_forward
 
@@ -137,15 +139,24 @@ def test_step_with_float_and_uint8_inputs_and_one_output_mse_equals_numpy(paths,
     require(target)
     cases = [verify.model_case(load_tflite(paths[name]), steps=3, loss=loss, prefix=f"m{k}")
              for k, (name, loss) in enumerate(END_CASES)]
-    x = [c.vectors.inputs for c in cases]
+    ae = cases[0]   # reconstruction: real float targets (the input itself), quantized as numpy does
+    cases.append(verify.Case("m4", verify.model_case(ae.trainer.model, steps=3, loss="mse").trainer,
+                             VectorSet(ae.vectors.inputs, ae.vectors.inputs)))
+    x = [c.vectors.inputs for c in cases[:4]]
     assert [a.dtype for a in x] == [np.float32, np.float32, np.uint8, np.int8]
     assert x[0].std() > 0.5 and x[2].max() > 127   # real float values; uint8 beyond int8's range
     result = verify.run_cases(target, cases, tmp_path)
     assert result.ok, result.summary()
-    assert [c.steps for c in result.cases] == [3, 3, 3, 3] and result.differing_bytes == 0
+    assert [c.steps for c in result.cases] == [3] * 5 and result.differing_bytes == 0
     step_c = (tmp_path / "m0.c").read_text()
     assert "m0_step(m0_state *state, const float *input" in step_c   # the model's own type
     assert "tl_quantize_f32_s8(" in step_c and "tl_quantize_u8_s8(" in (tmp_path / "m2.c").read_text()
+
+
+def test_gen_refuses_a_float_input_model_saying_the_app_stores_int8_samples(paths):
+    with pytest.raises(ConfigError, match="takes float32 input .*application stores and "
+                       "receives int8 samples only.*training step itself takes float32"):
+        gen.plan_project("nucleo_f746zg", model_path=str(paths["kws_float_io"]))
 
 
 @pytest.mark.parametrize("name", sorted(real_models.REFUSED))

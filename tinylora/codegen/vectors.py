@@ -38,8 +38,11 @@ class VectorSet:
         self.inputs = (inputs.astype(np.float32) if np.issubdtype(inputs.dtype, np.floating)
                        else inputs if inputs.dtype == np.uint8 else inputs.astype(np.int8))
         labels = np.asarray(self.labels)
-        self.labels = (labels.astype(np.int8).reshape(len(labels), -1) if labels.ndim > 1
-                       else labels.astype(np.int64).reshape(-1))
+        if labels.ndim > 1:   # MSE targets: int8, or real values of a float-output model
+            real = np.issubdtype(labels.dtype, np.floating)
+            self.labels = labels.astype(np.float32 if real else np.int8).reshape(len(labels), -1)
+        else:
+            self.labels = labels.astype(np.int64).reshape(-1)
         if len(self.inputs) != len(self.labels) or len(self.labels) == 0:
             raise InputError("need one label per sample, and at least one sample")
         if self.restore_at is None:
@@ -75,7 +78,8 @@ def generate_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_tra
                   prefix=prefix, macro=prefix.upper(), count=n,
                   inputs=_input_rows(x.reshape(n, -1)), input_what=str(x.dtype),
                   input_ctype=INPUT_CTYPES[str(x.dtype)],
-                  labels=c_array_rows(vectors.labels.reshape(n, -1)),
+                  labels=c_array_rows(np.stack([_label(trainer, y) for y in vectors.labels])
+                                      .reshape(n, -1)),
                   label_ctype="int8_t" if targets else "int32_t",
                   label_count=f"{n} * {prefix.upper()}_CLASSES" if targets else str(n),
                   label_arg=(f"{prefix}_vec_labels + (size_t)i * {prefix.upper()}_CLASSES" if targets
@@ -101,10 +105,11 @@ def _input_rows(x: np.ndarray) -> list[str]:
 
 
 def _label(trainer: Trainer, label: np.ndarray):
-    """A class number, or an int8 target row in the output's shape (loss='mse')."""
+    """A class number, or an int8 target row in the output's shape (loss='mse'): real targets
+    of a float-output model quantized as :meth:`Trainer.step` does it (HeadMixin._label)."""
     if label.ndim == 0:
         return int(label)
-    return label.reshape(trainer.model.layers[trainer.logits_layer].output_shape)
+    return trainer._label(label.reshape(trainer.model.layers[trainer.logits_layer].output_shape))
 
 
 def generate_shared_arena(name: str, size: int, command: str | None = None) -> str:
