@@ -17,8 +17,8 @@ from support.tools import require
 
 from tinylora import ConfigError, ModelError, load_tflite, verify
 from tinylora.cli import main as cli_main
-from tinylora.codegen.vectors import VectorSet
 from tinylora.codegen import project as gen
+from tinylora.codegen.vectors import VectorSet
 from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.verify_forward import forward_inputs, verify_forward
 
