@@ -17,6 +17,8 @@ from support.tools import require
 
 from tinylora import ConfigError, ModelError, load_tflite, verify
 from tinylora.cli import main as cli_main
+from tinylora.codegen import project as gen
+from tinylora.codegen.vectors import VectorSet
 from tinylora.ref.trainer import LoRAConfig, Trainer
 from tinylora.verify_forward import forward_inputs, verify_forward
 
@@ -28,11 +30,6 @@ SUPPORTED = [n for n in real_models.MODELS if n not in real_models.REFUSED]
 STEP_REFUSALS = {
     "hello_world_int8": "one output: a regression model",
     "hello_world_float_io": "one output: a regression model",
-    "ad_float_io": "takes float32 input",
-    "kws_uint8_io": "takes uint8 input",
-    "kws_float_io": "takes float32 input",
-    "ic_resnet8_uint8_io": "takes uint8 input",
-    "resnet8_old_quantizer_float_io": "takes float32 input",
     "mcunet_like_negative_scales": "negative weight scales that do not fold",
 }
 
@@ -43,7 +40,12 @@ C_FORWARD = ["kws_uint8_io", "hello_world_float_io", "mcunet_like_negative_scale
              "mcunet_like_zero_pads", "micro_speech_new_shape_only", "fc_keep_dims",
              "kws_per_tensor", "person_detect", "micro_speech_depthwise"]
 C_STEP = [*STEP_REFUSALS, "person_detect", "micro_speech_depthwise", "kws_old_quantizer",
-          "kws_per_tensor", "kws_logits_nobias", "mcunet_like_zero_pads", "fc_keep_dims"]
+          "kws_per_tensor", "kws_logits_nobias", "mcunet_like_zero_pads", "fc_keep_dims",
+          "kws_uint8_io", "ic_resnet8_uint8_io", "resnet8_old_quantizer_float_io"]
+# the step in the model's own input type (float32 / uint8 ends, QUANTIZE as its first op) and
+# MSE on one output: (model, loss) trained in one program per target
+END_CASES = [("ad_float_io", "mse"), ("kws_float_io", "xent"), ("kws_uint8_io", "xent"),
+             ("hello_world_int8", "mse")]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +132,31 @@ def test_training_step_verifies_or_is_refused_with_the_reason(paths, name):
     require("host")
     result = verify.verify("host", paths[name], steps=2)
     assert result.ok, result.summary()
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4"])
+def test_step_with_float_and_uint8_inputs_and_one_output_mse_equals_numpy(paths, target, tmp_path):
+    require(target)
+    cases = [verify.model_case(load_tflite(paths[name]), steps=3, loss=loss, prefix=f"m{k}")
+             for k, (name, loss) in enumerate(END_CASES)]
+    ae = cases[0]   # reconstruction: real float targets (the input itself), quantized as numpy does
+    cases.append(verify.Case("m4", verify.model_case(ae.trainer.model, steps=3, loss="mse").trainer,
+                             VectorSet(ae.vectors.inputs, ae.vectors.inputs)))
+    x = [c.vectors.inputs for c in cases[:4]]
+    assert [a.dtype for a in x] == [np.float32, np.float32, np.uint8, np.int8]
+    assert x[0].std() > 0.5 and x[2].max() > 127   # real float values; uint8 beyond int8's range
+    result = verify.run_cases(target, cases, tmp_path)
+    assert result.ok, result.summary()
+    assert [c.steps for c in result.cases] == [3] * 5 and result.differing_bytes == 0
+    step_c = (tmp_path / "m0.c").read_text()
+    assert "m0_step(m0_state *state, const float *input" in step_c   # the model's own type
+    assert "tl_quantize_f32_s8(" in step_c and "tl_quantize_u8_s8(" in (tmp_path / "m2.c").read_text()
+
+
+def test_gen_refuses_a_float_input_model_saying_the_app_stores_int8_samples(paths):
+    with pytest.raises(ConfigError, match="takes float32 input .*application stores and "
+                       "receives int8 samples only.*training step itself takes float32"):
+        gen.plan_project("nucleo_f746zg", model_path=str(paths["kws_float_io"]))
 
 
 @pytest.mark.parametrize("name", sorted(real_models.REFUSED))

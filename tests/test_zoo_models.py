@@ -108,8 +108,10 @@ def test_numpy_trains_the_dags_and_the_generated_step_trains_through_them(models
     autoencoder = Trainer(load_tflite(models["autoencoder"]), loss="mse")
     mse_ops = [op for op in plan_step(autoencoder).ops if op["kind"] == "loss"]   # MSE in C too
     assert [(op["loss"], op["classes"], op["probs"]) for op in mse_ops] == [("mse", 640, None)]
-    with pytest.raises(ConfigError, match="takes float32 input.*int8 input only"):
-        plan_step(Trainer(load_tflite(models["autoencoder_float_io"]), loss="mse"))
+    float_io = plan_step(Trainer(load_tflite(models["autoencoder_float_io"]), loss="mse"))
+    first = float_io.ops[0]   # the input QUANTIZE reads the float32 input in the arena
+    assert first["step"]["call"] == "tl_quantize_f32_s8" and first["src"].startswith("TL_AT(float, ")
+    assert [op["classes"] for op in float_io.ops if op["kind"] == "loss"] == [640]
     # the C forward runs the whole DAG (tests/test_codegen_zoo.py compares its bytes)
     calls = [s["call"] for s in plan_frozen(resnet).steps]
     assert calls.count("tl_add_s8") == 3 and "tl_avg_pool_s8" in calls

@@ -31,7 +31,8 @@ from tinylora.ref.schedule import BufferName, act
 
 __all__ = ["CTYPE", "at", "frozen_backward_op", "delivery"]
 
-CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t"}
+CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t",
+         "uint8": "uint8_t", "float32": "float"}   # the last two: a model's own input end
 INT32_LIMIT = 1 << 31
 GRAD_PEAK = 1 << 15            # |15-bit mantissa| <= 2^15 after a rescale by at most 1
 

@@ -45,14 +45,14 @@ from tinylora.codegen import c_comment, c_identifier, c_int, provenance, render
 from tinylora.codegen.backward import CTYPE as _CTYPE
 from tinylora.codegen.backward import at as _at
 from tinylora.codegen.backward import delivery, frozen_backward_op
-from tinylora.codegen.frozen import _Array, plan_frozen
+from tinylora.codegen.frozen import CTYPES, _Array, plan_frozen
 from tinylora.codegen.vectors import VectorSet, expected_vectors, generate_shared_arena, generate_vectors
 from tinylora.errors import ConfigError, InputError
 from tinylora.formats import checkpoint as ckpt
 from tinylora.planning import kernel_scratch
 from tinylora.planning.arena import ALIGN, ArenaPlan, Buffer, plan_trainer
 from tinylora.ref import lora
-from tinylora.ref.dag import is_chain_path, require_c_input
+from tinylora.ref.dag import is_chain_path
 from tinylora.ref.layers import Reshape
 from tinylora.ref.schedule import BufferName
 from tinylora.ref.trainer import Trainer, act
@@ -333,7 +333,6 @@ def plan_step(trainer: Trainer, plan: ArenaPlan | None = None, prefix: str = "tl
     """The generated step's constants, buffers and calls for ``trainer`` and its arena ``plan``
     (default: :func:`tinylora.planning.arena.plan_trainer`, no budget check)."""
     prefix = c_identifier(prefix)
-    require_c_input(trainer.model)
     outputs = int(np.prod(trainer.model.layers[trainer.logits_layer].output_shape))
     if trainer.loss == "mse" and outputs > MSE_MAX_OUTPUTS:
         raise ConfigError(f"the model has {outputs} outputs; the C MSE loss sums squared int8 "
@@ -397,6 +396,15 @@ def _header_lines(sp: StepPlan, command: str | None, function: str) -> list[str]
     ])
 
 
+def _input_end(sp: StepPlan) -> dict:
+    """The step's and predict's input in the model's own type: int8, or float32 / uint8 that
+    the model's first op (QUANTIZE, run as the first frozen op) converts to int8."""
+    ctype = CTYPES.get(sp.trainer.model.input_dtype, "int8_t")
+    size = f"{sp.macro}_INPUT_SIZE"
+    return {"input_ctype": ctype, "input_what": sp.trainer.model.input_dtype.lower(),
+            "input_bytes": size if ctype != "float" else f"sizeof(float) * {size}"}
+
+
 def _context(sp: StepPlan, command: str | None) -> dict:
     t = sp.trainer
     flags = ckpt._flags(t)
@@ -404,7 +412,7 @@ def _context(sp: StepPlan, command: str | None) -> dict:
         "header": _header_lines(sp, command, FUNCTION),
         "prefix": sp.prefix, "macro": sp.macro, "guard": f"{sp.macro}_H",
         "arena_size": sp.plan.total_bytes, "align": ALIGN,
-        "input_size": sp.input_size, "classes": sp.classes,
+        "input_size": sp.input_size, "classes": sp.classes, **_input_end(sp),
         "accum_steps": t.accum_steps, "checkpoint_size": sp.checkpoint_size,
         "binding": f"0x{ckpt.binding(t):016x}", "ckpt_flags": flags,
         "rng_state": f"0x{t.rng_state:08x}u",

@@ -4,6 +4,7 @@ and the bytes numpy expects for them (:func:`expected_vectors`). ``tinylora veri
 emulated tests use this one pipeline."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,22 +17,32 @@ from tinylora.ref.trainer import Trainer
 #: The generating function named in the runners' provenance header.
 VECTORS_FUNCTION = "tinylora.codegen.vectors.generate_vectors"
 
+#: C type of the embedded samples by the model's input type (Model._check_input's dtype)
+INPUT_CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "float32": "float"}
+
 
 @dataclass
 class VectorSet:
-    """Samples to train on (full model inputs, int8) and their labels: class numbers, or for
-    loss='mse' int8 targets in the output's quantization, one row per sample; ``restore_at``:
-    the step after which the runner saves a checkpoint, re-initialises and restores it."""
+    """Samples to train on (full model inputs in the model's input type: int8, or float32 /
+    uint8 for a model with such an input end) and their labels: class numbers, or for
+    loss='mse' int8 targets in the output's quantization (as :meth:`Trainer.step` takes them),
+    one row per sample; ``restore_at``: the step after which the runner saves a checkpoint,
+    re-initialises and restores it."""
     inputs: np.ndarray
     labels: np.ndarray
     restore_at: int | None = None
     predict: int = 4            # predict() on this many of the samples after training
 
     def __post_init__(self):
-        self.inputs = np.asarray(self.inputs, np.int8)
+        inputs = np.asarray(self.inputs)   # float32 / uint8 ends keep their type
+        self.inputs = (inputs.astype(np.float32) if np.issubdtype(inputs.dtype, np.floating)
+                       else inputs if inputs.dtype == np.uint8 else inputs.astype(np.int8))
         labels = np.asarray(self.labels)
-        self.labels = (labels.astype(np.int8).reshape(len(labels), -1) if labels.ndim > 1
-                       else labels.astype(np.int64).reshape(-1))
+        if labels.ndim > 1:   # MSE targets: int8, or real values of a float-output model
+            real = np.issubdtype(labels.dtype, np.floating)
+            self.labels = labels.astype(np.float32 if real else np.int8).reshape(len(labels), -1)
+        else:
+            self.labels = labels.astype(np.int64).reshape(-1)
         if len(self.inputs) != len(self.labels) or len(self.labels) == 0:
             raise InputError("need one label per sample, and at least one sample")
         if self.restore_at is None:
@@ -65,8 +76,10 @@ def generate_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_tra
                                     [f"{n} training steps on embedded samples; compared with "
                                      "tinylora.ref.trainer.Trainer.step byte for byte."]),
                   prefix=prefix, macro=prefix.upper(), count=n,
-                  inputs=c_array_rows(x.reshape(n, -1)),
-                  labels=c_array_rows(vectors.labels.reshape(n, -1)),
+                  inputs=_input_rows(x.reshape(n, -1)), input_what=str(x.dtype),
+                  input_ctype=INPUT_CTYPES[str(x.dtype)],
+                  labels=c_array_rows(np.stack([_label(trainer, y) for y in vectors.labels])
+                                      .reshape(n, -1)),
                   label_ctype="int8_t" if targets else "int32_t",
                   label_count=f"{n} * {prefix.upper()}_CLASSES" if targets else str(n),
                   label_arg=(f"{prefix}_vec_labels + (size_t)i * {prefix.upper()}_CLASSES" if targets
@@ -81,11 +94,22 @@ def generate_vectors(trainer: Trainer, vectors: VectorSet, prefix: str = "tl_tra
                                   for p in "AB"))
 
 
+def _input_rows(x: np.ndarray) -> list[str]:
+    """Initializer rows of the samples: integers, or float32 values as C99 hexadecimal float
+    literals (exact: every float32 is a double, printed to its last bit)."""
+    if x.dtype != np.float32:
+        return c_array_rows(x)
+    flat = [re.sub(r"\.?0*p", "p", float(v).hex()) + "f" for v in x.reshape(-1).tolist()]
+    rows = [", ".join(flat[i:i + 8]) for i in range(0, len(flat), 8)]
+    return [row + ("," if i < len(rows) - 1 else "") for i, row in enumerate(rows)]
+
+
 def _label(trainer: Trainer, label: np.ndarray):
-    """A class number, or an int8 target row in the output's shape (loss='mse')."""
+    """A class number, or an int8 target row in the output's shape (loss='mse'): real targets
+    of a float-output model quantized as :meth:`Trainer.step` does it (HeadMixin._label)."""
     if label.ndim == 0:
         return int(label)
-    return label.reshape(trainer.model.layers[trainer.logits_layer].output_shape)
+    return trainer._label(label.reshape(trainer.model.layers[trainer.logits_layer].output_shape))
 
 
 def generate_shared_arena(name: str, size: int, command: str | None = None) -> str:

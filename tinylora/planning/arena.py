@@ -244,7 +244,7 @@ def lifetimes(trainer, backend: str = "portable") -> list[Buffer]:
 
 def _step_buffer_shapes(trainer) -> dict[str, tuple[str, tuple, str]]:
     layers = trainer.model.layers
-    x_type = "float32" if trainer.model.input_dtype == "FLOAT32" else "int8"
+    x_type = {"FLOAT32": "float32", "UINT8": "uint8"}.get(trainer.model.input_dtype, "int8")
     shapes = {"x": (x_type, trainer.model.input_shape, "input")}
     tainted = set(trainer.tainted)
     for layer in layers[: trainer.logits_layer + 1]:

@@ -229,13 +229,14 @@ class DagMixin:
 
 
 def require_c_input(model) -> None:
-    """The generated training step takes int8 input: ConfigError naming the input end of a
-    model converted with a float32 or uint8 input."""
+    """A generated project's application (its sample storage, serial protocol and main loop)
+    handles int8 samples: ConfigError naming the input end of a model converted with a float32
+    or uint8 input. (The generated training step itself takes the model's own input type.)"""
     if model.input_dtype != "INT8":
         first = next(l for l in model.layers if model.input_tensor in l.inputs)
-        raise ConfigError(f"the model takes {model.input_dtype.lower()} input (op {first.index} "
-                          f"{first.kind} converts it to int8): the generated training step takes "
-                          "int8 input only; the generated forward runs it (tinylora verify "
-                          "--forward), and Trainer trains it in numpy. To train in C, convert with "
-                          "inference_input_type=tf.int8")
-
+        kind = model.input_dtype.lower()
+        raise ConfigError(f"the model takes {kind} input (op {first.index} {first.kind} converts "
+                          "it to int8): a generated project's application stores and receives "
+                          f"int8 samples only. The generated training step itself takes {kind} "
+                          "input (tinylora verify --model M trains it in C), and Trainer trains "
+                          "it in numpy. For a project, convert with inference_input_type=tf.int8")
