@@ -208,7 +208,7 @@ def test_residual_cnn_learns_with_lora_on_pointwise_layers(zoo_models):
     forks = [p for p in t.tainted if sum(p in t.srcs[i] for i in t.tainted) > 1]
     assert forks and t.merge_ratio, "a residual fork whose two gradients merge"
     before = np.mean(t.predict(x[48:]) == y[48:])
-    t.fit(x[:48], y[:48], epochs=3)
+    t.fit(x[:48], y[:48], epochs=6)   # the first epochs push down the 8 unused classes; 6 reach 1.0 on seeds 0-3
     after = np.mean(t.predict(x[48:]) == y[48:])
     assert after >= 0.9 and after > before + 0.2, (before, after)
 
