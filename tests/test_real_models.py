@@ -27,9 +27,9 @@ pytestmark = pytest.mark.slow  # converts ~20 Keras models (about 2 minutes on 2
 N_INPUTS = 200
 SUPPORTED = [n for n in real_models.MODELS if n not in real_models.REFUSED]
 # the training step refuses these, and its message must say why
-STEP_REFUSALS = {
-    "hello_world_int8": "one output: a regression model",
-    "hello_world_float_io": "one output: a regression model",
+STEP_REFUSALS = {   # verify's loss as a user leaves it: inferred from the model's end
+    "hello_world_int8": "ends in FULLY_CONNECTED, not SOFTMAX, so tinylora will not guess",
+    "hello_world_float_io": "ends in FULLY_CONNECTED, not SOFTMAX, so tinylora will not guess",
     "mcunet_like_negative_scales": "negative weight scales that do not fold",
 }
 
@@ -39,6 +39,9 @@ STEP_REFUSALS = {
 C_FORWARD = ["kws_uint8_io", "hello_world_float_io", "mcunet_like_negative_scales",
              "mcunet_like_zero_pads", "micro_speech_new_shape_only", "fc_keep_dims",
              "kws_per_tensor", "person_detect", "micro_speech_depthwise"]
+# classifiers that end in logits (no SOFTMAX): the loss is told, never guessed
+LOGITS = {name: "xent" for name in ("kws_logits_nobias", "mcunet_like_zero_pads",
+                                    "mcunet_like_negative_scales")}
 C_STEP = [*STEP_REFUSALS, "person_detect", "micro_speech_depthwise", "kws_old_quantizer",
           "kws_per_tensor", "kws_logits_nobias", "mcunet_like_zero_pads", "fc_keep_dims",
           "kws_uint8_io", "ic_resnet8_uint8_io", "resnet8_old_quantizer_float_io"]
@@ -127,10 +130,13 @@ def test_generated_forward_on_cortex_m4_uint8_ends_and_negative_scales(paths):
 def test_training_step_verifies_or_is_refused_with_the_reason(paths, name):
     if name in STEP_REFUSALS:
         with pytest.raises((ConfigError, ModelError), match=STEP_REFUSALS[name]):
-            verify.verify("host", paths[name], steps=2)
+            verify.verify("host", paths[name], steps=2, loss=LOGITS.get(name))
+        if name.startswith("hello_world"):   # told xent: one output is no classifier either
+            with pytest.raises(ConfigError, match="one output: a regression model"):
+                verify.verify("host", paths[name], steps=2, loss="xent")
         return
     require("host")
-    result = verify.verify("host", paths[name], steps=2)
+    result = verify.verify("host", paths[name], steps=2, loss=LOGITS.get(name))
     assert result.ok, result.summary()
 
 

@@ -284,3 +284,7 @@ def test_cli_verify_mse(target, tmp_path, capsys):
     # the bundled classifier has no MSE: refused with the reason, before any build
     assert cli.main(["verify", "--target", target, "--loss", "mse", "--steps", "2"]) == 2
     assert "the bundled model is a classifier" in capsys.readouterr().err
+    # without --loss a model that does not end in SOFTMAX is refused, not trained as 6 classes
+    assert cli.main(["verify", "--target", target, "--model", str(path), "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "will not guess its loss" in err and "--loss mse" in err and "Traceback" not in err

@@ -182,8 +182,9 @@ def _add_verify(sub, fmt) -> None:
                    help="sparse updates: this fraction of gradient entries per tensor")
     p.add_argument("--lr", type=LR, default=DEFAULT_LR, help=f"learning rate (default {DEFAULT_LR})")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--loss", default=None, choices=LOSSES, help="xent (default: random labels) or mse "
-                   "(random int8 targets in the output's quantization)")
+    p.add_argument("--loss", default=None, choices=LOSSES, help="xent (random labels; the default for a "
+                   "model ending in SOFTMAX) or mse (random int8 targets in the output's "
+                   "quantization); a model with another end must be told which")
     p.add_argument("--keep", default=None, help="write the generated C and the build here")
     p.add_argument("--forward", type=COUNT, default=None, metavar="N",
                    help="check the generated frozen forward alone on N seeded random inputs "

@@ -281,6 +281,7 @@ def cmd_verify(args) -> int:
                f"--recompute {args.recompute} --lr {args.lr} --seed {args.seed}"
                + (f" --density {args.density}" if args.density is not None else "")
                + (" --model <file>" if args.model else "")
+               + (f" --loss {args.loss}" if args.loss else "")
                + (f" --backend {backend}" if backend != "portable" else "")
                + (f" --forward {args.forward}" if getattr(args, "forward", None) else "") + _targets_opt(args))
     failed = False
@@ -302,7 +303,7 @@ def cmd_verify(args) -> int:
                 result = verify(target, model=args.model, steps=args.steps, rank=args.rank,
                                 recompute=args.recompute, density=args.density, seed=args.seed, keep=keep,
                                 lr=args.lr, command=command, backend=backend,
-                                targets=getattr(args, "targets", None), loss=args.loss or "xent")
+                                targets=getattr(args, "targets", None), loss=args.loss)
         except emulate.EmulationError as e:
             print(f"target {target}: {e}")
             failed = True

@@ -265,11 +265,12 @@ def lora_targets(model, spec: str | None) -> tuple | None:
 
 def model_case(model, steps: int = 50, rank: int | None = None, recompute: str = "none",
                density: float | None = None, seed: int = 0, lr: float = DEFAULT_LR,
-               prefix: str = "model", targets: str | None = None, loss: str = "xent",
+               prefix: str = "model", targets: str | None = None, loss: str | None = None,
                **trainer_args) -> Case:
     """Any supported model on random int8 inputs and random labels (seeded): class numbers,
     or for loss='mse' int8 targets in the output's quantization; ``targets`` as
-    :func:`lora_targets` reads it."""
+    :func:`lora_targets` reads it. ``loss`` None: inferred as the trainer does (a model
+    ending in SOFTMAX trains with cross-entropy; any other end must be told)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (steps,) + tuple(model.input_shape)).astype(np.int8)
     if model.input_dtype != "INT8":   # float32 or uint8 ends: the model's own input type
@@ -277,6 +278,7 @@ def model_case(model, steps: int = 50, rank: int | None = None, recompute: str =
     config = LoRAConfig(rank=rank, loss=loss, targets=lora_targets(model, targets))
     trainer = Trainer(model, config, lr=lr, seed=seed, recompute=recompute,
                       grad_density=density, calibration=x[:64], **trainer_args)
+    loss = trainer.loss
     if loss == "xent":
         trainer.require_classes()
     classes = int(np.prod(model.layers[trainer.logits_layer].output_shape))
@@ -298,14 +300,14 @@ def _end_inputs(model, rng, n: int) -> np.ndarray:
 def verify(target: str, model=None, steps: int = 50, rank: int | None = None, recompute: str = "none",
            density: float | None = None, seed: int = 0, keep: Path | str | None = None,
            lr: float = DEFAULT_LR, command: str | None = None, backend: str = "portable",
-           targets: str | None = None, loss: str = "xent") -> VerifyResult:
+           targets: str | None = None, loss: str | None = None) -> VerifyResult:
     """One model (a path, a :class:`tinylora.Model`, or None for the bundled example) trained
     ``steps`` steps in C on ``target`` and in numpy, with LoRA on ``targets``
     (:func:`lora_targets`); see the module docstring."""
     if steps < 1:
         raise InputError("steps must be >= 1")
     if model is None:
-        if loss != "xent":
+        if loss not in (None, "xent"):
             raise InputError(f"--loss {loss}: the bundled model is a classifier (xent); give "
                              "--model with a regression or reconstruction model")
         case = example_case(steps, rank, recompute, density, seed, lr, targets=targets)
