@@ -570,7 +570,11 @@ class BackwardCase:
             for name in ("A", "B"):
                 size = ad.arrays[name].size
                 arrays[name + "8"] = prog.const(f"b{name}8_{n}", "int8_t", self.init[_view(self.init, name)])
-                arrays["M" + name] = "NULL"
+                arrays["M" + name] = arrays["V" + name] = "NULL"
+                if self.fused and (n // 2) % 2 == 0:   # views rewritten in place as masters change
+                    view0 = arrays[name + "8"]
+                    arrays[name + "8"] = arrays["V" + name] = prog.buffer(f"bV{name}{n}", "int8_t", size)
+                    body.append(f"COPY({arrays['V' + name]}, {view0}, {size});")
                 if self.sparse:
                     arrays["d" + name] = "NULL"
                     arrays["s" + name] = prog.buffer(f"bs{name}{n}", "int32_t", 2 * self.caps[name])
@@ -598,8 +602,8 @@ class BackwardCase:
             tn = prog.name(f"bt{n}")
             prog.decl(f"static const tl_lora_tensors {tn} = {{{arrays['A8']}, {arrays['B8']}, {h}, "
                       f"{dh}, {{{arrays['dA']}, {arrays['sA']}, {arrays['capA']}, {arrays['mA']}, "
-                      f"{arrays['MA']}}}, {{{arrays['dB']}, {arrays['sB']}, {arrays['capB']}, "
-                      f"{arrays['mB']}, {arrays['MB']}}}}};")
+                      f"{arrays['MA']}, {arrays['VA']}}}, {{{arrays['dB']}, {arrays['sB']}, "
+                      f"{arrays['capB']}, {arrays['mB']}, {arrays['MB']}, {arrays['VB']}}}}};")
             lt = f"&{tn}"
             report.append(f"rep_i64(\"bwd_dh\", {n}, {dh}, {rows * r});")
             for name in ("A", "B"):
@@ -620,10 +624,12 @@ class BackwardCase:
                     if self.momentum_q[0]:
                         after.append(f"tl_report_i32_at(\"bwd_m{name}\", {n}, {arrays['m' + name]}, {size});")
                 elif self.fused:
-                    view = prog.buffer(f"bV{name}{n}", "int8_t", size)
-                    after += [f"CHECK(\"bwd_view\", {n}, tl_refresh_view_s8({size}, {arrays['M' + name]}, "
-                              f"{view}));",
-                              f"rep_i16(\"bwd_M{name}\", {n}, {arrays['M' + name]}, {size});",
+                    view = arrays["V" + name]
+                    if view == "NULL":   # the caller refreshes the views after the backward
+                        view = prog.buffer(f"bV{name}{n}", "int8_t", size)
+                        after.append(f"CHECK(\"bwd_view\", {n}, tl_refresh_view_s8({size}, "
+                                     f"{arrays['M' + name]}, {view}));")
+                    after += [f"rep_i16(\"bwd_M{name}\", {n}, {arrays['M' + name]}, {size});",
                               f"tl_report_s8_at(\"bwd_V{name}\", {n}, {view}, {size});"]
                 else:
                     report.append(f"tl_report_i32_at(\"bwd_d{name}\", {n}, {arrays['d' + name]}, {size});")
@@ -756,7 +762,7 @@ class UpdateCase:
         c_mom = prog.const(f"umom0_{n}", "int32_t", self.mom0)
         c_master = prog.const(f"um0_{n}", "int16_t", self.master0)
         prog.function(f"update_{n}", [
-            f"tl_grad_buffer g = {{{acc}, NULL, {self.capacity}, {mom}, NULL}};",
+            f"tl_grad_buffer g = {{{acc}, NULL, {self.capacity}, {mom}, NULL, NULL}};",
             f"COPY({acc}, {c_acc}, {size});",
             f"COPY({mom}, {c_mom}, {size});",
             f"COPY({master}, {c_master}, {size});",
@@ -1306,6 +1312,7 @@ def _status_checks() -> list[str]:
         ("bwd_fused_accum", "tl_lora_backward_s8(&p, &opt_acc, x, y, g, 0, &tf, dx, gi, &e)", 3),
         ("bwd_fused_mom", "tl_lora_backward_s8(&p, &opt_mom, x, y, g, 0, &tf, dx, gi, &e)", 3),
         ("bwd_fused_ok", "tl_lora_backward_s8(&p, &opt, x, y, g, 0, &tf, dx, gi, &e)", 0),
+        ("bwd_view_unfused", "tl_lora_backward_s8(&p, &opt, x, y, g, 0, &tv, dx, gi, &e)", 3),
         ("upd_fused", "tl_update_s16(&opt, 4, &fb, m, v)", 3),
         ("upd_bad_index", "(pairs[0] = 99, pairs[1] = 3, tl_update_s16(&opt, 4, &sb, m, v))", 3),
         ("upd_neg_thr", "tl_update_s16(&opt_neg, 4, &db, m, v)", 3),
@@ -1335,10 +1342,11 @@ def _status_checks() -> list[str]:
         "const tl_mse_params mp = {1 << 30, -3};",
         "const tl_optim_params opt = {0, 0, 0, 0}, opt_acc = {1, 0, 0, 0}, opt_mom = {0, 0, 1 << 30, 0},"
         " opt_neg = {0, -1, 0, 0};",
-        "const tl_lora_tensors ts = {a, b, h, dh, {NULL, pairs, 2, NULL, NULL}, {acc, NULL, 0, NULL, NULL}};",
-        "const tl_lora_tensors tf = {a, b, h, dh, {NULL, NULL, 0, NULL, m}, {NULL, NULL, 0, NULL, m}};",
-        "tl_grad_buffer sb = {NULL, pairs, 2, NULL, NULL}, db = {acc, NULL, 0, NULL, NULL};",
-        "tl_grad_buffer fb = {NULL, NULL, 0, NULL, m};",
+        "const tl_lora_tensors ts = {a, b, h, dh, {NULL, pairs, 2, NULL, NULL, NULL}, {acc, NULL, 0, NULL, NULL, NULL}};",
+        "const tl_lora_tensors tv = {a, b, h, dh, {NULL, pairs, 2, NULL, NULL, v}, {acc, NULL, 0, NULL, NULL, v}};",
+        "const tl_lora_tensors tf = {a, b, h, dh, {NULL, NULL, 0, NULL, m, NULL}, {NULL, NULL, 0, NULL, m, v}};",
+        "tl_grad_buffer sb = {NULL, pairs, 2, NULL, NULL, NULL}, db = {acc, NULL, 0, NULL, NULL, NULL};",
+        "tl_grad_buffer fb = {NULL, NULL, 0, NULL, m, NULL};",
         "int32_t e = 0, loss = 0;",
         "uint32_t len = 0;",
         "ram_medium med;",

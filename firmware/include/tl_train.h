@@ -122,9 +122,11 @@ typedef struct {
  * Fused: `master` holds the n int16 masters and the backward applies each entry as soon as it
  *   is formed (docs/numerics.md section 5): delta = rdbp(value, 8), kept when nonzero and
  *   |delta| >= threshold, master = sat16(master - delta). No gradient memory at all; only with
- *   accumulate == 0, no momentum and capacity 0. The backward leaves the int8 views alone (its
- *   own reads of a8 and b8 see the forward's values): the caller refreshes them after it
- *   (tl_refresh_view_s8), which gives the bytes of the dense path exactly.
+ *   accumulate == 0, no momentum and capacity 0. Its own reads of a8 and b8 see the forward's
+ *   values: dh and the input gradient are formed before any update. `view` (n int8, or NULL)
+ *   is the parameter's int8 view: the backward rewrites view[i] = sat(rdbp(master[i], 8),
+ *   +-127) whenever it changes master[i] (a view consistent before the step stays so); NULL
+ *   leaves the views to the caller (tl_refresh_view_s8). Both give the dense path's bytes.
  * `momentum` (n int32, or NULL) is used when momentum_multiplier != 0: by the update in
  * dense mode, by the backward in sparse mode. */
 typedef struct {
@@ -133,6 +135,7 @@ typedef struct {
     int32_t capacity;
     int32_t *momentum;
     int16_t *master;
+    int8_t *view; /* fused only */
 } tl_grad_buffer;
 
 /* An adapted layer's per-step tensors for the backward. */

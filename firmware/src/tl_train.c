@@ -393,18 +393,12 @@ static void tl_heap_offer(int32_t *pairs, int32_t cap, int32_t index, int32_t de
     pairs[2 * pos + 1] = delta;
 }
 
-/* One weight-gradient entry: the int32 update value rescale(G, M_u) of flat index `index`. */
-static inline void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, int32_t index,
-                           int32_t value)
+/* The buffered forms of an entry (tl_emit): the accumulator, or the sparse pairs after
+ * momentum and the threshold. Kept out of line: the fused update is the hot path. */
+static void tl_emit_buffered(const tl_optim_params *opt, const tl_grad_buffer *g, int32_t index,
+                             int32_t value)
 {
     int32_t delta;
-    if (g->master != NULL) { /* fused: the update as the entry is formed */
-        delta = tl_rounding_divide_by_pot(value, TL_ACCUM_FRAC_BITS);
-        if (delta != 0 && tl_mag32(delta) >= (uint32_t)opt->threshold) {
-            g->master[index] = tl_sat16_64((int64_t)g->master[index] - delta);
-        }
-        return;
-    }
     if (g->pairs == NULL) {
         g->acc[index] = opt->accumulate ? tl_sat32_64((int64_t)g->acc[index] + value) : value;
         return;
@@ -421,6 +415,28 @@ static inline void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, 
     }
 }
 
+/* One weight-gradient entry: the int32 update value rescale(G, M_u) of flat index `index`.
+ * Fused (g->master set): the update as the entry is formed. |value| < 2^31 makes
+ * |delta| <= 2^23, so master - delta fits int32 before the int16 saturation. */
+static inline void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, int32_t index,
+                           int32_t value)
+{
+    if (g->master != NULL) {
+        const int32_t delta = tl_rounding_divide_by_pot_inline(value, TL_ACCUM_FRAC_BITS);
+        if (delta != 0 && tl_mag32(delta) >= (uint32_t)opt->threshold) {
+            const int32_t m = (int32_t)g->master[index] - delta;
+            const int32_t master = m > INT16_MAX ? INT16_MAX : m < INT16_MIN ? INT16_MIN : m;
+            g->master[index] = (int16_t)master;
+            if (g->view != NULL) {
+                g->view[index] =
+                    tl_sat8(tl_rounding_divide_by_pot_inline(master, TL_MASTER_FRAC_BITS), -127, 127);
+            }
+        }
+        return;
+    }
+    tl_emit_buffered(opt, g, index, value);
+}
+
 static tl_status tl_check_grad_buffer(const tl_optim_params *opt, const tl_grad_buffer *g)
 {
     if (g->master != NULL) { /* fused: nothing may need the whole gradient */
@@ -429,6 +445,9 @@ static tl_status tl_check_grad_buffer(const tl_optim_params *opt, const tl_grad_
             return TL_ERR_PARAM;
         }
         return TL_OK;
+    }
+    if (g->view != NULL) {
+        return TL_ERR_PARAM; /* the views follow the masters only when the update is fused */
     }
     if (g->pairs != NULL) {
         if (g->capacity < 1 || opt->accumulate) {
@@ -832,7 +851,7 @@ tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *op
     }
     e = exponent + eg;
 
-    /* 2. The adapter: dh = normalize15(sat-mask(g . B)), then GB and GA into the updates. */
+    /* 2. The adapter's dh = normalize15(sat-mask(g . B)). */
     if (lora != NULL) {
         for (row = 0; row < rows; ++row) {
             const int16_t *g = grad + (size_t)row * (size_t)C;
@@ -849,13 +868,11 @@ tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *op
             }
         }
         (void)tl_normalize_inplace(lora->dh, rows * r, TL_GRAD_BITS, &eh);
-        tl_clear_pairs(&lora->da);
-        tl_clear_pairs(&lora->db);
-        tl_weight_gradients(p, opt, input, grad, e, lora, eh);
     }
 
     /* 3. The input gradient: rescale(g, s_w[c]/S) . W + rescale(dh, to_input) . A in 64 bits,
-     *    normalized to 15 bits and scattered to the pixels the layer read. */
+     *    normalized to 15 bits and scattered to the pixels the layer read. Before step 4: a
+     *    fused update may rewrite the views a8 and b8. */
     if (grad_in != NULL) {
         const int32_t dh_shift = tl_shift_sum(p->to_input_shift, eh, 0, 0);
         for (i = 0; i < p->in_h * p->in_w * K; ++i) {
@@ -867,6 +884,13 @@ tl_status tl_lora_backward_s8(const tl_lora_params *p, const tl_optim_params *op
             tl_dx_rows(p, lora, grad, dh_shift, dx, grad_in, &ex);
         }
         *grad_in_exponent = e + ex;
+    }
+
+    /* 4. GB and GA into the updates. */
+    if (lora != NULL) {
+        tl_clear_pairs(&lora->da);
+        tl_clear_pairs(&lora->db);
+        tl_weight_gradients(p, opt, input, grad, e, lora, eh);
     }
     return TL_OK;
 }
@@ -897,7 +921,7 @@ tl_status tl_refresh_view_s8(int32_t n, const int16_t *master, int8_t *view)
         return TL_ERR_NULL;
     }
     for (i = 0; i < n; ++i) {
-        view[i] = tl_sat8(tl_rounding_divide_by_pot(master[i], TL_MASTER_FRAC_BITS), -127, 127);
+        view[i] = tl_sat8(tl_rounding_divide_by_pot_inline(master[i], TL_MASTER_FRAC_BITS), -127, 127);
     }
     return TL_OK;
 }

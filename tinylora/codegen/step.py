@@ -202,16 +202,18 @@ def _grad_buffer(sp: StepPlan, life: _Lifetimes, i: int, p: str, t: int, writing
     cap = tr.capacity(size)
     sparse = tr.accum_steps == 1 and tr.capacity(1 << 30) is not None
     find = life.write if writing else life.read
-    acc = pairs = mom = master = "NULL"
-    if tr.fused:   # the backward updates the masters as it forms each entry
+    acc = pairs = mom = master = view = "NULL"
+    if tr.fused:   # the backward updates the masters, and their int8 views, entry by entry
         master = _at(life.read(BufferName.adapter(p, i), t))
+        view = _at(life.read(BufferName.adapter(p + "q", i), t))
     elif sparse:
         pairs = _at(find(f"s{p}{i}", t))
     else:
         acc = _at(find(BufferName.adapter("d" + p, i), t))
     if tr.momentum_q[0]:
         mom = _at(life.read(BufferName.adapter("m" + p, i), t))
-    return {"acc": acc, "pairs": pairs, "capacity": int(cap or 0), "momentum": mom, "master": master}
+    return {"acc": acc, "pairs": pairs, "capacity": int(cap or 0), "momentum": mom, "master": master,
+            "view": view}
 
 
 def _forward_op(sp: StepPlan, life: _Lifetimes, frozen_steps: dict, t: int, op) -> dict:
@@ -275,12 +277,7 @@ def _chain_backward(sp: StepPlan, life: _Lifetimes, t: int, op, comment: str) ->
             "da": _grad_buffer(sp, life, i, "A", t, writing=tr.accum_steps == 1),
             "db": _grad_buffer(sp, life, i, "B", t, writing=tr.accum_steps == 1),
         }
-    refresh = []   # fused: the int8 views follow the masters once the backward is done
-    if lora_t is not None and tr.fused:
-        refresh = [{"count": int(tr.adapters[i].arrays[p].size),
-                    "master": _at(life.read(BufferName.adapter(p, i), t)),
-                    "view": _at(life.read(BufferName.adapter(p + "q", i), t))} for p in "AB"]
-    return {"kind": "backward", "comment": comment, "refresh": refresh,
+    return {"kind": "backward", "comment": comment,
             "params": f"{sp.prefix}_l{i}_lora",
             "input": _at(life.read(act(tr.srcs[i][0]), t)),
             "output": _at(life.read(act(i), t)), "grad": _at(grad),
