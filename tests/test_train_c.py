@@ -1342,7 +1342,8 @@ def _status_checks() -> list[str]:
         "const tl_mse_params mp = {1 << 30, -3};",
         "const tl_optim_params opt = {0, 0, 0, 0}, opt_acc = {1, 0, 0, 0}, opt_mom = {0, 0, 1 << 30, 0},"
         " opt_neg = {0, -1, 0, 0};",
-        "const tl_lora_tensors ts = {a, b, h, dh, {NULL, pairs, 2, NULL, NULL, NULL}, {acc, NULL, 0, NULL, NULL, NULL}};",
+        "const tl_lora_tensors ts = {a, b, h, dh, {NULL, pairs, 2, NULL, NULL, NULL},"
+        " {acc, NULL, 0, NULL, NULL, NULL}};",
         "const tl_lora_tensors tv = {a, b, h, dh, {NULL, pairs, 2, NULL, NULL, v}, {acc, NULL, 0, NULL, NULL, v}};",
         "const tl_lora_tensors tf = {a, b, h, dh, {NULL, NULL, 0, NULL, m, NULL}, {NULL, NULL, 0, NULL, m, v}};",
         "tl_grad_buffer sb = {NULL, pairs, 2, NULL, NULL, NULL}, db = {acc, NULL, 0, NULL, NULL, NULL};",
