@@ -428,8 +428,8 @@ static inline void tl_emit(const tl_optim_params *opt, const tl_grad_buffer *g, 
             const int32_t master = m > INT16_MAX ? INT16_MAX : m < INT16_MIN ? INT16_MIN : m;
             g->master[index] = (int16_t)master;
             if (g->view != NULL) {
-                g->view[index] =
-                    tl_sat8(tl_rounding_divide_by_pot_inline(master, TL_MASTER_FRAC_BITS), -127, 127);
+                g->view[index] = tl_sat8(
+                    tl_rounding_divide_by_pot_inline(master, TL_MASTER_FRAC_BITS), -127, 127);
             }
         }
         return;
@@ -921,7 +921,8 @@ tl_status tl_refresh_view_s8(int32_t n, const int16_t *master, int8_t *view)
         return TL_ERR_NULL;
     }
     for (i = 0; i < n; ++i) {
-        view[i] = tl_sat8(tl_rounding_divide_by_pot_inline(master[i], TL_MASTER_FRAC_BITS), -127, 127);
+        view[i] =
+            tl_sat8(tl_rounding_divide_by_pot_inline(master[i], TL_MASTER_FRAC_BITS), -127, 127);
     }
     return TL_OK;
 }
