@@ -37,20 +37,10 @@ def random_inputs(model, rng, n):
     return rng.integers(info.min, info.max + 1, size=shape).astype(model.input_dtype.lower())
 
 
-def tflm(data, x):
-    interp = oracles.tflm_interpreter(data)
-    out = []
-    for sample in x:
-        interp.set_input(np.ascontiguousarray(sample[None]), 0)
-        interp.invoke()
-        out.append(np.array(interp.get_output(0)).reshape(-1))
-    return np.stack(out)
-
-
 def forward_diff(data, n, seed=0) -> str:
     model = load_tflite(data)
     x = random_inputs(model, np.random.default_rng(seed), n)
-    want = tflm(data, x)
+    want = oracles.tflm_outputs(data, x)
     got = np.concatenate([model.forward(x[i:i + 50]).reshape(len(x[i:i + 50]), -1)
                           for i in range(0, n, 50)])
     if got.dtype != want.dtype or got.shape != want.shape:

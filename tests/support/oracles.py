@@ -138,6 +138,18 @@ def tflm_run(model_bytes, x_int8_batch) -> np.ndarray:
     return y
 
 
+def tflm_outputs(model_bytes, x) -> np.ndarray:
+    """Each sample of x through tflite-micro in the model's own input type (int8, uint8 or
+    float32 ends), flattened: (N, outputs) in the model's output type."""
+    interp = tflm_interpreter(model_bytes)
+    out = []
+    for sample in x:
+        interp.set_input(np.ascontiguousarray(sample[None]), 0)
+        interp.invoke()
+        out.append(np.array(interp.get_output(0)).reshape(-1))
+    return np.stack(out)
+
+
 def litert_ref_interpreter(model_bytes):
     """A LiteRT interpreter with reference kernels and no delegates, tensors allocated."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
