@@ -195,8 +195,16 @@ tl_status tl_mse_grad_s8(const tl_mse_params *params, int32_t count, const int8_
  *             whole shape [in_h][in_w][K] (pixels a strided 1x1 conv skips get 0), and
  *             *grad_in_exponent its exponent.
  * Weight gradients go to lora->da / lora->db (see tl_grad_buffer; fused: straight into the
- * masters, so the caller refreshes the int8 views afterwards). GB and GA are formed
+ * masters, and into the int8 views when tl_grad_buffer.view is set). GB and GA are formed
  * twice (once for their block exponent, once to emit them), so they need no scratch. */
+/* The last pass of a row-at-a-time input gradient (tl_lora_backward_s8, and the depthwise
+ * backward): the n values of one row, which the first pass stored as 2|v| >> row_shift
+ * (row_shift 0: 2|v|), become 15-bit mantissas at the tensor's exponent ex (the value
+ * normalize gives: |v| / 2^ex rounded half up, at most 32767), signed by bit `bit` onwards of
+ * the bit array `sign`. */
+void tl_dx_row_finish_s16(int16_t *values, int32_t n, int32_t ex, int32_t row_shift,
+                          const uint8_t *sign, int32_t bit);
+
 /* The int64 words of tl_lora_backward_s8's dx scratch (lora.input_grad_scratch_words). */
 int32_t tl_lora_dx_words(int32_t rows, int32_t depth);
 

@@ -276,20 +276,9 @@ static void tl_dw_rows(const tl_conv_backward_params *p, const int16_t *grad, in
         }
     }
     *ex = tl_bw_exponent(all);
-    for (y = 0, bit = 0; y < p->in_h; ++y) {
-        int16_t *gi = grad_in + (size_t)y * (size_t)len;
-        const int32_t shift = *ex - row_shift[y];
-        for (k = 0; k < len; ++k, ++bit) {
-            const uint32_t v = (uint16_t)gi[k];
-            uint32_t m;
-            if (*ex <= 0) {
-                m = (v >> 1) << -*ex;
-            } else {
-                m = shift > 16 ? 0u : ((v >> shift) + 1u) >> 1;
-                m = m > 32767u ? 32767u : m;
-            }
-            gi[k] = (int16_t)((sign[bit >> 3] >> (bit & 7)) & 1u ? -(int32_t)m : (int32_t)m);
-        }
+    for (y = 0; y < p->in_h; ++y) {
+        tl_dx_row_finish_s16(grad_in + (size_t)y * (size_t)len, len, *ex, row_shift[y], sign,
+                             y * len);
     }
 }
 

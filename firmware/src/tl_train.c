@@ -648,6 +648,24 @@ static void tl_weight_gradients(const tl_lora_params *p, const tl_optim_params *
 
 /* ------------------------------------------------------------------ the input gradient */
 
+void tl_dx_row_finish_s16(int16_t *values, int32_t n, int32_t ex, int32_t row_shift,
+                          const uint8_t *sign, int32_t bit)
+{
+    const int32_t shift = ex - row_shift;
+    int32_t k;
+    for (k = 0; k < n; ++k, ++bit) {
+        const uint32_t v = (uint16_t)values[k];
+        uint32_t m;
+        if (ex <= 0) {
+            m = (v >> 1) << -ex;
+        } else {
+            m = shift > 16 ? 0u : ((v >> shift) + 1u) >> 1;
+            m = m > 32767u ? 32767u : m;
+        }
+        values[k] = (int16_t)((sign[bit >> 3] >> (bit & 7)) & 1u ? -(int32_t)m : (int32_t)m);
+    }
+}
+
 int32_t tl_lora_dx_words(int32_t rows, int32_t depth)
 {
     const int64_t whole = (int64_t)rows * depth;
@@ -771,18 +789,7 @@ static void tl_dx_rows(const tl_lora_params *p, const tl_lora_tensors *lora, con
     for (oy = 0; oy < p->out_h; ++oy) {
         for (ox = 0; ox < p->out_w; ++ox, ++row) {
             int16_t *gi = grad_in + tl_pixel(p, oy, ox);
-            const int32_t shift = *ex - row_shift[row];
-            for (k = 0, bit = row * K; k < K; ++k, ++bit) {
-                const uint32_t v = (uint16_t)gi[k];
-                uint32_t m;
-                if (*ex <= 0) {
-                    m = (v >> 1) << -*ex;
-                } else {
-                    m = shift > 16 ? 0u : ((v >> shift) + 1u) >> 1;
-                    m = m > 32767u ? 32767u : m;
-                }
-                gi[k] = (int16_t)((sign[bit >> 3] >> (bit & 7)) & 1u ? -(int32_t)m : (int32_t)m);
-            }
+            tl_dx_row_finish_s16(gi, K, *ex, row_shift[row], sign, row * K);
         }
     }
 }
